@@ -1,0 +1,24 @@
+"""Backbones: built-in ones are registered through the same hook as plugins."""
+from __future__ import annotations
+
+from ..hookspecs import hookimpl
+from ..specs import BackboneSpec
+
+DEFAULT_BACKBONE = "ViT-L-14:openai"
+
+
+@hookimpl
+def sidbench_backbones() -> list[BackboneSpec]:
+    return [
+        BackboneSpec(
+            name="clip-tiny",
+            factory="sidbench.backbones.clip:build_tiny",
+            description="tiny randomly initialised CLIP (4 blocks, width 64, embed 32), built offline from seed 0",
+        ),
+        BackboneSpec(
+            name="open_clip",
+            factory="sidbench.backbones.clip:build_open_clip",
+            pattern=r"^[A-Za-z0-9_\-./]+(:[A-Za-z0-9_\-.]+)?$",
+            description="any open_clip ARCH:TAG, e.g. ViT-L-14:openai (the default), or ARCH with --weights PATH",
+        ),
+    ]

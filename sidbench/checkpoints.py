@@ -1,0 +1,79 @@
+"""Loading and saving tensors safely: ``torch.load(weights_only=True)``, safetensors or npz; never a free unpickle."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import WeightsError
+
+if TYPE_CHECKING:
+    import torch
+
+META_KEY = "sidbench"
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
+    """Return (tensors on CPU, sidbench metadata or {}) from a .pth/.pt/.bin, .safetensors or .npz file."""
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} does not exist; check the path given with @CHECKPOINT or --weights")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors import safe_open
+
+        tensors, meta = {}, {}
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+            meta = json.loads(raw) if raw else {}
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+        return tensors, meta
+    if suffix == ".npz":
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                tensors = {k: torch.from_numpy(npz[k].copy()) for k in npz.files if k != f"__{META_KEY}__"}
+                meta = json.loads(str(npz[f"__{META_KEY}__"])) if f"__{META_KEY}__" in npz.files else {}
+        except ValueError as exc:
+            raise WeightsError(f"{path}: refused, the npz holds pickled objects ({exc})") from exc
+        return tensors, meta
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
+        raise WeightsError(
+            f"{path}: refused to load, it holds pickled objects beyond plain tensors ({first}); "
+            "only weights_only checkpoints, safetensors or npz are accepted"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - zip errors, truncated files ...
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    meta: dict[str, Any] = {}
+    if isinstance(obj, dict) and META_KEY in obj and isinstance(obj.get("state_dict"), dict):
+        meta = json.loads(obj[META_KEY]) if isinstance(obj[META_KEY], str) else {}
+        obj = obj["state_dict"]
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):  # {'model': state_dict, ...} training dumps
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: expected a state dict of tensors, found {type(obj).__name__}")
+    return dict(obj), meta
+
+
+def save_tensors(path: str | Path, tensors: dict[str, "torch.Tensor"], meta: dict[str, Any]) -> Path:
+    """Write safetensors with JSON metadata, atomically (temp file + rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path).expanduser()
+    if path.suffix.lower() != ".safetensors":
+        path = path.with_suffix(path.suffix + ".safetensors") if path.suffix else path.with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    save_file(clean, str(tmp), metadata={META_KEY: json.dumps(meta, default=str)})
+    os.replace(tmp, path)
+    return path

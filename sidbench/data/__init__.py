@@ -1,0 +1,1 @@
+"""Data: records, layouts, robust image reading, perturbations and preprocessing protocols."""

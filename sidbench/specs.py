@@ -1,0 +1,100 @@
+"""Plain metadata objects returned by plugin hooks.
+
+Specs are cheap to build and hold no tensors: building a detector, a backbone
+or opening a dataset happens later, through the spec's ``factory`` (a callable
+or an ``"module:attribute"`` string imported on first use).
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+Factory = "Callable[..., Any] | str"
+
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]*(\.[a-z0-9][a-z0-9_\-]*)*$")
+
+
+def resolve_factory(factory: Callable[..., Any] | str) -> Callable[..., Any]:
+    """Import ``"pkg.module:attr"`` lazily; callables pass through."""
+    if callable(factory):
+        return factory
+    module, _, attr = factory.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def check_name(name: str, kind: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        from .errors import PluginError
+
+        raise PluginError(
+            f"invalid {kind} name {name!r}: use lowercase `family.variant` "
+            "(letters, digits, '_' and '-'), e.g. 'rine.progan4'"
+        )
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """What a detector is, what it needs and where it came from (its paper and training data).
+
+    ``factory(spec, **options)`` returns a :class:`sidbench.detector.Detector`.
+    """
+
+    name: str
+    factory: Callable[..., Any] | str
+    features: tuple[str, ...]
+    backbone: str = "ViT-L-14:openai"
+    preprocess: str = "center_crop"
+    description: str = ""
+    needs_fit: bool = False
+    default: bool = False  # the variant that the bare family name selects
+    options: Mapping[str, Any] = field(default_factory=dict)
+    training_data: tuple[str, ...] = ()  # generators (or data sets) seen in training
+    paper: str = ""
+    license: str = ""
+    origin: str = ""  # filled in by the plugin manager
+
+    @property
+    def family(self) -> str:
+        return self.name.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A data layout: ``factory(**options)`` returns an object with ``matches(root)`` and
+    ``records(root, **options)`` (see :class:`sidbench.data.layout.Layout`)."""
+
+    name: str
+    factory: Callable[..., Any] | str
+    description: str = ""
+    priority: int = 0  # higher is tried first when a --data folder is recognised
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A feature extractor: ``factory(name, weights=None, device='cpu')`` returns a
+    :class:`sidbench.backbones.base.Backbone`. ``pattern`` (a regex) lets one spec
+    serve a family of names such as open_clip's ``ARCH:TAG``."""
+
+    name: str
+    factory: Callable[..., Any] | str
+    description: str = ""
+    pattern: str | None = None
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class PerturbationSpec:
+    """A named image perturbation: ``factory(value)`` returns a callable
+    ``(PIL image, numpy Generator) -> PIL image``; ``values`` are the defaults."""
+
+    name: str
+    factory: Callable[..., Any] | str
+    description: str = ""
+    values: tuple[Any, ...] = ()
+    origin: str = ""
