@@ -1,0 +1,73 @@
+"""The ``sidbench`` command. Each subcommand lives in its own module with ``register(subparsers, common)``.
+
+Nothing heavy is imported here, so ``sidbench --help`` and ``sidbench list`` stay instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from ..errors import SidbenchError
+
+COMMANDS = ("run", "train", "list_", "plugins")
+
+
+def common_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("plugins and debugging")
+    g.add_argument("--plugins-dir", action="append", default=[], metavar="DIR",
+                   help="load every .py file in DIR as a plugin (repeatable; also $SIDBENCH_PLUGINS_DIR)")
+    g.add_argument("--strict", action="store_true", help="fail when any plugin fails to load")
+    g.add_argument("--debug", action="store_true", help="show tracebacks")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    common = common_parser()
+    parser = argparse.ArgumentParser(
+        prog="sidbench",
+        description="Benchmark synthetic-image detectors: many detectors, many test sets, one harness.",
+        epilog="Run `sidbench run` with no arguments for the offline quickstart. `sidbench COMMAND --help` for details.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"sidbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub, common)
+    return parser
+
+
+def load_plugins_from(args: argparse.Namespace):
+    """The plugin manager for this invocation, with failures reported on stderr."""
+    from ..plugins import load_plugins
+
+    plugins = load_plugins(args.plugins_dir, strict=args.strict)
+    for failure in plugins.failed:
+        print(f"sidbench: warning: {failure}", file=sys.stderr)
+    return plugins
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except SidbenchError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"sidbench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("sidbench: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Turning run options into records: user folders, or the generated quickstart."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from ..data.layout import resolve_records
+from ..harness import RunConfig, RunData
+
+
+def records_of(paths: list[str] | str | None, plugins: Any, dataset: str | None = None, **options: Any) -> list:
+    if not paths:
+        return []
+    paths = [paths] if isinstance(paths, str) else paths
+    out = []
+    for p in paths:
+        out += resolve_records(p, plugins, dataset, **options)
+    return out
+
+
+def run_data(cfg: RunConfig, plugins: Any) -> RunData:
+    test = records_of(cfg.data, plugins, cfg.dataset)
+    name = "-".join(Path(p).resolve().name for p in cfg.data)[:60] or "run"
+    return RunData(test, records_of(cfg.train, plugins), records_of(cfg.val, plugins), name=name)
+
+
+def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
+    """The quickstart: every built-in family's default detector on clip-tiny, fitted on the generated train split."""
+    from ..datasets.quickstart import QuickstartLayout, ensure_quickstart
+
+    root = ensure_quickstart()
+    layout = QuickstartLayout()
+    detectors = cfg.detectors or default_detectors(plugins)
+    cfg = dataclasses.replace(cfg, detectors=detectors, backbone=cfg.backbone or "clip-tiny")
+    data = RunData(
+        test=layout.records(root, split="test") + layout.records(root, split="test_jpeg"),
+        train=layout.records(root, split="train"),
+        val=layout.records(root, split="val"),
+        name="quickstart",
+    )
+    return cfg, data
+
+
+def default_detectors(plugins: Any) -> list[str]:
+    """One detector per built-in family: its default variant."""
+    families: dict[str, str] = {}
+    for spec in plugins.detectors.values():
+        if "/detectors/" not in spec.origin.replace("\\", "/"):
+            continue
+        if spec.default or spec.family not in families:
+            families[spec.family] = spec.name
+    return sorted(families.values())

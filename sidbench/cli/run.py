@@ -1,0 +1,103 @@
+"""``sidbench run``: evaluate detectors on data and write a results folder (no arguments: the quickstart)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+QUICKSTART_OUT = "results/quickstart"
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser(
+        "run", parents=[common], help="run detectors over data and write a leaderboard",
+        description="Evaluate detectors on image folders. With no arguments: the offline quickstart "
+                    "(generated data, clip-tiny backbone, every built-in detector).",
+    )
+    p.add_argument("--data", action="append", metavar="PATH", help="folder with 0_real/1_fake below it, or a layout a dataset plugin recognises (repeatable)")
+    p.add_argument("--dataset", metavar="NAME", help="force a dataset layout (see `sidbench list datasets`)")
+    p.add_argument("--detectors", metavar="A,B", help="spec or family names, NAME@CHECKPOINT to attach weights")
+    add_backbone_args(p)
+    p.add_argument("--perturb", metavar="SPEC", help="e.g. 'jpeg:40,65,90' or 'blur:1+jpeg:75;webp:75' (clean rows always included)")
+    p.add_argument("--protocol", choices=("center_crop", "resize_center_crop", "ten_crop"), help="override every detector's preprocessing")
+    p.add_argument("--train", metavar="PATH", help="fit detectors that need it on this folder")
+    p.add_argument("--val", metavar="PATH", help="validation folder for fitting (hyper-parameters, epochs)")
+    p.add_argument("--out", metavar="DIR", help="results folder (default results/<name>); the same --out resumes")
+    p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as these flags (flags win)")
+    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming an existing --out")
+    p.set_defaults(func=main)
+
+
+def add_backbone_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("backbone and hardware")
+    g.add_argument("--backbone", metavar="NAME", help="override the detectors' backbone, e.g. clip-tiny or ViT-L-14:openai")
+    g.add_argument("--weights", metavar="PATH", help="local backbone weights (open_clip checkpoint) instead of a download")
+    g.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    g.add_argument("--batch-size", type=int, metavar="N", help="images per backbone batch (default 64; halves on GPU out-of-memory)")
+    g.add_argument("--workers", type=int, metavar="N", help="DataLoader workers (default: 0 on CPU, up to 16 on GPU)")
+    g.add_argument("--seed", type=int, metavar="N", help="seed for everything random (default 0)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace):
+    """RunConfig from --config (if any) overlaid with the flags given."""
+    from ..errors import SidbenchError
+    from ..harness import RunConfig
+
+    values: dict = {}
+    if getattr(args, "config", None):
+        values = read_toml(args.config)
+        unknown = set(values) - {f.name for f in dataclasses.fields(RunConfig)}
+        if unknown:
+            raise SidbenchError(f"--config {args.config}: unknown key(s) {sorted(unknown)}")
+    for f in dataclasses.fields(RunConfig):
+        v = getattr(args, f.name, None)
+        if v is not None and v != []:
+            values[f.name] = v
+    if isinstance(values.get("detectors"), str):
+        values["detectors"] = [d for d in values["detectors"].split(",") if d.strip()]
+    if isinstance(values.get("data"), str):
+        values["data"] = [values["data"]]
+    if getattr(args, "no_progress", False) or not sys.stderr.isatty():
+        values["progress"] = False if getattr(args, "no_progress", False) else values.get("progress", True)
+    return RunConfig(**values)
+
+
+def read_toml(path: str) -> dict:
+    from ..errors import SidbenchError
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise SidbenchError(f"--config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SidbenchError(f"--config {path}: invalid TOML ({exc})") from None
+
+
+def main(args: argparse.Namespace) -> int:
+    import shutil
+
+    from ..harness import run
+    from . import load_plugins_from
+    from .data import quickstart_data, run_data
+
+    plugins = load_plugins_from(args)
+    cfg = config_from_args(args)
+    if not cfg.data:
+        cfg, data = quickstart_data(cfg, plugins)
+        default_out = QUICKSTART_OUT
+    else:
+        data = run_data(cfg, plugins)
+        default_out = f"results/{data.name}-{cfg.digest()}"
+    out = Path(cfg.out or default_out)
+    if args.overwrite and out.exists():
+        shutil.rmtree(out)
+    cfg.out = str(out)
+    run(cfg, data, out, plugins, log=lambda m: print(m, flush=True))
+    return 0

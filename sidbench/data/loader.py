@@ -1,0 +1,78 @@
+"""Batched, parallel image loading that skips unreadable files and reports them."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from .images import UnreadableImage, read_image
+from .perturb import NONE, Perturbation
+from .records import Record
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class Batch:
+    """Indices (into the record list) of the images that loaded, their pixels, and the ones skipped."""
+
+    index: list[int]
+    pixels: "torch.Tensor | None"  # [b, 3, S, S] or [b, 10, 3, S, S]
+    skipped: list[tuple[int, str]]
+
+
+class ImageDataset:
+    """Map-style dataset: read, perturb, preprocess; an unreadable image becomes a skip, not an error."""
+
+    def __init__(self, records: Sequence[Record], preprocess: Callable, perturbation: Perturbation = NONE,
+                 transform: Callable | None = None):
+        self.records, self.preprocess, self.perturbation = records, preprocess, perturbation
+        self.transform = transform  # e.g. a training augmentation: (img, record, index) -> img
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        rec = self.records[i]
+        try:
+            img = read_image(rec.path)
+            img = self.perturbation.apply(img, rec.key)
+            if self.transform is not None:
+                img = self.transform(img, rec, i)
+            return i, self.preprocess(img), None
+        except UnreadableImage as exc:
+            return i, None, exc.reason
+        except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the run
+            return i, None, f"failed to process ({type(exc).__name__}: {exc})"
+
+
+def collate(items: list) -> Batch:
+    import torch
+
+    ok = [(i, x) for i, x, _ in items if x is not None]
+    skipped = [(i, r) for i, x, r in items if x is None]
+    pixels = torch.stack([x for _, x in ok]) if ok else None
+    return Batch([i for i, _ in ok], pixels, skipped)
+
+
+def default_workers(device: str) -> int:
+    """CPU runs decode in the main process (2-core machines); GPU runs use up to 16 workers."""
+    if not str(device).startswith("cuda"):
+        return 0
+    return max(1, min(16, (os.cpu_count() or 2) - 1))
+
+
+def make_loader(dataset: ImageDataset, batch_size: int, workers: int, device: str):
+    from torch.utils.data import DataLoader
+
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=str(device).startswith("cuda"),
+        persistent_workers=False,
+        prefetch_factor=4 if workers > 0 else None,
+    )

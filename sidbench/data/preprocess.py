@@ -1,0 +1,69 @@
+"""Preprocessing protocols: how a PIL image becomes the backbone's input tensor.
+
+``center_crop``: native resolution, centre crop (zero padding when smaller) - RINE / UnivFD test protocol.
+``resize_center_crop``: shorter side resized to the crop size (bicubic), then centre crop - CLIP+SVM.
+``ten_crop``: native resolution, 4 corners + centre and their flips [10, 3, S, S] - RINE on Synthbuster;
+the harness averages the 10 crop logits.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..backbones.base import BackboneInfo
+
+PROTOCOLS = {
+    "center_crop": "native resolution, centre crop (zero-padded when smaller)",
+    "resize_center_crop": "resize shorter side (bicubic), centre crop",
+    "ten_crop": "native resolution, ten crops (corners, centre, flipped); mean of the 10 logits",
+}
+
+
+def check_protocol(name: str) -> str:
+    if name not in PROTOCOLS:
+        from ..errors import UnknownNameError
+
+        raise UnknownNameError("protocol", name, PROTOCOLS)
+    return name
+
+
+def n_views(protocol: str) -> int:
+    """How many crops a protocol feeds the backbone per image."""
+    return 10 if protocol == "ten_crop" else 1
+
+
+def make_preprocess(protocol: str, info: "BackboneInfo") -> Callable[[Image.Image], "torch.Tensor"]:
+    """A picklable callable PIL -> [3, S, S] (or [10, 3, S, S] for ten_crop) normalised tensor."""
+    return Preprocess(check_protocol(protocol), info.image_size, tuple(info.mean), tuple(info.std))
+
+
+class Preprocess:
+    def __init__(self, protocol: str, size: int, mean: tuple, std: tuple):
+        self.protocol, self.size, self.mean, self.std = protocol, size, mean, std
+
+    def __call__(self, img: Image.Image) -> "torch.Tensor":
+        import torch
+        import torchvision.transforms.functional as TF
+
+        s = self.size
+        if self.protocol == "resize_center_crop":
+            img = TF.resize(img, s, interpolation=TF.InterpolationMode.BICUBIC)
+        if self.protocol == "ten_crop":
+            w, h = img.size
+            if w < s or h < s:
+                img = TF.center_crop(img, [max(h, s), max(w, s)])
+            crops = TF.ten_crop(img, s)
+            return torch.stack([self._normalise(TF.to_tensor(c)) for c in crops])
+        return self._normalise(TF.to_tensor(TF.center_crop(img, s)))
+
+    def _normalise(self, x: "torch.Tensor") -> "torch.Tensor":
+        import torchvision.transforms.functional as TF
+
+        return TF.normalize(x, self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return f"Preprocess({self.protocol}, {self.size})"

@@ -1,0 +1,278 @@
+"""A benchmark run: fit what needs fitting, run each backbone once per batch for every detector,
+stream scores to disk (resumable), then write metrics and the leaderboard."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from .data.records import Record
+from .errors import FitRequiredError, SidbenchError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .backbones.base import Backbone
+    from .detector import Detector
+    from .plugins import Plugins
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run (also readable from a TOML file with the same keys)."""
+
+    data: list[str] = field(default_factory=list)
+    dataset: str | None = None
+    detectors: list[str] = field(default_factory=list)
+    backbone: str | None = None
+    weights: str | None = None
+    perturb: str | None = None
+    protocol: str | None = None
+    device: str | None = None
+    batch_size: int = 64
+    workers: int | None = None
+    out: str | None = None
+    train: str | None = None
+    val: str | None = None
+    seed: int = 0
+    progress: bool = True
+
+    def digest(self) -> str:
+        keep = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out", "progress", "workers", "device")}
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:8]
+
+
+@dataclass
+class RunData:
+    """Records to evaluate, and optionally to fit on."""
+
+    test: list[Record]
+    train: list[Record] = field(default_factory=list)
+    val: list[Record] = field(default_factory=list)
+    name: str = "run"
+
+
+def pick_device(device: str | None) -> str:
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SidbenchError("--device cuda: no CUDA device is visible to PyTorch; use --device cpu")
+    return device
+
+
+def build_detectors(cfg: RunConfig, plugins: "Plugins") -> list["Detector"]:
+    from .detector import load_detector
+
+    if not cfg.detectors:
+        raise SidbenchError("no detectors given: --detectors NAME[,NAME...] (see `sidbench list detectors`)")
+    dets, seen = [], set()
+    for name in cfg.detectors:
+        det = load_detector(name, backbone=cfg.backbone, plugins=plugins,
+                            **({"preprocess": cfg.protocol} if cfg.protocol else {}))
+        if det.name in seen:
+            raise SidbenchError(f"detector {det.name!r} is listed twice in --detectors")
+        seen.add(det.name)
+        dets.append(det)
+    return dets
+
+
+class BackbonePool:
+    """Loads each backbone once per run (several preprocessing groups may share it)."""
+
+    def __init__(self, cfg: RunConfig, device: str, plugins: "Plugins"):
+        self.cfg, self.device, self.plugins = cfg, device, plugins
+        self._live: dict[str, "Backbone"] = {}
+
+    def get(self, name: str) -> "Backbone":
+        from .backbones.registry import build_backbone
+
+        if name not in self._live:
+            self._live[name] = build_backbone(name, weights=self.cfg.weights, device=self.device, plugins=self.plugins)
+        return self._live[name]
+
+
+def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Callable[[str], None] = print) -> "pd.DataFrame":
+    """Run ``cfg`` on ``data`` into ``out`` and return the metrics table."""
+    import torch
+
+    from .data.perturb import parse_perturbations
+    from .features import ExtractOptions
+    from .results import ScoreLog
+
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    out.mkdir(parents=True, exist_ok=True)
+    perturbations = parse_perturbations(cfg.perturb, plugins)
+    detectors = build_detectors(cfg, plugins)
+    pool = BackbonePool(cfg, device, plugins)
+    opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress)
+    timings: dict[str, float] = {}
+    skipped: dict[str, tuple[str, str]] = {}
+    scores = ScoreLog(out / "scores.csv")
+    try:
+        for (backbone_name, protocol), group in _groups(detectors, cfg).items():
+            backbone = pool.get(backbone_name)
+            t = time.time()
+            _fit_group(group, backbone, data, out, cfg, opts, log)
+            timings[f"fit {backbone_name} {protocol}"] = round(time.time() - t, 3)
+            for det in group:
+                det.to(device).eval()
+                det.bind(backbone)
+            for pert in perturbations:
+                t = time.time()
+                _score_group(group, backbone, protocol, pert, data.test, scores, skipped, opts)
+                timings[f"score {backbone_name} {protocol} {pert.name}"] = round(time.time() - t, 3)
+    finally:
+        scores.close()
+    timings["total"] = round(time.time() - t0, 3)
+    return _finish(out, cfg, data, detectors, pool, perturbations, skipped, timings, log)
+
+
+def _groups(detectors: Sequence["Detector"], cfg: RunConfig) -> dict[tuple[str, str], list["Detector"]]:
+    """Detectors sharing backbone and preprocessing share one backbone pass per batch."""
+    groups: dict[tuple[str, str], list] = {}
+    for det in detectors:
+        key = (cfg.backbone or det.spec.backbone, det.preprocess)
+        groups.setdefault(key, []).append(det)
+    return groups
+
+
+def _fit_group(group, backbone, data: RunData, out: Path, cfg: RunConfig, opts, log) -> None:
+    from .training import FitData
+
+    fit_data = None
+    for det in group:
+        if det.fitted:
+            continue
+        ckpt = out / "checkpoints" / f"{det.name}.safetensors"
+        if ckpt.exists():  # fitted by an earlier, interrupted run of the same command
+            det.load(str(ckpt))
+            log(f"{det.name}: loaded the checkpoint fitted by the earlier run ({ckpt})")
+            continue
+        if not data.train:
+            raise FitRequiredError(
+                f"detector {det.name!r} must be fitted: give --train PATH (and --val PATH), "
+                f"or a checkpoint with --detectors {det.name}@CHECKPOINT"
+            )
+        if fit_data is None:
+            fit_data = FitData(backbone, data.train, data.val, protocol=det.preprocess, seed=cfg.seed, options=opts)
+        fit_data.protocol = det.preprocess
+        torch_seed(cfg.seed)
+        t = time.time()
+        summary = det.to(backbone.device).fit(fit_data, log=lambda m, d=det: log(f"{d.name}: {m}"))
+        det.fitted = True
+        det.save(str(ckpt))
+        log(f"{det.name}: fitted in {time.time() - t:.1f}s {summary or ''}".rstrip())
+
+
+def torch_seed(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _score_group(group, backbone, protocol, pert, records, scores, skipped, opts) -> None:
+    import torch
+
+    from .data.preprocess import n_views
+    from .features import ExtractOptions, iter_features
+
+    pending_by_det = {d.name: {r.path for r in records if (d.name, pert.name, r.path) not in scores.done} for d in group}
+    todo = [r for r in records if any(r.path in p for p in pending_by_det.values())]
+    if not todo:
+        return
+    names = sorted({f for d in group for f in d.required_features})
+    desc = f"{'+'.join(d.name for d in group)} [{pert.name}]"
+    opts = ExtractOptions(opts.batch_size, opts.workers, opts.progress, desc)
+    for index, feats, skip in iter_features(backbone, todo, names, protocol=protocol, perturbation=pert, options=opts):
+        for i, reason in skip:
+            skipped.setdefault(todo[i].path, (reason, todo[i].split))
+        if not index:
+            continue
+        rows = []
+        with torch.inference_mode():
+            for det in group:
+                logits = _score(det, feats, n_views(protocol)).cpu().tolist()
+                pending = pending_by_det[det.name]
+                for i, logit in zip(index, logits):
+                    r = todo[i]
+                    if r.path in pending:
+                        rows.append((det.name, r.split, r.group, r.generator, pert.name, protocol, r.path, r.label,
+                                     repr(float(logit)), repr(_sigmoid(logit))))
+        scores.write(rows)
+
+
+def _score(det: "Detector", feats: dict, views: int) -> "Any":
+    """Logits [b]; multi-crop features [b, n, ...] are scored per crop and the n logits averaged."""
+    needed = {k: feats[k].to(det.device) for k in det.required_features}
+    if views > 1:
+        b = next(iter(needed.values())).shape[0]
+        flat = {k: v.flatten(0, 1) for k, v in needed.items()}
+        return det.score(flat).float().view(b, views).mean(1)
+    return det.score(needed).float()
+
+
+def _sigmoid(x: float) -> float:
+    import math
+
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def _finish(out, cfg, data, detectors, pool, perturbations, skipped, timings, log) -> "pd.DataFrame":
+    from .metrics import metrics_table
+    from .results import (environment, finalize_scores, leaderboard_markdown, write_atomic, write_run_json,
+                          write_skipped)
+
+    scores = finalize_scores(out / "scores.csv")
+    write_skipped(out / "skipped.csv", skipped)
+    metrics = metrics_table(scores)
+    write_atomic(out / "metrics.csv", metrics.to_csv(index=False))
+    board = leaderboard_markdown(metrics)
+    n_skipped = sum(1 for _ in open(out / "skipped.csv")) - 1
+    header = (f"# sidbench leaderboard: {data.name}\n\n{len(data.test)} images, {n_skipped} skipped "
+              f"(see skipped.csv); threshold 0.5 on P(fake); means are unweighted over splits.\n\n")
+    write_atomic(out / "leaderboard.md", header + board)
+    write_run_json(out / "run.json", {
+        "name": data.name,
+        "config": dataclasses.asdict(cfg),
+        "detectors": [_detector_info(d, cfg) for d in detectors],
+        "backbones": {n: {"identity": b.identity, **dataclasses.asdict(b.info)} for n, b in pool._live.items()},
+        "perturbations": [p.name for p in perturbations],
+        "counts": {"test": len(data.test), "train": len(data.train), "val": len(data.val), "skipped": n_skipped},
+        "seed": cfg.seed,
+        "timings_s": timings,
+        "environment": environment(),
+    })
+    if n_skipped:
+        log(f"skipped {n_skipped} unreadable file(s): see {out / 'skipped.csv'}")
+    log(board)
+    log(f"results in {out}")
+    return metrics
+
+
+def _detector_info(det: "Detector", cfg: RunConfig) -> dict[str, Any]:
+    from .backbones.clip import file_sha256
+
+    s = det.spec
+    info = {"name": s.name, "origin": s.origin, "backbone": cfg.backbone or s.backbone, "features": list(det.required_features),
+            "preprocess": det.preprocess, "options": {k: v for k, v in det.options.items() if _plain(v)},
+            "training_data": list(s.training_data), "paper": s.paper, "license": s.license}
+    if det.weights_path:
+        info["weights"] = {"path": det.weights_path, "sha256": file_sha256(Path(det.weights_path))}
+    return info
+
+
+def _plain(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool, type(None), list, tuple))

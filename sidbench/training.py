@@ -1,0 +1,80 @@
+"""What a fittable detector sees: training/validation records and the features of any view of them."""
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from .features import ExtractOptions, FeatureSet, extract
+from .data.records import Record
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .backbones.base import Backbone
+
+
+class Augment(Protocol):
+    """A seeded pixel augmentation; ``name`` identifies it in logs and cache keys."""
+
+    name: str
+
+    def __call__(self, img: "Image.Image", rng: np.random.Generator) -> "Image.Image": ...
+
+
+def view_rng(key: str, augment: str, view: int, seed: int) -> np.random.Generator:
+    """The random stream of one augmented view of one image: same seed, same view, same pixels."""
+    digest = hashlib.sha256(f"{seed}|{augment}|{view}|{key}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+class FitData:
+    """Serves features of the training and validation records, extracting each view once.
+
+    ``features("train", names)`` gives the evaluation view (the detector's protocol);
+    ``features("train", names, augment=aug, view=epoch)`` one seeded augmented view per image.
+    """
+
+    def __init__(self, backbone: "Backbone", train: Sequence[Record], val: Sequence[Record] | None = None, *,
+                 protocol: str = "center_crop", seed: int = 0, options: ExtractOptions | None = None,
+                 feature_source: Callable[..., FeatureSet] | None = None):
+        if not train:
+            from .errors import DataError
+
+            raise DataError("no training images: give --train PATH with 0_real/ and 1_fake/ folders")
+        self.backbone, self.seed, self.protocol = backbone, seed, protocol
+        self.splits = {"train": list(train), "val": list(val or [])}
+        self.options = options or ExtractOptions()
+        self._source = feature_source or extract
+        self._memo: dict[tuple, FeatureSet] = {}
+        self.log_lines: list[str] = []
+
+    @property
+    def has_val(self) -> bool:
+        return bool(self.splits["val"])
+
+    def records(self, split: str = "train") -> list[Record]:
+        return self.splits[split]
+
+    def features(self, split: str = "train", names: Sequence[str] = ("image_embed",), *,
+                 augment: Augment | None = None, view: int = 0, protocol: str | None = None) -> FeatureSet:
+        protocol = protocol or self.protocol
+        key = (split, tuple(names), getattr(augment, "name", None), view if augment else 0, protocol)
+        if key not in self._memo:
+            transform = None
+            if augment is not None:
+                seed, aname = self.seed, augment.name
+
+                def transform(img: Any, rec: Record, i: int, _aug=augment) -> Any:
+                    return _aug(img, view_rng(rec.key, aname, view, seed))
+
+            desc = f"{split} features" + (f" ({augment.name} view {view})" if augment else "")
+            opts = ExtractOptions(self.options.batch_size, self.options.workers, self.options.progress, desc)
+            self._memo[key] = self._source(self.backbone, self.records(split), tuple(names), protocol=protocol,
+                                           transform=transform, options=opts)
+        return self._memo[key]
+
+    def forget_views(self) -> None:
+        """Drop memoised augmented views (they are used once per epoch)."""
+        self._memo = {k: v for k, v in self._memo.items() if k[2] is None}

@@ -1,0 +1,73 @@
+"""Shared fixtures: a fresh plugin manager per test, the offline tiny backbone, generated image folders."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = REPO.parent / "shared" / "reference"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory):
+    """Keep the feature cache and generated data out of the user's cache folder."""
+    if "SIDBENCH_CACHE" not in os.environ or os.environ.get("CI"):
+        os.environ["SIDBENCH_CACHE"] = str(tmp_path_factory.mktemp("sidbench-cache"))
+    yield
+
+
+@pytest.fixture
+def plugins():
+    """A fresh plugin manager (never a shared global)."""
+    from sidbench.plugins import load_plugins
+
+    return load_plugins()
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone():
+    from sidbench.backbones.clip import build_tiny
+
+    return build_tiny()
+
+
+@pytest.fixture
+def reference_dir() -> Path:
+    """The real checkpoints and demo images in ../shared/reference; skipped in a user's clone."""
+    if not REFERENCE.is_dir():
+        pytest.skip("../shared/reference is not present (only in the development workspace)")
+    return REFERENCE
+
+
+def write_image(path: Path, rng: np.random.Generator, size=(64, 64), fake: bool = False, fmt: str | None = None) -> Path:
+    """A random-texture image; fakes carry a period-2 checkerboard so a probe can tell them apart."""
+    h, w = size
+    base = rng.normal(128, 40, (h // 8 + 1, w // 8 + 1, 3))
+    img = np.kron(base, np.ones((8, 8, 1)))[:h, :w] + rng.normal(0, 8, (h, w, 3))
+    if fake:
+        yy, xx = np.mgrid[:h, :w]
+        img += 24.0 * (((yy + xx) % 2) * 2 - 1)[..., None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, format=fmt)
+    return path
+
+
+def make_folder(root: Path, splits=("a", "b"), n: int = 6, size=(64, 64), seed: int = 0) -> Path:
+    """``root/<split>/{0_real,1_fake}/<i>.png`` with ``n`` images per class."""
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for label, sub in ((0, "0_real"), (1, "1_fake")):
+            for i in range(n):
+                write_image(root / split / sub / f"{i:03d}.png", rng, size, fake=bool(label))
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return make_folder(tmp_path / "data")
