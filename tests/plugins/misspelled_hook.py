@@ -1,0 +1,7 @@
+"""A plugin with a misspelled hook name."""
+from sidbench.hookspecs import hookimpl
+
+
+@hookimpl
+def sidbench_detector():  # missing the final 's'
+    return []

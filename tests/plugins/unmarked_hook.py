@@ -1,0 +1,5 @@
+"""A plugin that forgot the @hookimpl decorator."""
+
+
+def sidbench_detectors():
+    return []
