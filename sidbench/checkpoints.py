@@ -43,10 +43,15 @@ def load_tensors(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[str,
         except ValueError as exc:
             raise WeightsError(f"{path}: refused, the npz holds pickled objects ({exc})") from exc
         return tensors, meta
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic not in (b"PK", b"\x80\x02"):  # torch zip archive, or legacy pickle protocol 2
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint (neither a torch zip nor a legacy torch file)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe pickle"
+        lines = [ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        first = lines[0] if lines else "unsafe pickle"
         raise WeightsError(
             f"{path}: refused to load, it holds pickled objects beyond plain tensors ({first}); "
             "only weights_only checkpoints, safetensors or npz are accepted"

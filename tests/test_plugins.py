@@ -21,7 +21,8 @@ def _dir_with(tmp_path: Path, *names: str) -> Path:
     d = tmp_path / "plugdir"
     d.mkdir(exist_ok=True)
     for n in names:
-        shutil.copy(PLUGIN_FILES / f"{n}.py", d / f"{n}.py")
+        src = PLUGIN_FILES / f"{n}.py"
+        shutil.copy(src if src.exists() else PLUGIN_FILES / "broken" / f"{n}.py", d / f"{n}.py")
     return d
 
 
