@@ -25,6 +25,9 @@ def run_data(cfg: RunConfig, plugins: Any) -> RunData:
     return RunData(test, records_of(cfg.train, plugins), records_of(cfg.val, plugins), name=name)
 
 
+QUICKSTART_PERTURB = "jpeg:75"  # the test splits again after JPEG compression
+
+
 def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     """The quickstart: every built-in family's default detector on clip-tiny, fitted on the generated train split."""
     from ..datasets.quickstart import QuickstartLayout, ensure_quickstart
@@ -32,9 +35,10 @@ def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     root = ensure_quickstart()
     layout = QuickstartLayout()
     detectors = cfg.detectors or default_detectors(plugins)
-    cfg = dataclasses.replace(cfg, detectors=detectors, backbone=cfg.backbone or "clip-tiny")
+    cfg = dataclasses.replace(cfg, detectors=detectors, backbone=cfg.backbone or "clip-tiny",
+                              perturb=cfg.perturb or QUICKSTART_PERTURB)
     data = RunData(
-        test=layout.records(root, split="test") + layout.records(root, split="test_jpeg"),
+        test=layout.records(root, split="test"),
         train=layout.records(root, split="train"),
         val=layout.records(root, split="val"),
         name="quickstart",
