@@ -68,7 +68,8 @@ class Backbone:
                 f"backbone {self.info.name!r} has no feature(s) {unknown}; it emits {list(self.feature_names)}"
             )
         try:
-            with torch.inference_mode(), torch.autocast(
+            # no_grad rather than inference_mode: the outputs may feed a trainable head (RINE's pixel path)
+            with torch.no_grad(), torch.autocast(
                 device_type=self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.autocast
             ):
                 out = self._forward(images.to(self.device, non_blocking=True), names)
