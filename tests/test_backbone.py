@@ -94,3 +94,42 @@ def test_missing_weights_file_and_unknown_tag():
         build_open_clip("ViT-L-14", weights="/nonexistent/w.bin")
     with pytest.raises(WeightsError, match="no pretrained tag 'nope'"):
         build_open_clip("ViT-L-14:nope")
+
+
+def test_timm_vit_features_match_manual_forward():
+    from sidbench.backbones.registry import build_backbone, describe_backbone
+
+    name = "timm:vit_small_patch14_dinov2:random"
+    info = describe_backbone(name)
+    assert (info.n_blocks, info.width, info.embed_dim, info.image_size) == (12, 384, 384, 224)
+    bb = build_backbone(name)
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 224, 224)
+    got = bb.features(images, ("cls_ln2", "cls_blocks", "cls_final", "image_embed"))
+    m = bb.model
+    with torch.no_grad():
+        x = m._pos_embed(m.patch_embed(images))
+        x = m.norm_pre(x)
+        ln2, outs = [], []
+        for blk in m.blocks:
+            x = x + blk.ls1(blk.attn(blk.norm1(x)))
+            h = blk.norm2(x)
+            ln2.append(h[:, 0])
+            x = x + blk.ls2(blk.mlp(h))
+            outs.append(x[:, 0])
+        final = m.norm(x)[:, 0]
+    torch.testing.assert_close(got["cls_ln2"], torch.stack(ln2, 1), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got["cls_blocks"], torch.stack(outs, 1), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got["cls_final"], final, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got["image_embed"], final, rtol=1e-4, atol=1e-4)  # DINOv2: CLS is the embedding
+    with pytest.raises(Exception, match="no text tower"):
+        bb.text_embed(["x"])
+
+
+def test_timm_offline_error_is_one_line(monkeypatch, tmp_path):
+    from sidbench.backbones.timm_vit import build_timm
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(WeightsError, match="could not be loaded .HF_HUB_OFFLINE is set"):
+        build_timm("timm:vit_small_patch14_dinov2.lvd142m")

@@ -18,7 +18,13 @@ def sidbench_backbones() -> list[BackboneSpec]:
         BackboneSpec(
             name="open_clip",
             factory="sidbench.backbones.clip:build_open_clip",
-            pattern=r"^[A-Za-z0-9_\-./]+(:[A-Za-z0-9_\-.]+)?$",
+            pattern=r"^(?!timm:)[A-Za-z0-9_\-./]+(:[A-Za-z0-9_\-.]+)?$",
             description="any open_clip ARCH:TAG, e.g. ViT-L-14:openai (the default), or ARCH with --weights PATH",
+        ),
+        BackboneSpec(
+            name="timm",
+            factory="sidbench.backbones.timm_vit:build_timm",
+            pattern=r"^timm:[A-Za-z0-9_\-.]+(:random)?$",
+            description="a timm ViT, e.g. timm:vit_large_patch14_dinov2.lvd142m (DINOv2); timm:MODEL:random for random weights",
         ),
     ]
