@@ -61,7 +61,11 @@ class UFDLayout:
 
     def matches(self, root: Path) -> bool:
         test = self.test_root(root)
-        return test is not None and sum((test / s).is_dir() for s in (*NESTED, *FLAT, "diffusion_datasets")) >= 2
+        if test is None:
+            return False
+        found = [s for s in (*NESTED, *FLAT) if (test / s).is_dir()]
+        found += [s for s in DIFFUSION if (test / "diffusion_datasets" / s).is_dir()]
+        return len(found) >= 2
 
     def records(self, root: Path, splits: Iterable[str] | None = None, **options: Any) -> list[Record]:
         test = self.test_root(root)

@@ -104,3 +104,11 @@ def test_unknown_set_is_one_line_error(tmp_path, ufd):
 
     with pytest.raises(DataError, match="unknown UniversalFakeDetect set"):
         ufd.records(make_ufd_tree(tmp_path), splits=["progan", "whichfaceisreal"])
+
+
+def test_diffusion_only_tree_is_recognised(tmp_path, plugins):
+    from sidbench.data.layout import resolve_records
+
+    root = make_ufd_tree(tmp_path, skip=(*NESTED, *FLAT))
+    recs = resolve_records(root / "test", plugins)
+    assert {r.split for r in recs} == {"guided", *LAION}
