@@ -40,6 +40,7 @@ class RunConfig:
     val: str | None = None
     seed: int = 0
     progress: bool = True
+    suite: str | None = None  # a named benchmark (sidbench.suites), e.g. "paper"
 
     def digest(self) -> str:
         keep = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out", "progress", "workers", "device")}
@@ -54,6 +55,10 @@ class RunData:
     train: list[Record] = field(default_factory=list)
     val: list[Record] = field(default_factory=list)
     name: str = "run"
+    # Which records each detector scores under which protocol and perturbations (a suite's
+    # per-dataset rules, see sidbench.suites.ScorePlan); None: every record, every perturbation,
+    # each detector's own protocol.
+    plan: Any = None
 
 
 def pick_device(device: str | None) -> str:
@@ -117,7 +122,8 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Calla
     skipped: dict[str, tuple[str, str]] = {}
     scores = ScoreLog(out / "scores.csv")
     try:
-        for (backbone_name, protocol), group in _groups(detectors, cfg).items():
+        for (backbone_name, protocol), by_det in _assign(detectors, data, cfg).items():
+            group = [d for d in detectors if d.name in by_det]
             backbone = pool.get(backbone_name)
             t = time.time()
             _fit_group(group, backbone, data, out, cfg, opts, log)
@@ -127,7 +133,8 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Calla
                 det.bind(backbone)
             for pert in perturbations:
                 t = time.time()
-                _score_group(group, backbone, protocol, pert, data.test, scores, skipped, opts)
+                wanted = {n: [r for r in rs if data.plan is None or data.plan.wants(pert.name, r)] for n, rs in by_det.items()}
+                _score_group(group, backbone, protocol, pert, wanted, scores, skipped, opts)
                 timings[f"score {backbone_name} {protocol} {pert.name}"] = round(time.time() - t, 3)
     finally:
         scores.close()
@@ -135,12 +142,15 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Calla
     return _finish(out, cfg, data, detectors, pool, perturbations, skipped, timings, log)
 
 
-def _groups(detectors: Sequence["Detector"], cfg: RunConfig) -> dict[tuple[str, str], list["Detector"]]:
-    """Detectors sharing backbone and preprocessing share one backbone pass per batch."""
-    groups: dict[tuple[str, str], list] = {}
+def _assign(detectors: Sequence["Detector"], data: RunData, cfg: RunConfig) -> dict[tuple[str, str], dict[str, list[Record]]]:
+    """(backbone, protocol) -> detector name -> its records: detectors sharing backbone and
+    preprocessing share one backbone pass per batch; a plan may give some records another protocol."""
+    groups: dict[tuple[str, str], dict[str, list[Record]]] = {}
     for det in detectors:
-        key = (cfg.backbone or det.spec.backbone, det.preprocess)
-        groups.setdefault(key, []).append(det)
+        backbone = cfg.backbone or det.spec.backbone
+        for r in data.test:
+            protocol = (data.plan.protocol(det, r) if data.plan is not None and not cfg.protocol else None) or det.preprocess
+            groups.setdefault((backbone, protocol), {}).setdefault(det.name, []).append(r)
     return groups
 
 
@@ -183,14 +193,24 @@ def torch_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _score_group(group, backbone, protocol, pert, records, scores, skipped, opts) -> None:
+def _score_group(group, backbone, protocol, pert, records_by_det, scores, skipped, opts) -> None:
+    """Score each detector's unfinished records; an image listed in several splits (Synthbuster's
+    shared reals) passes the backbone once and gets one row per split."""
     import torch
 
     from .data.preprocess import n_views
     from .features import ExtractOptions, iter_features
 
-    pending_by_det = {d.name: {r.path for r in records if (d.name, pert.name, r.path) not in scores.done} for d in group}
-    todo = [r for r in records if any(r.path in p for p in pending_by_det.values())]
+    pending_by_det = {d.name: {(r.split, r.path) for r in records_by_det.get(d.name, ())
+                               if (d.name, pert.name, r.split, r.path) not in scores.done} for d in group}
+    by_path: dict[str, list[Record]] = {}
+    for recs in records_by_det.values():
+        for r in recs:
+            if r not in by_path.setdefault(r.path, []):
+                by_path[r.path].append(r)
+    pending_paths = {path for p in pending_by_det.values() for _, path in p}
+    # The image's first split (by name) seeds its perturbation, whatever is left to do.
+    todo = [min(rs, key=lambda r: r.split) for path, rs in by_path.items() if path in pending_paths]
     if not todo:
         return
     names = sorted({f for d in group for f in d.required_features})
@@ -207,10 +227,10 @@ def _score_group(group, backbone, protocol, pert, records, scores, skipped, opts
                 logits = _score(det, feats, n_views(protocol)).cpu().tolist()
                 pending = pending_by_det[det.name]
                 for i, logit in zip(index, logits):
-                    r = todo[i]
-                    if r.path in pending:
-                        rows.append((det.name, r.split, r.group, r.generator, pert.name, protocol, r.path, r.label,
-                                     repr(float(logit)), repr(_sigmoid(logit))))
+                    for r in by_path[todo[i].path]:
+                        if (r.split, r.path) in pending:
+                            rows.append((det.name, r.split, r.group, r.generator, pert.name, protocol, r.path,
+                                         r.label, repr(float(logit)), repr(_sigmoid(logit))))
         scores.write(rows)
 
 

@@ -47,8 +47,8 @@ def metrics_table(scores: "pd.DataFrame") -> "pd.DataFrame":
     by = ["detector", "split", "group", "perturbation"]
     for (det, split, group, pert), df in scores.groupby(by, sort=True, dropna=False):
         rows.append({"detector": det, "split": split, "group": group, "perturbation": pert,
-                     **binary_metrics(df["label"], df["logit"])})
-    table = pd.DataFrame(rows, columns=[*KEYS, "n_real", "n_fake", *METRICS])
+                     **binary_metrics(df["label"], df["logit"]), "protocol": _protocols(df)})
+    table = pd.DataFrame(rows, columns=[*KEYS, "n_real", "n_fake", *METRICS, "protocol"])
     return pd.concat([table, group_means(table)], ignore_index=True)
 
 
@@ -69,4 +69,12 @@ def _mean_row(df: "pd.DataFrame", det: str, split: str, group: str, pert: str) -
     for m in METRICS:
         vals = df[m].dropna()
         row[m] = float(vals.mean()) if len(vals) else math.nan
+    row["protocol"] = _protocols(df)
     return row
+
+
+def _protocols(df: "pd.DataFrame") -> str:
+    """The preprocessing protocol(s) behind these rows, e.g. ``center_crop`` or ``center_crop+ten_crop``."""
+    if "protocol" not in df:
+        return ""
+    return "+".join(sorted({p for v in df["protocol"] for p in str(v).split("+") if p}))

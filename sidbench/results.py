@@ -20,12 +20,14 @@ class ScoreLog:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.done: set[tuple[str, str, str]] = set()  # (detector, perturbation, path)
+        # (detector, perturbation, split, path): one image may belong to several splits
+        # (Synthbuster pairs every generator with the same RAISE reals).
+        self.done: set[tuple[str, str, str, str]] = set()
         if self.path.exists():
             self._repair()
             with open(self.path, newline="") as f:
                 for row in csv.DictReader(f):
-                    self.done.add((row["detector"], row["perturbation"], row["path"]))
+                    self.done.add((row["detector"], row["perturbation"], row["split"], row["path"]))
         new = not self.path.exists() or self.path.stat().st_size == 0
         self._f = open(self.path, "a", newline="")
         self._w = csv.writer(self._f)
@@ -42,7 +44,7 @@ class ScoreLog:
     def write(self, rows: Iterable[tuple]) -> None:
         for row in rows:
             self._w.writerow(row)
-            self.done.add((row[0], row[4], row[6]))
+            self.done.add((row[0], row[4], row[1], row[6]))
         self._flush()
 
     def _flush(self) -> None:
@@ -63,7 +65,7 @@ def read_scores(path: Path) -> "pd.DataFrame":
 def finalize_scores(path: Path) -> "pd.DataFrame":
     """Sort the streamed scores (so a resumed run's file equals an uninterrupted one) and rewrite atomically."""
     df = read_scores(path).sort_values(["detector", "perturbation", "split", "path"], kind="stable")
-    df = df.drop_duplicates(["detector", "perturbation", "path"], keep="first").reset_index(drop=True)
+    df = df.drop_duplicates(["detector", "perturbation", "split", "path"], keep="first").reset_index(drop=True)
     write_atomic(path, df.to_csv(index=False))
     return df
 

@@ -25,6 +25,16 @@ def run_data(cfg: RunConfig, plugins: Any) -> RunData:
     return RunData(test, records_of(cfg.train, plugins), records_of(cfg.val, plugins), name=name)
 
 
+def suite_run_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
+    """A named benchmark (``--suite``) over the ``--data`` roots: its records, plan and perturbations."""
+    from ..suites import suite_data
+
+    test, plan, perturb = suite_data(cfg.suite, cfg.data, plugins, cfg.perturb)
+    cfg = dataclasses.replace(cfg, perturb=perturb)
+    name = f"{cfg.suite}-" + "-".join(Path(p).resolve().name for p in cfg.data)[:60]
+    return cfg, RunData(test, records_of(cfg.train, plugins), records_of(cfg.val, plugins), name=name, plan=plan)
+
+
 QUICKSTART_PERTURB = "jpeg:75"  # the test splits again after JPEG compression
 
 

@@ -17,6 +17,8 @@ def register(sub, common) -> None:
     )
     p.add_argument("--data", action="append", metavar="PATH", help="folder with 0_real/1_fake below it, or a layout a dataset plugin recognises (repeatable)")
     p.add_argument("--dataset", metavar="NAME", help="force a dataset layout (see `sidbench list datasets`)")
+    p.add_argument("--suite", metavar="NAME", help="a named benchmark over --data ROOT: ufd, synthbuster, jpeg, paper "
+                   "(layouts, perturbations and published protocols; see the README)")
     p.add_argument("--detectors", metavar="A,B", help="spec or family names, NAME@CHECKPOINT to attach weights")
     add_backbone_args(p)
     p.add_argument("--perturb", metavar="SPEC", help="e.g. 'jpeg:40,65,90' or 'blur:1+jpeg:75;webp:75' (clean rows always included)")
@@ -85,13 +87,21 @@ def main(args: argparse.Namespace) -> int:
 
     from ..harness import run
     from . import load_plugins_from
-    from .data import quickstart_data, run_data
+    from .data import quickstart_data, run_data, suite_run_data
 
     plugins = load_plugins_from(args)
     cfg = config_from_args(args)
+    if cfg.suite and not cfg.data:
+        from ..errors import SidbenchError
+
+        raise SidbenchError(f"--suite {cfg.suite}: give the benchmark root with --data ROOT")
     if not cfg.data:
         cfg, data = quickstart_data(cfg, plugins)
         default_out = QUICKSTART_OUT
+    elif cfg.suite:
+        digest = cfg.digest()  # of the command as given, so the same command resumes
+        cfg, data = suite_run_data(cfg, plugins)
+        default_out = f"results/{data.name}-{digest}"
     else:
         data = run_data(cfg, plugins)
         default_out = f"results/{data.name}-{cfg.digest()}"

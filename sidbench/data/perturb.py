@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from ..hookspecs import hookimpl
 from ..specs import PerturbationSpec
@@ -22,84 +22,125 @@ from ..specs import PerturbationSpec
 Step = Callable[[Image.Image, np.random.Generator], Image.Image]
 
 
-def jpeg(quality: float) -> Step:
-    q = int(quality)
-    if not 1 <= q <= 100:
-        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+class _Encode:
+    """Re-encode with Pillow at a quality factor and decode again (lossy round trip)."""
 
-    def apply(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    format = ""
+
+    def __init__(self, quality: float):
+        q = int(quality)
+        if q != quality or not 1 <= q <= 100:
+            raise ValueError(f"{self.format} quality must be an integer in 1..100, got {quality}")
+        self.quality = q
+
+    def encode(self, img: Image.Image) -> bytes:
         buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=q)
-        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        img.convert("RGB").save(buf, format=self.format, quality=self.quality)
+        return buf.getvalue()
 
-    return apply
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        with Image.open(io.BytesIO(self.encode(img))) as out:
+            return out.convert("RGB")
 
-
-def webp(quality: float) -> Step:
-    q = int(quality)
-    if not 1 <= q <= 100:
-        raise ValueError(f"WebP quality must be in 1..100, got {quality}")
-
-    def apply(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-        buf = io.BytesIO()
-        img.save(buf, format="WEBP", quality=q)
-        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-
-    return apply
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.quality})"
 
 
-def blur(sigma: float) -> Step:
-    if sigma < 0:
-        raise ValueError(f"blur sigma must be >= 0, got {sigma}")
-    return lambda img, rng: img.filter(ImageFilter.GaussianBlur(radius=float(sigma))) if sigma > 0 else img
+class JPEG(_Encode):
+    """JPEG at quality Q with libjpeg's standard tables scaled by Q (Pillow, 4:2:0 chroma subsampling)."""
+
+    format = "JPEG"
 
 
-def resize(scale: float) -> Step:
-    if scale <= 0:
-        raise ValueError(f"resize scale must be > 0, got {scale}")
+class WebP(_Encode):
+    """Lossy WebP at quality Q (Pillow / libwebp)."""
 
-    def apply(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    format = "WEBP"
+
+
+class Blur:
+    """Gaussian blur with standard deviation ``sigma`` pixels per channel, as CNNDetection's
+    ``gaussian_blur`` (scipy.ndimage.gaussian_filter: reflect borders, kernel truncated at 4 sigma)."""
+
+    def __init__(self, sigma: float):
+        if sigma < 0:
+            raise ValueError(f"blur sigma must be >= 0, got {sigma}")
+        self.sigma = float(sigma)
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        if self.sigma == 0:
+            return img
+        from scipy.ndimage import gaussian_filter
+
+        arr = np.asarray(img.convert("RGB"), dtype=np.float32)
+        out = gaussian_filter(arr, sigma=(self.sigma, self.sigma, 0))
+        return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
+
+    def __repr__(self) -> str:
+        return f"Blur({self.sigma:g})"
+
+
+class Resize:
+    """Bicubic resize of both sides by ``scale`` (0.5 halves each side)."""
+
+    def __init__(self, scale: float):
+        if scale <= 0:
+            raise ValueError(f"resize scale must be > 0, got {scale}")
+        self.scale = float(scale)
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         w, h = img.size
-        return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+        return img.resize((max(1, round(w * self.scale)), max(1, round(h * self.scale))), Image.BICUBIC)
 
-    return apply
+    def __repr__(self) -> str:
+        return f"Resize({self.scale:g})"
 
 
-def crop(fraction: float) -> Step:
-    if not 0 < fraction <= 1:
-        raise ValueError(f"crop fraction must be in (0, 1], got {fraction}")
+class Crop:
+    """Centre crop keeping ``fraction`` of each side."""
 
-    def apply(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    def __init__(self, fraction: float):
+        if not 0 < fraction <= 1:
+            raise ValueError(f"crop fraction must be in (0, 1], got {fraction}")
+        self.fraction = float(fraction)
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         w, h = img.size
-        cw, ch = max(1, round(w * fraction)), max(1, round(h * fraction))
+        cw, ch = max(1, round(w * self.fraction)), max(1, round(h * self.fraction))
         left, top = (w - cw) // 2, (h - ch) // 2
         return img.crop((left, top, left + cw, top + ch))
 
-    return apply
+    def __repr__(self) -> str:
+        return f"Crop({self.fraction:g})"
 
 
-def noise(std: float) -> Step:
-    if std < 0:
-        raise ValueError(f"noise std must be >= 0, got {std}")
+class Noise:
+    """Additive i.i.d. Gaussian noise with standard deviation ``std`` grey levels (0-255), seeded per image."""
 
-    def apply(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-        arr = np.asarray(img, dtype=np.float32)
-        arr = arr + rng.normal(0.0, std, arr.shape).astype(np.float32)
+    def __init__(self, std: float):
+        if std < 0:
+            raise ValueError(f"noise std must be >= 0, got {std}")
+        self.std = float(std)
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        arr = np.asarray(img.convert("RGB"), dtype=np.float32)
+        arr = arr + rng.normal(0.0, self.std, arr.shape).astype(np.float32)
         return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGB")
 
-    return apply
+    def __repr__(self) -> str:
+        return f"Noise({self.std:g})"
 
 
 @hookimpl
 def sidbench_perturbations() -> list[PerturbationSpec]:
     P = PerturbationSpec
     return [
-        P("jpeg", jpeg, "JPEG re-encoding (Pillow) at quality Q", (40, 65, 90)),
-        P("webp", webp, "WebP re-encoding (Pillow) at quality Q", (50, 75, 90)),
-        P("blur", blur, "Gaussian blur with standard deviation SIGMA pixels", (1, 2, 4)),
-        P("resize", resize, "bicubic resize by SCALE (0.5 halves each side)", (0.5, 0.75, 1.5)),
-        P("crop", crop, "centre crop keeping FRACTION of each side", (0.5, 0.75)),
-        P("noise", noise, "additive Gaussian noise, STD in grey levels (0-255)", (5, 10)),
+        P("jpeg", JPEG, "JPEG re-encoding (Pillow) at quality Q; defaults as the AID-challenge report", (40, 65, 90)),
+        P("webp", WebP, "WebP re-encoding (Pillow) at quality Q", (50, 75, 90)),
+        P("blur", Blur, "Gaussian blur with standard deviation SIGMA pixels (scipy, as CNNDetection)", (1, 2, 4)),
+        P("resize", Resize, "bicubic resize by SCALE (0.5 halves each side)", (0.5, 0.75, 1.5)),
+        P("crop", Crop, "centre crop keeping FRACTION of each side", (0.5, 0.75)),
+        P("noise", Noise, "additive Gaussian noise, STD in grey levels (0-255)", (5, 10)),
     ]
 
 

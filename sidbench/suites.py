@@ -1,0 +1,118 @@
+"""Named benchmarks: one flag (``--suite NAME``) reproduces a paper table.
+
+A suite is data: which dataset layouts to read under ``--data ROOT``, which perturbations each
+part gets, and which detector families use another preprocessing protocol on which dataset.
+The harness asks the suite's :class:`ScorePlan` which perturbations a record gets and with which
+protocol a detector scores it, so one run writes one scores.csv and one leaderboard.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import DataError, SidbenchError
+
+if TYPE_CHECKING:
+    from .data.records import Record
+    from .detector import Detector
+
+
+@dataclass(frozen=True)
+class Part:
+    """One dataset layout under the root, and the perturbations its records get (clean always)."""
+
+    dataset: str
+    perturb: str | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    parts: tuple[Part, ...]
+    # (detector family or name, dataset layout name, protocol): published protocols that differ
+    # from a detector's default.
+    protocols: tuple[tuple[str, str, str], ...] = ()
+
+
+JPEG = "jpeg:40,65,90"  # the AID-challenge report's qualities (Saland, CRIStAL 2024)
+PUBLISHED = (("rine", "synthbuster", "ten_crop"),)  # RINE scores Synthbuster with ten-crop averaging
+
+SUITES = {s.name: s for s in (
+    Suite("ufd", "the 20 UniversalFakeDetect test sets (CNNDetection + diffusion_datasets), clean",
+          (Part("ufd"),)),
+    Suite("synthbuster", "Synthbuster's 9 generators against all RAISE-1k reals, clean (RINE: ten-crop)",
+          (Part("synthbuster"),), PUBLISHED),
+    Suite("jpeg", "the 20 UniversalFakeDetect sets at JPEG 40/65/90, plus clean",
+          (Part("ufd", JPEG),)),
+    Suite("paper", "UniversalFakeDetect clean and at JPEG 40/65/90, and Synthbuster; each detector with "
+          "its published protocol (RINE on Synthbuster: ten-crop)",
+          (Part("ufd", JPEG), Part("synthbuster")), PUBLISHED),
+)}
+
+
+def get_suite(name: str) -> Suite:
+    if name not in SUITES:
+        import difflib
+
+        close = difflib.get_close_matches(name, SUITES, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise SidbenchError(f"unknown suite {name!r}.{hint} Known suites: {', '.join(SUITES)}")
+    return SUITES[name]
+
+
+@dataclass
+class ScorePlan:
+    """Per split: the dataset it came from and the perturbations it gets; protocol rules per detector."""
+
+    dataset_of: dict[str, str] = field(default_factory=dict)
+    perturbations_of: dict[str, set[str]] = field(default_factory=dict)
+    protocols: tuple[tuple[str, str, str], ...] = ()
+    everywhere: set[str] = field(default_factory=set)  # perturbations given with --perturb
+
+    def wants(self, perturbation: str, record: "Record") -> bool:
+        """Whether ``record`` is scored under ``perturbation`` (``none``: always)."""
+        return (perturbation == "none" or perturbation in self.everywhere
+                or perturbation in self.perturbations_of.get(record.split, ()))
+
+    def protocol(self, detector: "Detector", record: "Record") -> str | None:
+        """The published protocol of ``detector`` on ``record``'s dataset, or None for its default."""
+        dataset = self.dataset_of.get(record.split)
+        for who, where, protocol in self.protocols:
+            if where == dataset and who in (detector.name, detector.name.split(".", 1)[0]):
+                return protocol
+        return None
+
+
+def suite_data(name: str, roots: list[str], plugins: Any, perturb: str | None = None) -> tuple[list, ScorePlan, str]:
+    """The suite's records under ``roots``, its plan, and the merged ``--perturb`` string."""
+    from .data.perturb import parse_perturbations
+    from .specs import resolve_factory
+
+    suite = get_suite(name)
+    user = {p.name for p in parse_perturbations(perturb, plugins, include_clean=False)}
+    plan = ScorePlan(protocols=suite.protocols, everywhere=user)
+    records, found = [], []
+    for part in suite.parts:
+        layout = resolve_factory(plugins.dataset(part.dataset).factory)()
+        root = next((Path(r) for r in roots if layout.matches(Path(r).expanduser())), None)
+        if root is None:
+            continue
+        recs = layout.records(root.expanduser())
+        perts = {p.name for p in parse_perturbations(part.perturb, plugins, include_clean=False)}
+        for r in recs:
+            plan.dataset_of.setdefault(r.split, part.dataset)
+            plan.perturbations_of.setdefault(r.split, set()).update(perts)
+        records += recs
+        found.append(part.dataset)
+    missing = [p.dataset for p in suite.parts if p.dataset not in found]
+    if not records:
+        raise DataError(f"--suite {name}: no {' or '.join(missing)} data under {', '.join(roots)}; "
+                        "see the README's 'Benchmarks and data layouts' section")
+    if missing:
+        print(f"sidbench: warning: --suite {name}: no {', '.join(missing)} data under {', '.join(roots)}; "
+              "running the rest", file=sys.stderr, flush=True)
+    merged = ";".join(filter(None, [perturb, *(p.perturb for p in suite.parts if p.dataset in found)]))
+    return records, plan, merged or None
