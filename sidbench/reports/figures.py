@@ -119,12 +119,16 @@ def report_figures(merged: "Merged", out: Path, metrics: Sequence[str],
         fig = plots.bar_plot(df, "split", "value", "detector", lo="lo" if "lo" in df else None,
                              hi="hi" if "hi" in df else None, order=cols, hue_order=detectors, colors=colors,
                              title=f"{label} per split (clean images)", xlabel="test split", ylabel=label)
+        means = [i for i, c in enumerate(cols) if c.startswith("mean:")]
+        if means and means[0] > 0:
+            fig.axes[0].axvline(means[0] - 0.5, color="0.5", lw=0.8, ls="--")  # splits | means
         save(fig, f"bars_{m}.png", "Per split", f"{label} per split")
     if merged.has_scores:
         roc, pr = curve_frames(merged.scores)
         if len(roc):
             for kind, frame, title in (("roc", roc, "ROC curves"), ("pr", pr, "Precision-recall curves")):
-                fig = plots.curve_grid(frame, "split", "detector", kind, hue_order=detectors, colors=colors,
+                order = [c for c in cols if c in set(frame["split"])]
+                fig = plots.curve_grid(frame, "split", "detector", kind, order=order, hue_order=detectors, colors=colors,
                                        title=f"{title} per split (clean images)")
                 save(fig, f"{kind}.png", "Curves", title)
     for family, df in robustness_frames(merged.metrics).items():

@@ -24,7 +24,7 @@ tbody tr:hover{background:#fafaf0} .best{color:#0b5d1e} .seen{color:#b35900}
 .ci{display:block;font-size:.78em;color:#777} .scroll{overflow-x:auto}
 figure{margin:14px 0 26px} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.9em;color:#555} td.mark{text-align:center;color:#b35900;font-weight:600}
-details{margin:6px 0} pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:.82em}
+details{margin:6px 0} summary{cursor:pointer;font-weight:600;margin:8px 0} .mean{background:#f7f7fb} pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:.82em}
 """
 
 
@@ -78,10 +78,14 @@ def render_html(merged: "Merged", boards: Sequence[Leaderboard], figures: Sequen
             f'<p class="muted">Accuracy at threshold 0.5 on P(fake); AP and ROC-AUC rank by the logit; '
             f"means are unweighted over splits. Best per column in <b class='best'>bold</b>; "
             f"<span class='seen'>{DAGGER}</span> = split generator seen in training. {html.escape(ci)}</p>",
-            "<h2>Runs</h2>", _runs_section(merged), "<h2>Leaderboards</h2>"]
-    body += [f'<div class="scroll">{to_html(b)}</div>' for b in boards]
+            "<h2>Runs</h2>", _runs_section(merged), "<h2>Leaderboard (clean images)</h2>"]
+    body += [f'<div class="scroll">{to_html(b)}</div>' for b in boards if b.perturbation == "none"]
     for section in dict.fromkeys(f.section for f in figures):
         body += [f"<h2>{html.escape(section)}</h2>", _figures_section(figures, section)]
+    perturbed = [f'<div class="scroll">{to_html(b)}</div>' for b in boards if b.perturbation != "none"]
+    if perturbed:
+        body += ["<h2>Leaderboards under perturbations</h2>",
+                 f"<details><summary>{len(perturbed)} tables</summary>{''.join(perturbed)}</details>"]
     body += ["<h2>Training data</h2>", _training_section(merged)]
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'

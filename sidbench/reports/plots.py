@@ -120,14 +120,14 @@ def line_plot(df: "pd.DataFrame", x: str, y: str, hue: str | None = None, *, tit
 
 
 def curve_grid(df: "pd.DataFrame", panel: str, hue: str, kind: str, *, ncols: int = 4,
-               hue_order: Sequence | None = None, colors: dict | None = None, title: str | None = None) -> "Figure":
+               order: Sequence | None = None, hue_order: Sequence | None = None, colors: dict | None = None, title: str | None = None) -> "Figure":
     """ROC (``kind="roc"``: columns fpr, tpr) or precision-recall (``"pr"``: recall, precision)
     curves, one small panel per ``panel`` value, one line per ``hue`` value, a shared legend."""
     from matplotlib.ticker import PercentFormatter
 
     x, y, xl, yl = ("fpr", "tpr", "false positive rate", "true positive rate") if kind == "roc" else \
         ("recall", "precision", "recall", "precision")
-    panels, hues = _order(df, panel, None), _order(df, hue, hue_order)
+    panels, hues = _order(df, panel, order), _order(df, hue, hue_order)
     colors = colors or palette(hues)
     ncols = min(ncols, len(panels))
     nrows = -(-len(panels) // ncols)

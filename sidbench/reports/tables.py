@@ -172,12 +172,14 @@ def long_table(merged: "Merged", metrics: Sequence[str], intervals: "pd.DataFram
 
 
 def to_html(board: Leaderboard) -> str:
-    """An HTML table (classes ``best``, ``seen``, ``ci`` for styling)."""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["detector", *board.values.columns])
+    """An HTML table (classes ``best``, ``seen``, ``ci`` and ``mean`` for styling)."""
+    cols = list(board.values.columns)
+    cls = ['' if not c.startswith("mean:") else ' class="mean"' for c in cols]
+    head = "<th>detector</th>" + "".join(f"<th{k}>{html.escape(c)}</th>" for c, k in zip(cols, cls))
     rows = []
     for det, cells in _cells(board, lambda t: f'<b class="best">{t}</b>', f'<sup class="seen" title="generator seen in training">{DAGGER}</sup>',
                              lambda lo, hi: f'<span class="ci">[{lo:.1f}, {hi:.1f}]</span>'):
-        tds = "".join(f"<td>{c}</td>" for c in cells)
+        tds = "".join(f"<td{k}>{c}</td>" for c, k in zip(cells, cls))
         rows.append(f"<tr><th>{html.escape(det)}</th>{tds}</tr>")
     return (f'<table class="board"><caption>{html.escape(board.title)}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
