@@ -1,0 +1,74 @@
+"""Reports from results folders: leaderboard tables with bootstrap intervals, figures, an offline HTML page.
+
+The pieces are reusable: ``tables.leaderboard`` and its renderers, ``bootstrap.bootstrap_intervals``,
+``plots.bar_plot`` / ``line_plot`` / ``curve_grid`` (DataFrame in, figure out).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .runs import Merged, ReportError, load_runs
+
+FORMATS = ("html", "md", "latex", "csv")
+SUFFIX = {"md": "md", "latex": "tex", "csv": "csv"}
+
+
+@dataclass
+class ReportOptions:
+    """What ``sidbench report`` makes: format, metrics shown, bootstrap resamples and seed."""
+
+    format: str = "html"
+    metrics: tuple[str, ...] = ("acc", "ap")
+    bootstrap: int = 0
+    seed: int = 0
+
+
+def report_text(merged: Merged, opts: ReportOptions) -> str:
+    """The leaderboards as Markdown, LaTeX or CSV."""
+    from .tables import leaderboards, long_table, to_latex, to_markdown
+
+    intervals = _intervals(merged, opts)
+    if opts.format == "csv":
+        return long_table(merged, opts.metrics, intervals).to_csv(index=False)
+    boards = leaderboards(merged, opts.metrics, intervals)
+    return to_markdown(boards) if opts.format == "md" else to_latex(boards)
+
+
+def write_report(merged: Merged, out: Path, opts: ReportOptions) -> Path:
+    """Write the report into ``out`` (``index.html`` and ``figures/``, or ``leaderboard.md|tex|csv``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if opts.format != "html":
+        path = out / f"leaderboard.{SUFFIX[opts.format]}"
+        path.write_text(report_text(merged, opts), encoding="utf-8")
+        return path
+    from .figures import report_figures
+    from .html import write_html
+    from .tables import leaderboards
+
+    intervals = _intervals(merged, opts)
+    figures = report_figures(merged, out, opts.metrics, intervals)
+    return write_html(merged, leaderboards(merged, opts.metrics, intervals), figures, out, opts.bootstrap)
+
+
+def _intervals(merged: Merged, opts: ReportOptions):
+    if opts.bootstrap <= 0:
+        return None
+    from .bootstrap import bootstrap_intervals
+
+    return bootstrap_intervals(merged.scores, opts.bootstrap, opts.metrics, seed=opts.seed)
+
+
+def check_metrics(names: Sequence[str]) -> tuple[str, ...]:
+    """Validate metric names against the metrics table's columns."""
+    from ..metrics import METRICS
+
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise ReportError(f"--metric: unknown metric(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METRICS)}")
+    return tuple(names)
+
+
+__all__ = ["FORMATS", "Merged", "ReportError", "ReportOptions", "check_metrics", "load_runs", "report_text", "write_report"]

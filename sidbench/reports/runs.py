@@ -1,0 +1,177 @@
+"""Results folders read back for reports, and several of them merged into one leaderboard.
+
+Merging rule: rows are keyed by detector x split x perturbation. A detector name found in several
+runs keeps its name when the runs cover different cells (e.g. one run on the UniversalFakeDetect
+splits, another on Synthbuster: one row, means over the union). When two runs hold the same
+detector x split x perturbation, nothing is overwritten: that detector is shown once per run as
+``name (run)``. Group means are always recomputed from the per-split rows (the same unweighted
+means as ``metrics.csv``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ..errors import SidbenchError
+from ..metrics import KEYS, METRICS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class ReportError(SidbenchError):
+    """A results folder cannot be reported on (missing files, bad options)."""
+
+
+@dataclass
+class Run:
+    """One results folder written by ``sidbench run``."""
+
+    name: str
+    path: Path
+    metrics: "pd.DataFrame"  # per-split rows only (mean rows are recomputed after merging)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scores_path(self) -> Path:
+        return self.path / "scores.csv"
+
+
+def read_metrics(path: Path) -> "pd.DataFrame":
+    """``metrics.csv`` with text keys kept verbatim (a split named ``none`` or ``NA`` stays text)."""
+    import pandas as pd
+
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in (*KEYS, "n_real", "n_fake", *METRICS) if c not in df.columns]
+    if missing:
+        raise ReportError(f"{path}: not a sidbench metrics table (missing column(s) {', '.join(missing)})")
+    for c in ("n_real", "n_fake", *METRICS):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df
+
+
+def load_run(path: str | Path, name: str | None = None) -> Run:
+    """Read ``metrics.csv`` (required) and ``run.json`` (optional) of a results folder."""
+    path = Path(path)
+    if not (path / "metrics.csv").is_file():
+        raise ReportError(f"{path} is not a results folder (no metrics.csv); give a folder written by `sidbench run`")
+    metrics = read_metrics(path / "metrics.csv")
+    metrics = metrics[~metrics["split"].str.startswith("mean:")].reset_index(drop=True)
+    info_path = path / "run.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    return Run(name or path.resolve().name, path, metrics, info)
+
+
+def run_names(paths: Sequence[Path]) -> list[str]:
+    """Folder names, lengthened with their parents where two runs share one."""
+    paths = [Path(p).resolve() for p in paths]
+    if len(set(paths)) < len(paths):
+        raise ReportError("the same results folder was given twice")
+    depth = 1
+    while True:
+        names = ["/".join(p.parts[-depth:]) for p in paths]
+        if len(set(names)) == len(names) or depth > max(len(p.parts) for p in paths):
+            return names
+        depth += 1
+
+
+@dataclass
+class Merged:
+    """Several runs as one table; ``rename`` maps (run name, detector) to the name shown."""
+
+    runs: list[Run]
+    rename: dict[tuple[str, str], str]
+    metrics: "pd.DataFrame"  # per-split rows then mean:<group> and mean:all rows
+
+    @property
+    def detectors(self) -> list[str]:
+        return list(dict.fromkeys(self.rename.values()))
+
+    @property
+    def has_scores(self) -> bool:
+        return all(r.scores_path.is_file() for r in self.runs)
+
+    @cached_property
+    def scores(self) -> "pd.DataFrame":
+        """Every run's ``scores.csv`` with detectors renamed as in the tables."""
+        import pandas as pd
+
+        from ..results import read_scores
+
+        missing = [str(r.scores_path) for r in self.runs if not r.scores_path.is_file()]
+        if missing:
+            raise ReportError(f"{missing[0]} is missing: bootstrap intervals and curves need the per-image scores")
+        parts = []
+        for run in self.runs:
+            df = read_scores(run.scores_path)
+            df["detector"] = [self.rename.get((run.name, d), d) for d in df["detector"]]
+            parts.append(df)
+        return pd.concat(parts, ignore_index=True)
+
+    @cached_property
+    def training_data(self) -> dict[str, set[str]]:
+        """Shown detector name -> generators (lower case) it saw in training, from run.json."""
+        seen: dict[str, set[str]] = {}
+        for run in self.runs:
+            for det in run.info.get("detectors", []):
+                shown = self.rename.get((run.name, det.get("name", "")))
+                if shown:
+                    seen.setdefault(shown, set()).update(str(g).lower() for g in det.get("training_data") or ())
+        return seen
+
+    @cached_property
+    def split_generators(self) -> dict[str, set[str]]:
+        """Split -> its name, its last path part and the generators of its fake images (lower case)."""
+        import pandas as pd
+
+        names: dict[str, set[str]] = {}
+        for split in self.metrics["split"]:
+            if not split.startswith("mean:"):
+                names.setdefault(split, {split.lower(), split.lower().rsplit("/", 1)[-1]})
+        for run in self.runs:
+            if run.scores_path.is_file():
+                gens = pd.read_csv(run.scores_path, usecols=["split", "generator"], dtype=str, keep_default_na=False)
+                for split, gen in gens.drop_duplicates().itertuples(index=False):
+                    if gen and split in names:
+                        names[split].add(gen.lower())
+        return names
+
+    def seen_in_training(self, detector: str, split: str) -> bool:
+        """Whether any generator of ``split`` is in the detector's training data."""
+        return bool(self.training_data.get(detector, set()) & self.split_generators.get(split, set()))
+
+
+def merge_runs(runs: Sequence[Run]) -> Merged:
+    """One leaderboard from several runs (see the module docstring for the rule on clashes)."""
+    import pandas as pd
+
+    from ..metrics import group_means
+
+    if not runs:
+        raise ReportError("give at least one results folder")
+    cells: dict[str, dict[str, set]] = {}
+    for run in runs:
+        for det, df in run.metrics.groupby("detector", sort=False):
+            cells.setdefault(det, {})[run.name] = set(zip(df["split"], df["perturbation"]))
+    rename = {}
+    for det, by_run in cells.items():
+        clash = len(by_run) > 1 and sum(map(len, by_run.values())) > len(set().union(*by_run.values()))
+        for run_name in by_run:
+            rename[(run_name, det)] = f"{det} ({run_name})" if clash else det
+    parts = []
+    for run in runs:
+        df = run.metrics.copy()
+        df["detector"] = [rename[(run.name, d)] for d in df["detector"]]
+        parts.append(df)
+    table = pd.concat(parts, ignore_index=True)
+    table = pd.concat([table, group_means(table)], ignore_index=True)
+    return Merged(list(runs), rename, table)
+
+
+def load_runs(paths: Sequence[str | Path]) -> Merged:
+    """Read and merge results folders."""
+    names = run_names([Path(p) for p in paths])
+    return merge_runs([load_run(p, n) for p, n in zip(paths, names)])
