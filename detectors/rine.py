@@ -373,7 +373,8 @@ class Rine(Detector):
         """Shuffled batches of this epoch's cached view: (features, labels)."""
         import torch
 
-        fs = data.features("train", (self.feature,), augment=aug, view=epoch, protocol="center_crop")
+        with torch.random.fork_rng(devices=[]):  # a DataLoader draws from the global RNG; dropout must not notice
+            fs = data.features("train", (self.feature,), augment=aug, view=epoch, protocol="center_crop")
         x, y = fs.features[self.feature], fs.labels
         perm = torch.randperm(len(fs), generator=order)
         for i in range(0, len(perm), self.options["batch_size"]):
@@ -424,7 +425,8 @@ class Rine(Detector):
         import torch
         from sklearn.metrics import average_precision_score
 
-        fs = data.features("val", (self.feature,))
+        with torch.random.fork_rng(devices=[]):
+            fs = data.features("val", (self.feature,))
         x, y = fs.features[self.feature], fs.labels.numpy()
         self.net.eval()
         with torch.no_grad():

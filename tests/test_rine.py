@@ -1,0 +1,196 @@
+"""RINE: official checkpoint vs a hand-written forward, parameter counts, training, ablations, CLI."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import sidbench
+from sidbench.errors import WeightsError
+
+from conftest import make_folder
+
+TINY = "clip-tiny"
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny MLP steps are dominated by thread hand-offs on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def hand_forward(sd: dict, x: torch.Tensor) -> torch.Tensor:
+    """RINE's eval forward written out with plain matmuls from the raw checkpoint tensors."""
+    def lin(v, key):
+        return v @ sd[f"{key}.weight"].T + sd[f"{key}.bias"]
+
+    g = x
+    for key in sorted((k[:-7] for k in sd if k.startswith("proj1.") and k.endswith(".weight")), key=lambda k: int(k.split(".")[1])):
+        g = torch.relu(lin(g, key))
+    w = torch.exp(sd["alpha"]) / torch.exp(sd["alpha"]).sum(dim=1, keepdim=True)  # softmax over the block axis
+    z = (w * g).sum(dim=1)
+    for key in sorted((k[:-7] for k in sd if k.startswith("proj2.") and k.endswith(".weight")), key=lambda k: int(k.split(".")[1])):
+        z = torch.relu(lin(z, key))
+    h = torch.relu(lin(torch.relu(lin(z, "head.0")), "head.3"))
+    return lin(h, "head.6")[:, 0]
+
+
+def test_official_2class_checkpoint_matches_hand_computation(reference_dir):
+    path = reference_dir / "rine_2class_trainable.pth"
+    sd = {k: v.double() for k, v in torch.load(path, map_location="cpu", weights_only=True).items()}
+    det = sidbench.load_detector("rine.progan2", weights=str(path))
+    x = torch.randn(5, 24, 1024, generator=torch.Generator().manual_seed(1)) * 2
+    with torch.no_grad():
+        got = det.score({"cls_ln2": x})
+    want = hand_forward(sd, x.double()).float()
+    assert got.shape == (5,)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert want.std() > 0.1  # the check is not vacuous: logits differ per input
+
+
+def test_official_checkpoint_through_cli_name(reference_dir):
+    path = reference_dir / "rine_2class_trainable.pth"
+    det = sidbench.load_detector(f"rine.progan2@{path}")
+    assert det.fitted and det.weights_path == str(path)
+    assert det.block_importance()["initial"] is None  # an official file does not record its start
+
+
+@pytest.mark.parametrize("name,options,count", [
+    ("rine.progan1", {}, 10_521_601),
+    ("rine.progan2", {}, 283_009),
+    ("rine.progan4", {}, 6_323_201),
+    ("rine.ldm", {}, 10_521_601),
+    ("rine.progan2", {"q": 2, "proj_dim": 1024}, 6_323_201),
+])
+def test_parameter_counts_match_the_paper_formula(name, options, count):
+    det = sidbench.load_detector(name, backbone="ViT-L-14:openai", **options)
+    q, d = det.options["q"], det.options["proj_dim"]
+    assert 24 * d + (1024 * d + d) + (2 * q + 1) * (d * d + d) + d + 1 == count
+    assert det.n_trainable() == count
+    assert det.required_features == ("cls_ln2",) and det.preprocess == "center_crop"
+
+
+def test_wrong_shape_checkpoint_is_a_one_line_weights_error(reference_dir):
+    with pytest.raises(WeightsError) as err:
+        sidbench.load_detector("rine.progan4", weights=str(reference_dir / "rine_2class_trainable.pth"))
+    msg = str(err.value)
+    assert "\n" not in msg and "rine.progan4" in msg and "q=4, d'=128" in msg and "rine.progan2" in msg
+
+
+def supcon_by_hand(z: torch.Tensor, y: torch.Tensor, t: float = 0.07) -> torch.Tensor:
+    """Khosla et al. (2020) eq. 2 with one view, looping over anchors."""
+    total = 0.0
+    for i in range(len(z)):
+        others = [a for a in range(len(z)) if a != i]
+        denom = sum(torch.exp(z[i] @ z[a] / t) for a in others)
+        pos = [p for p in others if y[p] == y[i]]
+        if pos:
+            total = total - sum(torch.log(torch.exp(z[i] @ z[p] / t) / denom) for p in pos) / len(pos)
+    return total / len(z)
+
+
+def test_contrastive_switch_changes_only_the_loss_term():
+    x, y = torch.randn(6, 4, 64), torch.tensor([0.0, 1, 1, 0, 1, 0])
+    on = sidbench.load_detector("rine.progan2", backbone=TINY).train()
+    off = sidbench.load_detector("rine.progan2", backbone=TINY, contrastive=False).train()
+    assert on.state_dict().keys() == off.state_dict().keys()
+    for det in (on, off):
+        det.net.eval()  # no dropout: compare the loss terms exactly
+    t_on, t_off = on.loss_terms({"cls_ln2": x}, y), off.loss_terms({"cls_ln2": x}, y)
+    z = F.normalize(on.embed({"cls_ln2": x}), dim=1)
+    logits = on.score({"cls_ln2": x})
+    bce = -(y * F.logsigmoid(logits) + (1 - y) * F.logsigmoid(-logits)).sum()
+    torch.testing.assert_close(t_on["bce"], bce)
+    torch.testing.assert_close(t_on["supcon"], supcon_by_hand(z, y), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(t_on["total"], bce + 0.2 * supcon_by_hand(z, y), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(t_off["total"], t_off["bce"])
+    torch.testing.assert_close(t_off["bce"], bce)  # same seeded start: same network, same BCE
+
+
+def test_tie_switch_removes_only_alpha_and_averages_blocks():
+    tie = sidbench.load_detector("rine.progan2", backbone=TINY)
+    mean = sidbench.load_detector("rine.progan2", backbone=TINY, tie=False)
+    assert set(tie.state_dict()) - set(mean.state_dict()) == {"rine.alpha"}
+    assert set(mean.state_dict()) <= set(tie.state_dict())
+    assert tie.n_trainable() - mean.n_trainable() == 4 * 128
+    x = torch.randn(3, 4, 64)
+    net = mean.net
+    with torch.no_grad():
+        g = net.proj1(x)
+        want = net.head(net.proj2(g.mean(dim=1))).squeeze(-1)
+        torch.testing.assert_close(mean.score({"cls_ln2": x}), want)
+    with pytest.raises(sidbench.errors.SidbenchError, match="tie=False"):
+        mean.block_importance()
+
+
+def test_last_block_switch_uses_only_the_last_block():
+    det = sidbench.load_detector("rine.progan2", backbone=TINY, blocks="last")
+    assert det.net.alpha.shape == (1, 1, 128)
+    assert det.n_trainable() == sidbench.load_detector("rine.progan2", backbone=TINY).n_trainable() - 3 * 128
+    x = torch.randn(3, 4, 64)
+    y = x.clone()
+    y[:, :3] = torch.randn(3, 3, 64)  # earlier blocks change, the last does not
+    with torch.no_grad():
+        torch.testing.assert_close(det.score({"cls_ln2": x}), det.score({"cls_ln2": y}))
+        net = det.net
+        want = net.head(net.proj2(net.proj1(x[:, 3]))).squeeze(-1)  # softmax over one block is 1
+        torch.testing.assert_close(det.score({"cls_ln2": x}), want)
+
+
+def test_feature_switch_follows_required_features():
+    det = sidbench.load_detector("rine.progan4", backbone=TINY, feature="cls_blocks")
+    assert det.required_features == ("cls_blocks",)
+    base = sidbench.load_detector("rine.progan4", backbone=TINY)
+    assert {k: v.shape for k, v in det.state_dict().items()} == {k: v.shape for k, v in base.state_dict().items()}
+    with pytest.raises(sidbench.errors.SidbenchError, match="feature"):
+        sidbench.load_detector("rine.progan4", backbone=TINY, feature="cls_final")
+
+
+def test_block_importance_and_save_load_round_trip(tmp_path):
+    det = sidbench.load_detector("rine.progan2", backbone=TINY)
+    with torch.no_grad():
+        det.net.alpha.add_(torch.linspace(0, 1, 4).view(1, 4, 1))  # "training" moved the later blocks up
+    imp = det.block_importance()
+    start = torch.randn(1, 4, 128, generator=torch.Generator().manual_seed(0))
+    want_initial = (torch.exp(start) / torch.exp(start).sum(1, keepdim=True)).mean(2)[0]
+    torch.testing.assert_close(torch.tensor(imp["initial"]), want_initial)
+    assert imp["blocks"] == [0, 1, 2, 3] and imp["learned"][3] > imp["initial"][3]
+    assert sum(imp["learned"]) == pytest.approx(1.0)
+    path = det.save(str(tmp_path / "rine.safetensors"))
+    back = sidbench.load_detector("rine.progan2", weights=path, backbone=TINY)
+    x = torch.randn(4, 4, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(back.score({"cls_ln2": x}), det.score({"cls_ln2": x}), rtol=0, atol=0)
+    assert back.block_importance() == imp
+    with pytest.raises(WeightsError, match="rine.progan2"):
+        sidbench.load_detector("rine.progan4", weights=path, backbone=TINY)
+
+
+def test_augment_draws_only_the_reference_jpeg_qualities(monkeypatch):
+    from PIL import Image
+
+    from sidbench.detectors.rine import RineAugment
+
+    seen = []
+    orig = Image.Image.save
+
+    def spy(self, fp, format=None, **kw):
+        seen.append(kw.get("quality"))
+        return orig(self, fp, format=format, **kw)
+
+    monkeypatch.setattr(Image.Image, "save", spy)
+    aug = RineAugment(crop=32, blur_prob=0.0, jpeg_prob=1.0)
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 40, 3), dtype=np.uint8))
+    outs = [aug(img, np.random.default_rng(i)) for i in range(20)]
+    assert set(seen) == {30, 100}
+    assert all(o.size == (32, 32) for o in outs)  # padded (height 20 < 32), cropped, no resize
+    a, b = aug(img, np.random.default_rng(5)), aug(img, np.random.default_rng(5))
+    assert np.array_equal(np.asarray(a), np.asarray(b))
