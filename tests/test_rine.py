@@ -194,3 +194,110 @@ def test_augment_draws_only_the_reference_jpeg_qualities(monkeypatch):
     assert all(o.size == (32, 32) for o in outs)  # padded (height 20 < 32), cropped, no resize
     a, b = aug(img, np.random.default_rng(5)), aug(img, np.random.default_rng(5))
     assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def _records(root: Path, split: str | None = None) -> list:
+    from sidbench.data.layout import resolve_records
+    from sidbench.plugins import load_plugins
+
+    recs = resolve_records(str(root), load_plugins(), None)
+    return [r for r in recs if split is None or r.split == split]
+
+
+def _fit_data(backbone, train, val=None):
+    from sidbench.features import ExtractOptions
+    from sidbench.training import FitData
+
+    return FitData(backbone, train, val, seed=0, options=ExtractOptions(progress=False))
+
+
+def test_training_lowers_the_loss_and_beats_chance(tmp_path, tiny_backbone, one_thread):
+    from sidbench.features import ExtractOptions, extract
+
+    root = make_folder(tmp_path / "d", splits=("train", "test"), n=12, size=(224, 224))
+    det = sidbench.load_detector("rine.progan4", backbone=TINY, q=1, proj_dim=256, epochs=30, batch_size=8,
+                                 augment=False, lr_milestones=[])
+    train = extract(tiny_backbone, _records(root, "train"), ("cls_ln2",), options=ExtractOptions(progress=False))
+    test = extract(tiny_backbone, _records(root, "test"), ("cls_ln2",), options=ExtractOptions(progress=False))
+
+    def bce(features, labels):
+        with torch.no_grad():
+            p = torch.sigmoid(det.score(features).double())
+        return float(-(labels * torch.log(p) + (1 - labels) * torch.log(1 - p)).mean())
+
+    before = bce(train.features, train.labels)  # fit starts from the same seeded network
+    lines: list[str] = []
+    summary = det.fit(_fit_data(tiny_backbone, _records(root, "train")), log=lines.append)
+    assert bce(train.features, train.labels) < before - 0.1, (before, det.history[-1])
+    with torch.no_grad():
+        logits = det.score(test.features).numpy()
+    acc = float(((logits > 0) == test.labels.numpy().astype(bool)).mean())
+    assert acc >= 0.75, acc
+    assert any("training on cached features" in m for m in lines)
+    assert "no validation split: keeping the last epoch (30)" in lines
+    assert summary["epochs"] == 30 and len(det.history) == 30
+
+
+def test_cached_feature_and_pixel_training_give_the_same_model(tmp_path, tiny_backbone, one_thread):
+    root = make_folder(tmp_path / "d", splits=("a",), n=4, size=(64, 80))
+    opts = dict(q=1, proj_dim=32, epochs=2, batch_size=3, blur_prob=0.5, jpeg_prob=0.5)
+    models, logs = [], []
+    for path in ("features", "pixels"):
+        det = sidbench.load_detector("rine.progan2", backbone=TINY, train_on=path, **opts)
+        lines: list[str] = []
+        det.fit(_fit_data(tiny_backbone, _records(root)), log=lines.append)
+        models.append(det.state_dict())
+        logs.append(lines)
+    assert any("cached features" in m for m in logs[0]) and any("training on pixels" in m for m in logs[1])
+    init = sidbench.load_detector("rine.progan2", backbone=TINY, **opts).state_dict()
+    for key in models[0]:
+        # same seeded views and order; only the backbone's batch composition differs (float rounding)
+        torch.testing.assert_close(models[0][key], models[1][key], rtol=1e-4, atol=1e-5)
+    assert any(not torch.equal(models[0][k], init[k]) for k in init)  # training did move the weights
+
+
+def test_cli_train_selects_the_variant_classes_and_saves(tmp_path, capsys):
+    from sidbench.cli import main
+
+    data = make_folder(tmp_path / "train", splits=("chair", "horse", "cat"), n=3)
+    val = make_folder(tmp_path / "val", splits=("chair", "horse"), n=2, seed=1)
+    out = tmp_path / "rine2.safetensors"
+    rc = main(["train", "rine.progan2", "--data", str(data), "--val", str(val), "--out", str(out),
+               "--backbone", TINY, "--no-progress", "--set", "epochs=2", "--set", "batch_size=4"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "train: classes chair,horse (12 of 18 images)" in text
+    assert "selected epoch" in text
+    det = sidbench.load_detector("rine.progan2", weights=str(out), backbone=TINY)
+    assert [h["epoch"] for h in det.history] == [1, 2] and det.history[0]["n"] == 12
+    assert det.block_importance()["initial"] is not None
+
+
+def test_run_fits_rine_on_unknown_classes_and_records_ten_crop(tmp_path, capsys, tiny_backbone):
+    import torchvision.transforms.functional as TF
+
+    from sidbench.cli import main
+    from sidbench.data.images import read_image
+
+    train = make_folder(tmp_path / "train", splits=("gan_a", "diff_a"), n=3)
+    test = make_folder(tmp_path / "test", splits=("gan_b",), n=2, size=(240, 256), seed=2)
+    out = tmp_path / "out"
+    rc = main(["run", "--data", str(test), "--train", str(train), "--detectors", "rine", "--backbone", TINY,
+               "--protocol", "ten_crop", "--out", str(out), "--no-progress"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "no class folders named car,cat,chair,horse" in text and "using all 12 images" in text
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    assert {r["protocol"] for r in rows} == {"ten_crop"} and {r["detector"] for r in rows} == {"rine.progan4"}
+    run = json.loads((out / "run.json").read_text())
+    assert run["detectors"][0]["preprocess"] == "ten_crop"
+    det = sidbench.load_detector("rine.progan4", weights=str(out / "checkpoints" / "rine.progan4.safetensors"),
+                                 backbone=TINY)
+    info = tiny_backbone.info
+    for row in rows[:2]:
+        crops = TF.ten_crop(read_image(row["path"]), 224)
+        x = torch.stack([TF.normalize(TF.to_tensor(c), info.mean, info.std) for c in crops])
+        with torch.no_grad():
+            want = det.score(tiny_backbone.features(x, ["cls_ln2"])).mean()
+        assert float(row["logit"]) == pytest.approx(float(want), abs=1e-4)
+    assert sidbench.load_detector("rine", backbone=TINY, preprocess="ten_crop").preprocess == "ten_crop"
