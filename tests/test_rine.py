@@ -301,3 +301,28 @@ def test_run_fits_rine_on_unknown_classes_and_records_ten_crop(tmp_path, capsys,
             want = det.score(tiny_backbone.features(x, ["cls_ln2"])).mean()
         assert float(row["logit"]) == pytest.approx(float(want), abs=1e-4)
     assert sidbench.load_detector("rine", backbone=TINY, preprocess="ten_crop").preprocess == "ten_crop"
+
+
+def test_bracket_options_name_ablations_in_one_run(tmp_path, capsys):
+    from sidbench.cli import main
+    from sidbench.detector import split_options
+
+    assert split_options("rine.progan4[tie=false, blocks=last,jpeg_qualities=[30,100]]") == (
+        "rine.progan4", {"tie": False, "blocks": "last", "jpeg_qualities": [30, 100]})
+    det = sidbench.load_detector("rine[tie=false,contrastive=false]", backbone=TINY)
+    assert det.name == "rine.progan4[tie=false,contrastive=false]" and det.spec.name == "rine.progan4"
+    assert not det.tie and det.xi == 0.0
+    with pytest.raises(sidbench.errors.SidbenchError, match="no option"):
+        sidbench.load_detector("rine.progan2[tye=false]", backbone=TINY)
+
+    train = make_folder(tmp_path / "train", splits=("x",), n=3)
+    test = make_folder(tmp_path / "test", splits=("y",), n=2, seed=3)
+    out = tmp_path / "out"
+    rc = main(["run", "--data", str(test), "--train", str(train), "--backbone", TINY, "--out", str(out),
+               "--no-progress", "--detectors", "rine.progan2,rine.progan2[tie=false,blocks=last]"])
+    assert rc == 0, capsys.readouterr()
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    assert {r["detector"] for r in rows} == {"rine.progan2", "rine.progan2[tie=false,blocks=last]"}
+    ablated = out / "checkpoints" / "rine.progan2[tie=false,blocks=last].safetensors"
+    back = sidbench.load_detector("rine.progan2[tie=false,blocks=last]", weights=str(ablated), backbone=TINY)
+    assert back.block_index == [3] and "rine.alpha" not in back.state_dict()
