@@ -33,6 +33,7 @@ PROGAN_CLASSES = ("airplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                   "train", "tvmonitor")
 FEATURES = ("cls_ln2", "cls_blocks")
 TRAIN_ON = ("features", "pixels")
+ARCHITECTURE = ("q", "proj_dim", "tie", "blocks", "feature")  # options that change the network's shapes or inputs
 
 
 # -- the trainable part ---------------------------------------------------------------------------
@@ -171,16 +172,20 @@ class Rine(Detector):
 
     def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
         super().__init__(spec, backbone, **options)
-        o = self.options
+        self.history: list[dict[str, Any]] = []
+        self._configure()
+
+    def _configure(self) -> None:
+        """Check the options and build the (seed 0) network they describe."""
+        o, name = self.options, self.spec.name
         self.feature = _choice("feature", o["feature"], FEATURES)
         _choice("train_on", o["train_on"], TRAIN_ON)
         for key in ("q", "proj_dim", "epochs", "batch_size"):
             if not isinstance(o[key], int) or isinstance(o[key], bool) or o[key] < 1:
-                raise SidbenchError(f"{spec.name}: option {key} must be a positive integer, got {o[key]!r}")
-        self.block_index = _block_index(o["blocks"], backbone.n_blocks, spec.name)
+                raise SidbenchError(f"{name}: option {key} must be a positive integer, got {o[key]!r}")
+        self.block_index = _block_index(o["blocks"], self.backbone_info.n_blocks, name)
         self.net = self._build(seed=0)
         self._initial_alpha = self.net.alpha.detach().clone() if self.tie else None
-        self.history: list[dict[str, Any]] = []
 
     @property
     def tie(self) -> bool:
@@ -289,12 +294,22 @@ class Rine(Detector):
 
     def extra_metadata(self) -> dict[str, Any]:
         init = self._initial_alpha
-        return {"initial_alpha": None if init is None else [[[float(f"{v:.9g}") for v in row] for row in init[0].tolist()]],
+        return {"architecture": {k: self.options[k] for k in ARCHITECTURE},
+                "initial_alpha": None if init is None else [[[float(f"{v:.9g}") for v in row] for row in init[0].tolist()]],
                 "history": self.history}
 
     def load_extra_metadata(self, extra: dict[str, Any]) -> None:
+        """Adopt the saved architecture where the caller left the spec's default (and say so in the name)."""
         import torch
 
+        saved = extra.get("architecture") or {}
+        adopt = {k: v for k, v in saved.items()
+                 if k in ARCHITECTURE and self.options[k] == self.spec.options[k] and v != self.options[k]}
+        if adopt:
+            self.options.update(adopt)
+            self._configure()
+            if not self.label:
+                self.label = self.spec.name + "[" + ",".join(f"{k}={_text(v)}" for k, v in adopt.items()) + "]"
         init = extra.get("initial_alpha")
         self._initial_alpha = torch.tensor(init, dtype=torch.float32) if init is not None else None
         self.history = list(extra.get("history") or [])
@@ -438,6 +453,12 @@ class Rine(Detector):
         acc = float(((logits > 0).astype(int) == y).mean())
         ap = float(average_precision_score(y, logits)) if 0 < y.sum() < len(y) else float("nan")
         return {"val_acc": acc, "val_ap": ap}
+
+
+def _text(v: Any) -> str:
+    import json
+
+    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
 
 
 def _copy_state(net: "torch.nn.Module") -> dict[str, "torch.Tensor"]:

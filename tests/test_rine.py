@@ -326,3 +326,16 @@ def test_bracket_options_name_ablations_in_one_run(tmp_path, capsys):
     ablated = out / "checkpoints" / "rine.progan2[tie=false,blocks=last].safetensors"
     back = sidbench.load_detector("rine.progan2[tie=false,blocks=last]", weights=str(ablated), backbone=TINY)
     assert back.block_index == [3] and "rine.alpha" not in back.state_dict()
+
+
+def test_a_saved_ablation_loads_under_the_plain_name(tmp_path):
+    det = sidbench.load_detector("rine.progan2", backbone=TINY, tie=False, blocks="last")
+    path = det.save(str(tmp_path / "ablation.safetensors"))
+    back = sidbench.load_detector("rine.progan2", weights=path, backbone=TINY)
+    assert back.name == "rine.progan2[tie=false,blocks=last]"
+    assert back.block_index == [3] and not back.tie
+    x = torch.randn(2, 4, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(back.score({"cls_ln2": x}), det.score({"cls_ln2": x}), rtol=0, atol=0)
+    with pytest.raises(WeightsError, match=r"q=2.*unexpected rine.proj1.10.*the file holds q=4"):  # an explicit non-default is kept
+        sidbench.load_detector("rine.progan2", weights=path, backbone=TINY, q=2)
