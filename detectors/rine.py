@@ -8,7 +8,6 @@ trainable part, its training (BCE + xi * SupCon on cached augmented features) an
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
