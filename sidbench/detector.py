@@ -35,11 +35,12 @@ class Detector:
         self.fitted = not spec.needs_fit
         self.device = "cpu"
         self.weights_path: str | None = None
+        self.label: str | None = None  # e.g. "rine.progan4[tie=false]" when built with bracket options
 
     # -- what the harness reads ---------------------------------------------------
     @property
     def name(self) -> str:
-        return self.spec.name
+        return self.label or self.spec.name
 
     @property
     def required_features(self) -> tuple[str, ...]:
@@ -120,7 +121,7 @@ class Detector:
     def load(self, path: str) -> "Detector":
         tensors, meta = load_tensors(path)
         if meta:
-            if meta.get("detector") and meta["detector"] != self.name:
+            if meta.get("detector") and split_options(meta["detector"])[0] != self.spec.name:
                 raise WeightsError(
                     f"{path} was saved by detector {meta['detector']!r}, not {self.name!r}; "
                     f"use --detectors {meta['detector']}@{path}"
@@ -132,6 +133,12 @@ class Detector:
         self.fitted = True
         self.weights_path = str(path)
         return self.to(self.device).eval()
+
+
+def _option_text(v: Any) -> str:
+    import json
+
+    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
 
 
 def _jsonable(v: Any) -> bool:
@@ -148,6 +155,31 @@ def split_name(name: str) -> tuple[str, str | None]:
     """``"rine.progan2@/path/ckpt.pth"`` -> ``("rine.progan2", "/path/ckpt.pth")``."""
     base, sep, weights = name.partition("@")
     return base.strip(), (weights.strip() or None) if sep else None
+
+
+def split_options(base: str) -> tuple[str, dict[str, Any]]:
+    """``"rine.progan4[tie=false,blocks=last]"`` -> ``("rine.progan4", {"tie": False, "blocks": "last"})``.
+
+    Values are JSON when they parse (``false``, ``2``, ``[30,100]``), else strings.
+    """
+    import json
+    import re
+
+    m = re.fullmatch(r"\s*([^\[\]]+?)\s*\[(.*)\]\s*", base)
+    if not m:
+        if "[" in base or "]" in base:
+            raise SidbenchError(f"detector {base!r}: write options as NAME[key=value,key=value]")
+        return base.strip(), {}
+    options: dict[str, Any] = {}
+    for item in filter(None, (i.strip() for i in re.split(r",(?![^\[]*\])", m.group(2)))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SidbenchError(f"detector {base!r}: option {item!r} is not key=value")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value.strip()
+    return m.group(1), options
 
 
 def load_detector(
@@ -170,11 +202,14 @@ def load_detector(
     plugins = plugins or default_plugins()
     base, at_weights = split_name(name)
     weights = weights or at_weights
+    base, name_options = split_options(base)
     spec = plugins.detector(base)
     info = describe_backbone(backbone or spec.backbone, plugins)
-    det = resolve_factory(spec.factory)(spec, info, **options)
+    det = resolve_factory(spec.factory)(spec, info, **{**options, **name_options})
     if not isinstance(det, Detector):
         raise SidbenchError(f"detector {spec.name!r} factory ({spec.origin}) returned {type(det).__name__}, not a Detector")
+    if name_options:
+        det.label = spec.name + "[" + ",".join(f"{k}={_option_text(v)}" for k, v in name_options.items()) + "]"
     if weights:
         det.load(weights)
     return det.eval()

@@ -58,7 +58,9 @@ def config_from_args(args: argparse.Namespace):
         if v is not None and v != []:
             values[f.name] = v
     if isinstance(values.get("detectors"), str):
-        values["detectors"] = [d for d in values["detectors"].split(",") if d.strip()]
+        import re  # commas inside NAME[key=value,...] do not separate detectors
+
+        values["detectors"] = [d for d in re.split(r",(?![^\[]*\])", values["detectors"]) if d.strip()]
     if isinstance(values.get("data"), str):
         values["data"] = [values["data"]]
     if getattr(args, "no_progress", False) or not sys.stderr.isatty():

@@ -1,0 +1,548 @@
+"""RINE: intermediate CLIP encoder blocks, weighted per feature dimension (TIE), then a small MLP.
+
+Koutlis & Papadopoulos, "Leveraging Representations from Intermediate Encoder-blocks for Synthetic
+Image Detection", ECCV 2024 (reference code mever-team/rine, Apache-2.0). The frozen backbone emits
+``cls_ln2`` [B, L, W] (the CLS token at every block's second LayerNorm); this file holds the
+trainable part, its training (BCE + xi * SupCon on cached augmented features) and its ablations.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from sidbench.detector import Detector
+from sidbench.errors import SidbenchError, WeightsError
+from sidbench.hookspecs import hookimpl
+from sidbench.specs import DetectorSpec
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from sidbench.features import FeatureSet
+    from sidbench.training import FitData
+
+PAPER = ("Koutlis & Papadopoulos, Leveraging Representations from Intermediate Encoder-blocks "
+         "for Synthetic Image Detection, ECCV 2024 (arXiv 2402.19091)")
+PROGAN_CLASSES = ("airplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+                  "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+                  "train", "tvmonitor")
+FEATURES = ("cls_ln2", "cls_blocks")
+TRAIN_ON = ("features", "pixels")
+ARCHITECTURE = ("q", "proj_dim", "tie", "blocks", "feature")  # options that change the network's shapes or inputs
+
+
+# -- the trainable part ---------------------------------------------------------------------------
+def build_network(n_blocks: int, width: int, q: int, dim: int, tie: bool, seed: int = 0) -> "torch.nn.Module":
+    """proj1 / alpha / proj2 / head with the reference's module positions (Dropout p=0.5 first).
+
+    Seeded: ``alpha`` ~ N(0, 1) is drawn from ``torch.Generator().manual_seed(seed)`` and the
+    Linear layers are initialised under ``torch.manual_seed(seed)``, so the same seed gives the same start.
+    """
+    import torch
+    from torch import nn
+
+    def stack(first_in: int, n: int) -> nn.Sequential:
+        layers: list[nn.Module] = [nn.Dropout(0.5)]
+        for i in range(n):
+            layers += [nn.Linear(first_in if i == 0 else dim, dim), nn.ReLU(), nn.Dropout(0.5)]
+        return nn.Sequential(*layers)
+
+    net = nn.Module()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net.proj1 = stack(width, q)
+        net.proj2 = stack(dim, q)
+        net.head = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(0.5),
+                                 nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(0.5), nn.Linear(dim, 1))
+    if tie:
+        net.alpha = nn.Parameter(initial_alpha(n_blocks, dim, seed))
+    return net
+
+
+def initial_alpha(n_blocks: int, dim: int, seed: int) -> "torch.Tensor":
+    """TIE's starting value A ~ N(0, 1) of shape [1, n_blocks, dim] for ``seed``."""
+    import torch
+
+    return torch.randn(1, n_blocks, dim, generator=torch.Generator().manual_seed(seed))
+
+
+def embed(net: "torch.nn.Module", tokens: "torch.Tensor") -> "torch.Tensor":
+    """z [B, d'] from block tokens [B, L, W]: proj1 per block, TIE (or mean) over blocks, proj2."""
+    import torch
+
+    g = net.proj1(tokens.float())
+    if hasattr(net, "alpha"):
+        z0 = (torch.softmax(net.alpha, dim=1) * g).sum(dim=1)
+    else:
+        z0 = g.mean(dim=1)
+    return net.proj2(z0)
+
+
+def supcon_loss(z: "torch.Tensor", labels: "torch.Tensor", temperature: float = 0.07,
+                base_temperature: float = 0.07) -> "torch.Tensor":
+    """Supervised contrastive loss (Khosla et al. 2020), one view per sample, all anchors.
+
+    ``z`` must be L2-normalised. An anchor without positives contributes 0 (as in the reference
+    repository's guard against 0/0).
+    """
+    import torch
+
+    n = z.shape[0]
+    logits = z @ z.t() / temperature
+    logits = logits - logits.max(dim=1, keepdim=True).values.detach()
+    not_self = 1.0 - torch.eye(n, device=z.device)
+    positives = (labels.view(-1, 1) == labels.view(1, -1)).float() * not_self
+    log_prob = logits - torch.log((torch.exp(logits) * not_self).sum(1, keepdim=True))
+    n_pos = positives.sum(1).clamp_min(1.0)
+    mean_log_prob_pos = (positives * log_prob).sum(1) / n_pos
+    return -(temperature / base_temperature) * mean_log_prob_pos.mean()
+
+
+# -- the reference augmentation ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class RineAugment:
+    """Blur (p, sigma ~ U[lo, hi]), JPEG (p, quality from a list or ``uniform`` 30..100),
+    RandomCrop ``crop`` with zero padding when smaller (no resize), horizontal flip (p = 0.5)."""
+
+    crop: int = 224
+    blur_prob: float = 0.5
+    blur_sigma: tuple[float, float] = (0.0, 3.0)
+    jpeg_prob: float = 0.5
+    jpeg_qualities: tuple[int, ...] | str = (30, 100)
+    flip: bool = True
+
+    @property
+    def name(self) -> str:
+        q = self.jpeg_qualities if isinstance(self.jpeg_qualities, str) else "/".join(map(str, self.jpeg_qualities))
+        lo, hi = self.blur_sigma
+        return (f"rine-blur{self.blur_prob:g}:{lo:g}-{hi:g}-jpeg{self.jpeg_prob:g}:{q}"
+                f"-crop{self.crop}{'-flip' if self.flip else ''}")
+
+    def __call__(self, img: "Image.Image", rng: np.random.Generator) -> "Image.Image":
+        from PIL import Image
+
+        img = img.convert("RGB")
+        if rng.random() < self.blur_prob:
+            img = gaussian_blur(img, rng.uniform(*self.blur_sigma))
+        if rng.random() < self.jpeg_prob:
+            if self.jpeg_qualities == "uniform":
+                quality = int(rng.integers(30, 101))
+            else:
+                quality = int(self.jpeg_qualities[int(rng.integers(len(self.jpeg_qualities)))])
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=quality)
+            img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        img = random_crop(img, self.crop, rng)
+        if self.flip and rng.random() < 0.5:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return img
+
+
+def gaussian_blur(img: "Image.Image", sigma: float) -> "Image.Image":
+    """Per-channel Gaussian filter with standard deviation ``sigma`` (scipy, as CNNDetection's recipe)."""
+    from PIL import Image
+    from scipy.ndimage import gaussian_filter
+
+    arr = np.asarray(img, dtype=np.float32)
+    out = np.stack([gaussian_filter(arr[..., c], sigma=sigma) for c in range(arr.shape[2])], axis=-1)
+    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
+
+
+def random_crop(img: "Image.Image", size: int, rng: np.random.Generator) -> "Image.Image":
+    """A size x size crop at a random offset; a smaller side is first zero-padded (centred) to ``size``."""
+    from PIL import Image
+
+    w, h = img.size
+    if w < size or h < size:
+        canvas = Image.new("RGB", (max(w, size), max(h, size)))
+        canvas.paste(img, ((canvas.width - w) // 2, (canvas.height - h) // 2))
+        img, (w, h) = canvas, canvas.size
+    left, top = int(rng.integers(w - size + 1)), int(rng.integers(h - size + 1))
+    return img.crop((left, top, left + size, top + size))
+
+
+# -- the detector -----------------------------------------------------------------------------------
+class Rine(Detector):
+    """RINE's trainable part on top of ``cls_ln2`` (or ``cls_blocks``) of any CLIP ViT backbone."""
+
+    def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
+        super().__init__(spec, backbone, **options)
+        self.history: list[dict[str, Any]] = []
+        self._configure()
+
+    def _configure(self) -> None:
+        """Check the options and build the (seed 0) network they describe."""
+        o, name = self.options, self.spec.name
+        self.feature = _choice("feature", o["feature"], FEATURES)
+        _choice("train_on", o["train_on"], TRAIN_ON)
+        for key in ("q", "proj_dim", "epochs", "batch_size"):
+            if not isinstance(o[key], int) or isinstance(o[key], bool) or o[key] < 1:
+                raise SidbenchError(f"{name}: option {key} must be a positive integer, got {o[key]!r}")
+        self.block_index = _block_index(o["blocks"], self.backbone_info.n_blocks, name)
+        self.net = self._build(seed=0)
+        self._initial_alpha = self.net.alpha.detach().clone() if self.tie else None
+
+    @property
+    def tie(self) -> bool:
+        return bool(self.options["tie"])
+
+    @property
+    def xi(self) -> float:
+        """Weight of the contrastive term: 0 when ``contrastive=False``."""
+        return float(self.options["xi"]) if self.options["contrastive"] else 0.0
+
+    @property
+    def required_features(self) -> tuple[str, ...]:
+        return (self.feature,)
+
+    def _build(self, seed: int) -> "torch.nn.Module":
+        o, info = self.options, self.backbone_info
+        return build_network(len(self.block_index), info.width, o["q"], o["proj_dim"], self.tie, seed).to(self.device)
+
+    def modules(self) -> dict[str, "torch.nn.Module"]:
+        return {"rine": self.net}
+
+    def n_trainable(self) -> int:
+        """Number of trainable parameters (10,521,601 for q=4, d'=1024 on ViT-L/14)."""
+        return sum(p.numel() for p in self.net.parameters() if p.requires_grad)
+
+    # -- scoring ------------------------------------------------------------------------------------
+    def tokens(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+        """The block tokens this configuration uses: [B, L', W] on the detector's device."""
+        import torch
+
+        x = features[self.feature]
+        info = self.backbone_info
+        if x.ndim != 3 or tuple(x.shape[1:]) != (info.n_blocks, info.width):
+            raise SidbenchError(
+                f"{self.name}: expected {self.feature} of shape [B, {info.n_blocks}, {info.width}] "
+                f"(backbone {info.name}), got {list(x.shape)}; build the detector with the backbone that made the features"
+            )
+        x = x.to(self.device, torch.float32)
+        return x if len(self.block_index) == info.n_blocks else x[:, self.block_index]
+
+    def embed(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+        """z [B, d'] (before the head; the contrastive loss sees it L2-normalised)."""
+        return embed(self.net, self.tokens(features))
+
+    def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+        return self.net.head(self.embed(features)).squeeze(-1)
+
+    def loss_terms(self, features: dict[str, "torch.Tensor"], labels: "torch.Tensor") -> dict[str, "torch.Tensor"]:
+        """BCE (sum over the batch), SupCon on normalised z, and their sum bce + xi * supcon."""
+        import torch
+        import torch.nn.functional as F
+
+        z = self.embed(features)
+        labels = labels.to(z.device, torch.float32)
+        bce = F.binary_cross_entropy_with_logits(self.net.head(z).squeeze(-1), labels, reduction="sum")
+        if self.xi == 0.0:
+            return {"bce": bce, "supcon": torch.zeros((), device=z.device), "total": bce}
+        con = supcon_loss(F.normalize(z, dim=1), labels, self.options["temperature"], self.options["temperature"])
+        return {"bce": bce, "supcon": con, "total": bce + self.xi * con}
+
+    # -- block importance ---------------------------------------------------------------------------
+    def block_importance(self) -> dict[str, Any]:
+        """Per used block, softmax(A) over blocks averaged over feature dims: learned and initial value."""
+        import torch
+
+        if not self.tie:
+            raise SidbenchError(f"{self.name}: tie=False has no learned block weights (plain mean over blocks)")
+
+        def per_block(alpha: "torch.Tensor") -> list[float]:
+            return torch.softmax(alpha.detach().float().cpu(), dim=1).mean(dim=2).squeeze(0).tolist()
+
+        learned, init = self.net.alpha, self._initial_alpha
+        out: dict[str, Any] = {"blocks": list(self.block_index), "learned": per_block(learned),
+                               "initial": per_block(init) if init is not None else None, "correlation": None}
+        if init is not None:
+            a, b = learned.detach().cpu().flatten().double(), init.flatten().double()
+            out["correlation"] = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+        return out
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        """The official ``alpha``, ``proj1.*``, ``proj2.*``, ``head.*`` keys (also under ``module.``)."""
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        if not any(k.startswith("rine.") for k in state):
+            state = {f"rine.{k}": v for k, v in state.items()}
+        self._initial_alpha = None  # an official file does not say where training started
+        return state
+
+    def load_state_dict(self, state: dict[str, "torch.Tensor"]) -> None:
+        expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in state.items()}
+        missing, unexpected = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        wrong = [f"{k} {list(got[k])} (expected {list(expected[k])})" for k in expected if k in got and got[k] != expected[k]]
+        if missing or unexpected or wrong:
+            parts = ([f"wrong shape: {', '.join(wrong[:3])}"] if wrong else []) + \
+                    ([f"missing {', '.join(missing[:3])}"] if missing else []) + \
+                    ([f"unexpected {', '.join(unexpected[:3])}"] if unexpected else [])
+            raise WeightsError(f"checkpoint does not fit {self.name} ({self.describe()}): {'; '.join(parts)}"
+                               f"{_hint(state)}")
+        super().load_state_dict({k: v.float() for k, v in state.items()})
+
+    def describe(self) -> str:
+        o, info = self.options, self.backbone_info
+        return (f"q={o['q']}, d'={o['proj_dim']}, tie={self.tie}, {len(self.block_index)} of {info.n_blocks} "
+                f"blocks of width {info.width} from {info.name}")
+
+    def extra_metadata(self) -> dict[str, Any]:
+        init = self._initial_alpha
+        return {"architecture": {k: self.options[k] for k in ARCHITECTURE},
+                "initial_alpha": None if init is None else [[[float(f"{v:.9g}") for v in row] for row in init[0].tolist()]],
+                "history": self.history}
+
+    def load_extra_metadata(self, extra: dict[str, Any]) -> None:
+        """Adopt the saved architecture where the caller left the spec's default (and say so in the name)."""
+        import torch
+
+        saved = extra.get("architecture") or {}
+        adopt = {k: v for k, v in saved.items()
+                 if k in ARCHITECTURE and self.options[k] == self.spec.options[k] and v != self.options[k]}
+        if adopt:
+            self.options.update(adopt)
+            self._configure()
+            if not self.label:
+                self.label = self.spec.name + "[" + ",".join(f"{k}={_text(v)}" for k, v in adopt.items()) + "]"
+        init = extra.get("initial_alpha")
+        self._initial_alpha = torch.tensor(init, dtype=torch.float32) if init is not None else None
+        self.history = list(extra.get("history") or [])
+
+    # -- training -----------------------------------------------------------------------------------
+    def augment(self) -> RineAugment | None:
+        """The reference augmentation from the options (None with ``augment=False``)."""
+        o = self.options
+        if not o["augment"]:
+            return None
+        q = o["jpeg_qualities"]
+        if not (q == "uniform" or (isinstance(q, (list, tuple)) and q and all(isinstance(v, int) and 1 <= v <= 100 for v in q))):
+            raise SidbenchError(f"{self.name}: jpeg_qualities must be a list of qualities in 1..100 or 'uniform', got {q!r}")
+        return RineAugment(self.backbone_info.image_size, float(o["blur_prob"]), tuple(o["blur_sigma"]),
+                           float(o["jpeg_prob"]), q if isinstance(q, str) else tuple(q), bool(o["flip"]))
+
+    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+        """Train from a fresh seeded start: BCE + xi * SupCon, Adam, one augmented view per image per epoch."""
+        import torch
+
+        o, seed = self.options, data.seed
+        data = _restrict(data, {s: self._classes(data.records(s), s, log) for s in ("train", "val")})
+        self.net = self._build(seed)
+        self._initial_alpha = self.net.alpha.detach().cpu().clone() if self.tie else None
+        aug = self.augment()
+        log(f"{self.describe()}; {self.n_trainable():,} trainable parameters; xi={self.xi:g}; "
+            f"augmentation {aug.name if aug else 'off'}")
+        log("training on cached features: the frozen backbone runs once per image per epoch (one augmented "
+            "view each), then every optimiser step reuses them" if o["train_on"] == "features" else
+            "training on pixels: the backbone runs inside the training loop on every batch (slow path)")
+        opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]))
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o["lr_milestones"]), gamma=0.1)
+        order = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)  # dropout
+        best: tuple | None = None
+        self.history = []
+        for epoch in range(o["epochs"]):
+            batches = (self._feature_batches if o["train_on"] == "features" else self._pixel_batches)(data, aug, epoch, order)
+            stats = self._train_epoch(batches, opt)
+            stats["lr"] = opt.param_groups[0]["lr"]
+            sched.step()
+            data.forget_views()
+            if data.has_val:
+                stats.update(self._validate(data))
+                if best is None or (stats["val_acc"], stats["val_ap"]) > best[:2]:
+                    best = (stats["val_acc"], stats["val_ap"], epoch, _copy_state(self.net))
+            self.history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in stats.items()}})
+            log(" ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.history[-1].items()))
+        summary = {"epochs": o["epochs"], "train_on": o["train_on"], "n_train": self.history[-1]["n"]}
+        if best is not None:
+            self.net.load_state_dict(best[3])
+            summary.update(best_epoch=best[2] + 1, val_acc=round(best[0], 4), val_ap=round(best[1], 4))
+            log(f"selected epoch {best[2] + 1} of {o['epochs']} on the validation split (acc {best[0]:.4f}, AP {best[1]:.4f})")
+        else:
+            log(f"no validation split: keeping the last epoch ({o['epochs']})")
+        self.eval()
+        return summary
+
+    def _classes(self, records: list, split: str, log: Callable[[str], None]) -> list:
+        """The variant's training classes (record split = class folder) when present, else everything."""
+        classes = self.options["classes"]
+        if not records or classes in (None, "all") or not classes:
+            return records
+        wanted = [classes] if isinstance(classes, str) else list(classes)
+        keep = [r for r in records if r.split in wanted]
+        found = sorted({r.split for r in records})
+        if not keep:
+            log(f"{split}: no class folders named {','.join(wanted)} (found {','.join(found[:8])}); using all {len(records)} images")
+            return records
+        missing = [c for c in wanted if c not in found]
+        log(f"{split}: classes {','.join(c for c in wanted if c in found)} ({len(keep)} of {len(records)} images)"
+            + (f"; missing {','.join(missing)}" if missing else ""))
+        return keep
+
+    def _feature_batches(self, data: "FitData", aug: RineAugment | None, epoch: int, order: "torch.Generator"):
+        """Shuffled batches of this epoch's cached view: (features, labels)."""
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # a DataLoader draws from the global RNG; dropout must not notice
+            fs = data.features("train", (self.feature,), augment=aug, view=epoch, protocol="center_crop")
+        x, y = fs.features[self.feature], fs.labels
+        perm = torch.randperm(len(fs), generator=order)
+        for i in range(0, len(perm), self.options["batch_size"]):
+            idx = perm[i:i + self.options["batch_size"]]
+            yield {self.feature: x[idx]}, y[idx]
+
+    def _pixel_batches(self, data: "FitData", aug: RineAugment | None, epoch: int, order: "torch.Generator"):
+        """The same seeded views, but each batch runs through the backbone here (unreadable images are dropped)."""
+        import torch
+
+        from sidbench.data.loader import ImageDataset, collate
+        from sidbench.data.preprocess import make_preprocess
+        from sidbench.training import view_rng
+
+        records = data.records("train")
+
+        def transform(img: Any, rec: Any, i: int) -> Any:
+            return aug(img, view_rng(rec.key, aug.name, epoch, data.seed)) if aug else img
+
+        dataset = ImageDataset(records, make_preprocess("center_crop", data.backbone.info), transform=transform)
+        perm = torch.randperm(len(records), generator=order)
+        for i in range(0, len(perm), self.options["batch_size"]):
+            batch = collate([dataset[int(j)] for j in perm[i:i + self.options["batch_size"]]])
+            if batch.pixels is None:
+                continue
+            feats = data.backbone.features(batch.pixels, (self.feature,))
+            labels = torch.tensor([records[j].label for j in batch.index], dtype=torch.float32)
+            yield {self.feature: feats[self.feature].cpu().clone()}, labels
+
+    def _train_epoch(self, batches, opt) -> dict[str, float]:
+        self.net.train()
+        n, total, bce, con = 0, 0.0, 0.0, 0.0
+        for feats, labels in batches:
+            terms = self.loss_terms(feats, labels)
+            opt.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            opt.step()
+            n += len(labels)
+            total, bce, con = total + terms["total"].item(), bce + terms["bce"].item(), con + terms["supcon"].item() * len(labels)
+        if n == 0:
+            from sidbench.errors import DataError
+
+            raise DataError(f"{self.name}: none of the training images could be read")
+        return {"n": n, "loss": total / n, "bce": bce / n, "supcon": con / n}
+
+    def _validate(self, data: "FitData") -> dict[str, float]:
+        """Accuracy at P(fake) = 0.5 and average precision on the validation split (its eval protocol)."""
+        import torch
+        from sklearn.metrics import average_precision_score
+
+        with torch.random.fork_rng(devices=[]):
+            fs = data.features("val", (self.feature,))
+        x, y = fs.features[self.feature], fs.labels.numpy()
+        self.net.eval()
+        with torch.no_grad():
+            views = x.shape[1] if x.ndim == 4 else 1
+            flat = x.flatten(0, 1) if views > 1 else x
+            logits = torch.cat([self.score({self.feature: flat[i:i + 1024]}).cpu() for i in range(0, len(flat), 1024)])
+            logits = logits.view(-1, views).mean(1).numpy()
+        self.net.train()
+        acc = float(((logits > 0).astype(int) == y).mean())
+        ap = float(average_precision_score(y, logits)) if 0 < y.sum() < len(y) else float("nan")
+        return {"val_acc": acc, "val_ap": ap}
+
+
+def _text(v: Any) -> str:
+    import json
+
+    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+
+
+def _copy_state(net: "torch.nn.Module") -> dict[str, "torch.Tensor"]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _restrict(data: "FitData", splits: dict[str, list]) -> "FitData":
+    """``data`` serving only the given records (a new FitData sharing its backbone and feature source)."""
+    from sidbench.training import FitData
+
+    if all(splits[s] is data.records(s) for s in splits):
+        return data
+    return FitData(data.backbone, splits["train"], splits["val"], protocol=data.protocol, seed=data.seed,
+                   options=data.options, feature_source=data._source)
+
+
+def _choice(key: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise SidbenchError(f"rine option {key}={value!r}: use one of {', '.join(allowed)}")
+    return value
+
+
+def _block_index(blocks: Any, n_blocks: int, name: str) -> list[int]:
+    """``all``, ``last`` or a list of block indices (negative counts from the end)."""
+    if blocks == "all":
+        return list(range(n_blocks))
+    if blocks == "last":
+        return [n_blocks - 1]
+    if isinstance(blocks, int) and not isinstance(blocks, bool):
+        blocks = [blocks]
+    if isinstance(blocks, (list, tuple)) and blocks and all(isinstance(b, int) and -n_blocks <= b < n_blocks for b in blocks):
+        return sorted({b % n_blocks for b in blocks})
+    raise SidbenchError(f"{name}: option blocks={blocks!r}: use 'all', 'last' or a list of block indices "
+                        f"in 0..{n_blocks - 1}")
+
+
+def _hint(state: dict[str, "torch.Tensor"]) -> str:
+    """'; the file looks like rine.progan2 (q=4, d'=128 ...)' when its shapes say so."""
+    state = {k.removeprefix("rine."): v for k, v in state.items()}
+    if "proj1.1.weight" not in state:
+        return ""
+    dim, width = state["proj1.1.weight"].shape
+    q = sum(1 for k in state if k.startswith("proj2.") and k.endswith(".weight"))
+    blocks = f", {state['alpha'].shape[1]} blocks" if "alpha" in state else ", no TIE"
+    match = [v for v, c in VARIANTS.items() if (c["q"], c["proj_dim"]) == (q, dim)]
+    return (f"; the file holds q={q}, d'={dim}, width {width}{blocks}"
+            + (f" (like {' / '.join('rine.' + m for m in match)})" if match else ""))
+
+
+# -- registry -------------------------------------------------------------------------------------
+COMMON_OPTIONS: dict[str, Any] = {
+    "lr": 1e-3, "lr_milestones": [6, 11], "batch_size": 128, "temperature": 0.07,
+    "tie": True, "contrastive": True, "blocks": "all", "feature": "cls_ln2",
+    "augment": True, "blur_prob": 0.5, "blur_sigma": [0.0, 3.0], "jpeg_prob": 0.5, "jpeg_qualities": [30, 100],
+    "flip": True, "train_on": "features",
+}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "progan1": {"q": 4, "proj_dim": 1024, "xi": 0.1, "epochs": 1, "classes": ["horse"]},
+    "progan2": {"q": 4, "proj_dim": 128, "xi": 0.2, "epochs": 1, "classes": ["chair", "horse"]},
+    "progan4": {"q": 2, "proj_dim": 1024, "xi": 0.2, "epochs": 1, "classes": ["car", "cat", "chair", "horse"]},
+    "ldm": {"q": 4, "proj_dim": 1024, "xi": 0.4, "epochs": 5, "classes": "all"},
+}
+TRAINED_ON = {
+    "progan1": "ProGAN horse", "progan2": "ProGAN chair, horse", "progan4": "ProGAN car, cat, chair, horse",
+    "ldm": "latent-diffusion training set (grip-unina DMimageDetection)",
+}
+
+
+@hookimpl
+def sidbench_detectors() -> list[DetectorSpec]:
+    specs = []
+    for variant, cfg in VARIANTS.items():
+        specs.append(DetectorSpec(
+            name=f"rine.{variant}",
+            factory=Rine,
+            features=("cls_ln2",),
+            backbone="ViT-L-14:openai",
+            preprocess="center_crop",
+            description=(f"RINE trained on {TRAINED_ON[variant]}: q={cfg['q']}, d'={cfg['proj_dim']}, "
+                         f"xi={cfg['xi']}, {cfg['epochs']} epoch(s); TIE over all CLIP blocks' ln_2 CLS tokens"),
+            needs_fit=True,
+            default=variant == "progan4",
+            options={**COMMON_OPTIONS, **cfg},
+            training_data=("ldm",) if variant == "ldm" else ("progan",),
+            paper=PAPER,
+            license="Apache-2.0",
+        ))
+    return specs
