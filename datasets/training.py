@@ -41,7 +41,11 @@ class ProGANTrainLayout:
     @staticmethod
     def class_root(root: Path) -> Path | None:
         for cand in (root / "train" / "progan", root / "progan", root / "train", root):
-            if sum((cand / c / "0_real").is_dir() and (cand / c / "1_fake").is_dir() for c in LSUN_CLASSES) >= 1:
+            if not cand.is_dir():
+                continue
+            labelled = [d.name for d in cand.iterdir() if (d / "0_real").is_dir() and (d / "1_fake").is_dir()]
+            # every labelled folder must be an LSUN class: "train/" and "test/" splits are not the class "train"
+            if labelled and all(n in LSUN_CLASSES for n in labelled) and (len(labelled) >= 2 or cand.name == "progan"):
                 return cand
         return None
 

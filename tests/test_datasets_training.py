@@ -56,3 +56,13 @@ def test_ldm_training_set_lists(tmp_path, plugins):
         tmp_path / "coco/train2014/COCO_train2014_000000000009.jpg",
         tmp_path / "coco/val2014/COCO_val2014_000000000042.jpg"])
     assert sum(r.label for r in recs) == 3 and {r.split for r in recs} == {"train"}
+
+
+def test_train_and_test_split_folders_are_not_progan_classes(tmp_path, plugins):
+    """'train' is an LSUN class name: a root holding train/ and test/ splits stays the generic layout."""
+    from conftest import make_folder
+    from sidbench.data.layout import resolve_records
+
+    root = make_folder(tmp_path / "d", splits=("train", "test"), n=2, size=(16, 16))
+    recs = resolve_records(root, plugins)
+    assert {r.split for r in recs} == {"train", "test"} and {r.group for r in recs} == {"folder"}
