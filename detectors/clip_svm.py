@@ -143,6 +143,7 @@ class ClipSVM(Detector):
 
     def _take(self, svm, eval_xy, eval_split: str) -> None:
         """Copy the fitted SVM into tensors (and, for attribution, the confusion matrix on ``eval_split``)."""
+        import numpy as np
         import torch
 
         self.classes = [str(c) for c in svm.classes_] if self.options["attribution"] else [REAL, "fake"]
@@ -150,8 +151,8 @@ class ClipSVM(Detector):
         if self.options["attribution"] and len(self.classes) == 2:
             coef, intercept = -coef, -intercept  # scikit-learn's binary SVC is positive for classes_[1]; ovo for i
         self._allocate(len(intercept))
-        self._svm.coef = torch.as_tensor(coef, dtype=torch.float32).reshape(len(intercept), -1)
-        self._svm.intercept = torch.as_tensor(intercept, dtype=torch.float32)
+        self._svm.coef = torch.tensor(np.array(coef), dtype=torch.float32).reshape(len(intercept), -1)
+        self._svm.intercept = torch.tensor(np.array(intercept), dtype=torch.float32)
         if self.options["attribution"]:
             from sklearn.metrics import confusion_matrix
 

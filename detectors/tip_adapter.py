@@ -275,9 +275,13 @@ class TipAdapterF(TipAdapter):
         self._adapter = self._new_adapter(0)
 
     def _new_adapter(self, n: int) -> "torch.nn.Module":
+        import warnings
+
         import torch
 
-        return torch.nn.Linear(self.backbone_info.embed_dim, n, bias=False)
+        with warnings.catch_warnings():  # the unfitted adapter has zero rows; its init is a no-op
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.nn.Linear(self.backbone_info.embed_dim, n, bias=False)
 
     def modules(self) -> dict[str, "torch.nn.Module"]:
         return {**super().modules(), "adapter": self._adapter}
