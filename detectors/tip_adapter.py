@@ -1,11 +1,21 @@
-"""CLIP zero-shot (and, with a cache, Tip-Adapter): a text classifier from real/fake prompts.
+"""CLIP zero-shot, Tip-Adapter and Tip-Adapter-F: a text classifier from real/fake prompts plus a
+few-shot cache of training images.
 
-Zhang et al., "Tip-Adapter: Training-free Adaption of CLIP for Few-shot Classification", ECCV 2022.
-``clip_zeroshot`` is the zero-shot term alone (Tip-Adapter with alpha = 0): 100 * f W_c^T.
+Zhang et al., "Tip-Adapter: Training-free Adaption of CLIP for Few-shot Classification", ECCV 2022
+(gaopengcuhk/Tip-Adapter). With f the L2-normalised ``image_embed``, W_c the text classifier,
+F the cache keys and L the one-hot cache values:
+
+    logits = 100 f W_c^T + alpha exp(-beta (1 - f F^T)) L,   score = logit_fake - logit_real.
+
+``clip_zeroshot`` is the zero-shot term alone (alpha = 0). Tip-Adapter-F learns F.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import math
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image
 
 from sidbench.detector import Detector
 from sidbench.hookspecs import hookimpl
@@ -15,6 +25,8 @@ if TYPE_CHECKING:
     import torch
 
     from sidbench.backbones.base import Backbone
+    from sidbench.features import FeatureSet
+    from sidbench.training import FitData
 
 TIP_PAPER = "Zhang et al., Tip-Adapter: Training-free Adaption of CLIP for Few-shot Classification, ECCV 2022"
 # Class order everywhere: index 0 = real, 1 = fake. Each list is averaged (after normalising).
@@ -79,18 +91,325 @@ class ClipZeroShot(Detector):
         return binary_score(zero_shot_logits(f, self._text.weights))
 
 
+# -- Tip-Adapter -------------------------------------------------------------------------
+class TipAugment:
+    """The reference's cache/training augmentation: RandomResizedCrop(size, scale=(0.5, 1), bicubic) + flip."""
+
+    name = "tip-rrc"
+
+    def __init__(self, size: int = 224, scale: tuple[float, float] = (0.5, 1.0)):
+        self.size, self.scale = size, scale
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        img = img.convert("RGB").crop(self._box(*img.size, rng))
+        img = img.resize((self.size, self.size), Image.Resampling.BICUBIC)
+        return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else img
+
+    def _box(self, width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        """torchvision's RandomResizedCrop sampling (aspect ratio 3/4..4/3, 10 tries, then a centre crop)."""
+        area = width * height
+        for _ in range(10):
+            target = area * rng.uniform(*self.scale)
+            ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+            w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+            if 0 < w <= width and 0 < h <= height:
+                top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+                return left, top, left + w, top + h
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        return left, top, left + side, top + side
+
+
+def cache_logits(affinity: "torch.Tensor", values: "torch.Tensor", beta: float) -> "torch.Tensor":
+    """exp(-beta (1 - f F^T)) L for affinities f F^T [B, NK] and one-hot values L [NK, 2]."""
+    return (-beta * (1.0 - affinity)).exp() @ values
+
+
+def tip_logits(f: "torch.Tensor", weights: "torch.Tensor", affinity: "torch.Tensor", values: "torch.Tensor",
+               alpha: float, beta: float) -> "torch.Tensor":
+    """100 f W_c^T + alpha exp(-beta (1 - f F^T)) L  -> [B, 2]."""
+    return zero_shot_logits(f, weights) + alpha * cache_logits(affinity, values, beta)
+
+
+def search_grid(scale: Sequence[float], steps: Sequence[int]) -> tuple[list[float], list[float]]:
+    """The reference grid: beta over [0.1, scale[0]) in steps[0] steps, alpha over [0.1, scale[1]) in steps[1]."""
+    betas = [i * (scale[0] - 0.1) / steps[0] + 0.1 for i in range(steps[0])]
+    alphas = [i * (scale[1] - 0.1) / steps[1] + 0.1 for i in range(steps[1])]
+    return betas, alphas
+
+
+def search_hp(f: "torch.Tensor", labels: "torch.Tensor", weights: "torch.Tensor", affinity: "torch.Tensor",
+              values: "torch.Tensor", scale: Sequence[float], steps: Sequence[int]) -> tuple[float, float, float]:
+    """(alpha, beta, accuracy) with the best accuracy on (f, labels); the first best in grid order wins."""
+    import torch
+
+    betas, alphas = search_grid(scale, steps)
+    zero_shot, y = zero_shot_logits(f, weights), labels.long()
+    alpha_t = torch.tensor(alphas, dtype=f.dtype, device=f.device)
+    best = (-1.0, 0.0, 0.0)
+    for beta in betas:
+        cache = cache_logits(affinity, values, beta)
+        logits = zero_shot[None] + alpha_t[:, None, None] * cache[None]  # [alphas, B, 2]
+        acc = (logits.argmax(-1) == y[None]).float().mean(-1)
+        i = int(acc.argmax())
+        if float(acc[i]) > best[0]:
+            best = (float(acc[i]), alphas[i], beta)
+    return best[1], best[2], best[0]
+
+
+class TipAdapter(ClipZeroShot):
+    """Training-free: a cache of K shots per class next to the zero-shot text classifier."""
+
+    def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
+        super().__init__(spec, backbone, **options)
+        self.alpha, self.beta = float(self.options["init_alpha"]), float(self.options["init_beta"])
+        self._cache = self._empty_cache(0)
+
+    def _empty_cache(self, n: int) -> "torch.nn.Module":
+        import torch
+
+        cache = torch.nn.Module()
+        cache.register_buffer("keys", torch.zeros(n, self.backbone_info.embed_dim))
+        cache.register_buffer("values", torch.zeros(n, 2))
+        return cache
+
+    def modules(self) -> dict[str, "torch.nn.Module"]:
+        return {"text": self._text, "cache": self._cache}
+
+    def affinity(self, f: "torch.Tensor") -> "torch.Tensor":
+        """f F^T [B, NK]."""
+        return f @ self._cache.keys.t()
+
+    def logits(self, f: "torch.Tensor", alpha: float | None = None, beta: float | None = None) -> "torch.Tensor":
+        """Tip-Adapter logits [B, 2] of normalised features (the chosen alpha, beta unless given)."""
+        alpha = self.alpha if alpha is None else alpha
+        beta = self.beta if beta is None else beta
+        return tip_logits(f, self._text.weights, self.affinity(f), self._cache.values, alpha, beta)
+
+    def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+        import torch.nn.functional as F
+
+        self._require_bound()
+        return binary_score(self.logits(F.normalize(features["image_embed"].float(), dim=-1)))
+
+    def _require_bound(self) -> None:
+        if not self.bound:
+            from sidbench.errors import SidbenchError
+
+            raise SidbenchError(f"{self.name}: call bind(backbone) first, the text classifier comes from the backbone")
+
+    # -- fitting ---------------------------------------------------------------------
+    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+        """Build the cache from K shots per class, then search alpha, beta on the validation split."""
+        self.bind(data.backbone)
+        shots = self.build_cache(data, log)
+        acc = self.search(data, log)
+        return {"cache": int(self._cache.keys.shape[0]), "shots": shots, "alpha": self.alpha, "beta": self.beta,
+                "val_acc": acc}
+
+    def shot_data(self, data: "FitData") -> "FitData":
+        """The K-shot training subset (seeded), served with the same feature source."""
+        from sidbench.training import few_shot
+
+        train = few_shot(data.records("train"), self.options["shots"], data.seed)
+        return data if len(train) == len(data.records("train")) else data.subset(train)
+
+    def build_cache(self, data: "FitData", log: Callable[[str], None]) -> int:
+        """Keys: image_embed averaged over the augmented views, then L2-normalised; values: one-hot labels."""
+        import torch
+        import torch.nn.functional as F
+
+        shots, views = self.shot_data(data), int(self.options["augment_views"])
+        aug = TipAugment(self.backbone_info.image_size)
+        sets = [shots.features("train", ("image_embed",), augment=aug, view=v) for v in range(views)] or \
+            [shots.features("train", ("image_embed",))]
+        _same_records(sets)
+        keys = F.normalize(torch.stack([s.features["image_embed"].float() for s in sets]).mean(0), dim=-1)
+        labels = sets[0].labels.long()
+        if labels.unique().numel() < 2:
+            from sidbench.errors import DataError
+
+            raise DataError(f"{self.name}: the cache needs real and fake training images, found one class only")
+        self._cache = self._empty_cache(0)
+        self._cache.keys, self._cache.values = keys.to(self.device), F.one_hot(labels, 2).float().to(self.device)
+        self._shot_data = shots
+        per_class = [int((labels == c).sum()) for c in (0, 1)]
+        log(f"cache of {len(labels)} images ({per_class[0]} real, {per_class[1]} fake), {views} augmented views")
+        return max(per_class)
+
+    def search(self, data: "FitData", log: Callable[[str], None]) -> float | None:
+        """Grid-search alpha, beta on the validation split; without one keep the initial values."""
+        if not self.options["search"]:
+            return None
+        if not data.has_val:
+            log(f"no validation split: alpha={self.alpha:g}, beta={self.beta:g} kept (no search)")
+            return None
+        f, y = self._val(data)
+        with _no_grad():
+            self.alpha, self.beta, acc = search_hp(f, y, self._text.weights, self.affinity(f), self._cache.values,
+                                                   self.options["search_scale"], self.options["search_step"])
+        log(f"alpha={self.alpha:.4g}, beta={self.beta:.4g}: validation accuracy {acc:.4f}")
+        return acc
+
+    def _val(self, data: "FitData") -> tuple["torch.Tensor", "torch.Tensor"]:
+        import torch.nn.functional as F
+
+        fs = data.features("val", ("image_embed",))
+        return F.normalize(fs.features["image_embed"].float(), dim=-1).to(self.device), fs.labels.to(self.device)
+
+    # -- state -------------------------------------------------------------------------
+    def extra_metadata(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "beta": self.beta, "cache_size": int(self._cache.keys.shape[0])}
+
+    def load_extra_metadata(self, extra: dict[str, Any]) -> None:
+        self.alpha = float(extra.get("alpha", self.alpha))
+        self.beta = float(extra.get("beta", self.beta))
+        self._cache = self._empty_cache(int(extra.get("cache_size", 0)))
+
+
+class TipAdapterF(TipAdapter):
+    """Tip-Adapter-F: the cache keys become a learnable Linear(E, N*K, no bias); all else stays fixed."""
+
+    def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
+        super().__init__(spec, backbone, **options)
+        self._adapter = self._new_adapter(0)
+
+    def _new_adapter(self, n: int) -> "torch.nn.Module":
+        import warnings
+
+        import torch
+
+        with warnings.catch_warnings():  # the unfitted adapter has zero rows; its init is a no-op
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.nn.Linear(self.backbone_info.embed_dim, n, bias=False)
+
+    def modules(self) -> dict[str, "torch.nn.Module"]:
+        return {**super().modules(), "adapter": self._adapter}
+
+    def affinity(self, f: "torch.Tensor") -> "torch.Tensor":
+        return self._adapter(f)
+
+    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+        """Cache as Tip-Adapter, fine-tune the keys (epoch picked on validation), then re-search alpha, beta."""
+        import torch
+
+        self.bind(data.backbone)
+        shots = self.build_cache(data, log)
+        self._adapter = self._new_adapter(self._cache.keys.shape[0]).to(self.device)
+        with torch.no_grad():
+            self._adapter.weight.copy_(self._cache.keys)
+        epoch = self.train_keys(data, log)
+        acc = self.search(data, log)
+        return {"cache": int(self._cache.keys.shape[0]), "shots": shots, "epoch": epoch, "alpha": self.alpha,
+                "beta": self.beta, "val_acc": acc}
+
+    def train_keys(self, data: "FitData", log: Callable[[str], None]) -> int:
+        """AdamW + per-iteration cosine schedule, cross-entropy on the Tip-Adapter logits; returns the epoch kept."""
+        import copy
+
+        import torch
+
+        o, epochs = self.options, int(self.options["epochs"])
+        opt = torch.optim.AdamW(self._adapter.parameters(), lr=o["lr"], eps=1e-4)
+        steps = epochs * math.ceil(len(self._shot_data.records("train")) / o["batch_size"])
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+        aug, gen = TipAugment(self.backbone_info.image_size), torch.Generator().manual_seed(data.seed)
+        val = self._val(data) if data.has_val else None
+        best, best_acc, best_epoch = copy.deepcopy(self._adapter.state_dict()), None, 0
+        for epoch in range(1, epochs + 1):
+            fs = self._shot_data.features("train", ("image_embed",), augment=aug, view=epoch - 1)
+            loss = self._epoch(fs, opt, sched, gen)
+            if val is None:
+                best, best_epoch = copy.deepcopy(self._adapter.state_dict()), epoch
+                continue
+            acc = self._accuracy(*val)
+            log(f"epoch {epoch}: loss {loss:.4f}, validation accuracy {acc:.4f}")
+            if best_acc is None or acc > best_acc:
+                best, best_acc, best_epoch = copy.deepcopy(self._adapter.state_dict()), acc, epoch
+        if val is None and epochs:
+            log(f"no validation split: keeping the last epoch ({epochs})")
+        self._adapter.load_state_dict(best)
+        self._adapter.eval()
+        return best_epoch
+
+    def _epoch(self, fs: "FeatureSet", opt, sched, gen) -> float:
+        import torch
+        import torch.nn.functional as F
+
+        f = F.normalize(fs.features["image_embed"].float(), dim=-1).to(self.device)
+        y = fs.labels.long().to(self.device)
+        self._adapter.train()
+        total = 0.0
+        for idx in torch.randperm(len(y), generator=gen).split(self.options["batch_size"]):
+            idx = idx.to(self.device)
+            loss = F.cross_entropy(self.logits(f[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        return total / max(len(y), 1)
+
+    def _accuracy(self, f: "torch.Tensor", y: "torch.Tensor") -> float:
+        self._adapter.eval()
+        with _no_grad():
+            return float((self.logits(f).argmax(-1) == y.long()).float().mean())
+
+    def load_extra_metadata(self, extra: dict[str, Any]) -> None:
+        super().load_extra_metadata(extra)
+        self._adapter = self._new_adapter(int(extra.get("cache_size", 0)))
+
+
+def _same_records(sets: Sequence["FeatureSet"]) -> None:
+    """Augmented views of one image list must line up (an unreadable image is skipped in every view)."""
+    first = [r.path for r in sets[0].records]
+    for s in sets[1:]:
+        if [r.path for r in s.records] != first:
+            from sidbench.errors import DataError
+
+            raise DataError("augmented views of the cache images do not line up: an image failed in one view only")
+
+
+def _no_grad():
+    import torch
+
+    return torch.no_grad()
+
+
 @hookimpl
 def sidbench_detectors() -> list[DetectorSpec]:
+    prompts = {"prompts_real": list(DEFAULT_PROMPTS["real"]), "prompts_fake": list(DEFAULT_PROMPTS["fake"])}
+    tip = {**prompts, "shots": 16, "augment_views": 10, "init_alpha": 1.0, "init_beta": 1.0,
+           "search": True, "search_scale": [7.0, 3.0], "search_step": [200, 20]}
+    # clip-tiny is random: its normalised embeddings all lie within ~0.01 of each other, so the cache term needs
+    # a sharper beta than the published grid reaches; fewer augmented views keep the CPU fit to seconds
+    quick = {"search_scale": [50.0, 3.0], "augment_views": 2}
+    common = dict(features=("image_embed",), preprocess="resize_center_crop", training_data=(), paper=TIP_PAPER,
+                  license="MIT (Tip-Adapter), MIT (CLIP)")
     return [
         DetectorSpec(
             name="clip_zeroshot",
             factory=ClipZeroShot,
-            features=("image_embed",),
-            preprocess="resize_center_crop",
             description="zero-shot CLIP with real/fake prompts (Tip-Adapter with alpha = 0); no training",
-            options={"prompts_real": list(DEFAULT_PROMPTS["real"]), "prompts_fake": list(DEFAULT_PROMPTS["fake"])},
-            training_data=(),
-            paper=TIP_PAPER,
-            license="MIT (Tip-Adapter), MIT (CLIP)",
-        )
+            options=prompts,
+            **common,
+        ),
+        DetectorSpec(
+            name="tip_adapter",
+            factory=TipAdapter,
+            needs_fit=True,
+            description="Tip-Adapter: zero-shot CLIP + a K-shot cache; alpha, beta searched on validation",
+            options=tip,
+            quickstart_options=quick,
+            **common,
+        ),
+        DetectorSpec(
+            name="tip_adapter_f",
+            factory=TipAdapterF,
+            needs_fit=True,
+            description="Tip-Adapter-F: Tip-Adapter with learnable cache keys (epoch picked on validation)",
+            options={**tip, "epochs": 20, "lr": 1e-3, "batch_size": 256},
+            quickstart_options={**quick, "epochs": 5},
+            **common,
+        ),
     ]

@@ -28,6 +28,7 @@ class RunConfig:
     data: list[str] = field(default_factory=list)
     dataset: str | None = None
     detectors: list[str] = field(default_factory=list)
+    detector_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per name in `detectors`
     backbone: str | None = None
     weights: str | None = None
     perturb: str | None = None
@@ -79,7 +80,7 @@ def build_detectors(cfg: RunConfig, plugins: "Plugins") -> list["Detector"]:
     dets, seen = [], set()
     for name in cfg.detectors:
         det = load_detector(name, backbone=cfg.backbone, plugins=plugins,
-                            **({"preprocess": cfg.protocol} if cfg.protocol else {}))
+                            **({"preprocess": cfg.protocol} if cfg.protocol else {}), **cfg.detector_options.get(name, {}))
         if det.name in seen:
             raise SidbenchError(f"detector {det.name!r} is listed twice in --detectors")
         seen.add(det.name)

@@ -78,3 +78,30 @@ class FitData:
     def forget_views(self) -> None:
         """Drop memoised augmented views (they are used once per epoch)."""
         self._memo = {k: v for k, v in self._memo.items() if k[2] is None}
+
+    def subset(self, train: Sequence[Record]) -> "FitData":
+        """The same backbone, validation split and feature source, training on ``train`` only (few-shot fits)."""
+        sub = FitData(self.backbone, train, self.splits["val"], protocol=self.protocol, seed=self.seed,
+                      options=self.options, feature_source=self._source)
+        sub._memo = {k: v for k, v in self._memo.items() if k[0] == "val"}
+        return sub
+
+
+def few_shot(records: Sequence[Record], shots: int | None, seed: int,
+             label: Callable[[Record], Any] = lambda r: r.label) -> list[Record]:
+    """At most ``shots`` records per class (seeded, independent of input order); all of them when ``shots`` is None."""
+    if shots is None:
+        return list(records)
+    if int(shots) < 1:
+        from .errors import SidbenchError
+
+        raise SidbenchError(f"shots={shots}: give at least 1 image per class")
+    by_class: dict[Any, list[Record]] = {}
+    for r in sorted(records, key=lambda r: (r.key, r.path)):
+        by_class.setdefault(label(r), []).append(r)
+    keep = set()
+    for cls in sorted(by_class, key=str):
+        group = by_class[cls]
+        rng = np.random.default_rng([seed, int.from_bytes(hashlib.sha256(str(cls).encode()).digest()[:4], "little")])
+        keep.update(group[i].path for i in rng.permutation(len(group))[: int(shots)])
+    return [r for r in records if r.path in keep]

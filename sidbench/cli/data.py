@@ -45,7 +45,9 @@ def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     root = ensure_quickstart()
     layout = QuickstartLayout()
     detectors = cfg.detectors or default_detectors(plugins)
-    cfg = dataclasses.replace(cfg, detectors=detectors, backbone=cfg.backbone or "clip-tiny",
+    quick = {n: dict(plugins.detector(n).quickstart_options) for n in detectors if "@" not in n}
+    options = {n: {**quick.get(n, {}), **cfg.detector_options.get(n, {})} for n in detectors}
+    cfg = dataclasses.replace(cfg, detectors=detectors, detector_options=options, backbone=cfg.backbone or "clip-tiny",
                               perturb=cfg.perturb or QUICKSTART_PERTURB)
     data = RunData(
         test=layout.records(root, split="test"),

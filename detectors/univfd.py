@@ -1,0 +1,180 @@
+"""UnivFD: a linear probe on the raw (not normalised) projected CLIP image embedding.
+
+Ojha et al., "Towards Universal Fake Image Detectors that Generalize Across Generative Models",
+CVPR 2023 (WisconsinAIVision/UniversalFakeDetect, MIT). The official ``fc_weights.pth``
+(state dict of Linear(768, 1), saved on cuda:0) loads as-is: ``--detectors univfd@fc_weights.pth``.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+from PIL import Image
+
+from sidbench.data.perturb import blur, jpeg
+from sidbench.detector import Detector
+from sidbench.errors import WeightsError
+from sidbench.hookspecs import hookimpl
+from sidbench.specs import DetectorSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from sidbench.training import FitData
+
+UNIVFD_PAPER = ("Ojha et al., Towards Universal Fake Image Detectors that Generalize Across Generative Models, "
+                "CVPR 2023")
+
+
+class UnivFDAugment:
+    """The published training augmentation: resize shorter side to 256/224 of the crop, p=0.5 blur
+    sigma ~ U[0, 3], p=0.5 JPEG quality ~ U{30..100}, random crop, horizontal flip."""
+
+    name = "univfd-train"
+
+    def __init__(self, crop: int = 224):
+        self.crop = crop
+        self.load = round(crop * 256 / 224)
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        import torchvision.transforms.functional as TF
+
+        img = TF.resize(img.convert("RGB"), self.load, interpolation=TF.InterpolationMode.BILINEAR)
+        if rng.random() < 0.5:
+            img = blur(float(rng.uniform(0.0, 3.0)))(img, rng)
+        if rng.random() < 0.5:
+            img = jpeg(int(rng.integers(30, 101)))(img, rng)
+        w, h = img.size
+        top, left = int(rng.integers(0, h - self.crop + 1)), int(rng.integers(0, w - self.crop + 1))
+        img = img.crop((left, top, left + self.crop, top + self.crop))
+        return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else img
+
+
+class EarlyStopping:
+    """The reference rule: stop after ``patience`` epochs without a validation-accuracy gain above ``delta``."""
+
+    def __init__(self, patience: int, delta: float = 0.001):
+        self.patience, self.delta = patience, delta
+        self.best: float | None = None
+        self.counter = 0
+
+    def step(self, acc: float) -> bool:
+        """True when training at this learning rate should stop."""
+        if self.best is None or acc >= self.best + self.delta:
+            self.best, self.counter = acc, 0
+            return False
+        self.counter += 1
+        return self.counter >= self.patience
+
+
+class UnivFD(Detector):
+    """Linear(E, 1) on raw ``image_embed``; P(fake) = sigmoid(logit)."""
+
+    def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
+        super().__init__(spec, backbone, **options)
+        import torch
+
+        self.fc = torch.nn.Linear(backbone.embed_dim, 1)
+
+    def modules(self) -> dict[str, "torch.nn.Module"]:
+        return {"fc": self.fc}
+
+    def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        """The official ``fc_weights.pth`` (``weight``, ``bias``) or a full model dump (``fc.weight``, ...)."""
+        for prefix in ("", "fc.", "model.fc.", "module.fc."):
+            if f"{prefix}weight" in state and f"{prefix}bias" in state:
+                return {"fc.weight": state[f"{prefix}weight"], "fc.bias": state[f"{prefix}bias"]}
+        raise WeightsError(f"not a UnivFD head: expected keys 'weight' and 'bias', found {sorted(state)[:6]}")
+
+    def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+        x = features["image_embed"].to(self.fc.weight.dtype)
+        return self.fc(x).squeeze(-1)
+
+    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+        """The published recipe: AdamW, BCE, one augmented view per epoch, early stopping on validation accuracy."""
+        import copy
+
+        import torch
+
+        o = self.options
+        torch.nn.init.normal_(self.fc.weight, 0.0, 0.02)
+        opt = torch.optim.AdamW(self.fc.parameters(), lr=o["lr"], betas=(0.9, 0.999), weight_decay=o["weight_decay"])
+        val = data.features("val", ("image_embed",)) if data.has_val else None
+        if val is None:
+            log(f"no validation split: no early stopping, training all {o['max_epochs']} epochs")
+        aug, stopper = UnivFDAugment(self.backbone_info.image_size), EarlyStopping(o["patience"])
+        gen = torch.Generator().manual_seed(data.seed)
+        best, best_acc, epoch = copy.deepcopy(self.fc.state_dict()), None, 0
+        for epoch in range(1, o["max_epochs"] + 1):
+            view = {"augment": aug, "view": epoch - 1} if o["augment"] else {}
+            loss = self._epoch(data.features("train", ("image_embed",), **view), opt, gen)
+            data.forget_views()
+            if val is None:
+                best = copy.deepcopy(self.fc.state_dict())
+                continue
+            acc = self._accuracy(val)
+            stop = stopper.step(acc)
+            log(f"epoch {epoch}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.0e}")
+            if best_acc is None or acc > best_acc:  # keep the best validation epoch overall
+                best, best_acc = copy.deepcopy(self.fc.state_dict()), acc
+            if stop and not _drop_lr(opt, o["min_lr"]):
+                break
+            if stop:
+                stopper = EarlyStopping(o["patience"], delta=0.002)  # the reference restarts with delta 0.002
+        self.fc.load_state_dict(best)
+        self.eval()
+        return {"epochs": epoch, "val_acc": best_acc}
+
+    def _epoch(self, train, opt, gen) -> float:
+        import torch
+
+        x, y = train.features["image_embed"].to(self.device), train.labels.to(self.device)
+        self.fc.train()
+        total = 0.0
+        for idx in torch.randperm(len(y), generator=gen).split(self.options["batch_size"]):
+            idx = idx.to(self.device)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(self.fc(x[idx]).squeeze(-1), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        return total / max(len(y), 1)
+
+    def _accuracy(self, fs) -> float:
+        import torch
+
+        self.fc.eval()
+        with torch.no_grad():
+            pred = self.score({"image_embed": fs.features["image_embed"].to(self.device)}) > 0
+        return float((pred.cpu().float() == fs.labels).float().mean())
+
+
+def _drop_lr(opt, min_lr: float) -> bool:
+    """Divide the learning rate by 10; False once it falls below ``min_lr`` (training stops)."""
+    for group in opt.param_groups:
+        group["lr"] /= 10.0
+        if group["lr"] < min_lr:
+            return False
+    return True
+
+
+@hookimpl
+def sidbench_detectors() -> list[DetectorSpec]:
+    return [
+        DetectorSpec(
+            name="univfd.progan",
+            factory=UnivFD,
+            features=("image_embed",),
+            preprocess="center_crop",
+            needs_fit=True,
+            default=True,
+            description="UnivFD linear probe on the raw CLIP image embedding; official head: univfd@fc_weights.pth",
+            options={"max_epochs": 100, "lr": 1e-4, "weight_decay": 0.0, "batch_size": 256, "patience": 5,
+                     "min_lr": 1e-6, "augment": True},
+            # 400 images on a random clip-tiny: 2 steps per epoch, so a larger step and no per-epoch pixel pass
+            quickstart_options={"lr": 1e-3, "max_epochs": 20, "augment": False},
+            training_data=("progan",),
+            paper=UNIVFD_PAPER,
+            license="MIT (UniversalFakeDetect)",
+        )
+    ]
