@@ -7,12 +7,12 @@ trainable part, its training (BCE + xi * SupCon on cached augmented features) an
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from sidbench.data.perturb import JPEG, Blur
 from sidbench.detector import Detector
 from sidbench.errors import SidbenchError, WeightsError
 from sidbench.hookspecs import hookimpl
@@ -127,29 +127,17 @@ class RineAugment:
 
         img = img.convert("RGB")
         if rng.random() < self.blur_prob:
-            img = gaussian_blur(img, rng.uniform(*self.blur_sigma))
+            img = Blur(float(rng.uniform(*self.blur_sigma)))(img, rng)
         if rng.random() < self.jpeg_prob:
             if self.jpeg_qualities == "uniform":
                 quality = int(rng.integers(30, 101))
             else:
                 quality = int(self.jpeg_qualities[int(rng.integers(len(self.jpeg_qualities)))])
-            buf = io.BytesIO()
-            img.save(buf, format="JPEG", quality=quality)
-            img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+            img = JPEG(quality)(img, rng)
         img = random_crop(img, self.crop, rng)
         if self.flip and rng.random() < 0.5:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return img
-
-
-def gaussian_blur(img: "Image.Image", sigma: float) -> "Image.Image":
-    """Per-channel Gaussian filter with standard deviation ``sigma`` (scipy, as CNNDetection's recipe)."""
-    from PIL import Image
-    from scipy.ndimage import gaussian_filter
-
-    arr = np.asarray(img, dtype=np.float32)
-    out = np.stack([gaussian_filter(arr[..., c], sigma=sigma) for c in range(arr.shape[2])], axis=-1)
-    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
 
 
 def random_crop(img: "Image.Image", size: int, rng: np.random.Generator) -> "Image.Image":

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 from PIL import Image
 
-from sidbench.data.perturb import blur, jpeg
+from sidbench.data.perturb import JPEG, Blur
 from sidbench.detector import Detector
 from sidbench.errors import WeightsError
 from sidbench.hookspecs import hookimpl
@@ -41,9 +41,9 @@ class UnivFDAugment:
 
         img = TF.resize(img.convert("RGB"), self.load, interpolation=TF.InterpolationMode.BILINEAR)
         if rng.random() < 0.5:
-            img = blur(float(rng.uniform(0.0, 3.0)))(img, rng)
+            img = Blur(float(rng.uniform(0.0, 3.0)))(img, rng)
         if rng.random() < 0.5:
-            img = jpeg(int(rng.integers(30, 101)))(img, rng)
+            img = JPEG(int(rng.integers(30, 101)))(img, rng)
         w, h = img.size
         top, left = int(rng.integers(0, h - self.crop + 1)), int(rng.integers(0, w - self.crop + 1))
         img = img.crop((left, top, left + self.crop, top + self.crop))

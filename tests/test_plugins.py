@@ -146,3 +146,14 @@ def test_help_everywhere():
     sub = next(a for a in parser._actions if a.dest == "command")
     for name, p in sub.choices.items():
         assert p.format_help().startswith("usage: sidbench " + name)
+
+
+def test_every_builtin_plugin_loads_strictly():
+    """A built-in detector that fails to import would silently vanish from the leaderboard."""
+    plugins = load_plugins(strict=True, entry_points=False)
+    families = {s.family for s in plugins.detectors.values()}
+    assert {"rine", "univfd", "clip_svm", "tip_adapter", "tip_adapter_f", "clip_zeroshot"} <= families
+    from sidbench.cli.data import default_detectors
+
+    assert default_detectors(plugins) == ["clip_svm", "clip_zeroshot", "rine.progan4", "tip_adapter", "tip_adapter_f",
+                                          "univfd.progan"]
