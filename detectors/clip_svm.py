@@ -226,6 +226,8 @@ def sidbench_detectors() -> list[DetectorSpec]:
             needs_fit=True,
             description="linear SVM on normalised CLIP cls_final (decision_function); attribution=True: one-vs-one",
             options={"C": 1.0, "c_grid": None, "shots": None, "attribution": False, "max_iter": 10000},
+            # clip-tiny's normalised features are close together: search C on the quickstart's validation split
+            quickstart_options={"c_grid": [0.1, 1.0, 10.0, 100.0, 1000.0]},
             training_data=(),
             paper=SVM_PAPER,
             license="scikit-learn (BSD-3); method: grip-unina (research)",

@@ -514,6 +514,11 @@ TRAINED_ON = {
 }
 
 
+# The quickstart has 400 training images, not ProGAN's 72k: more epochs on one shared (unaugmented)
+# view, so the fit reuses the centre-crop features the other detectors extract anyway.
+QUICKSTART_OPTIONS = {"epochs": 30, "augment": False, "lr_milestones": []}
+
+
 @hookimpl
 def sidbench_detectors() -> list[DetectorSpec]:
     specs = []
@@ -532,5 +537,6 @@ def sidbench_detectors() -> list[DetectorSpec]:
             training_data=("ldm",) if variant == "ldm" else ("progan",),
             paper=PAPER,
             license="Apache-2.0",
+            quickstart_options=QUICKSTART_OPTIONS,
         ))
     return specs

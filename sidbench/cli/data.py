@@ -36,6 +36,9 @@ def suite_run_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
 
 
 QUICKSTART_PERTURB = "jpeg:75"  # the test splits again after JPEG compression
+# Native centre crop for every detector: one backbone pass serves all of them, and the 256 -> 224 resize
+# of the resize protocol would erase the quickstart's pixel-level traces (as it does on real benchmarks).
+QUICKSTART_PROTOCOL = "center_crop"
 
 
 def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
@@ -48,7 +51,7 @@ def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     quick = {n: dict(plugins.detector(n).quickstart_options) for n in detectors if "@" not in n}
     options = {n: {**quick.get(n, {}), **cfg.detector_options.get(n, {})} for n in detectors}
     cfg = dataclasses.replace(cfg, detectors=detectors, detector_options=options, backbone=cfg.backbone or "clip-tiny",
-                              perturb=cfg.perturb or QUICKSTART_PERTURB)
+                              perturb=cfg.perturb or QUICKSTART_PERTURB, protocol=cfg.protocol or QUICKSTART_PROTOCOL)
     data = RunData(
         test=layout.records(root, split="test"),
         train=layout.records(root, split="train"),
