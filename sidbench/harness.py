@@ -40,9 +40,12 @@ class RunConfig:
     val: str | None = None
     seed: int = 0
     progress: bool = True
+    no_cache: bool = False  # do not read or write the feature cache
+    compile: bool = False  # torch.compile the backbone (GPU runs)
 
     def digest(self) -> str:
-        keep = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out", "progress", "workers", "device")}
+        skip = ("out", "progress", "workers", "device", "no_cache")
+        keep = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -93,46 +96,66 @@ class BackbonePool:
         from .backbones.registry import build_backbone
 
         if name not in self._live:
-            self._live[name] = build_backbone(name, weights=self.cfg.weights, device=self.device, plugins=self.plugins)
+            backbone = build_backbone(name, weights=self.cfg.weights, device=self.device, plugins=self.plugins)
+            self._live[name] = backbone.compile() if self.cfg.compile else backbone
         return self._live[name]
 
 
-def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Callable[[str], None] = print) -> "pd.DataFrame":
-    """Run ``cfg`` on ``data`` into ``out`` and return the metrics table."""
+def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Callable[[str], None] = print) -> "pd.DataFrame | None":
+    """Run ``cfg`` on ``data`` into ``out`` and return the metrics table (None on torchrun ranks > 0)."""
     import torch
 
+    from . import distributed
     from .data.perturb import parse_perturbations
     from .features import ExtractOptions
-    from .results import ScoreLog
 
     t0 = time.time()
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    dist = distributed.init(cfg.device)
+    device = dist.device(pick_device(cfg.device))
     out.mkdir(parents=True, exist_ok=True)
     perturbations = parse_perturbations(cfg.perturb, plugins)
     detectors = build_detectors(cfg, plugins)
     pool = BackbonePool(cfg, device, plugins)
-    opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress)
+    opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=_feature_cache(cfg))
     timings: dict[str, float] = {}
     skipped: dict[str, tuple[str, str]] = {}
-    scores = ScoreLog(out / "scores.csv")
+    scores = distributed.open_scores(out, dist)
     try:
         for (backbone_name, protocol), group in _groups(detectors, cfg).items():
             backbone = pool.get(backbone_name)
             t = time.time()
-            _fit_group(group, backbone, data, out, cfg, opts, log)
+            with dist.main_first():  # rank 0 fits and saves; the other ranks load its checkpoints
+                _fit_group(group, backbone, data, out, cfg, opts, log)
             timings[f"fit {backbone_name} {protocol}"] = round(time.time() - t, 3)
             for det in group:
                 det.to(device).eval()
                 det.bind(backbone)
             for pert in perturbations:
                 t = time.time()
-                _score_group(group, backbone, protocol, pert, data.test, scores, skipped, opts)
+                _score_group(group, backbone, protocol, pert, dist.shard(data.test), scores, skipped, opts)
                 timings[f"score {backbone_name} {protocol} {pert.name}"] = round(time.time() - t, 3)
     finally:
         scores.close()
+    if opts.cache is not None:
+        log(f"feature cache: {opts.cache.hits} image(s) served, {opts.cache.stored} feature(s) stored ({opts.cache.root})")
+    for other in dist.gather(skipped)[1:]:  # every rank has finished scoring after this
+        skipped.update(other)
+    if not dist.is_main:
+        dist.close()
+        return None
+    distributed.merge_scores(out)
     timings["total"] = round(time.time() - t0, 3)
-    return _finish(out, cfg, data, detectors, pool, perturbations, skipped, timings, log)
+    try:
+        return _finish(out, cfg, data, detectors, pool, perturbations, skipped, timings, log)
+    finally:
+        dist.close()
+
+
+def _feature_cache(cfg: RunConfig):
+    from .cache import FeatureCache
+
+    return None if cfg.no_cache else FeatureCache()
 
 
 def _groups(detectors: Sequence["Detector"], cfg: RunConfig) -> dict[tuple[str, str], list["Detector"]]:
@@ -187,7 +210,7 @@ def _score_group(group, backbone, protocol, pert, records, scores, skipped, opts
     import torch
 
     from .data.preprocess import n_views
-    from .features import ExtractOptions, iter_features
+    from .features import iter_features
 
     pending_by_det = {d.name: {r.path for r in records if (d.name, pert.name, r.path) not in scores.done} for d in group}
     todo = [r for r in records if any(r.path in p for p in pending_by_det.values())]
@@ -195,7 +218,7 @@ def _score_group(group, backbone, protocol, pert, records, scores, skipped, opts
         return
     names = sorted({f for d in group for f in d.required_features})
     desc = f"{'+'.join(d.name for d in group)} [{pert.name}]"
-    opts = ExtractOptions(opts.batch_size, opts.workers, opts.progress, desc)
+    opts = dataclasses.replace(opts, desc=desc)
     for index, feats, skip in iter_features(backbone, todo, names, protocol=protocol, perturbation=pert, options=opts):
         for i, reason in skip:
             skipped.setdefault(todo[i].path, (reason, todo[i].split))

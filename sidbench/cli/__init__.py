@@ -11,7 +11,7 @@ import traceback
 
 from ..errors import SidbenchError
 
-COMMANDS = ("run", "train", "list_", "plugins")
+COMMANDS = ("run", "train", "list_", "plugins", "cache")
 
 
 def common_parser() -> argparse.ArgumentParser:
