@@ -1,7 +1,7 @@
 """Scale-out with ``torch.distributed`` under ``torchrun``: each rank scores a shard, rank 0 merges.
 
 ``torchrun --nproc_per_node N -m sidbench.cli run ...`` sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``;
-each rank takes every N-th record, streams its scores to ``scores.rank<R>-of-<N>.csv`` (resumable
+each rank takes every N-th chunk of ``batch_size`` records, streams its scores to ``scores.rank<R>-of-<N>.csv`` (resumable
 like ``scores.csv``), rank 0 fits the detectors that need it (the others load the checkpoint it
 saves) and, once every rank is done, merges the scores and writes metrics, leaderboard and run.json.
 Backend: NCCL on CUDA, gloo on CPU. Without ``WORLD_SIZE`` > 1 everything here is a no-op.
@@ -14,9 +14,8 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator, Sequence, TypeVar
+from typing import Any, Iterator
 
-T = TypeVar("T")
 TIMEOUT = timedelta(hours=4)  # rank 0 may fit heads for a long time while the others wait
 
 
@@ -36,10 +35,6 @@ class Dist:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    def shard(self, records: Sequence[T]) -> list[T]:
-        """Every ``world``-th record starting at ``rank``: balanced across splits and classes."""
-        return list(records[self.rank::self.world])
 
     def device(self, device: str) -> str:
         """One GPU per rank: ``cuda`` becomes ``cuda:LOCAL_RANK``."""

@@ -90,7 +90,12 @@ def backbone_identity(backbone: "Backbone", protocol: str, batch_size: int) -> t
     info = backbone.info
     precision = "bf16" if backbone.autocast else "fp32"
     compiled = "compiled" if getattr(backbone, "compiled", False) else "eager"
-    numerics = f"{str(backbone.device).split(':')[0]}-{precision}-{compiled}-b{batch_size}"
+    kind = str(backbone.device).split(":")[0]
+    numerics = f"{kind}-{precision}-{compiled}-b{batch_size}"
+    if kind == "cpu":  # CPU kernels split reductions by thread count, which changes the low bits
+        import torch
+
+        numerics += f"-t{torch.get_num_threads()}"
     return backbone.identity, numerics, f"{protocol}|{info.image_size}|{tuple(info.mean)}|{tuple(info.std)}"
 
 

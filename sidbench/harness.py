@@ -113,6 +113,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Calla
     torch.manual_seed(cfg.seed)
     dist = distributed.init(cfg.device)
     device = dist.device(pick_device(cfg.device))
+    log = log if dist.is_main else (lambda message: None)  # one voice under torchrun
     out.mkdir(parents=True, exist_ok=True)
     perturbations = parse_perturbations(cfg.perturb, plugins)
     detectors = build_detectors(cfg, plugins)
@@ -133,7 +134,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Calla
                 det.bind(backbone)
             for pert in perturbations:
                 t = time.time()
-                _score_group(group, backbone, protocol, pert, dist.shard(data.test), scores, skipped, opts)
+                _score_group(group, backbone, protocol, pert, data.test, scores, skipped, opts, (dist.rank, dist.world))
                 timings[f"score {backbone_name} {protocol} {pert.name}"] = round(time.time() - t, 3)
     finally:
         scores.close()
@@ -206,45 +207,79 @@ def torch_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _score_group(group, backbone, protocol, pert, records, scores, skipped, opts) -> None:
-    import torch
+def _score_group(group, backbone, protocol, pert, records, scores, skipped, opts, shard=(0, 1)) -> None:
+    """Score ``records`` in fixed chunks of ``batch_size`` (rank r of w takes chunks r, r+w, ...).
 
-    from .data.preprocess import n_views
+    A chunk's rows are written in one flush and its loaded images always reach the detector heads
+    together, in record order: small matmuls round differently by row position, so a resumed or
+    distributed run must give each head exactly the batches of an uninterrupted single run.
+    """
     from .features import iter_features
 
-    pending_by_det = {d.name: {r.path for r in records if (d.name, pert.name, r.path) not in scores.done} for d in group}
-    todo = [r for r in records if any(r.path in p for p in pending_by_det.values())]
+    size = opts.batch_size
+    chunks = [records[k:k + size] for k in range(0, len(records), size)][shard[0]::shard[1]]
+    todo_chunks = [c for c in chunks if any((d.name, pert.name, r.path) not in scores.done for d in group for r in c)]
+    todo = [r for c in todo_chunks for r in c]
     if not todo:
         return
     names = sorted({f for d in group for f in d.required_features})
-    desc = f"{'+'.join(d.name for d in group)} [{pert.name}]"
-    opts = dataclasses.replace(opts, desc=desc)
+    opts = dataclasses.replace(opts, desc=f"{'+'.join(d.name for d in group)} [{pert.name}]")
+    arrived: dict[int, dict | None] = {}  # index into todo -> its features (None: skipped)
+    starts = [0]
+    for c in todo_chunks:
+        starts.append(starts[-1] + len(c))
+    spans = [range(a, b) for a, b in zip(starts, starts[1:])]
+    next_chunk = 0
     for index, feats, skip in iter_features(backbone, todo, names, protocol=protocol, perturbation=pert, options=opts):
         for i, reason in skip:
             skipped.setdefault(todo[i].path, (reason, todo[i].split))
-        if not index:
-            continue
-        rows = []
-        with torch.inference_mode():
-            for det in group:
-                logits = _score(det, feats, n_views(protocol)).cpu().tolist()
-                pending = pending_by_det[det.name]
-                for i, logit in zip(index, logits):
-                    r = todo[i]
-                    if r.path in pending:
-                        rows.append((det.name, r.split, r.group, r.generator, pert.name, protocol, r.path, r.label,
-                                     repr(float(logit)), repr(_sigmoid(logit))))
-        scores.write(rows)
+            arrived[i] = None
+        for j, i in enumerate(index):
+            arrived[i] = {k: v[j] for k, v in feats.items()}
+        while next_chunk < len(spans) and all(i in arrived for i in spans[next_chunk]):
+            items = [(todo[i], arrived.pop(i)) for i in spans[next_chunk]]
+            _score_chunk(group, protocol, pert, items, scores, size)
+            next_chunk += 1
 
 
-def _score(det: "Detector", feats: dict, views: int) -> "Any":
-    """Logits [b]; multi-crop features [b, n, ...] are scored per crop and the n logits averaged."""
+def _score_chunk(group, protocol, pert, items, scores, size: int) -> None:
+    """Score one chunk's loaded images with every detector and write their pending rows at once."""
+    import torch
+
+    from .data.preprocess import n_views
+
+    loaded = [(r, f) for r, f in items if f is not None]
+    if not loaded:
+        return
+    feats = {k: torch.stack([f[k] for _, f in loaded]) for k in loaded[0][1]}
+    rows = []
+    with torch.inference_mode():
+        for det in group:
+            logits = _score(det, feats, n_views(protocol), size).cpu().tolist()
+            for (r, _), logit in zip(loaded, logits):
+                if (det.name, pert.name, r.path) not in scores.done:
+                    rows.append((det.name, r.split, r.group, r.generator, pert.name, protocol, r.path, r.label,
+                                 repr(float(logit)), repr(_sigmoid(logit))))
+    scores.write(rows)
+
+
+def _score(det: "Detector", feats: dict, views: int, pad_to: int = 0) -> "Any":
+    """Logits [b]; multi-crop features [b, n, ...] are scored per crop and the n logits averaged.
+
+    Features are zero-padded to ``pad_to`` images, so the head, like the backbone, always sees the
+    same batch size: matmul kernels (CPU BLAS, cuBLAS) pick their reduction order by shape, and a
+    resumed run must not score an image in a batch of another size than the uninterrupted run did.
+    """
+    import torch
+
     needed = {k: feats[k].to(det.device) for k in det.required_features}
+    b = next(iter(needed.values())).shape[0]
+    if pad_to > b:
+        needed = {k: torch.cat([v, v.new_zeros((pad_to - b, *v.shape[1:]))]) for k, v in needed.items()}
     if views > 1:
-        b = next(iter(needed.values())).shape[0]
         flat = {k: v.flatten(0, 1) for k, v in needed.items()}
-        return det.score(flat).float().view(b, views).mean(1)
-    return det.score(needed).float()
+        return det.score(flat).float().view(-1, views).mean(1)[:b]
+    return det.score(needed).float()[:b]
 
 
 def _sigmoid(x: float) -> float:
