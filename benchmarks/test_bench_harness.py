@@ -51,7 +51,11 @@ def test_one_vs_all_detectors(benchmark, tmp_path, plugins, which):
 
 @pytest.mark.parametrize("n", [1000, 10000])
 def test_peak_memory_is_flat(benchmark, tmp_path, plugins, n, tiny_backbone):
-    """Peak Python heap (tracemalloc) while streaming features of n images: per-batch, not per-run."""
+    """Peak Python heap (tracemalloc) while streaming features of n images: per-batch, not per-run.
+
+    tracemalloc sees Python objects (records, batches, lists of results), not torch's own tensor
+    allocator: this checks that nothing accumulates per image on the Python side.
+    """
     from sidbench.features import ExtractOptions, iter_features
 
     recs = tiny_records(tmp_path / "d", n, plugins)
