@@ -229,3 +229,21 @@ def test_sidbench_run_twice_runs_the_backbone_once_and_cache_info_clear(tmp_path
     assert run_cli("cache", "clear") == 0
     assert "removed 4 entries" in capsys.readouterr().out
     assert FeatureCache().info()["entries"] == 0
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_channels_last_compile_match_cpu_and_are_cached_apart(tmp_path, plugins):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from sidbench.backbones.clip import build_tiny
+
+    recs = records_in(make_folder(tmp_path / "d", splits=("a",), n=2), plugins)
+    cache = FeatureCache(tmp_path / "c")
+    cpu = extract(build_tiny(), recs, ["image_embed"], options=opts(cache, 2)).features["image_embed"]
+    gpu_backbone = build_tiny(device="cuda")
+    assert gpu_backbone.autocast  # bf16 on CUDA by default
+    gpu = extract(gpu_backbone, recs, ["image_embed"], options=opts(cache, 2)).features["image_embed"]
+    assert not torch.equal(gpu, cpu)  # bf16 features: computed, not served from the fp32 CPU entries
+    torch.testing.assert_close(gpu, cpu, rtol=0.05, atol=0.05)
+    compiled = extract(build_tiny(device="cuda").compile(), recs, ["image_embed"], options=opts(None, 2))
+    torch.testing.assert_close(compiled.features["image_embed"], gpu, rtol=0.05, atol=0.05)
