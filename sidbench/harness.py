@@ -42,9 +42,12 @@ class RunConfig:
     seed: int = 0
     progress: bool = True
     suite: str | None = None  # a named benchmark (sidbench.suites), e.g. "paper"
+    no_cache: bool = False  # do not read or write the feature cache
+    compile: bool = False  # torch.compile the backbone (GPU runs)
 
     def digest(self) -> str:
-        keep = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out", "progress", "workers", "device")}
+        skip = ("out", "progress", "workers", "device", "no_cache")
+        keep = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -99,35 +102,39 @@ class BackbonePool:
         from .backbones.registry import build_backbone
 
         if name not in self._live:
-            self._live[name] = build_backbone(name, weights=self.cfg.weights, device=self.device, plugins=self.plugins)
+            backbone = build_backbone(name, weights=self.cfg.weights, device=self.device, plugins=self.plugins)
+            self._live[name] = backbone.compile() if self.cfg.compile else backbone
         return self._live[name]
 
 
-def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Callable[[str], None] = print) -> "pd.DataFrame":
-    """Run ``cfg`` on ``data`` into ``out`` and return the metrics table."""
+def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Callable[[str], None] = print) -> "pd.DataFrame | None":
+    """Run ``cfg`` on ``data`` into ``out`` and return the metrics table (None on torchrun ranks > 0)."""
     import torch
 
+    from . import distributed
     from .data.perturb import parse_perturbations
     from .features import ExtractOptions
-    from .results import ScoreLog
 
     t0 = time.time()
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    dist = distributed.init(cfg.device)
+    device = dist.device(pick_device(cfg.device))
+    log = log if dist.is_main else (lambda message: None)  # one voice under torchrun
     out.mkdir(parents=True, exist_ok=True)
     perturbations = parse_perturbations(cfg.perturb, plugins)
     detectors = build_detectors(cfg, plugins)
     pool = BackbonePool(cfg, device, plugins)
-    opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress)
+    opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=_feature_cache(cfg))
     timings: dict[str, float] = {}
     skipped: dict[str, tuple[str, str]] = {}
-    scores = ScoreLog(out / "scores.csv")
+    scores = distributed.open_scores(out, dist)
     try:
         for (backbone_name, protocol), by_det in _assign(detectors, data, cfg).items():
             group = [d for d in detectors if d.name in by_det]
             backbone = pool.get(backbone_name)
             t = time.time()
-            _fit_group(group, backbone, data, out, cfg, opts, log)
+            with dist.main_first():  # rank 0 fits and saves; the other ranks load its checkpoints
+                _fit_group(group, backbone, data, out, cfg, opts, log)
             timings[f"fit {backbone_name} {protocol}"] = round(time.time() - t, 3)
             for det in group:
                 det.to(device).eval()
@@ -135,12 +142,29 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Calla
             for pert in perturbations:
                 t = time.time()
                 wanted = {n: [r for r in rs if data.plan is None or data.plan.wants(pert.name, r)] for n, rs in by_det.items()}
-                _score_group(group, backbone, protocol, pert, wanted, scores, skipped, opts)
+                _score_group(group, backbone, protocol, pert, wanted, scores, skipped, opts, (dist.rank, dist.world))
                 timings[f"score {backbone_name} {protocol} {pert.name}"] = round(time.time() - t, 3)
     finally:
         scores.close()
+    if opts.cache is not None:
+        log(f"feature cache: {opts.cache.hits} image(s) served, {opts.cache.stored} feature(s) stored ({opts.cache.root})")
+    for other in dist.gather(skipped)[1:]:  # every rank has finished scoring after this
+        skipped.update(other)
+    if not dist.is_main:
+        dist.close()
+        return None
+    distributed.merge_scores(out)
     timings["total"] = round(time.time() - t0, 3)
-    return _finish(out, cfg, data, detectors, pool, perturbations, skipped, timings, log)
+    try:
+        return _finish(out, cfg, data, detectors, pool, perturbations, skipped, timings, log)
+    finally:
+        dist.close()
+
+
+def _feature_cache(cfg: RunConfig):
+    from .cache import FeatureCache
+
+    return None if cfg.no_cache else FeatureCache()
 
 
 def _assign(detectors: Sequence["Detector"], data: RunData, cfg: RunConfig) -> dict[tuple[str, str], dict[str, list[Record]]]:
@@ -194,55 +218,95 @@ def torch_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _score_group(group, backbone, protocol, pert, records_by_det, scores, skipped, opts) -> None:
-    """Score each detector's unfinished records; an image listed in several splits (Synthbuster's
-    shared reals) passes the backbone once and gets one row per split."""
-    import torch
+def _score_group(group, backbone, protocol, pert, records_by_det, scores, skipped, opts, shard=(0, 1)) -> None:
+    """Score each detector's unfinished records in fixed chunks of ``batch_size`` images (rank r of w
+    takes chunks r, r+w, ...). An image listed in several splits (Synthbuster's shared reals) passes the
+    backbone once and gets one row per split.
 
-    from .data.preprocess import n_views
-    from .features import ExtractOptions, iter_features
+    A chunk's rows are written in one flush and its loaded images always reach the detector heads
+    together, in order: small matmuls round differently by row position, so a resumed or distributed
+    run must give each head exactly the batches of an uninterrupted single run.
+    """
+    from .features import iter_features
 
-    pending_by_det = {d.name: {(r.split, r.path) for r in records_by_det.get(d.name, ())
-                               if (d.name, pert.name, r.split, r.path) not in scores.done} for d in group}
+    wanted = {d.name: {(r.split, r.path) for r in records_by_det.get(d.name, ())} for d in group}
     by_path: dict[str, list[Record]] = {}
     for recs in records_by_det.values():
         for r in recs:
             if r not in by_path.setdefault(r.path, []):
                 by_path[r.path].append(r)
-    pending_paths = {path for p in pending_by_det.values() for _, path in p}
     # The image's first split (by name) seeds its perturbation, whatever is left to do.
-    todo = [min(rs, key=lambda r: r.split) for path, rs in by_path.items() if path in pending_paths]
+    images = [min(rs, key=lambda r: r.split) for rs in by_path.values()]
+    size = opts.batch_size
+    chunks = [images[k:k + size] for k in range(0, len(images), size)][shard[0]::shard[1]]
+
+    def pending(chunk: list[Record]) -> bool:
+        return any((d.name, pert.name, r.split, r.path) not in scores.done
+                   for img in chunk for r in by_path[img.path] for d in group if (r.split, r.path) in wanted[d.name])
+
+    todo_chunks = [c for c in chunks if pending(c)]
+    todo = [r for c in todo_chunks for r in c]
     if not todo:
         return
     names = sorted({f for d in group for f in d.required_features})
-    desc = f"{'+'.join(d.name for d in group)} [{pert.name}]"
-    opts = ExtractOptions(opts.batch_size, opts.workers, opts.progress, desc)
+    opts = dataclasses.replace(opts, desc=f"{'+'.join(d.name for d in group)} [{pert.name}]")
+    arrived: dict[int, dict | None] = {}  # index into todo -> its features (None: skipped)
+    starts = [0]
+    for c in todo_chunks:
+        starts.append(starts[-1] + len(c))
+    spans = [range(a, b) for a, b in zip(starts, starts[1:])]
+    next_chunk = 0
     for index, feats, skip in iter_features(backbone, todo, names, protocol=protocol, perturbation=pert, options=opts):
         for i, reason in skip:
             skipped.setdefault(todo[i].path, (reason, todo[i].split))
-        if not index:
-            continue
-        rows = []
-        with torch.inference_mode():
-            for det in group:
-                logits = _score(det, feats, n_views(protocol)).cpu().tolist()
-                pending = pending_by_det[det.name]
-                for i, logit in zip(index, logits):
-                    for r in by_path[todo[i].path]:
-                        if (r.split, r.path) in pending:
-                            rows.append((det.name, r.split, r.group, r.generator, pert.name, protocol, r.path,
-                                         r.label, repr(float(logit)), repr(_sigmoid(logit))))
-        scores.write(rows)
+            arrived[i] = None
+        for j, i in enumerate(index):
+            arrived[i] = {k: v[j] for k, v in feats.items()}
+        while next_chunk < len(spans) and all(i in arrived for i in spans[next_chunk]):
+            items = [(todo[i], arrived.pop(i)) for i in spans[next_chunk]]
+            _score_chunk(group, protocol, pert, items, by_path, wanted, scores, size)
+            next_chunk += 1
 
 
-def _score(det: "Detector", feats: dict, views: int) -> "Any":
-    """Logits [b]; multi-crop features [b, n, ...] are scored per crop and the n logits averaged."""
+def _score_chunk(group, protocol, pert, items, by_path, wanted, scores, size: int) -> None:
+    """Score one chunk's loaded images with every detector and write their pending rows at once."""
+    import torch
+
+    from .data.preprocess import n_views
+
+    loaded = [(r, f) for r, f in items if f is not None]
+    if not loaded:
+        return
+    feats = {k: torch.stack([f[k] for _, f in loaded]) for k in loaded[0][1]}
+    rows = []
+    with torch.inference_mode():
+        for det in group:
+            logits = _score(det, feats, n_views(protocol), size).cpu().tolist()
+            for (img, _), logit in zip(loaded, logits):
+                for r in by_path[img.path]:
+                    if (r.split, r.path) in wanted[det.name] and (det.name, pert.name, r.split, r.path) not in scores.done:
+                        rows.append((det.name, r.split, r.group, r.generator, pert.name, protocol, r.path, r.label,
+                                     repr(float(logit)), repr(_sigmoid(logit))))
+    scores.write(rows)
+
+
+def _score(det: "Detector", feats: dict, views: int, pad_to: int = 0) -> "Any":
+    """Logits [b]; multi-crop features [b, n, ...] are scored per crop and the n logits averaged.
+
+    Features are zero-padded to ``pad_to`` images, so the head, like the backbone, always sees the
+    same batch size: matmul kernels (CPU BLAS, cuBLAS) pick their reduction order by shape, and a
+    resumed run must not score an image in a batch of another size than the uninterrupted run did.
+    """
+    import torch
+
     needed = {k: feats[k].to(det.device) for k in det.required_features}
+    b = next(iter(needed.values())).shape[0]
+    if pad_to > b:
+        needed = {k: torch.cat([v, v.new_zeros((pad_to - b, *v.shape[1:]))]) for k, v in needed.items()}
     if views > 1:
-        b = next(iter(needed.values())).shape[0]
         flat = {k: v.flatten(0, 1) for k, v in needed.items()}
-        return det.score(flat).float().view(b, views).mean(1)
-    return det.score(needed).float()
+        return det.score(flat).float().view(-1, views).mean(1)[:b]
+    return det.score(needed).float()[:b]
 
 
 def _sigmoid(x: float) -> float:

@@ -1,6 +1,7 @@
 """What a fittable detector sees: training/validation records and the features of any view of them."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
@@ -62,17 +63,18 @@ class FitData:
         protocol = protocol or self.protocol
         key = (split, tuple(names), getattr(augment, "name", None), view if augment else 0, protocol)
         if key not in self._memo:
-            transform = None
+            transform, extra = None, {}
             if augment is not None:
                 seed, aname = self.seed, augment.name
 
                 def transform(img: Any, rec: Record, i: int, _aug=augment) -> Any:
                     return _aug(img, view_rng(rec.key, aname, view, seed))
 
+                extra = {"view_id": f"{aname}|{view}|{seed}"}  # the feature cache's key for this view
             desc = f"{split} features" + (f" ({augment.name} view {view})" if augment else "")
-            opts = ExtractOptions(self.options.batch_size, self.options.workers, self.options.progress, desc)
+            opts = dataclasses.replace(self.options, desc=desc)
             self._memo[key] = self._source(self.backbone, self.records(split), tuple(names), protocol=protocol,
-                                           transform=transform, options=opts)
+                                           transform=transform, options=opts, **extra)
         return self._memo[key]
 
     def forget_views(self) -> None:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 TINY_NAME = "clip-tiny"
 TINY_SEED = 0
+RANDOM_TAG = "random"  # ``ViT-L-14:random``: real architecture, random weights (benchmarks only)
 # A CLIP-shaped network small enough for tests and the CPU quickstart.
 TINY_CFG = dict(
     embed_dim=32,
@@ -71,7 +72,17 @@ class ClipBackbone(Backbone):
             self._captured = {}
 
     def _move(self, device: str) -> None:
+        import torch
+
         self.model.to(device)
+        if str(device).startswith("cuda"):  # the patch-embedding convolution runs faster channels-last
+            self.model.visual.conv1.to(memory_format=torch.channels_last)
+
+    def _compile(self) -> None:
+        import torch
+
+        # The forward hooks on the blocks are traced into the compiled graph (they only append tensors).
+        self.model.visual = torch.compile(self.model.visual, dynamic=False)
 
     def text_embed(self, prompts: list[str]) -> "torch.Tensor":
         import torch
@@ -131,6 +142,8 @@ def build_open_clip(name: str, weights: str | None = None, device: str = "cpu") 
         if not path.is_file():
             raise WeightsError(f"--weights {weights}: no such file; give the path of an open_clip checkpoint for {arch}")
         pretrained, identity = str(path), f"{arch}@sha256:{file_sha256(path)[:16]}"
+    elif tag == RANDOM_TAG:
+        return build_random(arch, info, device)
     elif tag:
         _require_weights_reachable(arch, tag)
         pretrained, identity = tag, f"{arch}:{tag}"
@@ -142,6 +155,21 @@ def build_open_clip(name: str, weights: str | None = None, device: str = "cpu") 
         raise WeightsError(f"could not load {name} weights ({exc}); {_how_to_provide(arch, tag)}") from exc
     tokenizer = open_clip.get_tokenizer(arch)
     return ClipBackbone(model, tokenizer, info, identity).to(device)
+
+
+def build_random(arch: str, info: BackboneInfo, device: str) -> ClipBackbone:
+    """``ARCH:random``: the open_clip architecture with seeded random weights, for speed benchmarks only."""
+    import open_clip
+    import torch
+
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(TINY_SEED)
+        model = open_clip.create_model(arch, pretrained=None, device="cpu")
+    finally:
+        torch.random.set_rng_state(state)
+    identity = f"{arch}:random-seed{TINY_SEED} (RANDOM WEIGHTS: for benchmarking speed, scores are meaningless)"
+    return ClipBackbone(model, open_clip.get_tokenizer(arch), info, identity).to(device)
 
 
 def _how_to_provide(arch: str, tag: str) -> str:

@@ -1,4 +1,4 @@
-"""``python -m sidbench.cli`` (also what torchrun launches)."""
+"""``python -m sidbench.cli``: the same as the ``sidbench`` command (used by torchrun and tests)."""
 import sys
 
 from . import main

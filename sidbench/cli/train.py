@@ -41,6 +41,7 @@ def main(args: argparse.Namespace) -> int:
     import time
 
     from ..backbones.registry import build_backbone
+    from ..cache import FeatureCache
     from ..detector import load_detector
     from ..errors import DataError
     from ..features import ExtractOptions
@@ -61,7 +62,10 @@ def main(args: argparse.Namespace) -> int:
             raise DataError(f"--classes {args.classes}: no training images in those class folders under {args.data}")
     device = pick_device(args.device)
     backbone = build_backbone(args.backbone or det.spec.backbone, weights=args.weights, device=device, plugins=plugins)
-    opts = ExtractOptions(args.batch_size or 64, args.workers, not args.no_progress)
+    if args.compile:
+        backbone.compile()
+    cache = None if args.no_cache else FeatureCache()
+    opts = ExtractOptions(args.batch_size or 64, args.workers, not args.no_progress, cache=cache)
     data = FitData(backbone, train, val, protocol=det.preprocess, seed=seed, options=opts)
     print(f"training {det.name} on {len(train)} images ({len(val)} validation) with {backbone.identity} on {device}")
     torch_seed(seed)

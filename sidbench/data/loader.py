@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from .images import UnreadableImage, read_image
@@ -12,6 +13,8 @@ from .records import Record
 if TYPE_CHECKING:
     import torch
 
+    from ..cache import CacheLookup
+
 
 @dataclass
 class Batch:
@@ -20,40 +23,68 @@ class Batch:
     index: list[int]
     pixels: "torch.Tensor | None"  # [b, 3, S, S] or [b, 10, 3, S, S]
     skipped: list[tuple[int, str]]
+    cached: dict[int, dict[str, "torch.Tensor"]] = field(default_factory=dict)  # served by the feature cache
+    keys: dict[int, dict[str, str]] = field(default_factory=dict)  # cache keys of the computed ones
+
+    def pin_memory(self) -> "Batch":
+        """Called by the DataLoader's pinning thread (GPU runs) so host-to-device copies can be non-blocking."""
+        if self.pixels is not None:
+            self.pixels = self.pixels.pin_memory()
+        return self
 
 
 class ImageDataset:
     """Map-style dataset: read, perturb, preprocess; an unreadable image becomes a skip, not an error."""
 
     def __init__(self, records: Sequence[Record], preprocess: Callable, perturbation: Perturbation = NONE,
-                 transform: Callable | None = None):
+                 transform: Callable | None = None, lookup: "CacheLookup | None" = None):
         self.records, self.preprocess, self.perturbation = records, preprocess, perturbation
         self.transform = transform  # e.g. a training augmentation: (img, record, index) -> img
+        self.lookup = lookup  # feature cache: hit -> features without decoding; miss -> pixels + keys
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, i: int):
+        """(index, pixels | None, skip reason | None, cached features | None, cache keys | None)."""
         rec = self.records[i]
+        keys = None
         try:
+            if self.lookup is not None:
+                keys = self._cache_keys(rec)
+                hit = self.lookup.fetch(keys) if keys else None
+                if hit is not None:
+                    return i, None, None, hit, None
             img = read_image(rec.path)
             img = self.perturbation.apply(img, rec.key)
             if self.transform is not None:
                 img = self.transform(img, rec, i)
-            return i, self.preprocess(img), None
+            return i, self.preprocess(img), None, None, keys
         except UnreadableImage as exc:
-            return i, None, exc.reason
+            return i, None, exc.reason, None, None
         except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the run
-            return i, None, f"failed to process ({type(exc).__name__}: {exc})"
+            return i, None, f"failed to process ({type(exc).__name__}: {exc})", None, None
+
+    def _cache_keys(self, rec: Record) -> dict[str, str] | None:
+        """Hash the file's bytes here, in the worker; an unreadable file is left to read_image to report."""
+        from ..cache import file_digest
+
+        try:
+            data = Path(rec.path).read_bytes()
+        except OSError:
+            return None
+        return self.lookup.keys(file_digest(data), rec)
 
 
 def collate(items: list) -> Batch:
     import torch
 
-    ok = [(i, x) for i, x, _ in items if x is not None]
-    skipped = [(i, r) for i, x, r in items if x is None]
+    ok = [(i, x) for i, x, *_ in items if x is not None]
+    skipped = [(i, r) for i, x, r, *_ in items if r is not None]
+    cached = {i: c for i, _, _, c, _ in items if c is not None}
+    keys = {i: k for i, x, _, _, k in items if x is not None and k}
     pixels = torch.stack([x for _, x in ok]) if ok else None
-    return Batch([i for i, _ in ok], pixels, skipped)
+    return Batch([i for i, _ in ok], pixels, skipped, cached, keys)
 
 
 def default_workers(device: str) -> int:
