@@ -313,7 +313,8 @@ class TipAdapterF(TipAdapter):
         opt = torch.optim.AdamW(self._adapter.parameters(), lr=o["lr"], eps=1e-4)
         steps = epochs * math.ceil(len(self._shot_data.records("train")) / o["batch_size"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
-        aug, gen = TipAugment(self.backbone_info.image_size), torch.Generator().manual_seed(data.seed)
+        aug = TipAugment(self.backbone_info.image_size) if o["train_augment"] else None
+        gen = torch.Generator().manual_seed(data.seed)
         val = self._val(data) if data.has_val else None
         best, best_acc, best_epoch = copy.deepcopy(self._adapter.state_dict()), None, 0
         for epoch in range(1, epochs + 1):
@@ -409,8 +410,8 @@ def sidbench_detectors() -> list[DetectorSpec]:
             factory=TipAdapterF,
             needs_fit=True,
             description="Tip-Adapter-F: Tip-Adapter with learnable cache keys (epoch picked on validation)",
-            options={**tip, "epochs": 20, "lr": 1e-3, "batch_size": 256},
-            quickstart_options={**quick, "epochs": 5},
+            options={**tip, "epochs": 20, "lr": 1e-3, "batch_size": 256, "train_augment": True},
+            quickstart_options={**quick, "epochs": 5, "train_augment": False},
             **common,
         ),
     ]

@@ -172,7 +172,7 @@ def sidbench_detectors() -> list[DetectorSpec]:
             options={"max_epochs": 100, "lr": 1e-4, "weight_decay": 0.0, "batch_size": 256, "patience": 5,
                      "min_lr": 1e-6, "augment": True},
             # 400 images on a random clip-tiny: 2 steps per epoch, so a larger step and no per-epoch pixel pass
-            quickstart_options={"lr": 1e-3, "max_epochs": 20, "augment": False},
+            quickstart_options={"lr": 5e-2, "max_epochs": 100, "augment": False},
             training_data=("progan",),
             paper=UNIVFD_PAPER,
             license="MIT (UniversalFakeDetect)",
