@@ -11,7 +11,7 @@ import traceback
 
 from ..errors import SidbenchError
 
-COMMANDS = ("run", "train", "list_", "plugins", "datasets", "report")
+COMMANDS = ("run", "train", "list_", "plugins", "datasets", "report", "ablate")
 
 
 def common_parser() -> argparse.ArgumentParser:
