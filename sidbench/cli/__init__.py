@@ -11,7 +11,7 @@ import traceback
 
 from ..errors import SidbenchError
 
-COMMANDS = ("run", "train", "list_", "plugins", "datasets", "report", "cache")
+COMMANDS = ("run", "train", "list_", "plugins", "datasets", "report", "ablate", "cache")
 
 
 def common_parser() -> argparse.ArgumentParser:
