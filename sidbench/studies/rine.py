@@ -13,7 +13,6 @@ if TYPE_CHECKING:
 TITLE = "RINE ablations"
 FLAGS = ("detector", "epochs", "variants")
 DETECTOR = "rine.progan4"
-QUICKSTART_EPOCHS = 8  # the published 1 epoch sees 20k-80k ProGAN images; the quickstart has 400
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "full": ("full", {}),
     "no_tie": ("no TIE (mean over blocks)", {"tie": False}),
@@ -40,7 +39,7 @@ def run(study: "Study") -> None:
 
     name = study.config.get("detector") or DETECTOR
     variants, epochs = validate(study.config)
-    options = {"epochs": epochs[0]} if epochs else ({"epochs": QUICKSTART_EPOCHS} if study.data.quickstart else {})
+    options = {"epochs": epochs[0]} if epochs else {}
     backbone = study.backbone_name(name)
     dets = {v: study.detector(name, backbone, **{**options, **VARIANTS[v][1]}) for v in variants}
     if not all(type(d).__name__ == "Rine" for d in dets.values()):

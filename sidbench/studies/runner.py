@@ -104,7 +104,8 @@ class Study:
             encode = bb.features
 
             def counted(images: Any, names: Any, _name: str = name) -> Any:
-                self.images_encoded[_name] += int(images.shape[0])
+                # the backbone runs on fixed-size batches zero-padded at the end: count the real images only
+                self.images_encoded[_name] += int(images.flatten(1).abs().amax(1).gt(0).sum())
                 return encode(images, names)
 
             bb.features = counted  # type: ignore[method-assign]
@@ -144,12 +145,26 @@ class Study:
         return self._test[key]
 
     # -- detectors ----------------------------------------------------------------------------
+    def protocol(self, name: str) -> str:
+        """The preprocessing ``name`` runs with in this study (its own, or the quickstart's)."""
+        if self.data.quickstart:
+            from ..cli.data import QUICKSTART_PROTOCOL
+
+            return QUICKSTART_PROTOCOL
+        from ..detector import split_name, split_options
+
+        return self.plugins.detector(split_options(split_name(name)[0])[0]).preprocess
+
     def detector(self, name: str, backbone: str, **options: Any) -> "Detector":
         """``name`` on ``backbone`` with quickstart options (on the quickstart), ``--set`` and ``options``."""
         from ..detector import load_detector, split_name, split_options
 
         base = split_options(split_name(name)[0])[0]
-        quick = dict(self.plugins.detector(base).quickstart_options) if self.data.quickstart else {}
+        quick = {}
+        if self.data.quickstart:  # as `sidbench run`: quickstart options and the native centre crop for all
+            from ..cli.data import QUICKSTART_PROTOCOL
+
+            quick = {**self.plugins.detector(base).quickstart_options, "preprocess": QUICKSTART_PROTOCOL}
         return load_detector(name, backbone=backbone, plugins=self.plugins,
                              **{**quick, **self.config.get("set", {}), **options})
 

@@ -39,8 +39,8 @@ def run(study: "Study") -> None:
     backbone = study.backbone_name("tip_adapter")
     largest = max(*capped, alpha_k)
     train = few_shot(study.data.train, largest, study.seed)
-    data = study.fit_data(backbone, "resize_center_crop", ("image_embed",), train=train)
-    test = study.test_features(backbone, ("image_embed",), "resize_center_crop")
+    data = study.fit_data(backbone, study.protocol("tip_adapter"), ("image_embed",), train=train)
+    test = study.test_features(backbone, ("image_embed",), study.protocol("tip_adapter"))
     rows = []
     for k in capped:
         det = study.detector("tip_adapter", backbone, shots=k)

@@ -33,9 +33,9 @@ def run(study: "Study") -> None:
     backbone = study.backbone_name("tip_adapter_f")
     dets = {e: study.detector("tip_adapter_f", backbone, epochs=e) for e in epochs}
     shots = next(iter(dets.values())).options["shots"]
-    data = study.fit_data(backbone, "resize_center_crop", ("image_embed",),
+    data = study.fit_data(backbone, study.protocol("tip_adapter_f"), ("image_embed",),
                           train=few_shot(study.data.train, shots, study.seed))
-    test = study.test_features(backbone, ("image_embed",), "resize_center_crop")
+    test = study.test_features(backbone, ("image_embed",), study.protocol("tip_adapter_f"))
     rows = []
     for e, det in dets.items():
         summary = study.fit(det, data, f"{e} epochs")
