@@ -189,6 +189,7 @@ def _fit_group(group, backbone, data: RunData, out: Path, cfg: RunConfig, opts, 
         ckpt = out / "checkpoints" / f"{det.name}.safetensors"
         if ckpt.exists():  # fitted by an earlier, interrupted run of the same command
             det.load(str(ckpt))
+            det.fitted_on = _generators(data.train)
             log(f"{det.name}: loaded the checkpoint fitted by the earlier run ({ckpt})")
             continue
         if not data.train:
@@ -203,8 +204,14 @@ def _fit_group(group, backbone, data: RunData, out: Path, cfg: RunConfig, opts, 
         t = time.time()
         summary = det.to(backbone.device).fit(fit_data, log=lambda m, d=det: log(f"{d.name}: {m}"))
         det.fitted = True
+        det.fitted_on = _generators(data.train)
         det.save(str(ckpt))
         log(f"{det.name}: fitted in {time.time() - t:.1f}s {summary or ''}".rstrip())
+
+
+def _generators(records: Sequence[Record]) -> list[str]:
+    """The generators a detector fitted on these records saw (recorded as its training data)."""
+    return sorted({r.generator for r in records if r.label == 1 and r.generator})
 
 
 def torch_seed(seed: int) -> None:
@@ -353,7 +360,8 @@ def _detector_info(det: "Detector", cfg: RunConfig) -> dict[str, Any]:
     s = det.spec
     info = {"name": s.name, "origin": s.origin, "backbone": cfg.backbone or s.backbone, "features": list(det.required_features),
             "preprocess": det.preprocess, "options": {k: v for k, v in det.options.items() if _plain(v)},
-            "training_data": list(s.training_data), "paper": s.paper, "license": s.license}
+            "training_data": list(getattr(det, "fitted_on", None) or s.training_data),
+            "published_training_data": list(s.training_data), "paper": s.paper, "license": s.license}
     if det.weights_path:
         info["weights"] = {"path": det.weights_path, "sha256": file_sha256(Path(det.weights_path))}
     return info

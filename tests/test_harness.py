@@ -87,6 +87,8 @@ def test_fit_then_resume_reuses_checkpoint(image_folder, tmp_path, capsys):
             "--train", str(train), "--out", str(out))
     assert run_cli(*args) == 0
     assert (out / "checkpoints" / "lstsq_probe.safetensors").is_file()
+    info = json.loads((out / "run.json").read_text())["detectors"][0]
+    assert info["training_data"] == ["t"] and info["published_training_data"] == []  # what this run fitted on
     first = pd.read_csv(out / "scores.csv")
     assert pd.read_csv(out / "metrics.csv").set_index("split").loc["mean:all", "acc"] > 0.8  # the checkerboard is learnable
     capsys.readouterr()

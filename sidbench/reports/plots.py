@@ -6,6 +6,8 @@ panels) or into a new figure, and returns the figure; :func:`save_figure` writes
 """
 from __future__ import annotations
 
+import textwrap
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -68,7 +70,8 @@ def bar_plot(df: "pd.DataFrame", x: str, y: str, hue: str | None = None, *, lo: 
     """Grouped bars: one group per ``x`` value, one bar per ``hue`` value; ``lo``/``hi`` columns draw intervals."""
     xs, hues = _order(df, x, order), _order(df, hue, hue_order)
     if ax is None:
-        _, ax = new_figure(max(5.0, 1.6 + 0.22 * len(xs) * len(hues) + 0.35 * len(xs)), 4.0)
+        long_names = max((len(str(v)) for v in xs), default=0) > 10
+        _, ax = new_figure(max(5.0, 1.6 + 0.22 * len(xs) * len(hues) + (0.9 if long_names else 0.35) * len(xs)), 4.0)
     colors = colors or palette([h for h in hues if h is not None])
     width = 0.8 / len(hues)
     for i, h in enumerate(hues):
@@ -80,8 +83,9 @@ def bar_plot(df: "pd.DataFrame", x: str, y: str, hue: str | None = None, *, lo: 
             err = np.vstack([sub[y] - sub[lo], sub[hi] - sub[y]]).clip(min=0)
         ax.bar(pos, sub[y].to_numpy(dtype=float), width, yerr=err, capsize=2, label=str(h),
                color=colors.get(h) if h is not None else None, error_kw={"elinewidth": 0.8})
-    ax.set_xticks(np.arange(len(xs)), [str(v) for v in xs], rotation=30 if len(xs) > 6 else 0,
-                  ha="right" if len(xs) > 6 else "center")
+    many = len(xs) > 6
+    labels = [str(v) if many else textwrap.fill(str(v), 14) for v in xs]  # long names wrap instead of overlapping
+    ax.set_xticks(np.arange(len(xs)), labels, rotation=30 if many else 0, ha="right" if many else "center")
     if ylim:
         ax.set_ylim(*ylim)
     _finish_axes(ax, title, xlabel if xlabel is not None else x, ylabel if ylabel is not None else y,
