@@ -83,3 +83,34 @@ def test_exif_rotation_is_applied(tmp_path, rgb):
     exif[0x0112] = 6  # rotate 90 CW on display
     img.save(tmp_path / "rot.jpg", exif=exif)
     assert read_image(tmp_path / "rot.jpg").size == (40, 50)
+
+
+def test_draft_decodes_large_jpegs_at_reduced_scale_only(tmp_path):
+    rng = np.random.default_rng(1)
+    small = rng.integers(0, 256, (75, 100, 3), dtype=np.uint8)
+    big = np.asarray(Image.fromarray(small).resize((1800, 1200), Image.BICUBIC))
+    Image.fromarray(big).save(tmp_path / "big.jpg", quality=95)
+    Image.fromarray(big).save(tmp_path / "big.png")
+    assert read_image(tmp_path / "big.jpg").size == (1800, 1200)
+    assert read_image(tmp_path / "big.jpg", draft=224).size == (450, 300)  # 1/4: 1/8 would give 150 < 224
+    assert read_image(tmp_path / "big.png", draft=224).size == (1800, 1200)  # only JPEG has a DCT draft
+
+
+def test_fast_protocol_is_close_to_the_full_decode_but_its_own_protocol(tmp_path):
+    import torch
+
+    from sidbench.backbones.clip import describe_tiny
+    from sidbench.data.loader import ImageDataset
+    from sidbench.data.preprocess import make_preprocess
+    from sidbench.data.records import Record
+
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    Image.fromarray(base).resize((1600, 1200), Image.BICUBIC).save(tmp_path / "p.jpg", quality=95)
+    rec = [Record(str(tmp_path / "p.jpg"), 0, "s")]
+    full = ImageDataset(rec, make_preprocess("resize_center_crop", describe_tiny()))[0][1]
+    fast = ImageDataset(rec, make_preprocess("resize_center_crop_fast", describe_tiny()))[0][1]
+    assert full.shape == fast.shape == (3, 224, 224)
+    diff = (full - fast).abs()
+    assert 0 < diff.mean().item() < 0.05  # normalised units: a small change, not none
+    assert not torch.equal(full, fast)

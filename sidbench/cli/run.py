@@ -6,6 +6,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ..data.preprocess import PROTOCOLS
+
 QUICKSTART_OUT = "results/quickstart"
 
 
@@ -22,7 +24,7 @@ def register(sub, common) -> None:
     p.add_argument("--detectors", metavar="A,B", help="spec or family names, NAME@CHECKPOINT to attach weights")
     add_backbone_args(p)
     p.add_argument("--perturb", metavar="SPEC", help="e.g. 'jpeg:40,65,90' or 'blur:1+jpeg:75;webp:75' (clean rows always included)")
-    p.add_argument("--protocol", choices=("center_crop", "resize_center_crop", "ten_crop"), help="override every detector's preprocessing")
+    p.add_argument("--protocol", choices=tuple(PROTOCOLS), help="override every detector's preprocessing (`sidbench list protocols`)")
     p.add_argument("--train", metavar="PATH", help="fit detectors that need it on this folder")
     p.add_argument("--val", metavar="PATH", help="validation folder for fitting (hyper-parameters, epochs)")
     p.add_argument("--out", metavar="DIR", help="results folder (default results/<name>); the same --out resumes")

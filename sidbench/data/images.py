@@ -21,9 +21,11 @@ class UnreadableImage(Exception):
         self.reason = reason
 
 
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, draft: int | None = None) -> Image.Image:
     """Open ``path`` as an RGB image: EXIF rotation applied; CMYK, 16-bit, float, palette,
-    alpha and greyscale converted. Raises :class:`UnreadableImage` with a reason otherwise."""
+    alpha and greyscale converted. Raises :class:`UnreadableImage` with a reason otherwise.
+
+    ``draft``: let a JPEG decode at 1/2, 1/4 or 1/8 scale as long as both sides stay >= ``draft``."""
     path = Path(path)
     if path.suffix.lower() in SIDECAR_SUFFIXES:
         raise UnreadableImage(f"not an image (a {path.suffix} file)")
@@ -41,6 +43,8 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 w, h = img.size
                 if w * h > max_pixels:
                     raise UnreadableImage(f"decompression bomb ({w}x{h} = {w * h} pixels > {max_pixels})")
+                if draft and img.format == "JPEG":
+                    img.draft("RGB", (draft, draft))
                 img.load()
                 img = ImageOps.exif_transpose(img) or img
                 return to_rgb(img)

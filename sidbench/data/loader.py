@@ -55,7 +55,7 @@ class ImageDataset:
                 hit = self.lookup.fetch(keys) if keys else None
                 if hit is not None:
                     return i, None, None, hit, None
-            img = read_image(rec.path)
+            img = read_image(rec.path, draft=getattr(self.preprocess, "draft", None))
             img = self.perturbation.apply(img, rec.key)
             if self.transform is not None:
                 img = self.transform(img, rec, i)

@@ -4,6 +4,9 @@
 ``resize_center_crop``: shorter side resized to the crop size (bicubic), then centre crop - CLIP+SVM.
 ``ten_crop``: native resolution, 4 corners + centre and their flips [10, 3, S, S] - RINE on Synthbuster;
 the harness averages the 10 crop logits.
+``resize_center_crop_fast``: as ``resize_center_crop``, but large JPEGs are decoded at a reduced scale
+(Pillow's ``draft``: 1/2, 1/4 or 1/8 in the DCT domain, never below the crop size) before the resize.
+The pixels differ slightly from a full decode, so it is a protocol of its own (recorded, cache-keyed).
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ PROTOCOLS = {
     "center_crop": "native resolution, centre crop (zero-padded when smaller)",
     "resize_center_crop": "resize shorter side (bicubic), centre crop",
     "ten_crop": "native resolution, ten crops (corners, centre, flipped); mean of the 10 logits",
+    "resize_center_crop_fast": "resize_center_crop, large JPEGs first decoded at 1/2, 1/4 or 1/8 scale "
+                               "(Pillow draft, DCT domain; slightly different pixels, much faster)",
 }
 
 
@@ -44,13 +49,15 @@ def make_preprocess(protocol: str, info: "BackboneInfo") -> Callable[[Image.Imag
 class Preprocess:
     def __init__(self, protocol: str, size: int, mean: tuple, std: tuple):
         self.protocol, self.size, self.mean, self.std = protocol, size, mean, std
+        # JPEG decoding may shrink the image by a power of two, never below the crop size
+        self.draft = size if protocol == "resize_center_crop_fast" else None
 
     def __call__(self, img: Image.Image) -> "torch.Tensor":
         import torch
         import torchvision.transforms.functional as TF
 
         s = self.size
-        if self.protocol == "resize_center_crop":
+        if self.protocol in ("resize_center_crop", "resize_center_crop_fast"):
             img = TF.resize(img, s, interpolation=TF.InterpolationMode.BICUBIC)
         if self.protocol == "ten_crop":
             w, h = img.size
