@@ -27,11 +27,14 @@ def load_tensors(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[str,
         from safetensors import safe_open
 
         tensors, meta = {}, {}
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            raw = (f.metadata() or {}).get(META_KEY)
-            meta = json.loads(raw) if raw else {}
-            for key in f.keys():
-                tensors[key] = f.get_tensor(key)
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                raw = (f.metadata() or {}).get(META_KEY)
+                meta = json.loads(raw) if raw else {}
+                for key in f.keys():
+                    tensors[key] = f.get_tensor(key)
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for corrupt files
+            raise WeightsError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
         return tensors, meta
     if suffix == ".npz":
         import numpy as np

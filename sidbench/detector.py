@@ -95,7 +95,9 @@ class Detector:
             try:
                 module.load_state_dict(sub)
             except RuntimeError as exc:
-                raise WeightsError(f"checkpoint does not fit detector {self.name!r}: {exc}") from None
+                lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+                detail = "; ".join(lines[1:4]) or lines[0]  # torch lists the mismatching tensors after its header
+                raise WeightsError(f"checkpoint does not fit detector {self.name!r}: {detail}") from None
 
     def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
         """Translate an official checkpoint's keys to this detector's; sidbench's own pass through."""
@@ -162,7 +164,6 @@ def split_options(base: str) -> tuple[str, dict[str, Any]]:
 
     Values are JSON when they parse (``false``, ``2``, ``[30,100]``), else strings.
     """
-    import json
     import re
 
     m = re.fullmatch(r"\s*([^\[\]]+?)\s*\[(.*)\]\s*", base)
@@ -170,16 +171,24 @@ def split_options(base: str) -> tuple[str, dict[str, Any]]:
         if "[" in base or "]" in base:
             raise SidbenchError(f"detector {base!r}: write options as NAME[key=value,key=value]")
         return base.strip(), {}
+    items = filter(None, (i.strip() for i in re.split(r",(?![^\[]*\])", m.group(2))))
+    return m.group(1), parse_key_values(items, f"detector {base!r}")
+
+
+def parse_key_values(items: Any, where: str) -> dict[str, Any]:
+    """``["epochs=2", "tie=false"]`` -> ``{"epochs": 2, "tie": False}``: JSON values when they parse, else strings."""
+    import json
+
     options: dict[str, Any] = {}
-    for item in filter(None, (i.strip() for i in re.split(r",(?![^\[]*\])", m.group(2)))):
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SidbenchError(f"detector {base!r}: option {item!r} is not key=value")
+            raise SidbenchError(f"{where}: option {item!r} is not key=value")
         try:
             options[key.strip()] = json.loads(value)
         except ValueError:
             options[key.strip()] = value.strip()
-    return m.group(1), options
+    return options
 
 
 def load_detector(
@@ -205,7 +214,10 @@ def load_detector(
     base, name_options = split_options(base)
     spec = plugins.detector(base)
     info = describe_backbone(backbone or spec.backbone, plugins)
-    det = resolve_factory(spec.factory)(spec, info, **{**options, **name_options})
+    try:
+        det = resolve_factory(spec.factory)(spec, info, **{**options, **name_options})
+    except (ValueError, TypeError) as exc:  # an option value of the wrong kind, e.g. C=abc
+        raise SidbenchError(f"detector {spec.name!r}: invalid option value ({exc})") from None
     if not isinstance(det, Detector):
         raise SidbenchError(f"detector {spec.name!r} factory ({spec.origin}) returned {type(det).__name__}, not a Detector")
     if name_options:

@@ -45,10 +45,33 @@ class RunConfig:
     no_cache: bool = False  # do not read or write the feature cache
     compile: bool = False  # torch.compile the backbone (GPU runs)
 
-    def digest(self) -> str:
+    def __post_init__(self) -> None:
+        """Values of the wrong kind fail here with one line (TOML files are not type-checked)."""
+        for name, low in (("batch_size", 1), ("seed", None), ("workers", 0)):
+            v = getattr(self, name)
+            if v is None and name == "workers":
+                continue
+            if not isinstance(v, int) or isinstance(v, bool) or (low is not None and v < low):
+                need = f"an integer >= {low}" if low is not None else "an integer"
+                raise SidbenchError(f"{name.replace('_', '-')} must be {need}, got {v!r}")
+        for name in ("data", "detectors"):
+            v = getattr(self, name)
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise SidbenchError(f"{name} must be a list of strings, got {v!r}")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.type == "str | None" and v is not None and not isinstance(v, str):
+                raise SidbenchError(f"{f.name} must be a string, got {v!r}")
+        if not isinstance(self.detector_options, dict):
+            raise SidbenchError(f"detector_options must be a table of tables, got {self.detector_options!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """What fixes the results (not where they go, how fast or with which progress bars)."""
         skip = ("out", "progress", "workers", "device", "no_cache")
-        keep = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:8]
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
 
 
 @dataclass
@@ -70,6 +93,10 @@ def pick_device(device: str | None) -> str:
 
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise SidbenchError(f"--device {device}: not a device; use cpu, cuda or cuda:N") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SidbenchError("--device cuda: no CUDA device is visible to PyTorch; use --device cpu")
     return device
@@ -121,6 +148,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Calla
     device = dist.device(pick_device(cfg.device))
     log = log if dist.is_main else (lambda message: None)  # one voice under torchrun
     out.mkdir(parents=True, exist_ok=True)
+    claim_results_folder(out, cfg)  # every rank writes the same content atomically
     perturbations = parse_perturbations(cfg.perturb, plugins)
     detectors = build_detectors(cfg, plugins)
     pool = BackbonePool(cfg, device, plugins)
@@ -165,6 +193,26 @@ def _feature_cache(cfg: RunConfig):
     from .cache import FeatureCache
 
     return None if cfg.no_cache else FeatureCache()
+
+
+def claim_results_folder(out: Path, cfg: RunConfig) -> None:
+    """Resume only the run that started in ``out``: another configuration there would mix two runs' scores."""
+    from .results import write_atomic
+
+    marker, now = out / "config.json", json.loads(json.dumps(cfg.identity()))
+    if marker.exists():
+        try:
+            before = json.loads(marker.read_text())
+        except ValueError:
+            before = None
+        if before != now:
+            changed = sorted(k for k in now if not isinstance(before, dict) or before.get(k) != now[k])
+            raise SidbenchError(
+                f"{out} holds a run with another configuration (differs in: {', '.join(changed) or 'format'}); "
+                "add --overwrite to start over there, or choose another --out"
+            )
+        return
+    write_atomic(marker, json.dumps(now, indent=2, sort_keys=True) + "\n")
 
 
 def _assign(detectors: Sequence["Detector"], data: RunData, cfg: RunConfig) -> dict[tuple[str, str], dict[str, list[Record]]]:

@@ -220,7 +220,7 @@ class Plugins:
             return defaults[0]
         if len(family) == 1:
             return family[0]
-        raise UnknownNameError("detector", name, list(table) + sorted({s.family for s in table.values()}))
+        raise UnknownNameError("detector", name, set(table) | {s.family for s in table.values()})
 
     def backbone(self, name: str) -> BackboneSpec:
         import re

@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"sidbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # e.g. `sidbench list detectors | head -3`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("sidbench: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

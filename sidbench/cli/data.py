@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from ..data.layout import resolve_records
+from ..errors import DataError
+from ..detector import split_name, split_options
 from ..harness import RunConfig, RunData
 
 
@@ -13,9 +15,14 @@ def records_of(paths: list[str] | str | None, plugins: Any, dataset: str | None 
     if not paths:
         return []
     paths = [paths] if isinstance(paths, str) else paths
-    out = []
+    out, root_of = [], {}
     for p in paths:
-        out += resolve_records(p, plugins, dataset, **options)
+        recs = resolve_records(p, plugins, dataset, **options)
+        for split in sorted({r.split for r in recs}):
+            if root_of.setdefault(split, p) != p:
+                raise DataError(f"split {split!r} is in both {root_of[split]} and {p}: two data folders would merge "
+                                "into one split; rename one of the folders or run them separately")
+        out += recs
     return out
 
 
@@ -48,7 +55,7 @@ def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     root = ensure_quickstart()
     layout = QuickstartLayout()
     detectors = cfg.detectors or default_detectors(plugins)
-    quick = {n: dict(plugins.detector(n).quickstart_options) for n in detectors if "@" not in n}
+    quick = {n: dict(plugins.detector(split_options(split_name(n)[0])[0]).quickstart_options) for n in detectors}
     options = {n: {**quick.get(n, {}), **cfg.detector_options.get(n, {})} for n in detectors}
     cfg = dataclasses.replace(cfg, detectors=detectors, detector_options=options, backbone=cfg.backbone or "clip-tiny",
                               perturb=cfg.perturb or QUICKSTART_PERTURB, protocol=cfg.protocol or QUICKSTART_PROTOCOL)

@@ -27,7 +27,7 @@ def main(args: argparse.Namespace) -> int:
         plugins = load_plugins_from(args)
         rows = [_row(args.kind, s) for s in getattr(plugins, args.kind).values()]
     for row in rows:
-        print(row[0])
+        print(row[0].split(" ")[0])  # the bare name, reusable as --detectors NAME
     if not args.names and rows:
         print()
         print(tabulate(rows, headers=_headers(args.kind), tablefmt="simple", maxcolwidths=48))

@@ -21,20 +21,9 @@ def register(sub, common) -> None:
 
 
 def parse_options(items: list[str]) -> dict:
-    import json
+    from ..detector import parse_key_values
 
-    from ..errors import SidbenchError
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SidbenchError(f"--set {item!r}: use KEY=VALUE, e.g. --set epochs=2")
-        try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
-    return out
+    return parse_key_values(items, "--set")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -183,9 +183,12 @@ def parse_perturbations(text: str | None, plugins: Any, include_clean: bool = Tr
             continue
         choices = []
         for step in item.split("+"):
-            kind, _, values = step.strip().partition(":")
+            kind, sep, values = step.strip().partition(":")
             spec = plugins.perturbation(kind.strip())
-            vals = [_number(v) for v in values.split(",") if v.strip()] if values else list(spec.values)
+            try:
+                vals = [_number(v) for v in values.split(",") if v.strip()] if sep else list(spec.values)
+            except ValueError:
+                raise SidbenchError(f"--perturb {step!r}: values must be numbers, e.g. {kind}:40,65,90") from None
             if not vals:
                 raise SidbenchError(f"--perturb {step!r}: give a value, e.g. {kind}:{_fmt(spec.values[0]) if spec.values else 'V'}")
             from ..specs import resolve_factory
