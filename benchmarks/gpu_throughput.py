@@ -141,7 +141,7 @@ def main() -> None:
     results["sidbench run (cold cache)"] = harness_run(args, data, train, work / "cold", extra)
     results["sidbench run (warm cache)"] = harness_run(args, data, train, work / "warm", extra)
     base = results.get("reference (fp32, batch 64, one pass per detector)")
-    print(f"\n| mode | seconds | images/s | vs reference |\n|---|---|---|---|")
+    print("\n| mode | seconds | images/s | vs reference |\n|---|---|---|---|")
     for mode, secs in results.items():
         ratio = f"{base / secs:.1f}x" if base else "-"
         print(f"| {mode} | {secs:.2f} | {n / secs:.1f} | {ratio} |")

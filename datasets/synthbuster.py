@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from sidbench.data.layout import SIDECAR_SUFFIXES, iter_files
+from sidbench.data.layout import files_in
 from sidbench.data.records import FAKE, REAL, Record
 from sidbench.errors import DataError
 from sidbench.hookspecs import hookimpl
@@ -23,11 +23,6 @@ GENERATORS = ("dalle2", "dalle3", "firefly", "glide", "midjourney-v5", "stable-d
               "stable-diffusion-1-4", "stable-diffusion-2", "stable-diffusion-xl")
 REAL_DIRS = ("RAISEpng", "RAISE", "raise")
 GROUP = "synthbuster"
-
-
-def images(folder: Path) -> list[Path]:
-    """Files of ``folder`` except known metadata (prompts.csv, README.txt, ...)."""
-    return [p for p in iter_files(folder) if p.suffix.lower() not in SIDECAR_SUFFIXES]
 
 
 class SynthbusterLayout:
@@ -58,7 +53,7 @@ class SynthbusterLayout:
         if reals is None:
             raise DataError(f"{root}: Synthbuster needs the RAISE-1k reals in {root}/RAISEpng/ "
                             "(every generator is scored against all of them)")
-        real = images(reals)
+        real = files_in(reals, drop_metadata=True)
         if not real:
             raise DataError(f"{reals}: no real images")
         wanted = set(splits) if splits else None
@@ -66,7 +61,7 @@ class SynthbusterLayout:
         for folder in sorted(p for p in gen.iterdir() if p.is_dir() and not p.name.startswith(".")):
             if wanted is not None and folder.name not in wanted:
                 continue
-            fake = images(folder)
+            fake = files_in(folder, drop_metadata=True)
             if not fake:
                 continue
             split = folder.name

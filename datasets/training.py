@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-from sidbench.data.layout import LABEL_DIRS, SIDECAR_SUFFIXES, iter_files
+from sidbench.data.layout import LABEL_DIRS, files_in
 from sidbench.data.records import FAKE, REAL, Record
 from sidbench.errors import DataError
 from sidbench.hookspecs import hookimpl
@@ -27,10 +27,6 @@ from sidbench.specs import DatasetSpec
 
 LSUN_CLASSES = ("airplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                 "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")
-
-
-def _files(folder: Path) -> list[Path]:
-    return [p for p in iter_files(folder) if p.suffix.lower() not in SIDECAR_SUFFIXES] if folder.is_dir() else []
 
 
 class ProGANTrainLayout:
@@ -66,7 +62,8 @@ class ProGANTrainLayout:
         out = []
         for c in chosen:
             for sub, label in LABEL_DIRS.items():
-                out += [Record(str(p), label, c, "progan", "progan" if label == FAKE else "") for p in _files(base / c / sub)]
+                out += [Record(str(p), label, c, "progan", "progan" if label == FAKE else "")
+                        for p in files_in(base / c / sub, drop_metadata=True)]
         return out
 
 
@@ -86,7 +83,7 @@ class LDMTrainLayout:
             raise DataError(f"{base}: no such part of the latent-diffusion training set; present: {have}")
         reals = [root / "train" / c / "0_real" / f for c, f in (_split_lsun(x) for x in _lines(base / "real_lsun.txt"))]
         reals += [_coco(root, x) for x in _lines(base / "real_coco.txt")]
-        fakes = [p for d in sorted(base.iterdir()) if d.is_dir() for p in _files(d)]
+        fakes = [p for d in sorted(base.iterdir()) if d.is_dir() for p in files_in(d, drop_metadata=True)]
         if not reals or not fakes:
             raise DataError(f"{base}: needs real_lsun.txt / real_coco.txt and fake image folders")
         # Listed reals that are absent stay in: the loader reports them in skipped.csv.

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from sidbench.data.layout import iter_files
+from sidbench.data.layout import files_in
 from sidbench.data.records import FAKE, REAL, Record
 from sidbench.errors import DataError
 from sidbench.hookspecs import hookimpl
@@ -40,10 +40,6 @@ SPLITS = (*NESTED[:3], "biggan", "cyclegan", *FLAT[1:], *DIFFUSION)  # the paper
 
 def warn(message: str) -> None:
     print(f"sidbench: warning: {message}", file=sys.stderr, flush=True)
-
-
-def files(folder: Path) -> list[Path]:
-    return list(iter_files(folder)) if folder.is_dir() else []
 
 
 class UFDLayout:
@@ -95,13 +91,15 @@ class UFDLayout:
         """One set's records, or [] when its reals or fakes are missing."""
         if split in DIFFUSION:
             base = test / "diffusion_datasets"
-            real, fake = files(base / DIFFUSION[split] / "0_real"), files(base / split / "1_fake")
+            real = files_in(base / DIFFUSION[split] / "0_real", drop_metadata=True)
+            fake = files_in(base / split / "1_fake", drop_metadata=True)
         elif split in NESTED:
             cats = sorted(p for p in (test / split).glob("*") if p.is_dir() and not p.name.startswith("."))
-            real = [f for c in cats for f in files(c / "0_real")]
-            fake = [f for c in cats for f in files(c / "1_fake")]
+            real = [f for c in cats for f in files_in(c / "0_real", drop_metadata=True)]
+            fake = [f for c in cats for f in files_in(c / "1_fake", drop_metadata=True)]
         else:
-            real, fake = files(test / split / "0_real"), files(test / split / "1_fake")
+            real = files_in(test / split / "0_real", drop_metadata=True)
+            fake = files_in(test / split / "1_fake", drop_metadata=True)
         if not real or not fake:
             return []
         group = GROUPS[split]

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from sidbench.features import FeatureSet
     from sidbench.training import FitData
 
 PAPER = ("Koutlis & Papadopoulos, Leveraging Representations from Intermediate Encoder-blocks "

@@ -1,6 +1,7 @@
 """Loading and saving tensors safely: ``torch.load(weights_only=True)``, safetensors or npz; never a free unpickle."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -85,3 +86,30 @@ def save_tensors(path: str | Path, tensors: dict[str, "torch.Tensor"], meta: dic
     save_file(clean, str(tmp), metadata={META_KEY: json.dumps(meta, default=str)})
     os.replace(tmp, path)
     return path
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, remembered by (path, size, mtime) so big weights are hashed once."""
+    from .paths import cache_dir
+
+    stat = path.stat()
+    memo_path = cache_dir() / "file-hashes.json"
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if key not in memo:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        memo[key] = h.hexdigest()
+        try:
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(memo))
+            os.replace(tmp, memo_path)
+        except OSError:
+            pass
+    return memo[key]

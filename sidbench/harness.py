@@ -403,7 +403,7 @@ def _finish(out, cfg, data, detectors, pool, perturbations, skipped, timings, lo
 
 
 def _detector_info(det: "Detector", cfg: RunConfig) -> dict[str, Any]:
-    from .backbones.clip import file_sha256
+    from .checkpoints import file_sha256
 
     s = det.spec
     info = {"name": s.name, "origin": s.origin, "backbone": cfg.backbone or s.backbone, "features": list(det.required_features),

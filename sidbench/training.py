@@ -30,6 +30,16 @@ def view_rng(key: str, augment: str, view: int, seed: int) -> np.random.Generato
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
+class ViewTransform:
+    """One seeded augmented view of each image, as an ImageDataset transform (picklable for workers)."""
+
+    def __init__(self, augment: Augment, view: int, seed: int):
+        self.augment, self.view, self.seed = augment, view, seed
+
+    def __call__(self, img: Any, rec: Record, i: int) -> Any:
+        return self.augment(img, view_rng(rec.key, self.augment.name, self.view, self.seed))
+
+
 class FitData:
     """Serves features of the training and validation records, extracting each view once.
 
@@ -65,12 +75,8 @@ class FitData:
         if key not in self._memo:
             transform, extra = None, {}
             if augment is not None:
-                seed, aname = self.seed, augment.name
-
-                def transform(img: Any, rec: Record, i: int, _aug=augment) -> Any:
-                    return _aug(img, view_rng(rec.key, aname, view, seed))
-
-                extra = {"view_id": f"{aname}|{view}|{seed}"}  # the feature cache's key for this view
+                transform = ViewTransform(augment, view, self.seed)
+                extra = {"view_id": f"{augment.name}|{view}|{self.seed}"}  # the feature cache's key for this view
             desc = f"{split} features" + (f" ({augment.name} view {view})" if augment else "")
             opts = dataclasses.replace(self.options, desc=desc)
             self._memo[key] = self._source(self.backbone, self.records(split), tuple(names), protocol=protocol,

@@ -2,7 +2,6 @@
 per dataset; `datasets check` warns on real/fake format differences."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

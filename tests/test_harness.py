@@ -127,7 +127,6 @@ def test_ten_crop_is_the_mean_of_crop_logits(image_folder, tmp_path, tiny_backbo
     import torchvision.transforms.functional as TF
 
     from sidbench.data.images import read_image
-    from sidbench.detector import load_detector
 
     out = tmp_path / "o"
     assert run_cli("--plugins-dir", PLUGIN_DIR, "--data", str(image_folder), "--detectors", "mean_embed",

@@ -1,13 +1,12 @@
 """open_clip CLIP backbones: real weights by ``ARCH:TAG`` or a local file, and the offline ``clip-tiny``."""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..checkpoints import file_sha256
 from ..errors import WeightsError
 from .base import Backbone, BackboneInfo
 
@@ -230,30 +229,3 @@ def _online(cfg: dict, timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, remembered by (path, size, mtime) so big weights are hashed once."""
-    from ..paths import cache_dir
-
-    stat = path.stat()
-    memo_path = cache_dir() / "file-hashes.json"
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    if key not in memo:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        memo[key] = h.hexdigest()
-        try:
-            memo_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(memo))
-            os.replace(tmp, memo_path)
-        except OSError:
-            pass
-    return memo[key]

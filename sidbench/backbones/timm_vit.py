@@ -99,7 +99,7 @@ def build_timm(name: str, weights: str | None = None, device: str = "cpu") -> Ti
             torch.random.set_rng_state(state)
         return TimmViTBackbone(model, info, f"timm:{model_name}:random-seed0").to(device)
     if weights:
-        from .clip import file_sha256
+        from ..checkpoints import file_sha256
         from pathlib import Path
 
         if not Path(weights).is_file():

@@ -34,6 +34,15 @@ def iter_files(root: Path) -> Iterable[Path]:
                 yield Path(dirpath) / name
 
 
+def files_in(folder: Path, drop_metadata: bool = False) -> list[Path]:
+    """Files below ``folder`` (none if it is missing). Layouts of published data sets drop the metadata
+    files those sets ship (prompts.csv, README.txt: ``drop_metadata``); the generic layout keeps every
+    file, so the loader reports a stray non-image in ``skipped.csv`` instead of dropping it silently."""
+    if not folder.is_dir():
+        return []
+    return [p for p in iter_files(folder) if not (drop_metadata and p.suffix.lower() in SIDECAR_SUFFIXES)]
+
+
 def label_of(path: Path, root: Path) -> tuple[int, Path] | None:
     """The label from the nearest ``0_real``/``1_fake`` folder in the path, and that folder."""
     rel = path.relative_to(root)

@@ -73,6 +73,8 @@ def severity_order(family: str, values: Sequence[float]) -> list[float]:
 def robustness_frames(metrics: "pd.DataFrame", split: str = "mean:all") -> dict[str, "pd.DataFrame"]:
     """Per perturbation family with numeric values (jpeg40, blur1, resize0.5, ...): rows detector,
     level (``clean`` then values, mildest first), perturbation and the metric columns of ``split``."""
+    import pandas as pd
+
     df = metrics[metrics["split"] == split]
     families: dict[str, dict[float, str]] = {}
     for name in perturbation_order(df["perturbation"]):
@@ -87,8 +89,6 @@ def robustness_frames(metrics: "pd.DataFrame", split: str = "mean:all") -> dict[
             rows = df[df["perturbation"] == pert].copy()
             rows.insert(0, "level", label)
             parts.append(rows)
-        import pandas as pd
-
         out[family] = pd.concat(parts, ignore_index=True)
     return out
 
