@@ -228,7 +228,7 @@ def _assign(detectors: Sequence["Detector"], data: RunData, cfg: RunConfig) -> d
 
 
 def _fit_group(group, backbone, data: RunData, out: Path, cfg: RunConfig, opts, log) -> None:
-    from .training import FitData
+    from .training import FitData, fit_detector
 
     fit_data = None
     for det in group:
@@ -248,29 +248,15 @@ def _fit_group(group, backbone, data: RunData, out: Path, cfg: RunConfig, opts, 
         if fit_data is None:
             fit_data = FitData(backbone, data.train, data.val, protocol=det.preprocess, seed=cfg.seed, options=opts)
         fit_data.protocol = det.preprocess
-        torch_seed(cfg.seed)
-        t = time.time()
-        summary = det.to(backbone.device).fit(fit_data, log=lambda m, d=det: log(f"{d.name}: {m}"))
-        det.fitted = True
+        summary, seconds = fit_detector(det, fit_data, cfg.seed, log=lambda m, d=det: log(f"{d.name}: {m}"))
         det.fitted_on = _generators(data.train)
         det.save(str(ckpt))
-        log(f"{det.name}: fitted in {time.time() - t:.1f}s {summary or ''}".rstrip())
+        log(f"{det.name}: fitted in {seconds:.1f}s {summary or ''}".rstrip())
 
 
 def _generators(records: Sequence[Record]) -> list[str]:
     """The generators a detector fitted on these records saw (recorded as its training data)."""
     return sorted({r.generator for r in records if r.label == 1 and r.generator})
-
-
-def torch_seed(seed: int) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _score_group(group, backbone, protocol, pert, records_by_det, scores, skipped, opts, shard=(0, 1)) -> None:

@@ -113,3 +113,27 @@ def few_shot(records: Sequence[Record], shots: int | None, seed: int,
         rng = np.random.default_rng([seed, int.from_bytes(hashlib.sha256(str(cls).encode()).digest()[:4], "little")])
         keep.update(group[i].path for i in rng.permutation(len(group))[: int(shots)])
     return [r for r in records if r.path in keep]
+
+
+def torch_seed(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit_detector(det: Any, data: FitData, seed: int, log: Callable[[str], None]) -> tuple[dict[str, Any], float]:
+    """Fit ``det`` on ``data``'s device from the seeded random state; (summary, seconds). Every fit
+    (``sidbench run``, ``sidbench train``, the ablation studies) goes through here, so the same seed
+    gives the same model wherever it is fitted."""
+    import time
+
+    torch_seed(seed)
+    t = time.time()
+    summary = det.to(data.backbone.device).fit(data, log=log) or {}
+    det.fitted = True
+    return summary, time.time() - t

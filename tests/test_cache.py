@@ -247,3 +247,19 @@ def test_cuda_bf16_channels_last_compile_match_cpu_and_are_cached_apart(tmp_path
     torch.testing.assert_close(gpu, cpu, rtol=0.05, atol=0.05)
     compiled = extract(build_tiny(device="cuda").compile(), recs, ["image_embed"], options=opts(None, 2))
     torch.testing.assert_close(compiled.features["image_embed"], gpu, rtol=0.05, atol=0.05)
+
+
+def test_a_missed_image_is_read_from_disk_once(tmp_path, plugins, tiny_backbone, monkeypatch):
+    """The worker hashes the bytes for the cache key and decodes those same bytes: one read per image."""
+    recs = resolve_records(make_folder(tmp_path / "d", splits=("s",), n=2), plugins)
+    reads = []
+    original = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or original(self))
+    opened = []
+    import sidbench.data.images as images
+
+    real_open = images.Image.open
+    monkeypatch.setattr(images.Image, "open", lambda fp, *a, **k: opened.append(type(fp).__name__) or real_open(fp, *a, **k))
+    fs = extract(tiny_backbone, recs, ("image_embed",),
+                 options=ExtractOptions(progress=False, cache=FeatureCache(tmp_path / "c")))
+    assert len(fs) == 4 and len(reads) == 4 and opened == ["BytesIO"] * 4

@@ -27,15 +27,13 @@ def parse_options(items: list[str]) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    import time
-
     from ..backbones.registry import build_backbone
     from ..cache import FeatureCache
     from ..detector import load_detector
     from ..errors import DataError
     from ..features import ExtractOptions
-    from ..harness import pick_device, torch_seed
-    from ..training import FitData
+    from ..harness import pick_device
+    from ..training import FitData, fit_detector
     from . import load_plugins_from
     from .data import records_of
 
@@ -57,10 +55,7 @@ def main(args: argparse.Namespace) -> int:
     opts = ExtractOptions(args.batch_size or 64, args.workers, not args.no_progress, cache=cache)
     data = FitData(backbone, train, val, protocol=det.preprocess, seed=seed, options=opts)
     print(f"training {det.name} on {len(train)} images ({len(val)} validation) with {backbone.identity} on {device}")
-    torch_seed(seed)
-    t = time.time()
-    summary = det.to(device).fit(data, log=print)
-    det.fitted = True
+    summary, seconds = fit_detector(det, data, seed, log=print)
     path = det.save(args.out)
-    print(f"done in {time.time() - t:.1f}s {summary or ''}\ncheckpoint: {path}")
+    print(f"done in {seconds:.1f}s {summary or ''}\ncheckpoint: {path}")
     return 0

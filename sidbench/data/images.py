@@ -1,6 +1,7 @@
 """Reading images so that one bad file never kills a run and odd-but-valid files are scored."""
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -21,16 +22,18 @@ class UnreadableImage(Exception):
         self.reason = reason
 
 
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, draft: int | None = None) -> Image.Image:
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, draft: int | None = None,
+               data: bytes | None = None) -> Image.Image:
     """Open ``path`` as an RGB image: EXIF rotation applied; CMYK, 16-bit, float, palette,
     alpha and greyscale converted. Raises :class:`UnreadableImage` with a reason otherwise.
 
-    ``draft``: let a JPEG decode at 1/2, 1/4 or 1/8 scale as long as both sides stay >= ``draft``."""
+    ``draft``: let a JPEG decode at 1/2, 1/4 or 1/8 scale as long as both sides stay >= ``draft``.
+    ``data``: the file's bytes when the caller already read them (e.g. to hash them), so they are not read twice."""
     path = Path(path)
     if path.suffix.lower() in SIDECAR_SUFFIXES:
         raise UnreadableImage(f"not an image (a {path.suffix} file)")
     try:
-        size = path.stat().st_size
+        size = len(data) if data is not None else path.stat().st_size
     except OSError as exc:
         raise UnreadableImage(f"cannot read file ({exc.strerror or exc})") from None
     if size == 0:
@@ -39,7 +42,7 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, draft: int | None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(data) if data is not None else path) as img:
                 w, h = img.size
                 if w * h > max_pixels:
                     raise UnreadableImage(f"decompression bomb ({w}x{h} = {w * h} pixels > {max_pixels})")

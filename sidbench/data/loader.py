@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from ..cache import file_digest
 from .images import UnreadableImage, read_image
 from .perturb import NONE, Perturbation
 from .records import Record
@@ -48,14 +49,15 @@ class ImageDataset:
     def __getitem__(self, i: int):
         """(index, pixels | None, skip reason | None, cached features | None, cache keys | None)."""
         rec = self.records[i]
-        keys = None
+        keys, data = None, None
         try:
             if self.lookup is not None:
-                keys = self._cache_keys(rec)
+                data = _read_bytes(rec.path)  # hashed here, in the worker, and decoded below from memory
+                keys = self.lookup.keys(file_digest(data), rec) if data is not None else None
                 hit = self.lookup.fetch(keys) if keys else None
                 if hit is not None:
                     return i, None, None, hit, None
-            img = read_image(rec.path, draft=getattr(self.preprocess, "draft", None))
+            img = read_image(rec.path, draft=getattr(self.preprocess, "draft", None), data=data)
             img = self.perturbation.apply(img, rec.key)
             if self.transform is not None:
                 img = self.transform(img, rec, i)
@@ -65,15 +67,13 @@ class ImageDataset:
         except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the run
             return i, None, f"failed to process ({type(exc).__name__}: {exc})", None, None
 
-    def _cache_keys(self, rec: Record) -> dict[str, str] | None:
-        """Hash the file's bytes here, in the worker; an unreadable file is left to read_image to report."""
-        from ..cache import file_digest
 
-        try:
-            data = Path(rec.path).read_bytes()
-        except OSError:
-            return None
-        return self.lookup.keys(file_digest(data), rec)
+def _read_bytes(path: str) -> bytes | None:
+    """The file's bytes, or None when unreadable (read_image then reports why)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
 
 
 def collate(items: list) -> Batch:

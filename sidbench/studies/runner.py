@@ -170,13 +170,10 @@ class Study:
 
     def fit(self, det: "Detector", data: StudyFitData, label: str) -> dict[str, Any]:
         """Fit under the study's seed (every variant starts from the same random state)."""
-        from ..harness import torch_seed
+        from ..training import fit_detector
 
-        torch_seed(self.seed)
-        t = time.time()
-        summary = det.to(self.device).fit(data, log=lambda m: self.log(f"{label}: {m}", verbose=True)) or {}
-        det.fitted = True
-        self.timings[f"fit {label}"] = round(time.time() - t, 3)
+        summary, seconds = fit_detector(det, data, self.seed, log=lambda m: self.log(f"{label}: {m}", verbose=True))
+        self.timings[f"fit {label}"] = round(seconds, 3)
         return summary
 
     def evaluate(self, det: "Detector", fs: FeatureSet, backbone: "Backbone | None" = None) -> "pd.DataFrame":
