@@ -90,7 +90,7 @@ def save_tensors(path: str | Path, tensors: dict[str, "torch.Tensor"], meta: dic
 
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, remembered by (path, size, mtime) so big weights are hashed once."""
-    from .paths import cache_dir
+    from .paths import cache_dir, write_atomic
 
     stat = path.stat()
     memo_path = cache_dir() / "file-hashes.json"
@@ -107,9 +107,7 @@ def file_sha256(path: Path) -> str:
         memo[key] = h.hexdigest()
         try:
             memo_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(memo))
-            os.replace(tmp, memo_path)
-        except OSError:
+            write_atomic(memo_path, json.dumps(memo))
+        except OSError:  # a read-only cache folder only costs hashing again next time
             pass
     return memo[key]

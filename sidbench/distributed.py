@@ -124,7 +124,8 @@ def merge_scores(out: Path) -> None:
     """Rank 0, after every rank finished: fold the rank files into ``scores.csv`` and remove them."""
     import pandas as pd
 
-    from .results import ScoreLog, read_scores, write_atomic
+    from .paths import write_atomic
+    from .results import ScoreLog, read_scores
 
     parts = sorted(out.glob("scores.rank*-of-*.csv"))
     if not parts:

@@ -197,7 +197,7 @@ def _feature_cache(cfg: RunConfig):
 
 def claim_results_folder(out: Path, cfg: RunConfig) -> None:
     """Resume only the run that started in ``out``: another configuration there would mix two runs' scores."""
-    from .results import write_atomic
+    from .paths import write_atomic
 
     marker, now = out / "config.json", json.loads(json.dumps(cfg.identity()))
     if marker.exists():
@@ -358,7 +358,8 @@ def _sigmoid(x: float) -> float:
 
 def _finish(out, cfg, data, detectors, pool, perturbations, skipped, timings, log) -> "pd.DataFrame":
     from .metrics import metrics_table
-    from .results import (environment, finalize_scores, leaderboard_markdown, write_atomic, write_run_json,
+    from .paths import write_atomic
+    from .results import (environment, finalize_scores, leaderboard_markdown, write_run_json,
                           write_skipped)
 
     scores = finalize_scores(out / "scores.csv")

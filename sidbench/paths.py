@@ -1,4 +1,4 @@
-"""Where sidbench keeps its files."""
+"""Where sidbench keeps its files, and how it writes them."""
 from __future__ import annotations
 
 import os
@@ -12,3 +12,10 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "sidbench"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

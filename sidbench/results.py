@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from .paths import write_atomic
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -68,12 +70,6 @@ def finalize_scores(path: Path) -> "pd.DataFrame":
     df = df.drop_duplicates(["detector", "perturbation", "split", "path"], keep="first").reset_index(drop=True)
     write_atomic(path, df.to_csv(index=False))
     return df
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_skipped(path: Path, skipped: dict[str, tuple[str, str]]) -> None:

@@ -204,7 +204,8 @@ class Study:
                percent: Sequence[str] | None = None) -> Path:
         """Write table.csv/.md, metrics.csv (tidy), the figures, study.json; print the table."""
         from ..reports.plots import save_figure
-        from ..results import environment, write_atomic
+        from ..paths import write_atomic
+        from ..results import environment
 
         self.out.mkdir(parents=True, exist_ok=True)
         write_atomic(self.out / "table.csv", table.to_csv(index=False))
