@@ -84,33 +84,12 @@ def write_skipped(path: Path, skipped: dict[str, tuple[str, str]]) -> None:
 
 
 def leaderboard_markdown(metrics: "pd.DataFrame", metrics_shown: tuple[str, ...] = ("acc", "ap")) -> str:
-    """Detectors x splits tables (in %), one per metric and perturbation, means last."""
-    from tabulate import tabulate
+    """Detectors x splits tables (in %), one per metric and perturbation, means last: the same
+    tables as ``sidbench report --format md`` (best per column in bold)."""
+    from .reports.tables import leaderboard, perturbation_order, to_markdown
 
-    names = {"acc": "Accuracy", "ap": "Average precision", "auc": "ROC-AUC", "f1": "F1",
-             "real_acc": "Real accuracy", "fake_acc": "Fake accuracy"}
-    parts = []
-    for pert in _ordered(metrics["perturbation"]):
-        df = metrics[metrics["perturbation"] == pert]
-        splits = [s for s in _ordered(df["split"]) if not s.startswith("mean:")]
-        means = sorted({s for s in df["split"] if s.startswith("mean:")}, key=lambda s: (s == "mean:all", s))
-        cols = splits + means
-        for m in metrics_shown:
-            table = df.pivot_table(index="detector", columns="split", values=m, aggfunc="first", dropna=False)
-            table = table.reindex(columns=cols)
-            if "mean:all" in table:
-                table = table.sort_values("mean:all", ascending=False)
-            title = f"### {names.get(m, m)} (%), perturbation `{pert}`"
-            body = tabulate((table * 100).round(1), headers="keys", tablefmt="github", floatfmt=".1f", missingval="-")
-            parts.append(f"{title}\n\n{body}\n")
-    return "\n".join(parts)
-
-
-def _ordered(values: Iterable[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for v in values:
-        seen.setdefault(v, None)
-    return sorted(seen, key=lambda s: (s != "none", s))
+    perts = perturbation_order(metrics["perturbation"])
+    return to_markdown([leaderboard(metrics, m, p) for p in perts for m in metrics_shown])
 
 
 def environment() -> dict[str, Any]:
