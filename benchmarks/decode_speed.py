@@ -17,9 +17,9 @@ def main() -> None:
     from PIL import Image
 
     from sidbench.backbones.clip import describe_tiny
-    from sidbench.data.loader import ImageDataset
+    from sidbench.engine.loader import ImageDataset
     from sidbench.data.preprocess import make_preprocess
-    from sidbench.data.records import Record
+    from sidbench.api import Record
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=40)

@@ -35,7 +35,7 @@ def make_jpegs(root: Path, n: int, size: int, seed: int = 0) -> Path:
 
 
 def default_detectors(plugins) -> list[str]:
-    from sidbench.cli.data import default_detectors as builtin
+    from sidbench.run.inputs import default_detectors as builtin
 
     return builtin(plugins)
 
@@ -44,9 +44,9 @@ def reference_way(backbone_name: str, device: str, detectors, records, checkpoin
     """Seconds for fp32, batch 64, one backbone pass per detector, no cache (the reference scripts' setting)."""
     import torch
 
-    from sidbench.backbones.registry import build_backbone
-    from sidbench.detector import load_detector
-    from sidbench.features import ExtractOptions, iter_features
+    from sidbench.registry import build_backbone
+    from sidbench.registry import load_detector
+    from sidbench.engine import ExtractOptions, iter_outputs
 
     backbone = build_backbone(backbone_name, device=device, plugins=plugins).to(device, autocast=False)
     sync(device)
@@ -60,7 +60,7 @@ def reference_way(backbone_name: str, device: str, detectors, records, checkpoin
         det.bind(backbone)
         opts = ExtractOptions(batch_size=64, progress=False)
         with torch.inference_mode():
-            for index, feats, _ in iter_features(backbone, records, det.required_features, protocol=det.preprocess,
+            for index, feats, _ in iter_outputs(backbone, records, det.required_features, protocol=det.preprocess,
                                                  options=opts):
                 if index:
                     det.score({k: v.to(device) for k, v in feats.items()}).cpu()
@@ -107,7 +107,7 @@ def main() -> None:
 
     import torch
 
-    from sidbench.plugins import load_plugins
+    from sidbench.registry import load_plugins
     from sidbench.data.layout import resolve_records
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sidbench.harness import RunConfig, RunData, run
+from sidbench.run import RunConfig, RunData, run
 
 
 def tiny_records(root: Path, n: int, plugins):
@@ -30,7 +30,7 @@ def tiny_records(root: Path, n: int, plugins):
 def fitted_detectors(plugins, recs, root: Path) -> list[str]:
     """Every built-in family's default; those that need fitting are fitted once (quickstart options),
     outside the timed region, and attached as NAME@CHECKPOINT."""
-    from sidbench.cli.data import default_detectors
+    from sidbench.run.inputs import default_detectors
 
     names = default_detectors(plugins)
     options = {n: dict(plugins.detectors[n].quickstart_options) for n in names}
@@ -64,14 +64,14 @@ def test_peak_memory_is_flat(benchmark, tmp_path, plugins, n, tiny_backbone):
     tracemalloc sees Python objects (records, batches, lists of results), not torch's own tensor
     allocator: this checks that nothing accumulates per image on the Python side.
     """
-    from sidbench.features import ExtractOptions, iter_features
+    from sidbench.engine import ExtractOptions, iter_outputs
 
     recs = tiny_records(tmp_path / "d", n, plugins)
     peaks = []
 
     def once():
         tracemalloc.start()
-        for _ in iter_features(tiny_backbone, recs, ["image_embed"], options=ExtractOptions(32, 0, False)):
+        for _ in iter_outputs(tiny_backbone, recs, ["image_embed"], options=ExtractOptions(32, 0, False)):
             pass
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()

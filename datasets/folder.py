@@ -1,6 +1,5 @@
 """The generic layout: ``0_real``/``1_fake`` anywhere in the path; the folder above them names the split."""
-from sidbench.hookspecs import hookimpl
-from sidbench.specs import DatasetSpec
+from sidbench.api import DatasetSpec, hookimpl
 
 
 @hookimpl

@@ -14,10 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sidbench.data.layout import files_in
-from sidbench.data.records import FAKE, REAL, Record
-from sidbench.errors import DataError
-from sidbench.hookspecs import hookimpl
-from sidbench.specs import DatasetSpec
+from sidbench.api import DataError, DatasetSpec, FAKE, REAL, Record, hookimpl
 
 GENERATORS = ("dalle2", "dalle3", "firefly", "glide", "midjourney-v5", "stable-diffusion-1-3",
               "stable-diffusion-1-4", "stable-diffusion-2", "stable-diffusion-xl")

@@ -20,10 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sidbench.data.layout import LABEL_DIRS, files_in
-from sidbench.data.records import FAKE, REAL, Record
-from sidbench.errors import DataError
-from sidbench.hookspecs import hookimpl
-from sidbench.specs import DatasetSpec
+from sidbench.api import DataError, DatasetSpec, FAKE, REAL, Record, hookimpl
 
 LSUN_CLASSES = ("airplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
                 "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor")

@@ -17,10 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sidbench.data.layout import files_in
-from sidbench.data.records import FAKE, REAL, Record
-from sidbench.errors import DataError
-from sidbench.hookspecs import hookimpl
-from sidbench.specs import DatasetSpec
+from sidbench.api import DataError, DatasetSpec, FAKE, REAL, Record, hookimpl
 
 NESTED = ("progan", "stylegan", "stylegan2", "cyclegan")
 FLAT = ("biggan", "stargan", "gaugan", "deepfake", "seeingdark", "san", "crn", "imle")

@@ -16,17 +16,13 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from sidbench.detector import Detector
-from sidbench.errors import DataError, SidbenchError
-from sidbench.hookspecs import hookimpl
-from sidbench.specs import DetectorSpec
+from sidbench.api import DataError, Detector, DetectorSpec, SidbenchError, hookimpl
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from sidbench.data.records import Record
-    from sidbench.training import FitData
+    from sidbench.api import FitData, Record
 
 SVM_PAPER = "Cozzolino et al., Raising the Bar of AI-generated Image Detection with CLIP, CVPRW 2024"
 REAL = "real"
@@ -98,7 +94,7 @@ class ClipSVM(Detector):
     # -- fitting -------------------------------------------------------------------
     def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
         """Fit on (a seeded few-shot subsample of) the training split; pick C on validation if asked."""
-        from sidbench.training import few_shot
+        from sidbench.api import few_shot
 
         o, attribution = self.options, self.options["attribution"]
         key = class_of if attribution else (lambda r: r.label)
@@ -183,7 +179,7 @@ class ClipSVM(Detector):
             self._svm.confusion = torch.zeros(len(self.confusion_rows), n, dtype=torch.long)
 
     def load(self, path: str) -> "ClipSVM":
-        from sidbench.checkpoints import load_tensors
+        from sidbench.api.checkpoints import load_tensors
 
         _, meta = load_tensors(path)
         opts = (meta or {}).get("options") or {}

@@ -13,16 +13,13 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from sidbench.data.perturb import JPEG, Blur
-from sidbench.detector import Detector
-from sidbench.errors import SidbenchError, WeightsError
-from sidbench.hookspecs import hookimpl
-from sidbench.specs import DetectorSpec
+from sidbench.api import Detector, DetectorSpec, SidbenchError, WeightsError, hookimpl
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from sidbench.training import FitData
+    from sidbench.api import FitData
 
 PAPER = ("Koutlis & Papadopoulos, Leveraging Representations from Intermediate Encoder-blocks "
          "for Synthetic Image Detection, ECCV 2024 (arXiv 2402.19091)")
@@ -317,7 +314,7 @@ class Rine(Detector):
         import torch
 
         o, seed = self.options, data.seed
-        data = _restrict(data, {s: self._classes(data.records(s), s, log) for s in ("train", "val")})
+        data = data.restrict(*(self._classes(data.records(s), s, log) for s in ("train", "val")))
         self.net = self._build(seed)
         self._initial_alpha = self.net.alpha.detach().cpu().clone() if self.tie else None
         aug = self.augment()
@@ -374,8 +371,7 @@ class Rine(Detector):
         """Shuffled batches of this epoch's cached view: (features, labels)."""
         import torch
 
-        with torch.random.fork_rng(devices=[]):  # a DataLoader draws from the global RNG; dropout must not notice
-            fs = data.features("train", (self.feature,), augment=aug, view=epoch, protocol="center_crop")
+        fs = data.features("train", (self.feature,), augment=aug, view=epoch, protocol="center_crop")
         x, y = fs.features[self.feature], fs.labels
         perm = torch.randperm(len(fs), generator=order)
         for i in range(0, len(perm), self.options["batch_size"]):
@@ -383,27 +379,9 @@ class Rine(Detector):
             yield {self.feature: x[idx]}, y[idx]
 
     def _pixel_batches(self, data: "FitData", aug: RineAugment | None, epoch: int, order: "torch.Generator"):
-        """The same seeded views, but each batch runs through the backbone here (unreadable images are dropped)."""
-        import torch
-
-        from sidbench.data.loader import ImageDataset, collate
-        from sidbench.data.preprocess import make_preprocess
-        from sidbench.training import view_rng
-
-        records = data.records("train")
-
-        def transform(img: Any, rec: Any, i: int) -> Any:
-            return aug(img, view_rng(rec.key, aug.name, epoch, data.seed)) if aug else img
-
-        dataset = ImageDataset(records, make_preprocess("center_crop", data.backbone.info), transform=transform)
-        perm = torch.randperm(len(records), generator=order)
-        for i in range(0, len(perm), self.options["batch_size"]):
-            batch = collate([dataset[int(j)] for j in perm[i:i + self.options["batch_size"]]])
-            if batch.pixels is None:
-                continue
-            feats = data.backbone.features(batch.pixels, (self.feature,))
-            labels = torch.tensor([records[j].label for j in batch.index], dtype=torch.float32)
-            yield {self.feature: feats[self.feature].cpu().clone()}, labels
+        """The same seeded views in the same order, but the backbone runs on each batch (unreadable images dropped)."""
+        yield from data.batches("train", (self.feature,), batch_size=self.options["batch_size"], augment=aug,
+                                epoch=epoch, protocol="center_crop", generator=order)
 
     def _train_epoch(self, batches, opt) -> dict[str, float]:
         self.net.train()
@@ -416,26 +394,16 @@ class Rine(Detector):
             n += len(labels)
             total, bce, con = total + terms["total"].item(), bce + terms["bce"].item(), con + terms["supcon"].item() * len(labels)
         if n == 0:
-            from sidbench.errors import DataError
+            from sidbench.api import DataError
 
             raise DataError(f"{self.name}: none of the training images could be read")
         return {"n": n, "loss": total / n, "bce": bce / n, "supcon": con / n}
 
     def _validate(self, data: "FitData") -> dict[str, float]:
         """Accuracy at P(fake) = 0.5 and average precision on the validation split (its eval protocol)."""
-        import torch
         from sklearn.metrics import average_precision_score
 
-        with torch.random.fork_rng(devices=[]):
-            fs = data.features("val", (self.feature,))
-        x, y = fs.features[self.feature], fs.labels.numpy()
-        self.net.eval()
-        with torch.no_grad():
-            views = x.shape[1] if x.ndim == 4 else 1
-            flat = x.flatten(0, 1) if views > 1 else x
-            logits = torch.cat([self.score({self.feature: flat[i:i + 1024]}).cpu() for i in range(0, len(flat), 1024)])
-            logits = logits.view(-1, views).mean(1).numpy()
-        self.net.train()
+        logits, y = data.scores(self, "val")
         acc = float(((logits > 0).astype(int) == y).mean())
         ap = float(average_precision_score(y, logits)) if 0 < y.sum() < len(y) else float("nan")
         return {"val_acc": acc, "val_ap": ap}
@@ -449,16 +417,6 @@ def _text(v: Any) -> str:
 
 def _copy_state(net: "torch.nn.Module") -> dict[str, "torch.Tensor"]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-
-def _restrict(data: "FitData", splits: dict[str, list]) -> "FitData":
-    """``data`` serving only the given records (a new FitData sharing its backbone and feature source)."""
-    from sidbench.training import FitData
-
-    if all(splits[s] is data.records(s) for s in splits):
-        return data
-    return FitData(data.backbone, splits["train"], splits["val"], protocol=data.protocol, seed=data.seed,
-                   options=data.options, feature_source=data._source)
 
 
 def _choice(key: str, value: Any, allowed: Sequence[str]) -> str:

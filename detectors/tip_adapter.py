@@ -17,16 +17,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from sidbench.detector import Detector
-from sidbench.hookspecs import hookimpl
-from sidbench.specs import DetectorSpec
+from sidbench.api import Detector, DetectorSpec, hookimpl
 
 if TYPE_CHECKING:
     import torch
 
-    from sidbench.backbones.base import Backbone
-    from sidbench.features import FeatureSet
-    from sidbench.training import FitData
+    from sidbench.api import Backbone, FeatureSet, FitData
 
 TIP_PAPER = "Zhang et al., Tip-Adapter: Training-free Adaption of CLIP for Few-shot Classification, ECCV 2022"
 # Class order everywhere: index 0 = real, 1 = fake. Each list is averaged (after normalising).
@@ -84,7 +80,7 @@ class ClipZeroShot(Detector):
         import torch.nn.functional as F
 
         if not self.bound:
-            from sidbench.errors import SidbenchError
+            from sidbench.api import SidbenchError
 
             raise SidbenchError(f"{self.name}: call bind(backbone) first, the text classifier comes from the backbone")
         f = F.normalize(features["image_embed"].float(), dim=-1)
@@ -194,7 +190,7 @@ class TipAdapter(ClipZeroShot):
 
     def _require_bound(self) -> None:
         if not self.bound:
-            from sidbench.errors import SidbenchError
+            from sidbench.api import SidbenchError
 
             raise SidbenchError(f"{self.name}: call bind(backbone) first, the text classifier comes from the backbone")
 
@@ -209,7 +205,7 @@ class TipAdapter(ClipZeroShot):
 
     def shot_data(self, data: "FitData") -> "FitData":
         """The K-shot training subset (seeded), served with the same feature source."""
-        from sidbench.training import few_shot
+        from sidbench.api import few_shot
 
         train = few_shot(data.records("train"), self.options["shots"], data.seed)
         return data if len(train) == len(data.records("train")) else data.subset(train)
@@ -227,7 +223,7 @@ class TipAdapter(ClipZeroShot):
         keys = F.normalize(torch.stack([s.features["image_embed"].float() for s in sets]).mean(0), dim=-1)
         labels = sets[0].labels.long()
         if labels.unique().numel() < 2:
-            from sidbench.errors import DataError
+            from sidbench.api import DataError
 
             raise DataError(f"{self.name}: the cache needs real and fake training images, found one class only")
         self._cache = self._empty_cache(0)
@@ -250,6 +246,19 @@ class TipAdapter(ClipZeroShot):
                                                    self.options["search_scale"], self.options["search_step"])
         log(f"alpha={self.alpha:.4g}, beta={self.beta:.4g}: validation accuracy {acc:.4f}")
         return acc
+
+    @property
+    def cache_size(self) -> int:
+        """N*K: the number of cached training images."""
+        return int(self._cache.keys.shape[0])
+
+    def beta_grid(self) -> list[float]:
+        """The betas of this detector's search grid."""
+        return search_grid(self.options["search_scale"], self.options["search_step"])[0]
+
+    def validation_features(self, data: "FitData") -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(L2-normalised validation ``image_embed`` on the detector's device, labels)."""
+        return self._val(data)
 
     def _val(self, data: "FitData") -> tuple["torch.Tensor", "torch.Tensor"]:
         import torch.nn.functional as F
@@ -366,7 +375,7 @@ def _same_records(sets: Sequence["FeatureSet"]) -> None:
     first = [r.path for r in sets[0].records]
     for s in sets[1:]:
         if [r.path for r in s.records] != first:
-            from sidbench.errors import DataError
+            from sidbench.api import DataError
 
             raise DataError("augmented views of the cache images do not line up: an image failed in one view only")
 

@@ -12,15 +12,12 @@ import numpy as np
 from PIL import Image
 
 from sidbench.data.perturb import JPEG, Blur
-from sidbench.detector import Detector
-from sidbench.errors import WeightsError
-from sidbench.hookspecs import hookimpl
-from sidbench.specs import DetectorSpec
+from sidbench.api import Detector, DetectorSpec, WeightsError, hookimpl
 
 if TYPE_CHECKING:
     import torch
 
-    from sidbench.training import FitData
+    from sidbench.api import FitData
 
 UNIVFD_PAPER = ("Ojha et al., Towards Universal Fake Image Detectors that Generalize Across Generative Models, "
                 "CVPR 2023")

@@ -1,24 +1,23 @@
 """sidbench: a benchmark suite for synthetic-image detection.
 
 Heavy modules (torch, open_clip, scikit-learn) are imported where they are used,
-so ``import sidbench`` and ``sidbench --help`` stay instant.
+so ``import sidbench`` and ``sidbench --help`` stay instant. Plugin authors import
+from :mod:`sidbench.api`.
 """
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .errors import SidbenchError  # noqa: E402
+from .api.errors import SidbenchError  # noqa: E402
 
-__all__ = ["__version__", "SidbenchError", "load_detector", "load_plugins"]
+__all__ = ["__version__", "SidbenchError", "build_backbone", "load_detector", "load_plugins"]
+
+_LAZY = {"load_detector": "registry.lookup", "build_backbone": "registry.lookup", "load_plugins": "registry.plugins"}
 
 
 def __getattr__(name: str):
-    if name == "load_detector":
-        from .detector import load_detector
+    if name in _LAZY:
+        import importlib
 
-        return load_detector
-    if name == "load_plugins":
-        from .plugins import load_plugins
-
-        return load_plugins
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'sidbench' has no attribute {name!r}")

@@ -1,27 +1,3 @@
-"""The hooks a sidbench plugin can implement. Each returns a list of specs."""
-from __future__ import annotations
-
-import pluggy
-
-hookspec = pluggy.HookspecMarker("sidbench")
-hookimpl = pluggy.HookimplMarker("sidbench")
-
-
-@hookspec
-def sidbench_detectors() -> list:
-    """Return :class:`sidbench.specs.DetectorSpec` objects for the detectors this plugin adds."""
-
-
-@hookspec
-def sidbench_datasets() -> list:
-    """Return :class:`sidbench.specs.DatasetSpec` objects for the data layouts this plugin adds."""
-
-
-@hookspec
-def sidbench_backbones() -> list:
-    """Return :class:`sidbench.specs.BackboneSpec` objects for the feature extractors this plugin adds."""
-
-
-@hookspec
-def sidbench_perturbations() -> list:
-    """Return :class:`sidbench.specs.PerturbationSpec` objects for the perturbations this plugin adds."""
+"""Compatibility alias: the hook specifications live in :mod:`sidbench.api.hookspecs`."""
+from .api.hookspecs import *  # noqa: F401,F403
+from .api.hookspecs import hookimpl, hookspec  # noqa: F401

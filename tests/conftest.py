@@ -25,7 +25,7 @@ def _session_cache(tmp_path_factory):
 @pytest.fixture
 def plugins():
     """A fresh plugin manager (never a shared global)."""
-    from sidbench.plugins import load_plugins
+    from sidbench.registry import load_plugins
 
     return load_plugins()
 

@@ -30,9 +30,13 @@ def ablate(study: str, folders: dict, out: Path, *extra: str) -> dict:
     if study != "backbone":
         argv += ["--backbone", "clip-tiny"]
     assert main(argv) == 0
-    for name in ("table.csv", "table.md", "metrics.csv", "plot.png", "study.json"):
+    for name in ("table.csv", "table.md", "study.csv", "metrics.csv", "scores.csv", "run.json", "plot.png", "study.json"):
         assert (out / name).is_file(), name
     assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    # a standard results folder: `sidbench report` reads it, one row per variant
+    assert main(["report", str(out), "--format", "csv"]) == 0
+    metrics = pd.read_csv(out / "metrics.csv", keep_default_na=False)
+    assert {"mean:all"} <= set(metrics["split"]) and metrics["detector"].nunique() >= 1
     return json.loads((out / "study.json").read_text())
 
 
@@ -40,8 +44,8 @@ def hand_features(folder: str, names, protocol: str, perturb: str | None = None,
     from sidbench.backbones.clip import build_tiny
     from sidbench.data.layout import resolve_records
     from sidbench.data.perturb import NONE, parse_perturbations
-    from sidbench.features import ExtractOptions, extract
-    from sidbench.plugins import load_plugins
+    from sidbench.engine import ExtractOptions, extract
+    from sidbench.registry import load_plugins
 
     plugins = load_plugins()
     pert = parse_perturbations(perturb, plugins, False)[0] if perturb else NONE
@@ -75,7 +79,7 @@ def test_jpeg_matrix_diagonal_equals_a_hand_fitted_svm(folders, tmp_path):
 
 
 def test_tip_adapter_alpha_zero_is_zero_shot_and_features_are_extracted_once(folders, tmp_path):
-    from sidbench.detector import load_detector
+    from sidbench.registry import load_detector
     from sidbench.reports import plots  # noqa: F401  (the plot helpers the study uses)
 
     info = ablate("tip_adapter", folders, tmp_path, "--shots", "1,4,100", "--alphas", "0,2", "--alpha-shots", "2",

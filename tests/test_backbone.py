@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sidbench.backbones.clip import build_open_clip, build_tiny
-from sidbench.errors import WeightsError
+from sidbench.api import WeightsError
 
 
 def manual_features(model, images):
@@ -97,7 +97,7 @@ def test_missing_weights_file_and_unknown_tag():
 
 
 def test_timm_vit_features_match_manual_forward():
-    from sidbench.backbones.registry import build_backbone, describe_backbone
+    from sidbench.registry import build_backbone, describe_backbone
 
     name = "timm:vit_small_patch14_dinov2:random"
     info = describe_backbone(name)

@@ -16,10 +16,10 @@ import torch
 
 from conftest import REPO, make_folder
 
-from sidbench.cache import FeatureCache
+from sidbench.engine.cache import FeatureCache
 from sidbench.data.layout import resolve_records
 from sidbench.data.perturb import parse_perturbations
-from sidbench.features import ExtractOptions, extract
+from sidbench.engine import ExtractOptions, extract
 
 
 @pytest.fixture
@@ -120,13 +120,13 @@ def test_a_changed_setting_never_hits(tmp_path, plugins, counted, change, monkey
     elif change == "batch_size":
         o = opts(cache, batch_size=1)
     elif change == "precision":
-        monkeypatch.setattr(backbone, "autocast", True)
+        monkeypatch.setattr(backbone, "precision", "bf16")
     extract(backbone, recs, ["image_embed"], options=o, **kw)
     assert seen["images"] == 2  # both images went through the backbone again
 
 
 def test_augmented_views_are_keyed_by_augment_view_and_seed(tmp_path, plugins, counted):
-    from sidbench.training import FitData
+    from sidbench.engine import EngineFitData
 
     backbone, seen = counted
     recs = records_in(make_folder(tmp_path / "d", splits=("a",), n=1), plugins)
@@ -138,7 +138,7 @@ def test_augmented_views_are_keyed_by_augment_view_and_seed(tmp_path, plugins, c
             return img.transpose(0) if rng.random() < 0.5 else img
 
     def fit_data(seed):
-        return FitData(backbone, recs, protocol="center_crop", seed=seed, options=opts(FeatureCache(tmp_path / "c"), 2))
+        return EngineFitData(backbone=backbone, train=recs, protocol="center_crop", seed=seed, options=opts(FeatureCache(tmp_path / "c"), 2))
 
     v0 = fit_data(0).features("train", ["image_embed"], augment=Flip(), view=0).features["image_embed"]
     seen["images"] = 0
@@ -152,7 +152,7 @@ def test_augmented_views_are_keyed_by_augment_view_and_seed(tmp_path, plugins, c
 
 WRITER = textwrap.dedent("""
     import sys, torch
-    from sidbench.cache import FeatureCache
+    from sidbench.engine.cache import FeatureCache
     cache = FeatureCache(sys.argv[1])
     i = 0
     while True:  # batches of 50 entries whose value is their number: checkable after the kill
@@ -225,9 +225,11 @@ def test_sidbench_run_twice_runs_the_backbone_once_and_cache_info_clear(tmp_path
     capsys.readouterr()
     assert run_cli("cache", "info") == 0
     text = capsys.readouterr().out
-    assert str(tmp_path / "cache" / "features") in text and "4 entries" in text and "image_embed" in text
+    assert str(tmp_path / "cache" / "features") in text and "image_embed" in text and "text_embed" in text
+    groups = {g["feature"]: g["entries"] for g in FeatureCache().info()["groups"]}
+    assert groups == {"image_embed": 4, "text_embed": 7}  # 4 images; the 7 prompts of the text classifier
     assert run_cli("cache", "clear") == 0
-    assert "removed 4 entries" in capsys.readouterr().out
+    assert "removed 11 entries" in capsys.readouterr().out
     assert FeatureCache().info()["entries"] == 0
 
 
@@ -241,9 +243,9 @@ def test_cuda_bf16_channels_last_compile_match_cpu_and_are_cached_apart(tmp_path
     cache = FeatureCache(tmp_path / "c")
     cpu = extract(build_tiny(), recs, ["image_embed"], options=opts(cache, 2)).features["image_embed"]
     gpu_backbone = build_tiny(device="cuda")
-    assert gpu_backbone.autocast  # bf16 on CUDA by default
+    assert gpu_backbone.precision == "fp16"  # the reference code's autocast precision, by default
     gpu = extract(gpu_backbone, recs, ["image_embed"], options=opts(cache, 2)).features["image_embed"]
-    assert not torch.equal(gpu, cpu)  # bf16 features: computed, not served from the fp32 CPU entries
+    assert not torch.equal(gpu, cpu)  # half-precision features: computed, not served from the fp32 CPU entries
     torch.testing.assert_close(gpu, cpu, rtol=0.05, atol=0.05)
     compiled = extract(build_tiny(device="cuda").compile(), recs, ["image_embed"], options=opts(None, 2))
     torch.testing.assert_close(compiled.features["image_embed"], gpu, rtol=0.05, atol=0.05)

@@ -8,8 +8,8 @@ import torch
 from safetensors import safe_open
 
 import sidbench
-from sidbench.checkpoints import load_tensors
-from sidbench.errors import WeightsError
+from sidbench.api.checkpoints import load_tensors
+from sidbench.api import WeightsError
 
 
 class Payload:
@@ -43,7 +43,7 @@ def test_non_tensor_state_and_missing_file(tmp_path):
 
 
 def test_sidbench_checkpoint_round_trip_is_safetensors(tmp_path, plugins):
-    from sidbench.detector import load_detector
+    from sidbench.registry import load_detector
 
     plugins.load_dir(os.path.join(os.path.dirname(__file__), "plugins"))  # fit_probe among others
     det = load_detector("lstsq_probe", backbone="clip-tiny", plugins=plugins)

@@ -47,8 +47,8 @@ def test_two_data_folders_with_the_same_split_name_are_refused(capsys, tmp_path)
 
 
 def test_corrupt_safetensors_is_a_weights_error(tmp_path):
-    from sidbench.checkpoints import load_tensors
-    from sidbench.errors import WeightsError
+    from sidbench.api.checkpoints import load_tensors
+    from sidbench.api import WeightsError
 
     (tmp_path / "x.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
     with pytest.raises(WeightsError, match="not a readable safetensors file"):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from sidbench.data.records import Record
-from sidbench.features import FeatureSet
+from sidbench.api import Record
+from sidbench.api import FeatureSet
 
 W = 64  # clip-tiny width
 
@@ -27,16 +27,34 @@ def synthetic(n_per: int, generators=("gan",), seed=0, split="train"):
 
 
 def fit_data(train, val=None):
-    from sidbench.training import FitData
+    """A FitData serving fixed feature tensors (the contract of sidbench.api.FitData, nothing else)."""
+    from sidbench.api import FitData
 
     table = {}
     for recs, x in (train, val or ([], None)):
         table.update({r.path: x[i] for i, r in enumerate(recs)})
 
-    def source(backbone, records, names, **kw):
-        return FeatureSet({"cls_final": torch.stack([table[r.path] for r in records])}, list(records))
+    class TableFitData(FitData):
+        seed, protocol = 0, "resize_center_crop"
 
-    return FitData(None, train[0], val[0] if val else None, feature_source=source)
+        def __init__(self, splits):
+            self.splits = splits
+
+        @property
+        def has_val(self):
+            return bool(self.splits["val"])
+
+        def records(self, split="train"):
+            return self.splits[split]
+
+        def features(self, split="train", names=("cls_final",), **kw):
+            recs = self.splits[split]
+            return FeatureSet({"cls_final": torch.stack([table[r.path] for r in recs])}, list(recs))
+
+        def subset(self, train):
+            return TableFitData({"train": list(train), "val": self.splits["val"]})
+
+    return TableFitData({"train": list(train[0]), "val": list(val[0]) if val else []})
 
 
 def normed(x):
@@ -46,7 +64,7 @@ def normed(x):
 def test_scores_equal_sklearn_decision_function(plugins):
     from sklearn.svm import LinearSVC
 
-    from sidbench.detector import load_detector
+    from sidbench.registry import load_detector
 
     train, test = synthetic(30, seed=0), synthetic(10, seed=0, split="test")
     det = load_detector("clip_svm", backbone="clip-tiny", plugins=plugins)
@@ -61,7 +79,7 @@ def test_c_grid_is_searched_on_validation(plugins):
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.svm import LinearSVC
 
-    from sidbench.detector import load_detector
+    from sidbench.registry import load_detector
 
     train, val = synthetic(20, seed=1), synthetic(20, seed=1, split="val")
     grid = [1e-3, 0.1, 10.0]
@@ -75,7 +93,7 @@ def test_c_grid_is_searched_on_validation(plugins):
 
 
 def test_shots_subsample_per_class(plugins):
-    from sidbench.detector import load_detector
+    from sidbench.registry import load_detector
 
     det = load_detector("clip_svm", backbone="clip-tiny", plugins=plugins, shots=3)
     assert det.fit(fit_data(synthetic(20, seed=2)), log=lambda m: None)["n_train"] == 6
@@ -84,7 +102,7 @@ def test_shots_subsample_per_class(plugins):
 def test_attribution_one_vs_one(plugins, tmp_path):
     from sklearn.svm import SVC
 
-    from sidbench.detector import load_detector
+    from sidbench.registry import load_detector
 
     gens = ("dalle", "progan", "sd")  # "real" sorts between them: pairs with both signs
     train, val = synthetic(15, gens, seed=3), synthetic(8, gens, seed=3, split="val")
@@ -111,8 +129,8 @@ def test_attribution_one_vs_one(plugins, tmp_path):
 def test_round_trip_without_pickle(plugins, tmp_path):
     from safetensors import safe_open
 
-    from sidbench.detector import load_detector
-    from sidbench.errors import SidbenchError
+    from sidbench.registry import load_detector
+    from sidbench.api import SidbenchError
 
     train = synthetic(10, seed=4)
     det = load_detector("clip_svm", backbone="clip-tiny", plugins=plugins, C=0.5)

@@ -15,7 +15,7 @@ from test_datasets_ufd import EXPECTED_GROUPS, make_ufd_tree
 def paper_run(tmp_path_factory):
     """One `sidbench run --suite paper` (clip_zeroshot on clip-tiny), with clip_zeroshot given RINE's
     Synthbuster rule so the per-dataset protocol shows up in the results."""
-    from sidbench import suites
+    from sidbench.run import suites
     from sidbench.cli import main
 
     root = tmp_path_factory.mktemp("paper")
@@ -77,8 +77,8 @@ def test_shared_reals_scored_per_split_and_protocols(paper_run):
 def test_score_plan_rules():
     from types import SimpleNamespace
 
-    from sidbench.data.records import Record
-    from sidbench.suites import ScorePlan
+    from sidbench.api import Record
+    from sidbench.run.suites import ScorePlan
 
     plan = ScorePlan({"dalle2": "synthbuster", "progan": "ufd"}, {"progan": {"jpeg40"}},
                      (("rine", "synthbuster", "ten_crop"),))

@@ -54,7 +54,7 @@ def test_recognised_from_root_or_synthbuster_folder(tmp_path, plugins, layout):
 
 
 def test_missing_reals_is_an_error_and_missing_generators_warn(tmp_path, layout, capsys):
-    from sidbench.errors import DataError
+    from sidbench.api import DataError
 
     root = make_synthbuster_tree(tmp_path, generators=("dalle3",))
     layout.records(root)
@@ -68,7 +68,7 @@ def test_missing_reals_is_an_error_and_missing_generators_warn(tmp_path, layout,
 
 def test_score_log_keeps_shared_reals_per_split(tmp_path):
     """The same real path in two splits: resume must not treat the second split as done."""
-    from sidbench.results import ScoreLog, finalize_scores
+    from sidbench.results.scores import ScoreLog, finalize_scores
 
     row = lambda split, logit: ("det", split, "synthbuster", "", "none", "center_crop", "/r/a.png", 0,  # noqa: E731
                                 repr(logit), "0.5")

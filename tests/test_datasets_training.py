@@ -31,7 +31,7 @@ def test_progan_class_selection(tmp_path, plugins):
 
 def test_progan_unknown_class_is_an_error(tmp_path):
     from sidbench.datasets.training import ProGANTrainLayout
-    from sidbench.errors import DataError
+    from sidbench.api import DataError
 
     with pytest.raises(DataError, match="sofa"):
         ProGANTrainLayout().records(make_progan_train(tmp_path), classes=["sofa"])

@@ -100,7 +100,7 @@ def test_layout_is_recognised_before_folder(tmp_path, plugins):
 
 
 def test_unknown_set_is_one_line_error(tmp_path, ufd):
-    from sidbench.errors import DataError
+    from sidbench.api import DataError
 
     with pytest.raises(DataError, match="unknown UniversalFakeDetect set"):
         ufd.records(make_ufd_tree(tmp_path), splits=["progan", "whichfaceisreal"])

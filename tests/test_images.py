@@ -100,9 +100,9 @@ def test_fast_protocol_is_close_to_the_full_decode_but_its_own_protocol(tmp_path
     import torch
 
     from sidbench.backbones.clip import describe_tiny
-    from sidbench.data.loader import ImageDataset
+    from sidbench.engine.loader import ImageDataset
     from sidbench.data.preprocess import make_preprocess
-    from sidbench.data.records import Record
+    from sidbench.api import Record
 
     rng = np.random.default_rng(2)
     base = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)

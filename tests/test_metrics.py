@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sidbench.metrics import binary_metrics, metrics_table
+from sidbench.results.metrics import binary_metrics, metrics_table
 
 
 def hand_ap(y, s):

@@ -99,7 +99,7 @@ def test_chains_values_and_webp(plugins, img):
 
 
 def test_every_perturbation_pickles_and_rejects_bad_values(plugins, img):
-    from sidbench.errors import SidbenchError
+    from sidbench.api import SidbenchError
 
     perts = perturbation("jpeg:50;webp:50;blur:2;resize:0.5;crop:0.5;noise:5", plugins)
     for p in perts:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sidbench.errors import PluginError, UnknownNameError
-from sidbench.plugins import load_plugins
+from sidbench.api import PluginError, UnknownNameError
+from sidbench.registry import load_plugins
 
 PLUGIN_FILES = Path(__file__).parent / "plugins"
 REPO = Path(__file__).resolve().parent.parent
@@ -152,7 +152,7 @@ def test_every_builtin_plugin_loads_strictly():
     plugins = load_plugins(strict=True, entry_points=False)
     families = {s.family for s in plugins.detectors.values()}
     assert {"rine", "univfd", "clip_svm", "tip_adapter", "tip_adapter_f", "clip_zeroshot"} <= families
-    from sidbench.cli.data import default_detectors
+    from sidbench.run.inputs import default_detectors
 
     assert default_detectors(plugins) == ["clip_svm", "clip_zeroshot", "rine.progan4", "tip_adapter", "tip_adapter_f",
                                           "univfd.progan"]

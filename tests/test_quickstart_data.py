@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sidbench.data.records import FAKE, REAL
-from sidbench.specs import resolve_factory
-import sidbench.datasets.quickstart as qs
+from sidbench.api import FAKE, REAL
+from sidbench.api.specs import resolve_factory
+import sidbench.data.quickstart as qs
+import sidbench.datasets.quickstart as qs_plugin
 
 SMALL = {"train": 4, "val": 2, "test": 16}
 
@@ -38,7 +39,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def layout() -> qs.QuickstartLayout:
-    return resolve_factory(qs.sidbench_datasets()[0].factory)()
+    return resolve_factory(qs_plugin.sidbench_datasets()[0].factory)()
 
 
 def images(layout, root: Path, split: str, generator: str, label: int) -> list[np.ndarray]:
@@ -54,7 +55,7 @@ def test_generation_is_deterministic(root: Path, tmp_path: Path) -> None:
 def test_manifest_and_plugin_spec(root: Path, layout, tmp_path: Path) -> None:
     manifest = json.loads((root / qs.MANIFEST).read_text())
     assert manifest["version"] == qs.VERSION and manifest["seed"] == qs.SEED and manifest["counts"] == SMALL
-    spec = qs.sidbench_datasets()[0]
+    spec = qs_plugin.sidbench_datasets()[0]
     assert spec.name == layout.name == "quickstart" and spec.priority == 10
     assert layout.matches(root) and not layout.matches(tmp_path)
     assert qs.TRAINING_GENERATORS == ("gan_a", "diff_a")
@@ -141,5 +142,5 @@ def test_ensure_reuses_a_complete_folder_and_repairs_a_broken_one(tmp_path: Path
 
 
 def test_module_does_not_import_torch() -> None:
-    code = "import sys, sidbench.datasets.quickstart; assert 'torch' not in sys.modules"
+    code = "import sys, sidbench.data.quickstart; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

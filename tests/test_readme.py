@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from sidbench.cli import main
-from sidbench.plugins import load_plugins
+from sidbench.registry import load_plugins
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

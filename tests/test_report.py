@@ -15,7 +15,7 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from sidbench.cli import main
-from sidbench.metrics import metrics_table
+from sidbench.results.metrics import metrics_table
 
 SPLITS = {"progan": "gan", "stylegan": "gan", "ldm": "diffusion", "glide": "diffusion"}
 # detector -> (separation of fake logits, bias): higher separation = better AP; bias moves accuracy

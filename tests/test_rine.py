@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import sidbench
-from sidbench.errors import WeightsError
+from sidbench.api import WeightsError
 
 from conftest import make_folder
 
@@ -127,7 +127,7 @@ def test_tie_switch_removes_only_alpha_and_averages_blocks():
         g = net.proj1(x)
         want = net.head(net.proj2(g.mean(dim=1))).squeeze(-1)
         torch.testing.assert_close(mean.score({"cls_ln2": x}), want)
-    with pytest.raises(sidbench.errors.SidbenchError, match="tie=False"):
+    with pytest.raises(sidbench.SidbenchError, match="tie=False"):
         mean.block_importance()
 
 
@@ -150,7 +150,7 @@ def test_feature_switch_follows_required_features():
     assert det.required_features == ("cls_blocks",)
     base = sidbench.load_detector("rine.progan4", backbone=TINY)
     assert {k: v.shape for k, v in det.state_dict().items()} == {k: v.shape for k, v in base.state_dict().items()}
-    with pytest.raises(sidbench.errors.SidbenchError, match="feature"):
+    with pytest.raises(sidbench.SidbenchError, match="feature"):
         sidbench.load_detector("rine.progan4", backbone=TINY, feature="cls_final")
 
 
@@ -198,21 +198,21 @@ def test_augment_draws_only_the_reference_jpeg_qualities(monkeypatch):
 
 def _records(root: Path, split: str | None = None) -> list:
     from sidbench.data.layout import resolve_records
-    from sidbench.plugins import load_plugins
+    from sidbench.registry import load_plugins
 
     recs = resolve_records(str(root), load_plugins(), None)
     return [r for r in recs if split is None or r.split == split]
 
 
 def _fit_data(backbone, train, val=None):
-    from sidbench.features import ExtractOptions
-    from sidbench.training import FitData
+    from sidbench.engine import ExtractOptions
+    from sidbench.engine import EngineFitData
 
-    return FitData(backbone, train, val, seed=0, options=ExtractOptions(progress=False))
+    return EngineFitData(backbone=backbone, train=train, val=val, seed=0, options=ExtractOptions(progress=False))
 
 
 def test_training_lowers_the_loss_and_beats_chance(tmp_path, tiny_backbone, one_thread):
-    from sidbench.features import ExtractOptions, extract
+    from sidbench.engine import ExtractOptions, extract
 
     root = make_folder(tmp_path / "d", splits=("train", "test"), n=12, size=(224, 224))
     det = sidbench.load_detector("rine.progan4", backbone=TINY, q=1, proj_dim=256, epochs=30, batch_size=8,
@@ -305,14 +305,14 @@ def test_run_fits_rine_on_unknown_classes_and_records_ten_crop(tmp_path, capsys,
 
 def test_bracket_options_name_ablations_in_one_run(tmp_path, capsys):
     from sidbench.cli import main
-    from sidbench.detector import split_options
+    from sidbench.api import split_options
 
     assert split_options("rine.progan4[tie=false, blocks=last,jpeg_qualities=[30,100]]") == (
         "rine.progan4", {"tie": False, "blocks": "last", "jpeg_qualities": [30, 100]})
     det = sidbench.load_detector("rine[tie=false,contrastive=false]", backbone=TINY)
     assert det.name == "rine.progan4[tie=false,contrastive=false]" and det.spec.name == "rine.progan4"
     assert not det.tie and det.xi == 0.0
-    with pytest.raises(sidbench.errors.SidbenchError, match="no option"):
+    with pytest.raises(sidbench.SidbenchError, match="no option"):
         sidbench.load_detector("rine.progan2[tye=false]", backbone=TINY)
 
     train = make_folder(tmp_path / "train", splits=("x",), n=3)

@@ -13,7 +13,7 @@ E = 32  # clip-tiny embed dim
 
 
 def bound(plugins, name, tiny_backbone, **options):
-    from sidbench.detector import load_detector
+    from sidbench.registry import load_detector
 
     det = load_detector(name, backbone="clip-tiny", plugins=plugins, **options)
     det.bind(tiny_backbone)
@@ -84,18 +84,18 @@ def test_zero_shot_is_alpha_zero(plugins, tiny_backbone):
 @pytest.fixture
 def fit_data(tmp_path, plugins, tiny_backbone):
     from sidbench.data.layout import resolve_records
-    from sidbench.features import ExtractOptions
-    from sidbench.training import FitData
+    from sidbench.engine import ExtractOptions
+    from sidbench.engine import EngineFitData
 
     root = make_folder(tmp_path / "d", splits=("train", "val"), n=5)
-    return FitData(tiny_backbone, resolve_records(root / "train", plugins), resolve_records(root / "val", plugins),
+    return EngineFitData(backbone=tiny_backbone, train=resolve_records(root / "train", plugins), val=resolve_records(root / "val", plugins),
                    protocol="resize_center_crop", options=ExtractOptions(16, 0, False))
 
 
 def test_cache_keys_and_epoch0_of_tip_adapter_f(plugins, fit_data, tmp_path):
     from safetensors.torch import load_file
 
-    from sidbench.detector import load_detector
+    from sidbench.registry import load_detector
     from sidbench.detectors.tip_adapter import TipAugment
 
     opts = dict(shots=3, augment_views=2, search_step=[20, 5])
@@ -126,7 +126,7 @@ def test_cache_keys_and_epoch0_of_tip_adapter_f(plugins, fit_data, tmp_path):
 def test_tip_adapter_f_trains_keys_and_round_trips(plugins, fit_data, tmp_path):
     from safetensors.torch import load_file
 
-    from sidbench.detector import load_detector
+    from sidbench.registry import load_detector
 
     det = load_detector("tip_adapter_f", backbone="clip-tiny", plugins=plugins, shots=3, augment_views=1, epochs=3,
                         lr=0.1, search_step=[10, 4])
@@ -143,12 +143,12 @@ def test_tip_adapter_f_trains_keys_and_round_trips(plugins, fit_data, tmp_path):
 
 def test_no_validation_keeps_initial_alpha_beta(plugins, tiny_backbone, tmp_path):
     from sidbench.data.layout import resolve_records
-    from sidbench.detector import load_detector
-    from sidbench.features import ExtractOptions
-    from sidbench.training import FitData
+    from sidbench.registry import load_detector
+    from sidbench.engine import ExtractOptions
+    from sidbench.engine import EngineFitData
 
     root = make_folder(tmp_path / "d", splits=("train",), n=3)
-    data = FitData(tiny_backbone, resolve_records(root / "train", plugins), protocol="resize_center_crop",
+    data = EngineFitData(backbone=tiny_backbone, train=resolve_records(root / "train", plugins), protocol="resize_center_crop",
                    options=ExtractOptions(16, 0, False))
     lines = []
     det = load_detector("tip_adapter", backbone="clip-tiny", plugins=plugins, augment_views=1, init_alpha=2.0)

@@ -9,7 +9,7 @@ from conftest import make_folder
 
 
 def test_official_head_is_x_wT_plus_b(reference_dir, plugins):
-    from sidbench.detector import load_detector
+    from sidbench.registry import load_detector
 
     path = reference_dir / "univfd_fc_weights.pth"
     raw = torch.load(path, map_location="cpu", weights_only=True)
@@ -23,8 +23,8 @@ def test_official_head_is_x_wT_plus_b(reference_dir, plugins):
 
 
 def test_official_head_on_wrong_backbone_is_a_clear_error(reference_dir, plugins):
-    from sidbench.detector import load_detector
-    from sidbench.errors import WeightsError
+    from sidbench.registry import load_detector
+    from sidbench.api import WeightsError
 
     with pytest.raises(WeightsError, match="does not fit"):
         load_detector("univfd", weights=str(reference_dir / "univfd_fc_weights.pth"), backbone="clip-tiny",
@@ -58,12 +58,12 @@ def test_fit_saves_safetensors_and_reloads(tmp_path, plugins, tiny_backbone):
     from safetensors.torch import load_file
 
     from sidbench.data.layout import resolve_records
-    from sidbench.detector import load_detector
-    from sidbench.features import ExtractOptions
-    from sidbench.training import FitData
+    from sidbench.registry import load_detector
+    from sidbench.engine import ExtractOptions
+    from sidbench.engine import EngineFitData
 
     root = make_folder(tmp_path / "d", splits=("train", "val"), n=6)
-    data = FitData(tiny_backbone, resolve_records(root / "train", plugins), resolve_records(root / "val", plugins),
+    data = EngineFitData(backbone=tiny_backbone, train=resolve_records(root / "train", plugins), val=resolve_records(root / "val", plugins),
                    options=ExtractOptions(16, 0, False))
     det = load_detector("univfd", backbone="clip-tiny", plugins=plugins, max_epochs=2, lr=1e-2)
     torch.manual_seed(0)

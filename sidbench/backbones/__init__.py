@@ -1,8 +1,8 @@
 """Backbones: built-in ones are registered through the same hook as plugins."""
 from __future__ import annotations
 
-from ..hookspecs import hookimpl
-from ..specs import BackboneSpec
+from ..api.hookspecs import hookimpl
+from ..api.specs import BackboneSpec
 
 DEFAULT_BACKBONE = "ViT-L-14:openai"
 

@@ -6,9 +6,9 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..checkpoints import file_sha256
-from ..errors import WeightsError
-from .base import Backbone, BackboneInfo
+from ..api.backbone import Backbone, BackboneInfo
+from ..api.checkpoints import file_sha256
+from ..api.errors import WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -106,10 +106,13 @@ def build_tiny(name: str = TINY_NAME, weights: str | None = None, device: str = 
     finally:
         torch.random.set_rng_state(state)
     tokenizer = open_clip.get_tokenizer("ViT-B-32")  # the BPE vocabulary ships with open_clip
-    return ClipBackbone(model, tokenizer, describe_tiny(), identity=f"{TINY_NAME}:seed{TINY_SEED}-v1").to(device)
+    return ClipBackbone(model, tokenizer, describe_tiny(), identity=TINY_IDENTITY).to(device)
 
 
-def describe_tiny() -> BackboneInfo:
+TINY_IDENTITY = f"{TINY_NAME}:seed{TINY_SEED}-v1"
+
+
+def describe_tiny(name: str = TINY_NAME) -> BackboneInfo:
     v = TINY_CFG["vision_cfg"]
     return BackboneInfo(TINY_NAME, v["layers"], v["width"], TINY_CFG["embed_dim"], v["image_size"])
 
@@ -121,7 +124,7 @@ def describe_open_clip(name: str) -> BackboneInfo:
     arch = name.split(":", 1)[0]
     cfg = open_clip.get_model_config(arch)
     if cfg is None:
-        from ..errors import UnknownNameError
+        from ..api.errors import UnknownNameError
 
         raise UnknownNameError("backbone", name, [f"{a}:openai" for a in open_clip.list_models()])
     v = cfg["vision_cfg"]
@@ -130,24 +133,35 @@ def describe_open_clip(name: str) -> BackboneInfo:
     return BackboneInfo(name, v["layers"], v["width"], cfg["embed_dim"], size)
 
 
+def open_clip_identity(name: str, weights: str | None = None) -> str:
+    """What a built ``ARCH[:TAG]`` backbone reports as its identity, known without loading it."""
+    arch, _, tag = name.partition(":")
+    if weights:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"--weights {weights}: no such file; give the path of an open_clip checkpoint for {arch}")
+        return f"{arch}@sha256:{file_sha256(path)[:16]}"
+    if tag == RANDOM_TAG:
+        return f"{arch}:random-seed{TINY_SEED} (RANDOM WEIGHTS: for benchmarking speed, scores are meaningless)"
+    if not tag:
+        raise WeightsError(f"backbone {name!r} names no weights: use ARCH:TAG (e.g. ViT-L-14:openai) or --weights PATH")
+    return f"{arch}:{tag}"
+
+
 def build_open_clip(name: str, weights: str | None = None, device: str = "cpu") -> ClipBackbone:
     """``ARCH:TAG`` through open_clip's pretrained registry, or ``ARCH`` + ``weights=PATH``."""
     import open_clip
 
     arch, _, tag = name.partition(":")
     info = describe_open_clip(name)
+    identity = open_clip_identity(name, weights)
     if weights:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"--weights {weights}: no such file; give the path of an open_clip checkpoint for {arch}")
-        pretrained, identity = str(path), f"{arch}@sha256:{file_sha256(path)[:16]}"
+        pretrained = str(Path(weights).expanduser())
     elif tag == RANDOM_TAG:
         return build_random(arch, info, device)
-    elif tag:
-        _require_weights_reachable(arch, tag)
-        pretrained, identity = tag, f"{arch}:{tag}"
     else:
-        raise WeightsError(f"backbone {name!r} names no weights: use ARCH:TAG (e.g. ViT-L-14:openai) or --weights PATH")
+        _require_weights_reachable(arch, tag)
+        pretrained = tag
     try:
         model = open_clip.create_model(arch, pretrained=pretrained, device="cpu")
     except Exception as exc:  # noqa: BLE001 - open_clip raises many types; the user needs one line
@@ -167,8 +181,7 @@ def build_random(arch: str, info: BackboneInfo, device: str) -> ClipBackbone:
         model = open_clip.create_model(arch, pretrained=None, device="cpu")
     finally:
         torch.random.set_rng_state(state)
-    identity = f"{arch}:random-seed{TINY_SEED} (RANDOM WEIGHTS: for benchmarking speed, scores are meaningless)"
-    return ClipBackbone(model, open_clip.get_tokenizer(arch), info, identity).to(device)
+    return ClipBackbone(model, open_clip.get_tokenizer(arch), info, open_clip_identity(f"{arch}:{RANDOM_TAG}")).to(device)
 
 
 def _how_to_provide(arch: str, tag: str) -> str:
@@ -229,3 +242,10 @@ def _online(cfg: dict, timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
+
+
+# What the registry reads without building a model: shapes, and the identity of the weights.
+build_tiny.describe = describe_tiny  # type: ignore[attr-defined]
+build_tiny.identity = lambda name, weights=None: TINY_IDENTITY  # type: ignore[attr-defined]
+build_open_clip.describe = describe_open_clip  # type: ignore[attr-defined]
+build_open_clip.identity = open_clip_identity  # type: ignore[attr-defined]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ..errors import UnknownNameError, WeightsError
-from .base import Backbone, BackboneInfo
+from ..api.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneInfo
+from ..api.errors import UnknownNameError, WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -82,7 +82,7 @@ def describe_timm(name: str) -> BackboneInfo:
         model = _create(model_name, pretrained=False)
     cfg = model.pretrained_cfg
     return BackboneInfo(name, len(model.blocks), model.embed_dim, model.num_features, IMAGE_SIZE,
-                        tuple(cfg.get("mean", (0.485, 0.456, 0.406))), tuple(cfg.get("std", (0.229, 0.224, 0.225))))
+                        tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD)))
 
 
 def build_timm(name: str, weights: str | None = None, device: str = "cpu") -> TimmViTBackbone:
@@ -97,15 +97,11 @@ def build_timm(name: str, weights: str | None = None, device: str = "cpu") -> Ti
             model = _create(model_name, pretrained=False)
         finally:
             torch.random.set_rng_state(state)
-        return TimmViTBackbone(model, info, f"timm:{model_name}:random-seed0").to(device)
+        return TimmViTBackbone(model, info, timm_identity(name)).to(device)
     if weights:
-        from ..checkpoints import file_sha256
-        from pathlib import Path
-
-        if not Path(weights).is_file():
-            raise WeightsError(f"--weights {weights}: no such file; give a timm checkpoint for {model_name}")
+        identity = timm_identity(name, weights)  # checks the file first
         model = _create(model_name, pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
-        return TimmViTBackbone(model, info, f"timm:{model_name}@sha256:{file_sha256(Path(weights))[:16]}").to(device)
+        return TimmViTBackbone(model, info, identity).to(device)
     offline = any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "SIDBENCH_OFFLINE"))
     try:
         model = _create(model_name, pretrained=True)
@@ -115,7 +111,24 @@ def build_timm(name: str, weights: str | None = None, device: str = "cpu") -> Ti
             f"timm:{model_name} weights could not be loaded{hint} ({type(exc).__name__}); run once where the "
             f"network is reachable so timm caches them, or pass --weights PATH"
         ) from None
-    return TimmViTBackbone(model, info, f"timm:{model_name}").to(device)
+    return TimmViTBackbone(model, info, timm_identity(name)).to(device)
+
+
+def timm_identity(name: str, weights: str | None = None) -> str:
+    """The identity of ``timm:MODEL[:random]`` (with ``weights``: of that file), known without building it."""
+    model_name, random_init = _parse(name)
+    if random_init:
+        return f"timm:{model_name}:random-seed0"
+    if weights:
+        from pathlib import Path
+
+        from ..api.checkpoints import file_sha256
+
+        if not Path(weights).is_file():
+            raise WeightsError(f"--weights {weights}: no such file; give a timm checkpoint for {model_name}")
+        return f"timm:{model_name}@sha256:{file_sha256(Path(weights))[:16]}"
+    return f"timm:{model_name}"
 
 
 build_timm.describe = describe_timm  # type: ignore[attr-defined]
+build_timm.identity = timm_identity  # type: ignore[attr-defined]

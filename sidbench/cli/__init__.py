@@ -9,7 +9,7 @@ import importlib
 import sys
 import traceback
 
-from ..errors import SidbenchError
+from ..api.errors import SidbenchError
 
 COMMANDS = ("run", "train", "list_", "plugins", "datasets", "report", "ablate", "cache")
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_plugins_from(args: argparse.Namespace):
     """The plugin manager for this invocation, with failures reported on stderr."""
-    from ..plugins import load_plugins
+    from ..registry.plugins import load_plugins
 
     plugins = load_plugins(args.plugins_dir, strict=args.strict)
     for failure in plugins.failed:

@@ -40,7 +40,7 @@ def register(sub, common) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..errors import SidbenchError
+    from ..api.errors import SidbenchError
     from ..studies import study_module
     from ..studies.runner import Study
     from . import load_plugins_from

@@ -21,7 +21,7 @@ def human(n: float) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..cache import FeatureCache
+    from ..engine.cache import FeatureCache
 
     cache = FeatureCache()
     if args.action == "clear":

@@ -49,57 +49,31 @@ def add_backbone_args(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """RunConfig from --config (if any) overlaid with the flags given."""
-    from ..errors import SidbenchError
-    from ..harness import RunConfig
+    from ..run.config import RunConfig, config_from, read_toml
 
-    values: dict = {}
-    if getattr(args, "config", None):
-        values = read_toml(args.config)
-        unknown = set(values) - {f.name for f in dataclasses.fields(RunConfig)}
-        if unknown:
-            raise SidbenchError(f"--config {args.config}: unknown key(s) {sorted(unknown)}")
+    values: dict = read_toml(args.config) if getattr(args, "config", None) else {}
+    source = getattr(args, "config", None)
+    config_from(values, source)  # unknown keys in the file are reported before flags are merged
     for f in dataclasses.fields(RunConfig):
         v = getattr(args, f.name, None)
         if v is not None and v != []:
             values[f.name] = v
-    if isinstance(values.get("detectors"), str):
-        import re  # commas inside NAME[key=value,...] do not separate detectors
-
-        values["detectors"] = [d for d in re.split(r",(?![^\[]*\])", values["detectors"]) if d.strip()]
-    if isinstance(values.get("data"), str):
-        values["data"] = [values["data"]]
     if getattr(args, "no_progress", False) or not sys.stderr.isatty():
         values["progress"] = False if getattr(args, "no_progress", False) else values.get("progress", True)
-    return RunConfig(**values)
-
-
-def read_toml(path: str) -> dict:
-    from ..errors import SidbenchError
-
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except OSError as exc:
-        raise SidbenchError(f"--config {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SidbenchError(f"--config {path}: invalid TOML ({exc})") from None
+    return config_from(values, source)
 
 
 def main(args: argparse.Namespace) -> int:
     import shutil
 
-    from ..harness import run
+    from ..run.inputs import quickstart_data, run_data, suite_run_data
+    from ..run.orchestrate import run
     from . import load_plugins_from
-    from .data import quickstart_data, run_data, suite_run_data
 
     plugins = load_plugins_from(args)
     cfg = config_from_args(args)
     if cfg.suite and not cfg.data:
-        from ..errors import SidbenchError
+        from ..api.errors import SidbenchError
 
         raise SidbenchError(f"--suite {cfg.suite}: give the benchmark root with --data ROOT")
     if not cfg.data:

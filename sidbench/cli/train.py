@@ -21,41 +21,21 @@ def register(sub, common) -> None:
 
 
 def parse_options(items: list[str]) -> dict:
-    from ..detector import parse_key_values
+    from ..api.names import parse_key_values
 
     return parse_key_values(items, "--set")
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..backbones.registry import build_backbone
-    from ..cache import FeatureCache
-    from ..detector import load_detector
-    from ..errors import DataError
-    from ..features import ExtractOptions
-    from ..harness import pick_device
-    from ..training import FitData, fit_detector
+    from ..run.config import RunConfig
+    from ..run.train import train_detector
     from . import load_plugins_from
-    from .data import records_of
 
     plugins = load_plugins_from(args)
-    seed = 0 if args.seed is None else args.seed
-    det = load_detector(args.name, backbone=args.backbone, plugins=plugins, **parse_options(args.set))
-    train, val = records_of(args.data, plugins), records_of(args.val, plugins)
-    if args.classes:
-        keep = {c.strip() for c in args.classes.split(",")}
-        train = [r for r in train if r.split in keep]
-        val = [r for r in val if r.split in keep]
-        if not train:
-            raise DataError(f"--classes {args.classes}: no training images in those class folders under {args.data}")
-    device = pick_device(args.device)
-    backbone = build_backbone(args.backbone or det.spec.backbone, weights=args.weights, device=device, plugins=plugins)
-    if args.compile:
-        backbone.compile()
-    cache = None if args.no_cache else FeatureCache()
-    opts = ExtractOptions(args.batch_size or 64, args.workers, not args.no_progress, cache=cache)
-    data = FitData(backbone, train, val, protocol=det.preprocess, seed=seed, options=opts)
-    print(f"training {det.name} on {len(train)} images ({len(val)} validation) with {backbone.identity} on {device}")
-    summary, seconds = fit_detector(det, data, seed, log=print)
-    path = det.save(args.out)
-    print(f"done in {seconds:.1f}s {summary or ''}\ncheckpoint: {path}")
+    cfg = RunConfig(train=args.data, val=args.val, backbone=args.backbone, weights=args.weights, device=args.device,
+                    batch_size=args.batch_size or 64, workers=args.workers, progress=not args.no_progress,
+                    seed=0 if args.seed is None else args.seed, no_cache=bool(args.no_cache),
+                    compile=bool(args.compile), precision=getattr(args, "precision", None))
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    train_detector(cfg, args.name, args.out, plugins, parse_options(args.set), classes, log=print)
     return 0

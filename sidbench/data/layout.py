@@ -5,8 +5,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
-from ..errors import DataError
-from .records import FAKE, REAL, Record
+from ..api.errors import DataError
+from ..api.records import FAKE, REAL, Record
 
 LABEL_DIRS = {"0_real": REAL, "1_fake": FAKE}
 # Files next to images that are never images: listed as skipped without being opened.
@@ -84,7 +84,7 @@ class FolderLayout:
 
 def resolve_records(root: str | Path, plugins: Any, dataset: str | None = None, **options: Any) -> list[Record]:
     """Records of ``root`` using the named dataset layout, or the first plugin layout that recognises it."""
-    from ..specs import resolve_factory
+    from ..api.specs import resolve_factory
 
     root = Path(root).expanduser()
     if not root.exists():

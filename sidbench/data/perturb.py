@@ -16,8 +16,8 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from ..hookspecs import hookimpl
-from ..specs import PerturbationSpec
+from ..api.hookspecs import hookimpl
+from ..api.specs import PerturbationSpec
 
 Step = Callable[[Image.Image, np.random.Generator], Image.Image]
 
@@ -175,7 +175,7 @@ def _number(text: str) -> float | int:
 
 def parse_perturbations(text: str | None, plugins: Any, include_clean: bool = True) -> list[Perturbation]:
     """Parse a ``--perturb`` string into perturbations (``none`` first unless ``include_clean`` is False)."""
-    from ..errors import SidbenchError
+    from ..api.errors import SidbenchError
 
     out = [NONE] if include_clean else []
     for item in filter(None, (s.strip() for s in (text or "").split(";"))):
@@ -191,7 +191,7 @@ def parse_perturbations(text: str | None, plugins: Any, include_clean: bool = Tr
                 raise SidbenchError(f"--perturb {step!r}: values must be numbers, e.g. {kind}:40,65,90") from None
             if not vals:
                 raise SidbenchError(f"--perturb {step!r}: give a value, e.g. {kind}:{_fmt(spec.values[0]) if spec.values else 'V'}")
-            from ..specs import resolve_factory
+            from ..api.specs import resolve_factory
 
             factory = resolve_factory(spec.factory)
             try:

@@ -1,23 +1,26 @@
-"""Preprocessing protocols: how a PIL image becomes the backbone's input tensor.
+"""Preprocessing protocols: how a PIL image becomes a network's input tensor.
+
+A protocol is a name plus the size and normalisation of the network that reads it (a backbone's
+:class:`~sidbench.api.BackboneInfo`, or a pixel detector's :class:`~sidbench.api.PixelInput`).
 
 ``center_crop``: native resolution, centre crop (zero padding when smaller) - RINE / UnivFD test protocol.
 ``resize_center_crop``: shorter side resized to the crop size (bicubic), then centre crop - CLIP+SVM.
 ``ten_crop``: native resolution, 4 corners + centre and their flips [10, 3, S, S] - RINE on Synthbuster;
-the harness averages the 10 crop logits.
+the engine averages the 10 crop logits.
 ``resize_center_crop_fast``: as ``resize_center_crop``, but large JPEGs are decoded at a reduced scale
 (Pillow's ``draft``: 1/2, 1/4 or 1/8 in the DCT domain, never below the crop size) before the resize.
 The pixels differ slightly from a full decode, so it is a protocol of its own (recorded, cache-keyed).
+``native``: the whole image at its own resolution, no resize and no crop (fully convolutional pixel
+detectors); images of equal size are batched together.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from PIL import Image
 
 if TYPE_CHECKING:
     import torch
-
-    from ..backbones.base import BackboneInfo
 
 PROTOCOLS = {
     "center_crop": "native resolution, centre crop (zero-padded when smaller)",
@@ -25,24 +28,39 @@ PROTOCOLS = {
     "ten_crop": "native resolution, ten crops (corners, centre, flipped); mean of the 10 logits",
     "resize_center_crop_fast": "resize_center_crop, large JPEGs first decoded at 1/2, 1/4 or 1/8 scale "
                                "(Pillow draft, DCT domain; slightly different pixels, much faster)",
+    "native": "the whole image at native resolution (no resize, no crop); equal sizes batched together",
 }
+VARIABLE_SIZE = ("native",)  # protocols whose tensors differ in size from image to image
+
+
+class InputInfo(Protocol):
+    """What a protocol needs to know of the network it feeds (BackboneInfo and PixelInput both qualify)."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
 
 
 def check_protocol(name: str) -> str:
     if name not in PROTOCOLS:
-        from ..errors import UnknownNameError
+        from ..api.errors import UnknownNameError
 
         raise UnknownNameError("protocol", name, PROTOCOLS)
     return name
 
 
 def n_views(protocol: str) -> int:
-    """How many crops a protocol feeds the backbone per image."""
+    """How many crops a protocol feeds the network per image."""
     return 10 if protocol == "ten_crop" else 1
 
 
-def make_preprocess(protocol: str, info: "BackboneInfo") -> Callable[[Image.Image], "torch.Tensor"]:
-    """A picklable callable PIL -> [3, S, S] (or [10, 3, S, S] for ten_crop) normalised tensor."""
+def protocol_key(protocol: str, info: InputInfo) -> str:
+    """Everything that fixes a protocol's tensors, for cache keys: ``center_crop|224|mean|std``."""
+    return f"{protocol}|{info.image_size}|{tuple(info.mean)}|{tuple(info.std)}"
+
+
+def make_preprocess(protocol: str, info: InputInfo) -> Callable[[Image.Image], "torch.Tensor"]:
+    """A picklable callable PIL -> [3, S, S] (or [10, 3, S, S] for ten_crop, [3, H, W] for native) normalised tensor."""
     return Preprocess(check_protocol(protocol), info.image_size, tuple(info.mean), tuple(info.std))
 
 
@@ -57,6 +75,8 @@ class Preprocess:
         import torchvision.transforms.functional as TF
 
         s = self.size
+        if self.protocol == "native":
+            return self._normalise(TF.to_tensor(img))
         if self.protocol in ("resize_center_crop", "resize_center_crop_fast"):
             img = TF.resize(img, s, interpolation=TF.InterpolationMode.BICUBIC)
         if self.protocol == "ten_crop":

@@ -27,7 +27,8 @@ class ReportOptions:
 
 def report_text(merged: Merged, opts: ReportOptions) -> str:
     """The leaderboards as Markdown, LaTeX or CSV."""
-    from .tables import leaderboards, long_table, to_latex, to_markdown
+    from ..results.leaderboard import to_markdown
+    from .tables import leaderboards, long_table, to_latex
 
     intervals = _intervals(merged, opts)
     if opts.format == "csv":
@@ -63,7 +64,7 @@ def _intervals(merged: Merged, opts: ReportOptions):
 
 def check_metrics(names: Sequence[str]) -> tuple[str, ...]:
     """Validate metric names against the metrics table's columns."""
-    from ..metrics import METRICS
+    from ..results.metrics import METRICS
 
     bad = [m for m in names if m not in METRICS]
     if bad or not names:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from ..metrics import METRICS
+from ..results.metrics import METRICS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,7 +33,7 @@ def stratified_counts(labels: np.ndarray, n_boot: int, rng: np.random.Generator)
 
 
 def weighted_metrics(labels: np.ndarray, logits: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """The metrics of ``sidbench.metrics.binary_metrics`` for each row of ``weights`` [B, n] (sample weights)."""
+    """The metrics of ``sidbench.results.metrics.binary_metrics`` for each row of ``weights`` [B, n] (sample weights)."""
     y = np.asarray(labels).astype(bool)
     s = np.asarray(logits, dtype=np.float64)
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))

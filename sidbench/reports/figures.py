@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from . import plots
-from .tables import METRIC_NAMES, parse_perturbation, perturbation_order, split_columns
+from ..results.leaderboard import METRIC_NAMES, parse_perturbation, perturbation_order, split_columns
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from .figures import FigureFile
-from .tables import DAGGER, Leaderboard, split_columns, to_html
+from ..results.leaderboard import DAGGER, Leaderboard, split_columns
+from .tables import to_html
 
 if TYPE_CHECKING:
     from .runs import Merged

@@ -15,8 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..errors import SidbenchError
-from ..metrics import KEYS, METRICS
+from ..api.errors import SidbenchError
+from ..results.metrics import KEYS, METRICS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,7 +99,7 @@ class Merged:
         """Every run's ``scores.csv`` with detectors renamed as in the tables."""
         import pandas as pd
 
-        from ..results import read_scores
+        from ..results.scores import read_scores
 
         missing = [str(r.scores_path) for r in self.runs if not r.scores_path.is_file()]
         if missing:
@@ -148,7 +148,7 @@ def merge_runs(runs: Sequence[Run]) -> Merged:
     """One leaderboard from several runs (see the module docstring for the rule on clashes)."""
     import pandas as pd
 
-    from ..metrics import group_means
+    from ..results.metrics import group_means
 
     if not runs:
         raise ReportError("give at least one results folder")

@@ -19,7 +19,7 @@ STUDIES: dict[str, str] = {
 
 def study_module(name: str) -> ModuleType:
     """The module of study ``name``; an unknown name is a one-line error with close matches."""
-    from ..errors import SidbenchError
+    from ..api.errors import SidbenchError
 
     if name not in STUDIES:
         import difflib

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import SidbenchError
+from ..api.errors import SidbenchError
 
 if TYPE_CHECKING:
     from .runner import Study
@@ -44,7 +44,7 @@ def run(study: "Study") -> None:
                     continue
                 study.fit(det, data, f"{n} on {b}")
                 det.bind(study.backbone(b))
-                rows.append(study.evaluate(det, test).assign(backbone=b, detector=n, row=f"{n} | {b}"))
+                rows.append(study.evaluate(det, test, f"{n} ({b})", backbone=b).assign(backbone=b, detector=n, row=f"{n} | {b}"))
     long = pd.concat(rows, ignore_index=True)
     table = wide(long[["row", "split", "acc", "ap"]], "row")
     split = table["row"].str.split(" | ", regex=False)
@@ -61,10 +61,8 @@ def run(study: "Study") -> None:
 
 def _check_text(study: "Study", det, backbone: str, name: str) -> None:
     """A text-prompt detector on a backbone without a text tower is a one-line error (before any work)."""
-    from ..backbones.base import Backbone
-
     bb = study.backbone(backbone)
-    if type(bb).text_embed is not Backbone.text_embed:
+    if bb.has_text:
         return
     try:
         det.bind(bb)

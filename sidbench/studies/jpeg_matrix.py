@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SidbenchError
+from ..api.errors import SidbenchError
 from .runner import parse_list
 
 if TYPE_CHECKING:
@@ -44,7 +44,8 @@ def run(study: "Study") -> None:
         study.fit(det, study.fit_data(backbone, protocol, names, perturbation=perts[qa]), f"train q{qa}")
         det.bind(study.backbone(backbone))
         for qb in qualities:
-            metrics = study.evaluate(det, study.test_features(backbone, names, protocol, perts[qb]))
+            metrics = study.evaluate(det, study.test_features(backbone, names, protocol, perts[qb]),
+                                     f"{name} (train q{qa})", perts[qb].name, backbone)
             rows.append(metrics.assign(train_quality=qa, test_quality=qb))
     long = pd.concat(rows, ignore_index=True)
     mean = long[long["split"] == "mean"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SidbenchError
+from ..api.errors import SidbenchError
 from .runner import parse_list, wide
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def run(study: "Study") -> None:
     long, info = [], {}
     for v, det in dets.items():
         summary = study.fit(det, data, VARIANTS[v][0])
-        metrics = study.evaluate(det, test)
+        metrics = study.evaluate(det, test, f"{name} ({VARIANTS[v][0]})", backbone=backbone)
         long.append(metrics.assign(variant=VARIANTS[v][0]))
         info[v] = {"label": VARIANTS[v][0], "options": {k: det.options[k] for k in ("tie", "contrastive", "xi", "blocks",
                                                                                    "feature", "q", "proj_dim", "epochs")},

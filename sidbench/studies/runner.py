@@ -1,5 +1,7 @@
 """What every ablation study shares: its data, backbones, counted feature extractions, fitting under
-one seed, scoring on in-memory test features, and the results folder (table, plot, study.json)."""
+one seed, scoring in-memory test features through the engine, and its output: a standard results
+folder (scores.csv, metrics.csv, run.json, readable by ``sidbench report``) plus the study's own
+table, plot, ``study.csv`` (every variant's metrics with its settings) and ``study.json``."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,21 +10,22 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
+from ..api.errors import SidbenchError
+from ..api.fitting import FeatureSet
+from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
-from ..data.records import Record
-from ..errors import SidbenchError
-from ..features import ExtractOptions, FeatureSet
-from .fitdata import StudyFitData
+from ..engine.inputs import ExtractOptions
+from ..engine.sources import BackboneSource
 
 if TYPE_CHECKING:
     import argparse
 
     import pandas as pd
 
-    from ..backbones.base import Backbone
-    from ..detector import Detector
+    from ..api.detector import Detector
+    from ..engine.fitting import EngineFitData
 
 QUICKSTART_BACKBONE = "clip-tiny"
 
@@ -45,10 +48,10 @@ class StudyData:
 
 def study_data(args: "argparse.Namespace", plugins: Any, study: str) -> StudyData:
     """``--data/--train/--val`` records, or the generated quickstart when none of them is given."""
-    from ..cli.data import records_of
+    from ..run.inputs import records_of
 
     if not (args.data or args.train or args.val):
-        from ..datasets.quickstart import QuickstartLayout, ensure_quickstart
+        from ..data.quickstart import QuickstartLayout, ensure_quickstart
 
         root, layout = ensure_quickstart(), QuickstartLayout()
         return StudyData(layout.records(root, split="train"), layout.records(root, split="val"),
@@ -61,11 +64,22 @@ def study_data(args: "argparse.Namespace", plugins: Any, study: str) -> StudyDat
     return StudyData(train, val, test, False, {"data": args.data, "train": args.train, "val": args.val})
 
 
+class CountedSource(BackboneSource):
+    """A backbone source that counts the images it encodes (zero padding rows excluded)."""
+
+    encoded = 0
+
+    def outputs(self, pixels: Any, names: Sequence[str]) -> dict[str, Any]:
+        self.encoded += int(pixels.flatten(1).abs().amax(1).gt(0).sum())
+        return super().outputs(pixels, names)
+
+
 class Study:
     """One study run: data, live backbones, the extraction count, results and provenance."""
 
     def __init__(self, name: str, args: "argparse.Namespace", plugins: Any, config: dict[str, Any]):
-        from ..harness import pick_device
+        from ..results.scores import ScoreLog
+        from ..run.config import pick_device
 
         self.name, self.args, self.plugins, self.config = name, args, plugins, config
         self.seed = 0 if args.seed is None else int(args.seed)
@@ -75,13 +89,22 @@ class Study:
         progress = not args.no_progress and sys.stderr.isatty()
         self.extract_options = ExtractOptions(args.batch_size or 64, args.workers, progress)
         self.passes: list[dict[str, Any]] = []
-        self.images_encoded: dict[str, int] = {}
         self.timings: dict[str, float] = {}
         self.notes: list[str] = []
         self.extra: dict[str, Any] = {}
-        self._backbones: dict[str, "Backbone"] = {}
+        self._backbones: dict[str, CountedSource] = {}
         self._test: dict[tuple, FeatureSet] = {}
+        self._evaluated: dict[str, dict[str, Any]] = {}  # result name -> detector provenance
         self._t0 = time.time()
+        self.out.mkdir(parents=True, exist_ok=True)
+        stale = self.out / "scores.csv"
+        if stale.exists():  # a study is recomputed whole: its scores are not resumed
+            stale.unlink()
+        self.scores = ScoreLog(stale)
+
+    @property
+    def images_encoded(self) -> dict[str, int]:
+        return {n: s.encoded for n, s in self._backbones.items()}
 
     # -- backbones and features -------------------------------------------------------------
     def backbone_name(self, detector: str | None = None) -> str:
@@ -90,107 +113,107 @@ class Study:
             return self.args.backbone
         if self.data.quickstart or detector is None:
             return QUICKSTART_BACKBONE
-        from ..detector import split_name, split_options
+        from ..api.names import spec_name
 
-        return self.plugins.detector(split_options(split_name(detector)[0])[0]).backbone
+        return self.plugins.detector(spec_name(detector)).backbone
 
-    def backbone(self, name: str) -> "Backbone":
-        """The live backbone ``name`` (built once); every image it encodes is counted."""
-        from ..backbones.registry import build_backbone
-
+    def backbone(self, name: str) -> CountedSource:
+        """The backbone source ``name`` (built on first use); every image it encodes is counted."""
         if name not in self._backbones:
-            bb = build_backbone(name, weights=self.args.weights, device=self.device, plugins=self.plugins)
-            self.images_encoded[name] = 0
-            encode = bb.features
-
-            def counted(images: Any, names: Any, _name: str = name) -> Any:
-                # the backbone runs on fixed-size batches zero-padded at the end: count the real images only
-                self.images_encoded[_name] += int(images.flatten(1).abs().amax(1).gt(0).sum())
-                return encode(images, names)
-
-            bb.features = counted  # type: ignore[method-assign]
-            self._backbones[name] = bb
+            self._backbones[name] = CountedSource(name, self.plugins, weights=self.args.weights, device=self.device,
+                                                  precision=getattr(self.args, "precision", None))
         return self._backbones[name]
 
-    def source(self, backbone: str, perturbation: Perturbation = NONE) -> Callable[..., FeatureSet]:
-        """A FitData feature source: ``sidbench.features.extract`` under ``perturbation``, one counted pass per call."""
-        def extract(bb: Any, records: Sequence[Record], names: Sequence[str], **kwargs: Any) -> FeatureSet:
-            from .. import features
+    def _count(self, backbone: str):
+        def on_extract(info: dict[str, Any]) -> None:
+            self.passes.append({"backbone": backbone, **info})
 
-            opts = kwargs.get("options")
-            self.passes.append({"backbone": backbone, "what": getattr(opts, "desc", "features"),
-                                "perturbation": perturbation.name, "protocol": kwargs.get("protocol"),
-                                "images": len(records), "features": list(names)})
-            return features.extract(bb, records, names, perturbation=perturbation, **kwargs)
-
-        return extract
+        return on_extract
 
     def fit_data(self, backbone: str, protocol: str, names: Sequence[str] = (), perturbation: Perturbation = NONE,
-                 train: Sequence[Record] | None = None) -> StudyFitData:
-        """One FitData for every fit of a (backbone, protocol, perturbation): each view extracted once."""
-        return StudyFitData(self.backbone(backbone), self.data.train if train is None else train, self.data.val,
-                            protocol=protocol, seed=self.seed, options=self.extract_options,
-                            feature_source=self.source(backbone, perturbation), names=names)
+                 train: Sequence[Record] | None = None) -> "EngineFitData":
+        """One FitData for every fit of a (backbone, protocol, perturbation): each view extracted once, and
+        K-shot subsets are row selections of it."""
+        from ..engine.fitting import EngineFitData
+
+        return EngineFitData(self.data.train if train is None else train, self.data.val, protocol=protocol,
+                             seed=self.seed, options=self.extract_options, backbone=self.backbone(backbone),
+                             device=self.device, names=names, perturbation=perturbation, share_subsets=True,
+                             on_extract=self._count(backbone))
 
     def test_features(self, backbone: str, names: Sequence[str], protocol: str,
                       perturbation: Perturbation = NONE) -> FeatureSet:
         """Features of the test records (memoised per backbone, features, protocol and perturbation)."""
+        from ..engine.inputs import extract
+
         key = (backbone, tuple(names), protocol, perturbation.name)
         if key not in self._test:
-            opts = dataclasses.replace(self.extract_options, desc=f"test features [{perturbation.name}]")
-            self._test[key] = self.source(backbone, perturbation)(self.backbone(backbone), self.data.test, tuple(names),
-                                                                  protocol=protocol, options=opts)
-            if not len(self._test[key]):
+            desc = f"test features [{perturbation.name}]"
+            self._count(backbone)({"what": desc, "perturbation": perturbation.name, "protocol": protocol,
+                                   "images": len(self.data.test), "features": list(names)})
+            opts = dataclasses.replace(self.extract_options, desc=desc)
+            fs = extract(self.backbone(backbone), self.data.test, tuple(names), protocol=protocol,
+                         perturbation=perturbation, options=opts)
+            if not len(fs):
                 raise SidbenchError(f"study {self.name}: none of the {len(self.data.test)} test images could be read")
+            self._test[key] = fs
         return self._test[key]
 
     # -- detectors ----------------------------------------------------------------------------
     def protocol(self, name: str) -> str:
         """The preprocessing ``name`` runs with in this study (its own, or the quickstart's)."""
-        if self.data.quickstart:
-            from ..cli.data import QUICKSTART_PROTOCOL
+        from ..api.names import spec_name
+        from ..run.inputs import QUICKSTART_PROTOCOL
 
-            return QUICKSTART_PROTOCOL
-        from ..detector import split_name, split_options
-
-        return self.plugins.detector(split_options(split_name(name)[0])[0]).preprocess
+        return QUICKSTART_PROTOCOL if self.data.quickstart else self.plugins.detector(spec_name(name)).preprocess
 
     def detector(self, name: str, backbone: str, **options: Any) -> "Detector":
         """``name`` on ``backbone`` with quickstart options (on the quickstart), ``--set`` and ``options``."""
-        from ..detector import load_detector, split_name, split_options
+        from ..api.names import spec_name
+        from ..registry.lookup import load_detector
+        from ..run.inputs import QUICKSTART_PROTOCOL
 
-        base = split_options(split_name(name)[0])[0]
         quick = {}
         if self.data.quickstart:  # as `sidbench run`: quickstart options and the native centre crop for all
-            from ..cli.data import QUICKSTART_PROTOCOL
-
-            quick = {**self.plugins.detector(base).quickstart_options, "preprocess": QUICKSTART_PROTOCOL}
+            quick = {**self.plugins.detector(spec_name(name)).quickstart_options, "preprocess": QUICKSTART_PROTOCOL}
         return load_detector(name, backbone=backbone, plugins=self.plugins,
                              **{**quick, **self.config.get("set", {}), **options})
 
-    def fit(self, det: "Detector", data: StudyFitData, label: str) -> dict[str, Any]:
+    def fit(self, det: "Detector", data: "EngineFitData", label: str) -> dict[str, Any]:
         """Fit under the study's seed (every variant starts from the same random state)."""
-        from ..training import fit_detector
+        from ..engine.fitting import fit_detector
 
-        summary, seconds = fit_detector(det, data, self.seed, log=lambda m: self.log(f"{label}: {m}", verbose=True))
+        summary, seconds = fit_detector(det, data.with_protocol(det.preprocess), self.seed,
+                                        log=lambda m: self.log(f"{label}: {m}", verbose=True))
         self.timings[f"fit {label}"] = round(seconds, 3)
         return summary
 
-    def evaluate(self, det: "Detector", fs: FeatureSet, backbone: "Backbone | None" = None) -> "pd.DataFrame":
-        """Per test split: acc, AP, ROC-AUC ... of ``det`` on ``fs``, then the unweighted ``mean`` row."""
+    def evaluate(self, det: "Detector", fs: FeatureSet, name: str, perturbation: str = "none",
+                 backbone: str | None = None) -> "pd.DataFrame":
+        """Score ``det`` on ``fs`` through the engine, write its rows to ``scores.csv`` as detector ``name``,
+        and return its metrics per test split, then the unweighted ``mean`` row."""
         import pandas as pd
 
-        from ..metrics import binary_metrics
+        from ..engine.scoring import score_features
+        from ..results.metrics import metrics_table
+        from ..results.scores import SCORE_COLUMNS, score_row
 
-        logits = score(det.to(self.device).eval(), fs)
-        rows = []
-        for split in sorted({r.split for r in fs.records}):
-            idx = [i for i, r in enumerate(fs.records) if r.split == split]
-            rows.append({"split": split, **binary_metrics([fs.records[i].label for i in idx], logits[idx])})
-        table = pd.DataFrame(rows)
-        mean = {"split": "mean", **table.drop(columns="split").mean(numeric_only=True).to_dict()}
-        mean.update(n_real=int(table.n_real.sum()), n_fake=int(table.n_fake.sum()))
-        return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+        logits = score_features(det.to(self.device).eval(), fs)
+        protocol = det.preprocess
+        rows = [score_row(name, r, perturbation, protocol, float(x)) for r, x in zip(fs.records, logits)]
+        self.scores.write(rows)
+        self._evaluated[name] = {"name": name, "spec": det.spec.name, "input": det.input, "backbone": backbone,
+                                 "preprocess": protocol, "training_data": sorted({r.generator for r in self.data.train
+                                                                                  if r.label == 1 and r.generator}),
+                                 "options": {k: v for k, v in det.options.items()
+                                             if isinstance(v, (str, int, float, bool, list, type(None)))}}
+
+        df = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+        df["label"], df["logit"] = df["label"].astype(int), df["logit"].astype(float)
+        table = metrics_table(df)
+        table = table[~table["split"].str.startswith("mean:") | (table["split"] == "mean:all")]
+        table = table.assign(split=table["split"].replace({"mean:all": "mean"}))
+        return table.drop(columns=["detector", "group", "perturbation", "protocol"]).reset_index(drop=True)
 
     # -- output -------------------------------------------------------------------------------
     def log(self, message: str, verbose: bool = False) -> None:
@@ -202,25 +225,34 @@ class Study:
 
     def finish(self, table: "pd.DataFrame", long: "pd.DataFrame", figures: dict[str, Any], title: str,
                percent: Sequence[str] | None = None) -> Path:
-        """Write table.csv/.md, metrics.csv (tidy), the figures, study.json; print the table."""
+        """Write the standard results files (scores.csv, metrics.csv, run.json), then table.csv/.md,
+        study.csv (tidy), the figures and study.json; print the table."""
+        from ..api.paths import write_atomic
         from ..reports.plots import save_figure
-        from ..paths import write_atomic
-        from ..results import environment
+        from ..results.folder import environment, write_run_json
+        from ..results.metrics import metrics_table
+        from ..results.scores import finalize_scores
 
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.scores.close()
+        write_atomic(self.out / "metrics.csv", metrics_table(finalize_scores(self.out / "scores.csv")).to_csv(index=False))
         write_atomic(self.out / "table.csv", table.to_csv(index=False))
-        write_atomic(self.out / "metrics.csv", long.to_csv(index=False))
+        write_atomic(self.out / "study.csv", long.to_csv(index=False))
         cost = self.cost_line()
         markdown = f"# {title}\n\n{markdown_table(table, percent)}\n\n{cost}\n" + "".join(f"\n{n}\n" for n in self.notes)
         write_atomic(self.out / "table.md", markdown)
         for fname, fig in figures.items():
             save_figure(fig, self.out / fname)
         self.timings["total"] = round(time.time() - self._t0, 3)
+        backbones = {n: b.describe() for n, b in self._backbones.items()}
+        counts = self.data.describe()
+        write_run_json(self.out / "run.json", {
+            "name": f"ablate-{self.name}", "study": self.name, "detectors": list(self._evaluated.values()),
+            "backbones": backbones, "counts": {k: counts[k]["images"] for k in ("test", "train", "val")},
+            "seed": self.seed, "timings_s": self.timings, "environment": environment()})
         info = {
             "study": self.name, "title": title, "command": "sidbench ablate " + " ".join(self.config.get("argv", [])),
             "config": {k: v for k, v in self.config.items() if k != "argv"}, "seed": self.seed, "device": self.device,
-            "backbones": {n: {"identity": b.identity, **dataclasses.asdict(b.info)} for n, b in self._backbones.items()},
-            "data": self.data.describe(),
+            "backbones": backbones, "data": counts,
             "backbone_passes": {"extractions": self.n_passes(), "images_encoded": self.images_encoded,
                                 "passes": self.passes},
             **self.extra, "notes": self.notes, "timings_s": self.timings, "environment": environment(),
@@ -237,29 +269,6 @@ class Study:
         per = ", ".join(f"{n}: {k} images" for n, k in self.images_encoded.items())
         return (f"Backbone passes: {self.n_passes()} feature extractions ({per}); every variant's fit and score "
                 f"reused them. Seed {self.seed}.")
-
-
-def score(det: "Detector", fs: FeatureSet, chunk: int = 4096) -> "Any":
-    """Logits (numpy) of ``det`` on in-memory features; multi-crop [B, n, ...] averages the n crop logits."""
-    import torch
-
-    feats = {k: fs.features[k] for k in det.required_features}
-    n = len(fs)
-    out = []
-    with torch.inference_mode():
-        for i in range(0, n, chunk):
-            part = {k: v[i:i + chunk].to(det.device) for k, v in feats.items()}
-            views = next(iter(part.values())).shape[1] if _multi_view(det, part) else 1
-            if views > 1:
-                part = {k: v.flatten(0, 1) for k, v in part.items()}
-            out.append(det.score(part).float().view(-1, views).mean(1).cpu())
-    return torch.cat(out).numpy() if out else torch.empty(0).numpy()
-
-
-def _multi_view(det: "Detector", part: dict) -> bool:
-    from ..data.preprocess import n_views
-
-    return n_views(det.preprocess) > 1
 
 
 def markdown_table(table: "pd.DataFrame", percent: Sequence[str] | None = None) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SidbenchError
+from ..api.errors import SidbenchError
 from .runner import parse_list
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ ALPHA_SHOTS = 16
 def run(study: "Study") -> None:
     import pandas as pd
 
-    from ..training import few_shot
+    from ..api.fitting import few_shot
 
     shots, alphas, alpha_shots, beta = _grid(study.config)
     available = min(sum(r.label == c for r in study.data.train) for c in (0, 1))
@@ -45,16 +45,17 @@ def run(study: "Study") -> None:
     for k in capped:
         det = study.detector("tip_adapter", backbone, shots=k)
         summary = study.fit(det, data, f"{k} shots")
-        rows.append(_row(study, det, test, "cache size", k, k, summary.get("val_acc")))
+        rows.append(_row(study, det, test, "cache size", k, k, summary.get("val_acc"), f"tip_adapter[shots={k}]"))
     det = study.detector("tip_adapter", backbone, shots=alpha_k, search=False)
     study.fit(det, data, f"alpha sweep cache ({alpha_k} shots)")
-    val = det._val(data) if data.has_val else None
+    val = det.validation_features(data) if data.has_val else None
     if val is None and beta is None:
         study.notes.append("No validation split: beta kept at its initial value in the alpha sweep.")
     for a in alphas:
         det.alpha = a
         det.beta = beta if beta is not None or val is None else search_beta(det, *val, a)
-        rows.append(_row(study, det, test, "alpha", a, alpha_k, _val_acc(det, val)))
+        rows.append(_row(study, det, test, "alpha", a, alpha_k, _val_acc(det, val),
+                         f"tip_adapter[shots={alpha_k},alpha={a:g}]"))
     study.extra["beta"] = "searched on validation" if beta is None else beta
     long = pd.concat(rows, ignore_index=True)
     table = long[long["split"] == "mean"][["sweep", "value", "shots", "cache", "alpha", "beta", "val_acc", "acc", "ap"]]
@@ -88,9 +89,7 @@ def search_beta(det: Any, f: "torch.Tensor", y: "torch.Tensor", alpha: float) ->
     """The beta of Tip-Adapter's grid with the best validation accuracy at this fixed alpha (first best wins)."""
     import torch
 
-    from ..detectors.tip_adapter import search_grid
-
-    betas, _ = search_grid(det.options["search_scale"], det.options["search_step"])
+    betas = det.beta_grid()
     best, best_acc = betas[0], -1.0
     with torch.no_grad():
         for b in betas:
@@ -109,9 +108,10 @@ def _val_acc(det: Any, val: Any) -> float | None:
         return float((det.logits(val[0]).argmax(-1) == val[1].long()).float().mean())
 
 
-def _row(study: "Study", det: Any, test: Any, sweep: str, value: float, shots: int, val_acc: float | None) -> Any:
-    metrics = study.evaluate(det, test)
-    cache = int(det._cache.keys.shape[0])
+def _row(study: "Study", det: Any, test: Any, sweep: str, value: float, shots: int, val_acc: float | None,
+         name: str) -> Any:
+    metrics = study.evaluate(det, test, name)
+    cache = det.cache_size
     return metrics.assign(sweep=sweep, value=value, shots=shots, cache=cache, alpha=det.alpha, beta=det.beta,
                           val_acc=val_acc)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import SidbenchError
+from ..api.errors import SidbenchError
 from .runner import parse_list
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def run(study: "Study") -> None:
     import pandas as pd
 
     from ..reports.plots import line_plot
-    from ..training import few_shot
+    from ..api.fitting import few_shot
 
     epochs = validate(study.config)
     backbone = study.backbone_name("tip_adapter_f")
@@ -39,8 +39,8 @@ def run(study: "Study") -> None:
     rows = []
     for e, det in dets.items():
         summary = study.fit(det, data, f"{e} epochs")
-        rows.append(study.evaluate(det, test).assign(epochs=e, epoch_kept=summary.get("epoch"),
-                                                     cache=int(det._cache.keys.shape[0]), alpha=det.alpha,
+        rows.append(study.evaluate(det, test, f"tip_adapter_f[epochs={e}]").assign(epochs=e, epoch_kept=summary.get("epoch"),
+                                                     cache=det.cache_size, alpha=det.alpha,
                                                      beta=det.beta, val_acc=summary.get("val_acc")))
     long = pd.concat(rows, ignore_index=True)
     table = long[long["split"] == "mean"][["epochs", "epoch_kept", "cache", "alpha", "beta", "val_acc", "acc", "ap"]]

@@ -1,7 +1,7 @@
 """A fittable test detector: least-squares probe on image_embed (exercises fit, save, load, resume)."""
-from sidbench.detector import Detector
-from sidbench.hookspecs import hookimpl
-from sidbench.specs import DetectorSpec
+from sidbench.api import Detector
+from sidbench.api import hookimpl
+from sidbench.api import DetectorSpec
 
 
 class LstsqProbe(Detector):

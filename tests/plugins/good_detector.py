@@ -1,7 +1,7 @@
 """A working plugin file: adds one detector."""
-from sidbench.detector import Detector
-from sidbench.hookspecs import hookimpl
-from sidbench.specs import DetectorSpec
+from sidbench.api import Detector
+from sidbench.api import hookimpl
+from sidbench.api import DetectorSpec
 
 __version__ = "1.2.3"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 import time
 
-from sidbench.detector import Detector
-from sidbench.hookspecs import hookimpl
-from sidbench.specs import DetectorSpec
+from sidbench.api import Detector
+from sidbench.api import hookimpl
+from sidbench.api import DetectorSpec
 
 
 class SlowProbe(Detector):

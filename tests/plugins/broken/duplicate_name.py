@@ -1,6 +1,6 @@
 """A plugin that reuses a built-in detector name."""
-from sidbench.hookspecs import hookimpl
-from sidbench.specs import DetectorSpec
+from sidbench.api import hookimpl
+from sidbench.api import DetectorSpec
 
 
 @hookimpl

@@ -1,5 +1,5 @@
 """A plugin with a misspelled hook name."""
-from sidbench.hookspecs import hookimpl
+from sidbench.api import hookimpl
 
 
 @hookimpl

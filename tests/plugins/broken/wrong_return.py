@@ -1,5 +1,5 @@
 """A plugin returning the wrong type."""
-from sidbench.hookspecs import hookimpl
+from sidbench.api import hookimpl
 
 
 @hookimpl

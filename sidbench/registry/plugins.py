@@ -21,9 +21,9 @@ from typing import Any, Iterable
 
 import pluggy
 
-from . import hookspecs
-from .errors import PluginError, UnknownNameError
-from .specs import BackboneSpec, DatasetSpec, DetectorSpec, PerturbationSpec, check_name
+from ..api import hookspecs
+from ..api.errors import PluginError, UnknownNameError
+from ..api.specs import BackboneSpec, DatasetSpec, DetectorSpec, PerturbationSpec, check_name
 
 ENTRY_POINT_GROUP = "sidbench"
 PLUGINS_DIR_ENV = "SIDBENCH_PLUGINS_DIR"
@@ -80,7 +80,7 @@ class Plugins:
                 if n.startswith("sidbench_") and self.pm.parse_hookimpl_opts(obj, n) is None
             ]
             if unmarked:
-                raise PluginError(f"{', '.join(unmarked)} lack(s) the @hookimpl decorator (from sidbench.hookspecs)")
+                raise PluginError(f"{', '.join(unmarked)} lack(s) the @hookimpl decorator (from sidbench.api)")
             self.pm.register(obj, name=name)
             try:
                 self.pm.check_pending()
@@ -278,6 +278,6 @@ def _file_of(mod: ModuleType) -> str:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 if TYPE_CHECKING:
     import torch
 
-    from .data.records import Record
+    from ..api.records import Record
 
 FORMAT = 1  # bump when anything that shapes cached features changes meaning
 DB_NAME = "features.sqlite"
@@ -46,13 +46,18 @@ CREATE TABLE IF NOT EXISTS features (
 
 
 def default_cache_root() -> Path:
-    from .paths import cache_dir
+    from ..api.paths import cache_dir
 
     return cache_dir() / "features"
 
 
 def file_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def text_key(identity: str, numerics: str, prompt: str) -> str:
+    """The entry key of one prompt's text embedding (cached like image features, so warm runs need no backbone)."""
+    return hashlib.sha256(json.dumps([FORMAT, "text", identity, numerics, prompt]).encode()).hexdigest()
 
 
 class FeatureCache:
@@ -164,7 +169,7 @@ def _decode(dtype: str, shape: str, data: bytes) -> "torch.Tensor | None":
 class CacheContext:
     """Everything but the image that determines a feature: hashed into every entry key."""
 
-    backbone: str  # backbone identity (architecture + weights)
+    backbone: str  # source identity: a backbone's (architecture + weights), or a pixel detector's (name + weights)
     numerics: str  # e.g. "cpu-fp32-eager-b64"
     protocol: str  # e.g. "center_crop|224|mean|std"
     perturbation: str = "none"

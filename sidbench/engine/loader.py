@@ -6,15 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from ..cache import file_digest
-from .images import UnreadableImage, read_image
-from .perturb import NONE, Perturbation
-from .records import Record
+from ..api.records import Record
+from ..data.images import UnreadableImage, read_image
+from ..data.perturb import NONE, Perturbation
+from .cache import file_digest
 
 if TYPE_CHECKING:
     import torch
 
-    from ..cache import CacheLookup
+    from .cache import CacheLookup
 
 
 @dataclass
@@ -22,16 +22,24 @@ class Batch:
     """Indices (into the record list) of the images that loaded, their pixels, and the ones skipped."""
 
     index: list[int]
-    pixels: "torch.Tensor | None"  # [b, 3, S, S] or [b, 10, 3, S, S]
+    pixels: "torch.Tensor | list[torch.Tensor] | None"  # [b, 3, S, S], [b, 10, 3, S, S], or a list (sizes differ)
     skipped: list[tuple[int, str]]
     cached: dict[int, dict[str, "torch.Tensor"]] = field(default_factory=dict)  # served by the feature cache
     keys: dict[int, dict[str, str]] = field(default_factory=dict)  # cache keys of the computed ones
 
     def pin_memory(self) -> "Batch":
         """Called by the DataLoader's pinning thread (GPU runs) so host-to-device copies can be non-blocking."""
-        if self.pixels is not None:
+        if isinstance(self.pixels, list):
+            self.pixels = [p.pin_memory() for p in self.pixels]
+        elif self.pixels is not None:
             self.pixels = self.pixels.pin_memory()
         return self
+
+    def tensors(self) -> "list[torch.Tensor]":
+        """The loaded images one by one."""
+        if self.pixels is None:
+            return []
+        return list(self.pixels) if isinstance(self.pixels, list) else list(self.pixels.unbind(0))
 
 
 class ImageDataset:
@@ -83,7 +91,9 @@ def collate(items: list) -> Batch:
     skipped = [(i, r) for i, x, r, *_ in items if r is not None]
     cached = {i: c for i, _, _, c, _ in items if c is not None}
     keys = {i: k for i, x, _, _, k in items if x is not None and k}
-    pixels = torch.stack([x for _, x in ok]) if ok else None
+    tensors = [x for _, x in ok]
+    same = len({tuple(x.shape) for x in tensors}) <= 1
+    pixels = (torch.stack(tensors) if same else tensors) if ok else None
     return Batch([i for i, _ in ok], pixels, skipped, cached, keys)
 
 
@@ -94,12 +104,18 @@ def default_workers(device: str) -> int:
     return max(1, min(16, (os.cpu_count() or 2) - 1))
 
 
-def make_loader(dataset: ImageDataset, batch_size: int, workers: int, device: str):
+def make_loader(dataset: ImageDataset, batch_size: int, workers: int, device: str, order: "Sequence[int] | None" = None):
+    """Batches of ``dataset`` in record order, or in ``order`` (a permutation, for shuffled training batches)."""
     from torch.utils.data import DataLoader
 
+    batches = None
+    if order is not None:
+        order = list(order)
+        batches = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
     return DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=1 if batches is not None else batch_size,
+        batch_sampler=batches,
         shuffle=False,
         num_workers=workers,
         collate_fn=collate,

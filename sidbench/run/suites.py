@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DataError, SidbenchError
+from ..api.errors import DataError, SidbenchError
 
 if TYPE_CHECKING:
-    from .data.records import Record
-    from .detector import Detector
+    from ..api.detector import Detector
+    from ..api.records import Record
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,8 @@ class ScorePlan:
 
 def suite_data(name: str, roots: list[str], plugins: Any, perturb: str | None = None) -> tuple[list, ScorePlan, str]:
     """The suite's records under ``roots``, its plan, and the merged ``--perturb`` string."""
-    from .data.perturb import parse_perturbations
-    from .specs import resolve_factory
+    from ..api.specs import resolve_factory
+    from ..data.perturb import parse_perturbations
 
     suite = get_suite(name)
     user = {p.name for p in parse_perturbations(perturb, plugins, include_clean=False)}

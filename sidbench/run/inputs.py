@@ -5,10 +5,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from ..api.errors import DataError
+from ..api.names import spec_name
 from ..data.layout import resolve_records
-from ..errors import DataError
-from ..detector import split_name, split_options
-from ..harness import RunConfig, RunData
+from .config import RunConfig, RunData
 
 
 def records_of(paths: list[str] | str | None, plugins: Any, dataset: str | None = None, **options: Any) -> list:
@@ -34,7 +34,7 @@ def run_data(cfg: RunConfig, plugins: Any) -> RunData:
 
 def suite_run_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     """A named benchmark (``--suite``) over the ``--data`` roots: its records, plan and perturbations."""
-    from ..suites import suite_data
+    from .suites import suite_data
 
     test, plan, perturb = suite_data(cfg.suite, cfg.data, plugins, cfg.perturb)
     cfg = dataclasses.replace(cfg, perturb=perturb)
@@ -50,12 +50,12 @@ QUICKSTART_PROTOCOL = "center_crop"
 
 def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     """The quickstart: every built-in family's default detector on clip-tiny, fitted on the generated train split."""
-    from ..datasets.quickstart import QuickstartLayout, ensure_quickstart
+    from ..data.quickstart import QuickstartLayout, ensure_quickstart
 
     root = ensure_quickstart()
     layout = QuickstartLayout()
     detectors = cfg.detectors or default_detectors(plugins)
-    quick = {n: dict(plugins.detector(split_options(split_name(n)[0])[0]).quickstart_options) for n in detectors}
+    quick = {n: dict(plugins.detector(spec_name(n)).quickstart_options) for n in detectors}
     options = {n: {**quick.get(n, {}), **cfg.detector_options.get(n, {})} for n in detectors}
     cfg = dataclasses.replace(cfg, detectors=detectors, detector_options=options, backbone=cfg.backbone or "clip-tiny",
                               perturb=cfg.perturb or QUICKSTART_PERTURB, protocol=cfg.protocol or QUICKSTART_PROTOCOL)

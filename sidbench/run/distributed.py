@@ -9,7 +9,6 @@ Backend: NCCL on CUDA, gloo on CPU. Without ``WORLD_SIZE`` > 1 everything here i
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -100,41 +99,18 @@ def scores_path(out: Path, d: Dist) -> Path:
 
 def open_scores(out: Path, d: Dist):
     """This rank's ScoreLog, knowing every row any earlier run (single or distributed) finished."""
-    from .results import ScoreLog
+    from ..results.scores import ScoreLog, done_rows
 
     log = ScoreLog(scores_path(out, d))
     if d.active:
         for other in [out / "scores.csv", *sorted(out.glob("scores.rank*-of-*.csv"))]:
             if other != log.path and other.exists():
-                log.done |= _done_rows(other)
+                log.done |= done_rows(other)
     return log
-
-
-def _done_rows(path: Path) -> set[tuple[str, str, str, str]]:
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return set()
-    col = {c: i for i, c in enumerate(rows[0])}
-    need = max(col["detector"], col["perturbation"], col["split"], col["path"])
-    return {(r[col["detector"]], r[col["perturbation"]], r[col["split"]], r[col["path"]]) for r in rows[1:] if len(r) > need}
 
 
 def merge_scores(out: Path) -> None:
     """Rank 0, after every rank finished: fold the rank files into ``scores.csv`` and remove them."""
-    import pandas as pd
+    from ..results.scores import merge_score_files
 
-    from .paths import write_atomic
-    from .results import ScoreLog, read_scores
-
-    parts = sorted(out.glob("scores.rank*-of-*.csv"))
-    if not parts:
-        return
-    for p in parts:
-        ScoreLog(p).close()  # cuts a torn last line left by a killed earlier run
-    main = out / "scores.csv"
-    frames = [read_scores(p) for p in ([main] if main.exists() else []) + parts]
-    merged = pd.concat(frames, ignore_index=True).drop_duplicates(["detector", "perturbation", "split", "path"], keep="first")
-    write_atomic(main, merged.to_csv(index=False))
-    for p in parts:
-        p.unlink()
+    merge_score_files(out / "scores.csv", sorted(out.glob("scores.rank*-of-*.csv")))

@@ -9,8 +9,12 @@ if TYPE_CHECKING:
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 IMAGE_FEATURES = ("cls_ln2", "cls_blocks", "cls_final", "image_embed")
+PRECISIONS = ("fp32", "fp16", "bf16")
+DEFAULT_CUDA_PRECISION = "fp16"  # what RINE's and Tip-Adapter's reference code ran (autocast fp16)
 
 
 @dataclass(frozen=True)
@@ -34,60 +38,68 @@ class BackboneInfo:
         }[name]
 
 
+def check_precision(precision: str | None, device: str) -> str:
+    """The precision a network runs in on ``device``: fp32 on CPU; ``precision`` (default fp16) on CUDA."""
+    if precision is not None and precision not in PRECISIONS:
+        from .errors import SidbenchError
+
+        raise SidbenchError(f"--precision {precision}: use one of {', '.join(PRECISIONS)}")
+    if not str(device).startswith("cuda"):
+        return "fp32"
+    return precision or DEFAULT_CUDA_PRECISION
+
+
+def autocast(device: str, precision: str):
+    """``torch.autocast`` for ``precision`` on ``device`` (a no-op context for fp32)."""
+    import torch
+
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+    return torch.autocast(device_type=str(device).split(":")[0], dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 class Backbone:
-    """A frozen feature extractor. Subclasses implement :meth:`_forward` and :meth:`text_embed`."""
+    """A frozen feature extractor. Subclasses implement :meth:`_forward`, :meth:`_move` and, with a text
+    tower, :meth:`text_embed`."""
 
     info: BackboneInfo
-    identity: str  # architecture + weights hash: part of every feature-cache key
+    identity: str  # architecture + weights (+ activation): part of every feature-cache key
     feature_names: tuple[str, ...] = IMAGE_FEATURES
 
     def __init__(self) -> None:
         self.device = "cpu"
-        self.autocast = False
+        self.precision = "fp32"
         self.compiled = False  # part of the feature-cache key: compiled kernels round differently
 
-    def to(self, device: str | "torch.device", autocast: bool | None = None) -> "Backbone":
-        """Move to ``device``; bf16 autocast defaults to on for CUDA, off elsewhere."""
+    def to(self, device: "str | torch.device", precision: str | None = None) -> "Backbone":
+        """Move to ``device``; on CUDA the forward runs under autocast in ``precision`` (default fp16)."""
         self.device = str(device)
-        self.autocast = self.device.startswith("cuda") if autocast is None else autocast
+        self.precision = check_precision(precision, self.device)
         self._move(self.device)
         return self
 
     def compile(self) -> "Backbone":
-        """``torch.compile`` the image tower (worth it on GPU: about 1.4x on ViT-L/14 in bf16)."""
+        """``torch.compile`` the image tower (worth it on GPU: about 1.4x on ViT-L/14 in half precision)."""
         self._compile()
         self.compiled = True
         return self
 
     def features(self, images: "torch.Tensor", names: Iterable[str]) -> dict[str, "torch.Tensor"]:
-        """Run the backbone once on ``images`` [B, 3, H, W] and return the named features as fp32.
-
-        On CUDA out-of-memory the batch is split in halves and retried.
-        """
+        """Run the backbone once on ``images`` [B, 3, H, W] and return the named features as fp32
+        (the engine retries a batch in halves on CUDA out-of-memory)."""
         import torch
 
         names = tuple(names)
         unknown = [n for n in names if n not in self.feature_names]
         if unknown:
-            from ..errors import SidbenchError
+            from .errors import SidbenchError
 
             raise SidbenchError(
                 f"backbone {self.info.name!r} has no feature(s) {unknown}; it emits {list(self.feature_names)}"
             )
-        try:
-            # no_grad rather than inference_mode: the outputs may feed a trainable head (RINE's pixel path)
-            with torch.no_grad(), torch.autocast(
-                device_type=self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.autocast
-            ):
-                out = self._forward(self._input(images), names)
-            return {k: v.float() for k, v in out.items()}
-        except torch.cuda.OutOfMemoryError:
-            if images.shape[0] <= 1:
-                raise
-            torch.cuda.empty_cache()
-            half = images.shape[0] // 2
-            a, b = self.features(images[:half], names), self.features(images[half:], names)
-            return {k: torch.cat([a[k], b[k]]) for k in a}
+        # no_grad rather than inference_mode: the outputs may feed a trainable head (RINE's pixel path)
+        with torch.no_grad(), autocast(self.device, self.precision):
+            out = self._forward(self._input(images), names)
+        return {k: v.float() for k, v in out.items()}
 
     def _input(self, images: "torch.Tensor") -> "torch.Tensor":
         """Non-blocking copy from (pinned) host memory; channels-last on CUDA, the layout its convolutions prefer."""
@@ -104,12 +116,17 @@ class Backbone:
         raise NotImplementedError
 
     def _compile(self) -> None:
-        from ..errors import SidbenchError
+        from .errors import SidbenchError
 
         raise SidbenchError(f"backbone {self.info.name!r} does not support --compile")
 
     def text_embed(self, prompts: list[str]) -> "torch.Tensor":
         """Text-tower embeddings [P, E] (not normalised). Backbones without a text tower raise."""
-        from ..errors import SidbenchError
+        from .errors import SidbenchError
 
         raise SidbenchError(f"backbone {self.info.name!r} has no text tower; pick a CLIP backbone")
+
+    @property
+    def has_text(self) -> bool:
+        """Whether :meth:`text_embed` is implemented (DINOv2 and other image-only backbones: False)."""
+        return type(self).text_embed is not Backbone.text_embed

@@ -1,0 +1,26 @@
+"""The public contract of sidbench plugins: specs, the Detector and Backbone base classes, records,
+what a fit sees (FitData, FeatureSet), safe checkpoint I/O, errors and the hook markers.
+
+Everything a detector, dataset, backbone or perturbation plugin needs is importable from here::
+
+    from sidbench.api import Detector, DetectorSpec, FitData, hookimpl
+
+Nothing here imports torch at import time, so ``sidbench list`` stays instant.
+"""
+from __future__ import annotations
+
+from .backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneInfo
+from .detector import Detector
+from .errors import DataError, FitRequiredError, PluginError, SidbenchError, UnknownNameError, WeightsError
+from .fitting import Augment, FeatureSet, FitData, few_shot
+from .hookspecs import hookimpl, hookspec
+from .names import parse_key_values, split_name, split_options
+from .records import FAKE, REAL, Record
+from .specs import BackboneSpec, DatasetSpec, DetectorSpec, PerturbationSpec, PixelInput
+
+__all__ = [
+    "Augment", "Backbone", "BackboneInfo", "BackboneSpec", "CLIP_MEAN", "CLIP_STD", "DataError", "DatasetSpec",
+    "Detector", "DetectorSpec", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "IMAGENET_MEAN", "IMAGENET_STD",
+    "PerturbationSpec", "PixelInput", "PluginError", "REAL", "Record", "SidbenchError", "UnknownNameError",
+    "WeightsError", "few_shot", "hookimpl", "hookspec", "parse_key_values", "split_name", "split_options",
+]

@@ -1,0 +1,143 @@
+"""What a fit sees: the :class:`FitData` a detector's ``fit(data, log)`` receives, the in-memory
+:class:`FeatureSet` it serves, seeded augmentations, and few-shot sampling.
+
+The engine (``sidbench.engine.fitting``) implements :class:`FitData`; detectors only use the methods
+documented here.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
+
+from .records import Record
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .backbone import Backbone
+    from .detector import Detector
+
+
+class Augment(Protocol):
+    """A seeded pixel augmentation: ``augment(img, rng) -> img``; ``name`` identifies it in logs and cache keys."""
+
+    name: str
+
+    def __call__(self, img: "Image.Image", rng: "np.random.Generator") -> "Image.Image": ...
+
+
+@dataclass
+class FeatureSet:
+    """Features of a list of records, in memory (CPU), with the records that loaded and those skipped.
+
+    ``features[name]`` has one row per loaded record ([N, ...], or [N, crops, ...] for multi-crop protocols).
+    """
+
+    features: dict[str, "torch.Tensor"]
+    records: list[Record]
+    skipped: list[tuple[Record, str]] = field(default_factory=list)
+
+    @property
+    def labels(self) -> "torch.Tensor":
+        """[N] float labels (1 = fake)."""
+        import torch
+
+        return torch.tensor([r.label for r in self.records], dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def select(self, keep: Callable[[Record], bool]) -> "FeatureSet":
+        """The rows whose record satisfies ``keep`` (order kept)."""
+        import torch
+
+        idx = [i for i, r in enumerate(self.records) if keep(r)]
+        index = torch.tensor(idx, dtype=torch.long)
+        feats = {k: v.index_select(0, index) if v.numel() else v for k, v in self.features.items()}
+        return FeatureSet(feats, [self.records[i] for i in idx], [s for s in self.skipped if keep(s[0])])
+
+    def only(self, names: Sequence[str]) -> "FeatureSet":
+        """The same rows with just the named features."""
+        return FeatureSet({n: self.features[n] for n in names}, self.records, self.skipped)
+
+
+class FitData:
+    """Training and validation data of one fit, served by the engine.
+
+    - :meth:`features` gives backbone features of a split (the detector's protocol, or one seeded
+      augmented view per image with ``augment``/``view``); each split and view is extracted once for
+      every detector fitted together, and comes from the feature cache when it can.
+    - :meth:`batches` gives shuffled batches of pixels (pixel detectors) or of features computed
+      on the fly, each image under its seeded augmented view for that epoch.
+    - :meth:`scores` gives a detector's logits on a split through the engine's scoring path
+      (multi-crop averaging, batching), for model selection.
+    """
+
+    seed: int
+    protocol: str
+
+    @property
+    def has_val(self) -> bool:
+        """Whether a validation split was given."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def backbone(self) -> "Backbone":
+        """The live backbone (text embeddings for prompts, pixel-path training); built on first use."""
+        raise NotImplementedError
+
+    def records(self, split: str = "train") -> list[Record]:
+        raise NotImplementedError
+
+    def features(self, split: str = "train", names: Sequence[str] = ("image_embed",), *,
+                 augment: Augment | None = None, view: int = 0, protocol: str | None = None) -> FeatureSet:
+        raise NotImplementedError
+
+    def batches(self, split: str = "train", names: Sequence[str] = ("pixels",), *, batch_size: int,
+                augment: Augment | None = None, epoch: int = 0, shuffle: bool = True,
+                protocol: str | None = None) -> Iterator[tuple[dict[str, "torch.Tensor"], "torch.Tensor"]]:
+        raise NotImplementedError
+
+    def scores(self, detector: "Detector", split: str = "val") -> tuple["np.ndarray", "np.ndarray"]:
+        """(logits, labels) of ``detector`` on ``split`` (numpy, record order of the images that loaded)."""
+        raise NotImplementedError
+
+    def subset(self, train: Sequence[Record]) -> "FitData":
+        """The same data with the training split restricted to ``train`` (few-shot fits, class selection)."""
+        raise NotImplementedError
+
+    def restrict(self, train: Sequence[Record], val: Sequence[Record]) -> "FitData":
+        """The same data with both splits restricted."""
+        raise NotImplementedError
+
+    def forget_views(self) -> None:
+        """Release memoised augmented views (a detector calls it after each epoch)."""
+
+
+def few_shot(records: Sequence[Record], shots: int | None, seed: int,
+             label: Callable[[Record], Any] = lambda r: r.label) -> list[Record]:
+    """At most ``shots`` records per class (seeded, independent of input order); all of them when ``shots`` is None."""
+    import numpy as np
+
+    if shots is None:
+        return list(records)
+    if int(shots) < 1:
+        from .errors import SidbenchError
+
+        raise SidbenchError(f"shots={shots}: give at least 1 image per class")
+    by_class: dict[Any, list[Record]] = {}
+    for r in sorted(records, key=lambda r: (r.key, r.path)):
+        by_class.setdefault(label(r), []).append(r)
+    keep = set()
+    for cls in sorted(by_class, key=str):
+        group = by_class[cls]
+        rng = np.random.default_rng([seed, int.from_bytes(hashlib.sha256(str(cls).encode()).digest()[:4], "little")])
+        keep.update(group[i].path for i in rng.permutation(len(group))[: int(shots)])
+    return [r for r in records if r.path in keep]

@@ -1,0 +1,127 @@
+"""Plain metadata objects returned by plugin hooks.
+
+Specs are cheap to build and hold no tensors: building a detector, a backbone
+or opening a dataset happens later, through the spec's ``factory`` (a callable
+or an ``"module:attribute"`` string imported on first use).
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+Factory = "Callable[..., Any] | str"
+
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]*(\.[a-z0-9][a-z0-9_\-]*)*$")
+
+
+def resolve_factory(factory: Callable[..., Any] | str) -> Callable[..., Any]:
+    """Import ``"pkg.module:attr"`` lazily; callables pass through."""
+    if callable(factory):
+        return factory
+    module, _, attr = factory.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def check_name(name: str, kind: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        from .errors import PluginError
+
+        raise PluginError(
+            f"invalid {kind} name {name!r}: use lowercase `family.variant` "
+            "(letters, digits, '_' and '-'), e.g. 'rine.progan4'"
+        )
+
+
+@dataclass(frozen=True)
+class PixelInput:
+    """How a pixel detector's own network sees an image (the protocol itself is ``DetectorSpec.preprocess``):
+    crop or resize size, normalisation, and the precision it runs in on CUDA."""
+
+    image_size: int = 224
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    precision: str = "fp32"
+    # native-resolution protocols batch equal sizes together; at most this many pixels per batch (memory bound)
+    max_batch_pixels: int = 64 * 512 * 512
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """What a detector is, what it needs and where it came from (its paper and training data).
+
+    ``factory(spec, backbone_info, **options)`` returns a :class:`sidbench.api.Detector`. A detector reads
+    either named ``features`` of a frozen ``backbone``, or, with ``pixels`` set, the preprocessed image
+    itself (``features`` is then ``("pixels",)``) and runs its own network on it.
+    """
+
+    name: str
+    factory: Callable[..., Any] | str
+    features: tuple[str, ...] = ()
+    backbone: str = "ViT-L-14:openai"
+    preprocess: str = "center_crop"
+    pixels: PixelInput | None = None
+    description: str = ""
+    needs_fit: bool = False
+    default: bool = False  # the variant that the bare family name selects
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # option overrides the quickstart uses (e.g. fewer epochs on its 400 images); the published defaults stay in options
+    quickstart_options: Mapping[str, Any] = field(default_factory=dict)
+    training_data: tuple[str, ...] = ()  # generators (or data sets) seen in training
+    paper: str = ""
+    license: str = ""
+    origin: str = ""  # filled in by the plugin manager
+
+    def __post_init__(self) -> None:
+        if self.pixels is not None and not self.features:
+            object.__setattr__(self, "features", ("pixels",))
+
+    @property
+    def family(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def input(self) -> str:
+        """``"pixels"`` (its own network on the image) or ``"features"`` (a head on backbone features)."""
+        return "pixels" if self.pixels is not None else "features"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A data layout: ``factory(**options)`` returns an object with ``matches(root)`` and
+    ``records(root, **options)`` (see :class:`sidbench.data.layout.Layout`)."""
+
+    name: str
+    factory: Callable[..., Any] | str
+    description: str = ""
+    priority: int = 0  # higher is tried first when a --data folder is recognised
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A feature extractor: ``factory(name, weights=None, device='cpu')`` returns a
+    :class:`sidbench.api.Backbone`. ``pattern`` (a regex) lets one spec
+    serve a family of names such as open_clip's ``ARCH:TAG``."""
+
+    name: str
+    factory: Callable[..., Any] | str
+    description: str = ""
+    pattern: str | None = None
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class PerturbationSpec:
+    """A named image perturbation: ``factory(value)`` returns a callable
+    ``(PIL image, numpy Generator) -> PIL image``; ``values`` are the defaults."""
+
+    name: str
+    factory: Callable[..., Any] | str
+    description: str = ""
+    values: tuple[Any, ...] = ()
+    origin: str = ""

@@ -1,0 +1,273 @@
+"""Fitting through the engine: :class:`EngineFitData` serves a fit's features and pixel batches.
+
+Every fit (``sidbench run``, ``sidbench train``, the ablation studies) goes through here:
+
+- one extraction per (record set, augmented view, protocol) serves every detector fitted together:
+  the memo is shared by all the FitData objects derived from one (subsets, class selections), each
+  extraction asks for the union of the features those detectors declared, and a request for a subset
+  of already-extracted records is a row selection (an image's seeded view is the same in any subset);
+- augmented views are seeded per image, view and seed (:func:`view_rng`), so the same seed gives the
+  same pixels wherever and whenever they are produced, and they are cached under that identity;
+- :func:`fit_detector` seeds the global RNGs, so the same seed gives the same model everywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from ..api.errors import DataError, SidbenchError
+from ..api.fitting import Augment, FeatureSet, FitData
+from ..api.records import Record
+from ..data.perturb import NONE, Perturbation
+from .inputs import ExtractOptions, extract, isolated_iter
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..api.detector import Detector
+    from ..api.specs import PixelInput
+    from .sources import BackboneSource
+
+KEEP_BYTES = 2 << 30  # augmented views stay in memory up to this size, so later fits reuse them
+
+
+def view_rng(key: str, augment: str, view: int, seed: int) -> np.random.Generator:
+    """The random stream of one augmented view of one image: same seed, same view, same pixels."""
+    digest = hashlib.sha256(f"{seed}|{augment}|{view}|{key}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+class ViewTransform:
+    """One seeded augmented view of each image, as an ImageDataset transform (picklable for workers)."""
+
+    def __init__(self, augment: Augment, view: int, seed: int):
+        self.augment, self.view, self.seed = augment, view, seed
+
+    def __call__(self, img: Any, rec: Record, i: int) -> Any:
+        return self.augment(img, view_rng(rec.key, self.augment.name, self.view, self.seed))
+
+
+class _Memo:
+    """Extracted feature sets shared by a FitData and everything derived from it."""
+
+    def __init__(self, keep_bytes: int):
+        self.keep_bytes = keep_bytes
+        self.sets: dict[tuple, FeatureSet] = {}  # (records digest, augment, view, protocol) -> features
+        self.records: dict[str, frozenset[str]] = {}  # records digest -> their paths
+
+    def nbytes(self) -> int:
+        return sum(v.element_size() * v.numel() for fs in self.sets.values() for v in fs.features.values())
+
+    def superset(self, paths: frozenset[str], view: tuple) -> FeatureSet | None:
+        """An extraction of the same view whose records include ``paths``."""
+        for (digest, *rest), fs in self.sets.items():
+            if tuple(rest) == view and paths <= self.records[digest]:
+                return fs
+        return None
+
+
+def _digest(records: Sequence[Record]) -> str:
+    return hashlib.sha256("\n".join(f"{r.path}|{r.split}" for r in records).encode()).hexdigest()[:16]
+
+
+class EngineFitData(FitData):
+    """The engine's :class:`~sidbench.api.FitData`: training/validation records of one fit and their
+    features (through a backbone source) or pixels (for a pixel detector, whose ``pixels`` input says
+    how to preprocess)."""
+
+    def __init__(self, train: Sequence[Record], val: Sequence[Record] | None = None, *, protocol: str = "center_crop",
+                 seed: int = 0, options: ExtractOptions | None = None, backbone: "BackboneSource | None" = None,
+                 pixels: "PixelInput | None" = None, device: str | None = None, names: Sequence[str] = (),
+                 perturbation: Perturbation = NONE, share_subsets: bool = False, keep_bytes: int = KEEP_BYTES,
+                 on_extract: Callable[[dict[str, Any]], None] | None = None, _memo: _Memo | None = None):
+        if not train:
+            raise DataError("no training images: give --train PATH with 0_real/ and 1_fake/ folders")
+        if backbone is None and pixels is None:
+            raise SidbenchError("FitData needs a backbone source (feature detectors) or a pixel input (pixel detectors)")
+        if backbone is not None:
+            from .sources import as_source
+
+            backbone = as_source(backbone)  # type: ignore[assignment]
+        self.splits = {"train": list(train), "val": list(val or [])}
+        self.protocol, self.seed = protocol, seed
+        self.options = options or ExtractOptions()
+        self._backbone, self.pixels = backbone, pixels
+        self._device = str(device or (backbone.device if backbone is not None else "cpu"))
+        self.names, self.perturbation = tuple(names), perturbation
+        self.share_subsets, self.on_extract = share_subsets, on_extract
+        self._memo = _memo or _Memo(keep_bytes)
+        self._parent: EngineFitData | None = None
+        self.skipped: list[tuple[Record, str]] = []
+
+    # -- what a detector reads ---------------------------------------------------------------
+    @property
+    def has_val(self) -> bool:
+        return bool(self.splits["val"])
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def backbone(self) -> "BackboneSource":
+        if self._backbone is None:
+            raise SidbenchError("this fit has no backbone: a pixel detector reads data.batches(...), not features")
+        return self._backbone
+
+    def records(self, split: str = "train") -> list[Record]:
+        if split not in self.splits:
+            raise SidbenchError(f"FitData has no split {split!r}; use 'train' or 'val'")
+        return self.splits[split]
+
+    def features(self, split: str = "train", names: Sequence[str] = ("image_embed",), *,
+                 augment: Augment | None = None, view: int = 0, protocol: str | None = None) -> FeatureSet:
+        names = tuple(names)
+        records = self.records(split)
+        if self.share_subsets and self._parent is not None and split == "train":
+            full = self._parent.features(split, names, augment=augment, view=view, protocol=protocol)
+            paths = {r.path for r in records}
+            return full.select(lambda r: r.path in paths)
+        view_key = (getattr(augment, "name", None), view if augment else 0, protocol or self.protocol)
+        paths = frozenset(r.path for r in records)
+        digest = _digest(records)
+        fs = self._memo.sets.get((digest, *view_key))
+        if fs is None:
+            found = self._memo.superset(paths, view_key)
+            if found is not None and all(n in found.features for n in names):
+                return found.select(lambda r: r.path in paths).only(names)
+        missing = tuple(n for n in dict.fromkeys((*self.names, *names)) if fs is None or n not in fs.features)
+        if missing:
+            new = self._extract(split, records, missing, augment, view, view_key[2])
+            fs = new if fs is None else FeatureSet({**fs.features, **new.features}, fs.records, fs.skipped)
+            self._memo.sets[(digest, *view_key)] = fs
+            self._memo.records[digest] = paths
+        return fs.only(names)
+
+    def _extract(self, split: str, records: list[Record], names: tuple[str, ...], augment: Augment | None,
+                 view: int, protocol: str) -> FeatureSet:
+        transform, extra = None, {}
+        if augment is not None:
+            transform = ViewTransform(augment, view, self.seed)
+            extra = {"view_id": f"{augment.name}|{view}|{self.seed}"}  # the feature cache's key for this view
+        desc = f"{split} features" + (f" ({augment.name} view {view})" if augment else "")
+        if self.on_extract is not None:
+            self.on_extract({"what": desc, "perturbation": self.perturbation.name, "protocol": protocol,
+                             "images": len(records), "features": list(names)})
+        opts = dataclasses.replace(self.options, desc=desc)
+        return extract(self.backbone, records, names, protocol=protocol, perturbation=self.perturbation,
+                       transform=transform, options=opts, **extra)
+
+    def batches(self, split: str = "train", names: Sequence[str] = ("pixels",), *, batch_size: int,
+                augment: Augment | None = None, epoch: int = 0, shuffle: bool = True, protocol: str | None = None,
+                generator: "torch.Generator | None" = None
+                ) -> Iterator[tuple[dict[str, "torch.Tensor"], "torch.Tensor"]]:
+        """Batches of (inputs, labels): ``{"pixels": x}``, or named backbone features computed from the pixels
+        of each batch (no cache: e.g. RINE's pixel path). Unreadable images are dropped (``skipped``)."""
+        import torch
+
+        from ..data.preprocess import make_preprocess
+        from .loader import ImageDataset, default_workers, make_loader
+
+        records, protocol = self.records(split), protocol or self.protocol
+        info = self.pixels if self.pixels is not None else self.backbone.info
+        transform = ViewTransform(augment, epoch, self.seed) if augment is not None else None
+        dataset = ImageDataset(records, make_preprocess(protocol, info), self.perturbation, transform)
+        if shuffle:
+            gen = generator or torch.Generator().manual_seed(int(view_rng("order", "shuffle", epoch, self.seed).integers(2**62)))
+            order = torch.randperm(len(records), generator=gen).tolist()
+        else:
+            order = list(range(len(records)))
+        workers = default_workers(self.device) if self.options.workers is None else self.options.workers
+        for batch in isolated_iter(make_loader(dataset, batch_size, workers, self.device, order=order)):
+            self.skipped += [(records[i], reason) for i, reason in batch.skipped]
+            if batch.pixels is None:
+                continue
+            if isinstance(batch.pixels, list):
+                raise SidbenchError(f"training batches need images of one size: protocol {protocol!r} keeps each image's "
+                                    "own size; use an augmentation or protocol that crops")
+            labels = torch.tensor([records[i].label for i in batch.index], dtype=torch.float32)
+            if tuple(names) == ("pixels",):
+                yield {"pixels": batch.pixels}, labels
+            else:
+                feats = self.backbone.features(batch.pixels, names)
+                yield {n: feats[n].cpu().clone() for n in names}, labels
+
+    def scores(self, detector: "Detector", split: str = "val") -> tuple[np.ndarray, np.ndarray]:
+        from .scoring import score_features, source_outputs
+
+        protocol = detector.preprocess if detector.input == "features" else self.protocol
+        if detector.input == "pixels":
+            from .sources import LOGIT, PixelSource
+
+            opts = dataclasses.replace(self.options, cache=None, desc=f"{split} scores")  # the weights are changing
+            fs = extract(PixelSource(detector, self.device), self.records(split), (LOGIT,), protocol=protocol,
+                         perturbation=self.perturbation, options=opts)
+        else:
+            fs = self.features(split, source_outputs(detector), protocol=protocol)
+        was_training = any(m.training for m in detector.modules().values())
+        detector.eval()
+        try:
+            logits = score_features(detector, fs, protocol)
+        finally:
+            if was_training:
+                detector.train()
+        return logits, fs.labels.numpy()
+
+    # -- derived data ------------------------------------------------------------------------
+    def _derived(self, train: Sequence[Record], val: Sequence[Record]) -> "EngineFitData":
+        child = EngineFitData(train, val, protocol=self.protocol, seed=self.seed, options=self.options,
+                              backbone=self._backbone, pixels=self.pixels, device=self._device, names=self.names,
+                              perturbation=self.perturbation, share_subsets=self.share_subsets,
+                              on_extract=self.on_extract, _memo=self._memo)
+        child._parent = self._parent or self
+        return child
+
+    def with_protocol(self, protocol: str) -> "EngineFitData":
+        """The same data (and memo) with another default protocol (each detector fits under its own)."""
+        if protocol == self.protocol:
+            return self
+        child = self._derived(self.records("train"), self.records("val"))
+        child.protocol, child._parent = protocol, self._parent
+        return child
+
+    def subset(self, train: Sequence[Record]) -> "EngineFitData":
+        known = {r.path for r in self.records("train")}
+        if any(r.path not in known for r in train):
+            raise SidbenchError("FitData.subset: the subset holds images that are not in the training split")
+        return self._derived(train, self.records("val"))
+
+    def restrict(self, train: Sequence[Record], val: Sequence[Record]) -> "EngineFitData":
+        if list(train) == self.records("train") and list(val) == self.records("val"):
+            return self
+        child = self._derived(train, val)
+        child._parent = None  # another record set: extracted on its own (or selected from a superset)
+        return child
+
+    def forget_views(self) -> None:
+        if self._memo.nbytes() > self._memo.keep_bytes:
+            self._memo.sets = {k: v for k, v in self._memo.sets.items() if k[1] is None}
+
+
+def torch_seed(seed: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit_detector(det: "Detector", data: FitData, seed: int, log: Callable[[str], None]) -> tuple[dict[str, Any], float]:
+    """Fit ``det`` on ``data``'s device from the seeded random state; (summary, seconds). Every fit
+    (``sidbench run``, ``sidbench train``, the ablation studies) goes through here, so the same seed
+    gives the same model wherever it is fitted."""
+    torch_seed(seed)
+    t = time.time()
+    summary = det.to(data.device).fit(data, log=log) or {}
+    det.fitted = True
+    return summary, time.time() - t

@@ -1,0 +1,201 @@
+"""Running a source (a backbone, or a pixel detector's network) over records: read, perturb,
+preprocess, batch, run once per image, cache. One pass per batch serves every requested output.
+
+The source always sees batches of exactly its batch size (the last one zero-padded), so an image's
+outputs do not depend on which images share its batch: a resumed or partly cached run scores
+bit-identically. Native-resolution protocols batch images of equal size together, at most
+``max_batch_pixels`` pixels per batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+from ..api.fitting import FeatureSet
+from ..api.records import Record
+from ..data.perturb import NONE, Perturbation
+from ..data.preprocess import VARIABLE_SIZE, make_preprocess, n_views, protocol_key
+from .loader import ImageDataset, default_workers, make_loader
+
+if TYPE_CHECKING:
+    import torch
+
+    from .cache import CacheLookup, FeatureCache
+    from .sources import Source
+
+
+@dataclass
+class ExtractOptions:
+    batch_size: int = 64
+    workers: int | None = None  # None: default_workers(device)
+    progress: bool = True
+    desc: str = "features"
+    cache: "FeatureCache | None" = None  # serve/store outputs on disk (None: always run the source)
+
+
+Outputs = dict[str, "torch.Tensor"]
+
+
+def iter_outputs(
+    source: "Source",
+    records: Sequence[Record],
+    names: Sequence[str],
+    *,
+    protocol: str = "center_crop",
+    perturbation: Perturbation = NONE,
+    transform: Callable | None = None,
+    view_id: str | None = None,
+    options: ExtractOptions | None = None,
+) -> Iterator[tuple[list[int], Outputs, list[tuple[int, str]]]]:
+    """Yield (record indices, outputs, skipped (index, reason)) batch by batch, not necessarily in order.
+
+    Outputs have shape [b, ...] or, for multi-crop protocols, [b, n_crops, ...]. With ``options.cache``
+    the images whose outputs are cached skip decoding and the source; a ``transform`` (an augmented
+    view) is cached only when ``view_id`` names it.
+    """
+    from tqdm.auto import tqdm
+
+    from .sources import as_source
+
+    source = as_source(source)
+    opts = options or ExtractOptions()
+    names = tuple(names)
+    lookup = cache_lookup(source, names, protocol, perturbation, transform, view_id, opts)
+    dataset = ImageDataset(records, make_preprocess(protocol, source.info), perturbation, transform, lookup)
+    workers = default_workers(source.device) if opts.workers is None else opts.workers
+    loader = make_loader(dataset, opts.batch_size, workers, source.device)
+    pending = _Pending(source, names, n_views(protocol), opts.batch_size, lookup, protocol in VARIABLE_SIZE)
+    with tqdm(total=len(records), desc=opts.desc, unit="img", disable=not opts.progress, leave=False) as bar:
+        for batch in isolated_iter(loader):
+            if batch.cached or batch.skipped:
+                if lookup is not None:
+                    lookup.cache.hits += len(batch.cached)
+                yield list(batch.cached), _stack_cached(batch.cached, names), batch.skipped
+            pending.add(batch)
+            while (shape := pending.ready()) is not None:
+                yield pending.run(shape)
+            bar.update(len(batch.index) + len(batch.cached) + len(batch.skipped))
+        while (shape := pending.next_shape()) is not None:
+            yield pending.run(shape)
+
+
+def isolated_iter(loader) -> Iterator:
+    """Iterate a DataLoader without touching the global torch RNG (it draws a base seed when it starts):
+    a detector's dropout or shuffling never depends on how many loaders ran before it."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        it = iter(loader)
+    yield from it
+
+
+def cache_lookup(source: "Source", names: tuple[str, ...], protocol: str, perturbation: Perturbation,
+                 transform: Callable | None, view_id: str | None, opts: ExtractOptions) -> "CacheLookup | None":
+    if opts.cache is None or (transform is not None and not view_id):
+        return None
+    from .cache import CacheContext, CacheLookup
+
+    context = CacheContext(source.identity, source.numerics(opts.batch_size), protocol_key(protocol, source.info),
+                           perturbation.name, view_id or "")
+    return CacheLookup(opts.cache, context, names)
+
+
+def _stack_cached(cached: dict[int, Outputs], names: tuple[str, ...]) -> Outputs:
+    import torch
+
+    if not cached:
+        return {}
+    return {n: torch.stack([c[n] for c in cached.values()]) for n in names}
+
+
+def pad_rows(x: "torch.Tensor", n: int) -> "torch.Tensor":
+    """``x`` [b, ...] with zero rows appended up to ``n`` (the fixed batch size every network sees)."""
+    import torch
+
+    if x.shape[0] >= n:
+        return x
+    return torch.cat([x, x.new_zeros((n - x.shape[0], *x.shape[1:]))])
+
+
+class _Pending:
+    """Decoded images waiting for the source, bucketed by tensor shape; run in fixed-size, zero-padded batches."""
+
+    def __init__(self, source: "Source", names: tuple[str, ...], views: int, batch_size: int,
+                 lookup: "CacheLookup | None", variable: bool):
+        self.source, self.names, self.views, self.lookup = source, names, views, lookup
+        self.batch_size, self.variable = batch_size, variable
+        self.buckets: dict[tuple, list[tuple[int, "torch.Tensor"]]] = {}
+        self.keys: dict[int, dict[str, str]] = {}
+
+    def add(self, batch) -> None:
+        for i, x in zip(batch.index, batch.tensors()):
+            self.buckets.setdefault(tuple(x.shape), []).append((i, x))
+        self.keys.update(batch.keys)
+
+    def size_for(self, shape: tuple) -> int:
+        """The batch size of a shape: fixed, or bounded by the source's pixel budget for native resolution."""
+        if not self.variable or not self.source.max_batch_pixels:
+            return self.batch_size
+        pixels = shape[-1] * shape[-2] * self.views
+        return max(1, min(self.batch_size, self.source.max_batch_pixels // pixels))
+
+    def ready(self) -> tuple | None:
+        """A shape whose bucket is full; for native resolution also the largest bucket once pending
+        images exceed the pixel budget (memory stays bounded however many sizes there are)."""
+        for shape, items in self.buckets.items():
+            if len(items) >= self.size_for(shape):
+                return shape
+        if self.variable and self.source.max_batch_pixels and self.buckets:
+            total = sum(len(v) * s[-1] * s[-2] for s, v in self.buckets.items())
+            if total > self.source.max_batch_pixels:
+                return max(self.buckets, key=lambda s: len(self.buckets[s]) * s[-1] * s[-2])
+        return None
+
+    def next_shape(self) -> tuple | None:
+        return next(iter(self.buckets), None)
+
+    def run(self, shape: tuple) -> tuple[list[int], Outputs, list]:
+        import torch
+
+        n = self.size_for(shape)
+        items, rest = self.buckets[shape][:n], self.buckets[shape][n:]
+        if rest:
+            self.buckets[shape] = rest
+        else:
+            del self.buckets[shape]
+        index = [i for i, _ in items]
+        pixels = pad_rows(torch.stack([x for _, x in items]), n)
+        if self.views > 1:
+            pixels = pixels.flatten(0, 1)
+        out = self.source.outputs(pixels, self.names)
+        out = {k: v[: len(items) * self.views].cpu() for k, v in out.items()}
+        if self.views > 1:
+            out = {k: v.unflatten(0, (-1, self.views)) for k, v in out.items()}
+        self._store(index, out)
+        return index, out, []
+
+    def _store(self, index: list[int], out: Outputs) -> None:
+        if self.lookup is None:
+            return
+        ident = self.lookup.context.backbone
+        items = [(keys[name], name, ident, out[name][j])
+                 for j, i in enumerate(index) if (keys := self.keys.pop(i, None)) for name in self.names]
+        self.lookup.cache.put_many(items)
+
+
+def extract(source: "Source", records: Sequence[Record], names: Sequence[str], **kwargs) -> FeatureSet:
+    """All outputs of ``records`` in memory, in record order (for fitting heads and grids)."""
+    import torch
+
+    parts: dict[str, list] = {n: [] for n in names}
+    kept: list[int] = []
+    skipped: list[tuple[int, str]] = []
+    for index, feats, skip in iter_outputs(source, records, names, **kwargs):
+        for n in names:
+            if index:
+                parts[n].append(feats[n].cpu())
+        kept += index
+        skipped += skip
+    order = sorted(range(len(kept)), key=kept.__getitem__)  # record order, however batches arrived
+    feats = {n: torch.cat(v)[order] if v else torch.empty(0) for n, v in parts.items()}
+    return FeatureSet(feats, [records[kept[j]] for j in order], [(records[i], r) for i, r in sorted(skipped)])

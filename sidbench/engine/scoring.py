@@ -1,0 +1,153 @@
+"""Scoring: source outputs -> detector logits -> score rows. The one place for head padding and
+multi-crop averaging; used by ``sidbench run``, ``sidbench score``, fitting (validation) and the studies.
+
+Detectors that share a source and protocol share one source pass per image. The records are cut
+into fixed chunks of ``batch_size`` images (rank r of w takes chunks r, r+w, ...); a chunk's rows are
+written in one flush and its images always reach the detector heads together and in order, zero-padded
+to ``batch_size``: small matmuls round differently by batch size and row position, so a resumed or
+distributed run gives each head exactly the batches of an uninterrupted single run.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+from ..api.fitting import FeatureSet
+from ..api.records import Record
+from ..data.perturb import Perturbation
+from ..data.preprocess import n_views
+from ..results.scores import score_row
+from .inputs import ExtractOptions, iter_outputs, pad_rows
+from .sources import LOGIT
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from ..api.detector import Detector
+    from ..results.scores import ScoreLog
+    from .sources import Source
+
+HEAD_CHUNK = 4096  # in-memory scoring (fits, studies): images per head call
+
+
+def source_outputs(det: "Detector") -> tuple[str, ...]:
+    """What a detector needs from its source: named backbone features, or its own network's logit."""
+    return (LOGIT,) if det.input == "pixels" else tuple(det.required_features)
+
+
+def head_logits(det: "Detector", outputs: dict[str, "torch.Tensor"], views: int = 1, pad_to: int = 0) -> "torch.Tensor":
+    """Logits [b] of ``det`` from its source outputs; multi-crop outputs [b, n, ...] give n logits per image,
+    averaged. Feature heads see their input zero-padded to ``pad_to`` images (fixed batch shapes)."""
+    if det.input == "pixels":  # the source already ran the network: one logit per crop
+        logit = outputs[LOGIT].float()
+        return logit.view(logit.shape[0], -1).mean(1) if views > 1 else logit
+    needed = {k: outputs[k].to(det.device) for k in det.required_features}
+    b = next(iter(needed.values())).shape[0]
+    if pad_to > b:
+        needed = {k: pad_rows(v, pad_to) for k, v in needed.items()}
+    if views > 1:
+        flat = {k: v.flatten(0, 1) for k, v in needed.items()}
+        return det.score(flat).float().view(-1, views).mean(1)[:b]
+    return det.score(needed).float()[:b]
+
+
+def score_features(det: "Detector", fs: FeatureSet, protocol: str | None = None, chunk: int = HEAD_CHUNK) -> "np.ndarray":
+    """Logits (numpy, float64) of ``det`` on in-memory source outputs ``fs``, in record order."""
+    import numpy as np
+    import torch
+
+    views = n_views(protocol or det.preprocess)
+    names = source_outputs(det)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(fs), chunk):
+            part = {k: fs.features[k][i:i + chunk] for k in names}
+            out.append(head_logits(det, part, views).cpu())
+    return torch.cat(out).double().numpy() if out else np.empty(0)
+
+
+@dataclass
+class ScoreContext:
+    """What every scoring step of one run shares: the score log, skip list, extraction options, shard."""
+
+    scores: "ScoreLog"
+    options: ExtractOptions
+    skipped: dict[str, tuple[str, str]] = field(default_factory=dict)  # path -> (reason, split)
+    shard: tuple[int, int] = (0, 1)  # (rank, world)
+
+
+def score_group(ctx: ScoreContext, group: Sequence["Detector"], source: "Source", protocol: str,
+                pert: Perturbation, records_by_det: dict[str, list[Record]]) -> None:
+    """Score each detector's unfinished records under ``pert`` with one source pass per image.
+
+    An image listed in several splits (Synthbuster's shared reals) passes the source once and gets one
+    row per split.
+    """
+    plan = _Plan(group, pert, records_by_det, ctx)
+    todo_chunks = plan.pending_chunks()
+    todo = [r for c in todo_chunks for r in c]
+    if not todo:
+        return
+    names = tuple(sorted({f for d in group for f in source_outputs(d)}))
+    opts = dataclasses.replace(ctx.options, desc=f"{'+'.join(d.name for d in group)} [{pert.name}]")
+    arrived: dict[int, dict | None] = {}  # index into todo -> its outputs (None: skipped)
+    starts = [0]
+    for c in todo_chunks:
+        starts.append(starts[-1] + len(c))
+    spans = [range(a, b) for a, b in zip(starts, starts[1:])]
+    next_chunk = 0
+    for index, outs, skip in iter_outputs(source, todo, names, protocol=protocol, perturbation=pert, options=opts):
+        for i, reason in skip:
+            ctx.skipped.setdefault(todo[i].path, (reason, todo[i].split))
+            arrived[i] = None
+        for j, i in enumerate(index):
+            arrived[i] = {k: v[j] for k, v in outs.items()}
+        while next_chunk < len(spans) and all(i in arrived for i in spans[next_chunk]):
+            items = [(todo[i], arrived.pop(i)) for i in spans[next_chunk]]
+            plan.write_chunk(protocol, items)
+            next_chunk += 1
+
+
+class _Plan:
+    """Which (detector, split, image) rows a group still owes under one perturbation, chunked."""
+
+    def __init__(self, group: Sequence["Detector"], pert: Perturbation, records_by_det: dict[str, list[Record]],
+                 ctx: ScoreContext):
+        self.group, self.pert, self.ctx = group, pert, ctx
+        self.wanted = {d.name: {(r.split, r.path) for r in records_by_det.get(d.name, ())} for d in group}
+        self.by_path: dict[str, list[Record]] = {}
+        for recs in records_by_det.values():
+            for r in recs:
+                if r not in self.by_path.setdefault(r.path, []):
+                    self.by_path[r.path].append(r)
+
+    def pending_chunks(self) -> list[list[Record]]:
+        # The image's first split (by name) seeds its perturbation, whatever is left to do.
+        images = [min(rs, key=lambda r: r.split) for rs in self.by_path.values()]
+        size = self.ctx.options.batch_size
+        rank, world = self.ctx.shard
+        chunks = [images[k:k + size] for k in range(0, len(images), size)][rank::world]
+        return [c for c in chunks if any(self._owed(d, r) for img in c for r in self.by_path[img.path] for d in self.group)]
+
+    def _owed(self, det: "Detector", r: Record) -> bool:
+        return (r.split, r.path) in self.wanted[det.name] and \
+            (det.name, self.pert.name, r.split, r.path) not in self.ctx.scores.done
+
+    def write_chunk(self, protocol: str, items: list[tuple[Record, dict | None]]) -> None:
+        """Score one chunk's loaded images with every detector and write their owed rows at once."""
+        import torch
+
+        loaded = [(r, f) for r, f in items if f is not None]
+        if not loaded:
+            return
+        outs = {k: torch.stack([f[k] for _, f in loaded]) for k in loaded[0][1]}
+        rows = []
+        with torch.inference_mode():
+            for det in self.group:
+                logits = head_logits(det, outs, n_views(protocol), self.ctx.options.batch_size).cpu().tolist()
+                for (img, _), logit in zip(loaded, logits):
+                    rows += [score_row(det.name, r, self.pert.name, protocol, logit)
+                             for r in self.by_path[img.path] if self._owed(det, r)]
+        self.ctx.scores.write(rows)

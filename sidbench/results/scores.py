@@ -1,0 +1,115 @@
+"""``scores.csv``: one row per detector x image x perturbation, streamed (resumable) and finalised sorted.
+
+The row key ``(detector, perturbation, split, path)`` is spelled once, here: one image may belong to
+several splits (Synthbuster pairs every generator with the same RAISE reals), so the split is part of it.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from ..api.paths import write_atomic
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..api.records import Record
+
+SCORE_COLUMNS = ("detector", "split", "group", "generator", "perturbation", "protocol", "path", "label", "logit", "prob")
+ROW_KEY = ("detector", "perturbation", "split", "path")
+_KEY_INDEX = tuple(SCORE_COLUMNS.index(c) for c in ROW_KEY)
+
+
+def row_key(row: Mapping[str, Any] | tuple) -> tuple[str, str, str, str]:
+    """The key of a score row (a mapping with the column names, or a tuple in ``SCORE_COLUMNS`` order)."""
+    if isinstance(row, tuple):
+        return tuple(str(row[i]) for i in _KEY_INDEX)  # type: ignore[return-value]
+    return tuple(str(row[c]) for c in ROW_KEY)  # type: ignore[return-value]
+
+
+def sigmoid(x: float) -> float:
+    """P(fake) of a logit, without overflow."""
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def score_row(detector: str, record: "Record", perturbation: str, protocol: str, logit: float) -> tuple:
+    """One ``scores.csv`` row (``SCORE_COLUMNS`` order); floats written with ``repr`` so they read back exactly."""
+    r = record
+    return (detector, r.split, r.group, r.generator, perturbation, protocol, r.path, r.label,
+            repr(float(logit)), repr(sigmoid(logit)))
+
+
+class ScoreLog:
+    """Append-only ``scores.csv``: each batch is flushed and fsynced, so a killed run loses at
+    most the batch in flight; on reopening, a torn last line is cut off and finished rows are known."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.done: set[tuple[str, str, str, str]] = set()  # row keys already written
+        if self.path.exists():
+            self._repair()
+            self.done = done_rows(self.path)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._f = open(self.path, "a", newline="")
+        self._w = csv.writer(self._f)
+        if new:
+            self._w.writerow(SCORE_COLUMNS)
+            self._flush()
+
+    def _repair(self) -> None:
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(self.path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+
+    def write(self, rows: Iterable[tuple]) -> None:
+        for row in rows:
+            self._w.writerow(row)
+            self.done.add(row_key(row))
+        self._flush()
+
+    def _flush(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def read_scores(path: Path) -> "pd.DataFrame":
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={"split": str, "group": str, "generator": str, "detector": str,
+                                    "perturbation": str, "path": str}, keep_default_na=False)
+
+
+def finalize_scores(path: Path) -> "pd.DataFrame":
+    """Sort the streamed scores (so a resumed run's file equals an uninterrupted one) and rewrite atomically."""
+    df = read_scores(path).sort_values(list(ROW_KEY), kind="stable")
+    df = df.drop_duplicates(list(ROW_KEY), keep="first").reset_index(drop=True)
+    write_atomic(path, df.to_csv(index=False))
+    return df
+
+
+def done_rows(path: Path) -> set[tuple[str, str, str, str]]:
+    """The row keys of a (possibly torn) scores file."""
+    with open(path, newline="") as f:
+        return {row_key(row) for row in csv.DictReader(f) if all(row.get(c) is not None for c in ROW_KEY)}
+
+
+def merge_score_files(main: Path, parts: list[Path]) -> None:
+    """Fold per-rank score files into ``main`` (first row of a key wins) and remove them."""
+    import pandas as pd
+
+    if not parts:
+        return
+    for p in parts:
+        ScoreLog(p).close()  # cuts a torn last line left by a killed earlier run
+    frames = [read_scores(p) for p in ([main] if main.exists() else []) + parts]
+    merged = pd.concat(frames, ignore_index=True).drop_duplicates(list(ROW_KEY), keep="first")
+    write_atomic(main, merged.to_csv(index=False))
+    for p in parts:
+        p.unlink()

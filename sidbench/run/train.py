@@ -1,0 +1,49 @@
+"""``sidbench train``: fit one detector on a training folder and save its checkpoint (the same
+FitData and fit as ``sidbench run``, without the test data)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..api.errors import DataError
+from .config import RunConfig, pick_device
+
+if TYPE_CHECKING:
+    from ..registry.plugins import Plugins
+
+
+def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", options: dict[str, Any] | None = None,
+                   classes: list[str] | None = None, log: Callable[[str], None] = print) -> str:
+    """Fit ``name`` on ``cfg.train`` (validated on ``cfg.val``) and save it to ``out``; returns the path written."""
+    from ..engine.cache import FeatureCache
+    from ..engine.fitting import EngineFitData, fit_detector
+    from ..engine.inputs import ExtractOptions
+    from ..engine.scoring import source_outputs
+    from ..engine.sources import BackboneSource
+    from ..registry.lookup import load_detector
+    from .inputs import records_of
+
+    det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **(options or {}))
+    train, val = records_of(cfg.train, plugins), records_of(cfg.val, plugins)
+    if classes:
+        keep = set(classes)
+        train = [r for r in train if r.split in keep]
+        val = [r for r in val if r.split in keep]
+        if not train:
+            raise DataError(f"--classes {','.join(classes)}: no training images in those class folders under {cfg.train}")
+    device = pick_device(cfg.device)
+    cache = None if cfg.no_cache else FeatureCache()
+    opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache)
+    common = dict(protocol=det.preprocess, seed=cfg.seed, options=opts, device=device)
+    if det.input == "pixels":
+        data = EngineFitData(train, val, pixels=det.spec.pixels, **common)
+        where = "its own network"
+    else:
+        source = BackboneSource(cfg.backbone or det.spec.backbone, plugins, weights=cfg.weights, device=device,
+                                precision=cfg.precision, compile=cfg.compile, cache=cache)
+        data = EngineFitData(train, val, backbone=source, names=source_outputs(det), **common)
+        where = source.identity
+    log(f"training {det.name} on {len(train)} images ({len(val)} validation) with {where} on {device}")
+    summary, seconds = fit_detector(det, data, cfg.seed, log=log)
+    path = det.save(out)
+    log(f"done in {seconds:.1f}s {summary or ''}\ncheckpoint: {path}")
+    return path
