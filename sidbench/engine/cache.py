@@ -147,7 +147,7 @@ class FeatureCache:
 def _encode(t: "torch.Tensor") -> tuple[str, str, bytes]:
     import numpy as np
 
-    arr = np.ascontiguousarray(t.detach().cpu().numpy())
+    arr = np.asarray(t.detach().cpu().numpy(), order="C")  # (ascontiguousarray would make a scalar 1-d)
     return arr.dtype.str, json.dumps(list(arr.shape)), arr.tobytes()
 
 
