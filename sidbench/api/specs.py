@@ -51,6 +51,18 @@ class PixelInput:
 
 
 @dataclass(frozen=True)
+class OfficialWeights:
+    """A published checkpoint of a detector, fetched by ``NAME@official``: where it is published, under which
+    file name, its SHA-256 when known, and the repository (paper code) that released it."""
+
+    url: str
+    filename: str
+    sha256: str | None = None
+    repository: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class DetectorSpec:
     """What a detector is, what it needs and where it came from (its paper and training data).
 
@@ -72,6 +84,7 @@ class DetectorSpec:
     # option overrides the quickstart uses (e.g. fewer epochs on its 400 images); the published defaults stay in options
     quickstart_options: Mapping[str, Any] = field(default_factory=dict)
     training_data: tuple[str, ...] = ()  # generators (or data sets) seen in training
+    official_weights: OfficialWeights | None = None  # the published checkpoint (``NAME@official``)
     paper: str = ""
     license: str = ""
     origin: str = ""  # filled in by the plugin manager
