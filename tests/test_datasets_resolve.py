@@ -197,3 +197,13 @@ def test_datasets_check_reads_the_training_part(tmp_path, capsys):
     assert main(["datasets", "check", str(tmp_path), "--role", "train"]) == 0
     out = capsys.readouterr().out
     assert "| stable_diffusion_v_1_4 | fake    |       3 |" in out and "SUGGESTION" not in out
+
+
+def test_quickstart_root_gives_each_role_its_part(plugins, tmp_path):
+    from sidbench.data.quickstart import ensure_quickstart
+    from sidbench.run.inputs import records_of
+
+    root = str(ensure_quickstart(tmp_path / "quickstart", counts={"train": 2, "val": 1, "test": 2}, workers=1))
+    test, train = records_of(root, plugins), records_of(root, plugins, role="train")
+    assert {r.split for r in test} == {"gan_a", "gan_b", "diff_a", "diff_b"} and "/test/" in test[0].path
+    assert {r.split for r in train} == {"gan_a", "diff_a"} and all("/train/" in r.path for r in train)
