@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sidbench.api import DataError, DatasetSpec, hookimpl
-from sidbench.data.trees import children, find_dir, has_labels, read_sets, report
+from sidbench.data.trees import children, find_dir, has_labels, read_sets
 
 GAN = ("progan", "stylegan", "biggan", "cyclegan", "stargan", "gaugan", "stylegan2", "whichfaceisreal")
 DIFFUSION = ("ADM", "Glide", "Midjourney", "stable_diffusion_v_1_4", "stable_diffusion_v_1_5", "VQDM", "wukong", "DALLE2")
@@ -53,11 +53,8 @@ class AIGCDetectLayout:
         test = self.test_root(root)
         if test is None:
             raise DataError(f"{root}: no AIGCDetectBenchmark test tree (test/ADM/0_real, test/progan/<class>/1_fake, ...)")
-        read = read_sets(test, KNOWN)
-        report(test, "AIGCDetectBenchmark", read, SPLITS)
-        if not read.records:
-            raise DataError(f"{test}: none of the AIGCDetectBenchmark sets has both 0_real and 1_fake images")
-        return read.records
+        return read_sets(test, KNOWN).finish(test, "AIGCDetectBenchmark", SPLITS,
+                                             "none of the AIGCDetectBenchmark sets has both 0_real and 1_fake images")
 
 
 @hookimpl

@@ -16,7 +16,7 @@ from typing import Any
 
 from sidbench.api import DataError, DatasetSpec, hookimpl
 from sidbench.data.layout import files_in
-from sidbench.data.trees import SetsRead, children, find_dir, report, subdirs
+from sidbench.data.trees import SetsRead, children, find_dir, subdirs
 
 GROUP = "community_forensics"
 
@@ -59,10 +59,7 @@ class CommunityForensicsLayout:
         read = SetsRead()
         for folder in self.claims(root):
             read.add(folder.name, GROUP, *label_folders(folder), need_both=role == "test")
-        report(base, "Community Forensics", read, [])
-        if not read.records:
-            raise DataError(f"{base}: no Community Forensics generator folder has both real/ and fake/ images")
-        return read.records
+        return read.finish(base, "Community Forensics", [], "no Community Forensics generator folder has both real/ and fake/ images")
 
 
 @hookimpl

@@ -17,7 +17,7 @@ from typing import Any
 
 from sidbench.api import DataError, DatasetSpec, hookimpl
 from sidbench.data.layout import files_in
-from sidbench.data.trees import OTHER, SetsRead, child, children, find_dir, report, subdirs
+from sidbench.data.trees import OTHER, SetsRead, child, children, find_dir, subdirs
 
 GENERATORS = (  # data/dataset.py CLASS2LABEL_MAPPING, labels 1..16
     "ldm-text2im-large-256", "stable-diffusion-v1-4", "stable-diffusion-v1-5", "stable-diffusion-2-1",
@@ -88,12 +88,7 @@ class DRCTLayout:
             group = GROUP if gen.name.lower() in KNOWN else OTHER
             part = child(gen, TEST_PART)
             read.add(split, group, reals, files_in(part, drop_metadata=True) if part else [])
-            if group == OTHER and split in read.present:
-                read.unknown.append(split)
-        report(fakes, "DRCT-2M", read, GENERATORS)
-        if not read.records:
-            raise DataError(f"{fakes}: no DRCT-2M generator has val2017 fakes (or {reals_dir} holds no reals)")
-        return read.records
+        return read.finish(fakes, "DRCT-2M", GENERATORS, f"no DRCT-2M generator has val2017 fakes (or {reals_dir} holds no reals)")
 
 
 @hookimpl

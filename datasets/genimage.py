@@ -19,7 +19,7 @@ from typing import Any
 
 from sidbench.api import DataError, DatasetSpec, hookimpl
 from sidbench.data.layout import files_in
-from sidbench.data.trees import OTHER, SetsRead, child, children, find_dirs, note, report, warn
+from sidbench.data.trees import OTHER, SetsRead, child, children, find_dirs, warn
 
 GENERATORS = ("Midjourney", "stable_diffusion_v_1_4", "stable_diffusion_v_1_5", "ADM", "glide", "wukong", "VQDM",
               "BigGAN")  # the README's Table 3 column order
@@ -86,17 +86,10 @@ class GenImageLayout:
                 split, group = generator_of(unit)
                 part = child(unit, PARTS[role])
                 read.add(split, group, *(self.part_files(part) if part else ([], [])), need_both=role == "test")
-                if group == OTHER and split in read.present:
-                    read.unknown.append(split)
         if role == "val":
             warn(f"{root}: GenImage has no validation split: --val reads val/, which is also its test split")
-        if role == "test" and len(units) > 1:
-            report(root, "GenImage", read, GENERATORS)
-        elif read.unknown:
-            note(f"{root}: GenImage subfolder(s) it does not know, read as group '{OTHER}': {', '.join(read.unknown)}")
-        if not read.records:
-            raise DataError(f"{root}: no GenImage {PARTS[role]}/ folder with both nature/ and ai/ images")
-        return read.records
+        expected = GENERATORS if role == "test" and len(units) > 1 else ()
+        return read.finish(root, "GenImage", expected, f"no GenImage {PARTS[role]}/ folder with both nature/ and ai/ images")
 
     @staticmethod
     def part_files(part: Path) -> tuple[list[Path], list[Path]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sidbench.data.layout import files_in
-from sidbench.data.trees import SetsRead, child, find_dir, read_sets, report, subdirs, warn  # noqa: F401 (warn: used by synthbuster)
+from sidbench.data.trees import SetsRead, child, find_dir, read_sets, subdirs, warn  # noqa: F401 (warn: used by synthbuster)
 from sidbench.api import DataError, DatasetSpec, hookimpl
 
 NESTED = ("progan", "stylegan", "stylegan2", "cyclegan")
@@ -83,10 +83,7 @@ class UFDLayout:
                                 f"present: {', '.join(read.present)}")
             read = SetsRead([r for r in read.records if r.split in wanted], [s for s in read.present if s in wanted],
                             [s for s in read.unknown if s in wanted], [s for s in read.incomplete if s in wanted])
-        report(test, TITLE, read, wanted or SPLITS)
-        if not read.records:
-            raise DataError(f"{test}: none of the UniversalFakeDetect sets has both 0_real and 1_fake images")
-        return read.records
+        return read.finish(test, TITLE, wanted or SPLITS, "none of the UniversalFakeDetect sets has both 0_real and 1_fake images")
 
     @staticmethod
     def diffusion(base: Path | None, read: SetsRead) -> None:

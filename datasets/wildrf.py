@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sidbench.api import DataError, DatasetSpec, hookimpl
-from sidbench.data.trees import SetsRead, child, children, find_dir, has_labels, labelled_set, read_sets, report
+from sidbench.data.trees import SetsRead, child, children, find_dir, has_labels, labelled_set, read_sets
 
 PLATFORMS = ("reddit", "twitter", "facebook")
 GROUP = "wildrf"
@@ -57,17 +57,13 @@ class WildRFLayout:
         if test is None:
             raise DataError(f"{root}: no WildRF tree (test/{{reddit,twitter,facebook}}/{{0_real,1_fake}})")
         if role == "test":
-            read = read_sets(test, KNOWN)
-            report(test, "WildRF", read, PLATFORMS)
-        else:
-            part = child(top, role) if top is not None else None
-            if part is None or not has_labels(part):
-                raise DataError(f"{root}: no WildRF {role}/ folder with 0_real/ and 1_fake/ beside test/")
-            read = SetsRead()
-            read.add(role, GROUP, *labelled_set(part), need_both=False, generator="")
-        if not read.records:
-            raise DataError(f"{test}: no WildRF platform has both 0_real and 1_fake images")
-        return read.records
+            return read_sets(test, KNOWN).finish(test, "WildRF", PLATFORMS, "no WildRF platform has both 0_real and 1_fake images")
+        part = child(top, role) if top is not None else None
+        if part is None or not has_labels(part):
+            raise DataError(f"{root}: no WildRF {role}/ folder with 0_real/ and 1_fake/ beside test/")
+        read = SetsRead()
+        read.add(role, GROUP, *labelled_set(part), need_both=False, generator="")
+        return read.finish(part, "WildRF", [], f"no images in {role}/0_real or {role}/1_fake")
 
 
 @hookimpl

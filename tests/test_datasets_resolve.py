@@ -5,7 +5,6 @@ JPEG-aligned protocol."""
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest

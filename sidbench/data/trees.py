@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..api.errors import DataError
 from ..api.records import FAKE, REAL, Record
 from .layout import SIDECAR_SUFFIXES, files_in, iter_files
 
@@ -123,8 +124,17 @@ class SetsRead:
         if (reals and fakes) or (not need_both and (reals or fakes)):
             self.records += paired(split, group, reals, fakes, generator)
             self.present.append(split)
+            if group == OTHER:
+                self.unknown.append(split)
         else:
             self.incomplete.append(split)
+
+    def finish(self, where: Path, title: str, expected: Iterable[str], empty: str) -> list[Record]:
+        """The records, after the notes of :func:`report`; ``empty`` is the error when there are none."""
+        report(where, title, self, expected)
+        if not self.records:
+            raise DataError(f"{where}: {empty}")
+        return self.records
 
 
 def read_sets(base: Path, known: dict[str, tuple[str, str]], skip: Iterable[str] = (),
@@ -139,8 +149,6 @@ def read_sets(base: Path, known: dict[str, tuple[str, str]], skip: Iterable[str]
         reals, fakes = reader(folder)
         if group == OTHER and not (reals or fakes) and not has_files(folder):
             continue  # a folder without images (docs, scripts) is not a set
-        if group == OTHER and (reals and fakes or not need_both):
-            out.unknown.append(name)
         out.add(name, group, reals, fakes, need_both)
     return out
 
