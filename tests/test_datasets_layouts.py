@@ -290,3 +290,7 @@ def test_a_file_no_layout_reads_is_a_clear_error(tmp_path, plugins):
     (tmp_path / "x.txt").write_text("hello")
     with pytest.raises(DataError, match="a file that no layout reads"):
         read(tmp_path / "x.txt", plugins)
+    touch(tmp_path / "synthwildx" / "real", 1, "{i}.jpg")  # downloaded images beside their list
+    (tmp_path / "synthwildx" / "list.csv").write_text("url,filename,typ\n")
+    with pytest.raises(DataError, match=r"or give its CSV list \(--data .*synthwildx/list.csv\)"):
+        read(tmp_path / "synthwildx", plugins)

@@ -147,5 +147,7 @@ def no_layout_message(root: Path) -> str:
     if root.is_file():
         return (f"--data {root}: a file that no layout reads; give a folder, or a CSV list of images "
                 "(.csv with columns path,label; see the README's CSV section)")
+    lists = sorted(p.name for p in root.glob("*.csv")) if root.is_dir() else []
+    hint = f" or give its CSV list (--data {root / lists[0]})" if lists else ""
     return (f"--data {root}: no known layout; put images under 0_real/ and 1_fake/ folders "
-            f"(e.g. {root}/mysplit/0_real/*.png) or name a dataset with --dataset")
+            f"(e.g. {root}/mysplit/0_real/*.png){hint} or name a dataset with --dataset")
