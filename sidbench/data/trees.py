@@ -137,8 +137,7 @@ class SetsRead:
         return self.records
 
 
-def read_sets(base: Path, known: dict[str, tuple[str, str]], skip: Iterable[str] = (),
-              reader: Callable[[Path], tuple[list[Path], list[Path]]] = labelled_set, need_both: bool = True) -> SetsRead:
+def read_sets(base: Path, known: dict[str, tuple[str, str]], skip: Iterable[str] = ()) -> SetsRead:
     """Every sub-folder of ``base`` as one split. ``known`` maps a lower-case folder name to its canonical
     split name and group; any other folder is read too, as group ``other`` (a tree never loses a set)."""
     out, skip = SetsRead(), {s.lower() for s in skip}
@@ -146,10 +145,10 @@ def read_sets(base: Path, known: dict[str, tuple[str, str]], skip: Iterable[str]
         if folder.name.lower() in skip:
             continue
         name, group = known.get(folder.name.lower(), (folder.name, OTHER))
-        reals, fakes = reader(folder)
+        reals, fakes = labelled_set(folder)
         if group == OTHER and not (reals or fakes) and not has_files(folder):
             continue  # a folder without images (docs, scripts) is not a set
-        out.add(name, group, reals, fakes, need_both)
+        out.add(name, group, reals, fakes)
     return out
 
 
