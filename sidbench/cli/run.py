@@ -17,16 +17,19 @@ def register(sub, common) -> None:
         description="Evaluate detectors on image folders. With no arguments: the offline quickstart "
                     "(generated data, clip-tiny backbone, every built-in detector).",
     )
-    p.add_argument("--data", action="append", metavar="PATH", help="folder with 0_real/1_fake below it, or a layout a dataset plugin recognises (repeatable)")
+    p.add_argument("--data", action="append", metavar="PATH", help="folder with 0_real/1_fake below it, a layout a dataset "
+                   "plugin recognises (`sidbench list datasets`), or a CSV list path,label (repeatable)")
     p.add_argument("--dataset", metavar="NAME", help="force a dataset layout (see `sidbench list datasets`)")
-    p.add_argument("--suite", metavar="NAME", help="a named benchmark over --data ROOT: ufd, synthbuster, jpeg, paper "
-                   "(layouts, perturbations and published protocols; see the README)")
+    p.add_argument("--suite", metavar="NAME", help="a named benchmark over --data ROOT: ufd, synthbuster, jpeg, paper, "
+                   "genimage, aigcdetect, wildrf, chameleon (layouts, perturbations and published protocols; see the README)")
     p.add_argument("--detectors", metavar="A,B", help="spec or family names, NAME@CHECKPOINT to attach weights")
     add_backbone_args(p)
     p.add_argument("--perturb", metavar="SPEC", help="e.g. 'jpeg:40,65,90' or 'blur:1+jpeg:75;webp:75' (clean rows always included)")
     p.add_argument("--protocol", choices=tuple(PROTOCOLS), help="override every detector's preprocessing (`sidbench list protocols`)")
-    p.add_argument("--train", metavar="PATH", help="fit detectors that need it on this folder")
-    p.add_argument("--val", metavar="PATH", help="validation folder for fitting (hyper-parameters, epochs)")
+    p.add_argument("--train", metavar="PATH", help="fit detectors that need it on this folder (a GenImage generator or "
+                   "WildRF root gives its train/)")
+    p.add_argument("--val", metavar="PATH", help="validation folder for fitting (hyper-parameters, epochs; a WildRF "
+                   "root gives its val/)")
     p.add_argument("--out", metavar="DIR", help="results folder (default results/<name>); the same --out resumes")
     p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as these flags (flags win)")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming an existing --out")

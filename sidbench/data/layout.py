@@ -14,7 +14,14 @@ SIDECAR_SUFFIXES = {".txt", ".csv", ".json", ".md", ".yaml", ".yml", ".xml", ".h
 
 
 class Layout(Protocol):
-    """What a dataset plugin's factory returns."""
+    """What a dataset plugin's factory returns. Optional attributes, read with defaults:
+
+    - ``roles``: which of ``test``, ``train``, ``val`` it serves (default ``("test",)``); ``records`` gets
+      ``role=`` and a layout serving several reads the matching part of its tree;
+    - ``claims(root)``: the folders under ``root`` it reads (default: derived from its records), so a
+      root holding several layouts reads each once and the generic ``folder`` layout only what none claimed;
+    - ``published``: the test splits of its paper, which suites keep (default: every split it reads).
+    """
 
     name: str
 
@@ -56,9 +63,12 @@ def label_of(path: Path, root: Path) -> tuple[int, Path] | None:
 
 
 class FolderLayout:
-    """Any folder with ``0_real``/``1_fake`` somewhere in its paths; the folder above them names the split."""
+    """Any folder with ``0_real``/``1_fake`` somewhere in its paths; the folder above them names the split.
+    The fallback: beside recognised layouts it reads only the folders none of them claimed."""
 
     name = "folder"
+    roles = ("test", "train", "val")
+    fallback = True
 
     def matches(self, root: Path) -> bool:
         for path in iter_files(root):
@@ -67,37 +77,46 @@ class FolderLayout:
         return False
 
     def records(self, root: Path, group: str = "", **options: Any) -> list[Record]:
-        root = Path(root)
-        out = []
-        for path in iter_files(root):
-            found = label_of(path, root)
-            if found is None:
-                continue
-            label, label_dir = found
-            split = label_dir.parent.name
-            generator = split if label == FAKE else ""
-            out.append(Record(str(path), label, split, group or "folder", generator))
+        out = self.outside(Path(root), (), group)
         if not out:
             raise DataError(f"{root}: found no files under a 0_real or 1_fake folder; see the README's data layout section")
         return out
 
+    def outside(self, root: Path, claimed: Iterable[Path], group: str = "") -> list[Record]:
+        """Records of the labelled files below ``root`` that are in none of the ``claimed`` folders."""
+        out = []
+        for folder in unclaimed(root, [Path(c) for c in claimed]):
+            for path in iter_files(folder):
+                found = label_of(path, root)
+                if found is None:
+                    continue
+                label, label_dir = found
+                split = label_dir.parent.name
+                generator = split if label == FAKE else ""
+                out.append(Record(str(path), label, split, group or "folder", generator))
+        return out
 
-def resolve_records(root: str | Path, plugins: Any, dataset: str | None = None, **options: Any) -> list[Record]:
-    """Records of ``root`` using the named dataset layout, or the first plugin layout that recognises it."""
-    from ..api.specs import resolve_factory
 
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise DataError(f"--data {root}: no such folder")
-    if dataset:
-        layout = resolve_factory(plugins.dataset(dataset).factory)()
-        return layout.records(root, **options)
-    specs = sorted(plugins.datasets.values(), key=lambda s: -s.priority)
-    for spec in specs:
-        layout = resolve_factory(spec.factory)()
-        if layout.matches(root):
-            return layout.records(root, **options)
-    raise DataError(
-        f"--data {root}: no known layout; put images under 0_real/ and 1_fake/ folders "
-        f"(e.g. {root}/mysplit/0_real/*.png) or name a dataset with --dataset"
-    )
+def within(path: Path, folder: Path) -> bool:
+    """True if ``path`` is ``folder`` or below it (no symlinks resolved: the paths as given)."""
+    path, folder = Path(os.path.abspath(path)), Path(os.path.abspath(folder))
+    return path == folder or folder in path.parents
+
+
+def unclaimed(root: Path, claimed: list[Path]) -> list[Path]:
+    """The largest folders below ``root`` that overlap no claimed folder (``[root]`` when none is below it)."""
+    if any(within(root, c) for c in claimed):
+        return []
+    if not any(within(c, root) for c in claimed):
+        return [root]
+    subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [f for d in subs for f in unclaimed(d, claimed)]
+
+
+def resolve_records(root: str | Path, plugins: Any, dataset: str | None = None, role: str = "test",
+                    **options: Any) -> list[Record]:
+    """Records of ``root`` in ``role`` (test, train or val): with the named dataset layout, or with every
+    layout recognised there (see :func:`sidbench.data.resolve.recognised_records`)."""
+    from .resolve import recognised_records
+
+    return recognised_records(Path(root).expanduser(), plugins, dataset, role, **options)

@@ -52,6 +52,17 @@ SUITES = {s.name: s for s in (
           (Part("ufd", JPEG), Part("synthbuster")), PUBLISHED),
 )}
 
+# The test sets read from their own layouts (datasets/genimage.py, aigcdetect.py, wildrf.py, chameleon.py):
+# each suite keeps the layout's published splits and names any other set it found.
+SUITES.update({s.name: s for s in (
+    Suite("genimage", "GenImage: the 8 generators' val/ sets, each its ImageNet reals against its fakes, clean",
+          (Part("genimage"),)),
+    Suite("aigcdetect", "the 16 AIGCDetectBenchmark test sets (8 GAN, 8 GenImage generators), clean",
+          (Part("aigcdetect"),)),
+    Suite("wildrf", "WildRF's 3 test platforms (reddit, twitter, facebook), clean", (Part("wildrf"),)),
+    Suite("chameleon", "Chameleon's one test split, clean", (Part("chameleon"),)),
+)})
+
 
 def get_suite(name: str) -> Suite:
     if name not in SUITES:
@@ -86,6 +97,18 @@ class ScorePlan:
         return None
 
 
+def published_only(suite: str, dataset: str, layout: Any, records: list) -> list:
+    """The records of the layout's published test splits (all when it names none); one line names the rest."""
+    keep = getattr(layout, "published", None)
+    if not keep:
+        return records
+    extra = sorted({r.split for r in records} - set(keep))
+    if extra:
+        print(f"sidbench: --suite {suite}: {dataset} sets outside its published protocol, left out: "
+              f"{', '.join(extra)}", file=sys.stderr, flush=True)
+    return [r for r in records if r.split in set(keep)]
+
+
 def suite_data(name: str, roots: list[str], plugins: Any, perturb: str | None = None) -> tuple[list, ScorePlan, str]:
     """The suite's records under ``roots``, its plan, and the merged ``--perturb`` string."""
     from ..api.specs import resolve_factory
@@ -100,7 +123,7 @@ def suite_data(name: str, roots: list[str], plugins: Any, perturb: str | None = 
         root = next((Path(r) for r in roots if layout.matches(Path(r).expanduser())), None)
         if root is None:
             continue
-        recs = layout.records(root.expanduser())
+        recs = published_only(name, part.dataset, layout, layout.records(root.expanduser(), role="test"))
         perts = {p.name for p in parse_perturbations(part.perturb, plugins, include_clean=False)}
         for r in recs:
             plan.dataset_of.setdefault(r.split, part.dataset)
