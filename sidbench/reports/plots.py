@@ -161,6 +161,43 @@ def curve_grid(df: "pd.DataFrame", panel: str, hue: str, kind: str, *, ncols: in
     return fig
 
 
+def reliability_grid(df: "pd.DataFrame", panel: str, *, ncols: int = 4, order: Sequence | None = None,
+                     colors: dict | None = None, titles: dict | None = None, title: str | None = None) -> "Figure":
+    """Reliability diagrams, one panel per ``panel`` value, from rows with columns ``lo``, ``hi`` (bin edges),
+    ``mean_prob``, ``frac_fake`` and ``share`` (of the panel's images): the observed fraction of fakes per
+    bin (bars), each bin's mean P(fake) (dots), the diagonal of perfect calibration, and the images' share
+    per bin (grey)."""
+    from matplotlib.ticker import PercentFormatter
+
+    panels = _order(df, panel, order)
+    colors = colors or palette(panels)
+    ncols = min(ncols, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = new_figure(2.6 * ncols + 0.6, 2.6 * nrows + 0.6, nrows, ncols, sharex=True, sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, p in zip(axes, panels):
+        sub = df[df[panel] == p]
+        width = (sub["hi"] - sub["lo"]).to_numpy()
+        ax.bar(sub["lo"], sub["share"], width, align="edge", color="0.85", label="share of images")
+        ax.bar(sub["lo"], sub["frac_fake"], width, align="edge", fill=False, edgecolor=colors[p], lw=1.2,
+               label="fraction fake")
+        ax.plot(sub["mean_prob"], sub["frac_fake"], "o", ms=3, color=colors[p], label="mean P(fake)")
+        ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
+        ax.set_title((titles or {}).get(p, str(p)), fontsize="medium")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax.grid(alpha=0.3)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.supxlabel("predicted P(fake)")
+    fig.supylabel("fraction of fakes")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 def save_figure(fig: "Figure", path: str | Path, dpi: int = DPI) -> Path:
     """Write a PNG (parents created) and return its path."""
     path = Path(path)
