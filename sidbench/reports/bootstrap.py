@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from ..results.metrics import ECE_BINS, METRICS, ece_bins, tpr_name, tpr_target
+from ..results.metrics import ECE_BINS, METRICS, THRESHOLDED, ece_bins, tpr_name, tpr_target
 from ..results.operating import FPR_TARGETS, balanced_accuracy_at, nll_terms, p_fake, pick_threshold, threshold_candidates
 
 if TYPE_CHECKING:
@@ -35,10 +35,11 @@ def stratified_counts(labels: np.ndarray, n_boot: int, rng: np.random.Generator)
 
 def weighted_metrics(labels: np.ndarray, logits: np.ndarray, weights: np.ndarray, threshold: float = 0.0,
                      calibrated: np.ndarray | None = None, oracle: bool = False,
-                     fpr_targets: Sequence[float] = FPR_TARGETS) -> dict[str, np.ndarray]:
+                     fpr_targets: Sequence[float] = FPR_TARGETS, only: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """The metrics of ``sidbench.results.metrics.binary_metrics`` for each row of ``weights`` [B, n] (sample
     weights) at ``threshold``; ``oracle``: at each resample's own best balanced-accuracy threshold, as the
-    oracle policy chooses it on the test split."""
+    oracle policy chooses it on the test split. ``only`` skips the ROC and probability metrics not named."""
+    only = None if only is None else set(only)
     y = np.asarray(labels).astype(bool)
     s = np.asarray(logits, dtype=np.float64)
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
@@ -59,14 +60,16 @@ def weighted_metrics(labels: np.ndarray, logits: np.ndarray, weights: np.ndarray
             "f1": np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1e-300), 0.0),
         }
         out["bal_acc"] = (out["real_acc"] + out["fake_acc"]) / 2
-        out.update(_ranking_metrics(y, s, w, w_real, w_fake, fpr_targets))
-        out.update(_probability_metrics(y, s if calibrated is None else np.asarray(calibrated, dtype=np.float64), w))
+        out.update(_ranking_metrics(y, s, w, w_real, w_fake, fpr_targets,
+                                    curve=only is None or bool(only - {"ap", "auc", *THRESHOLDED})))
+        if only is None or only & {"ece", "brier", "nll"}:
+            out.update(_probability_metrics(y, s if calibrated is None else np.asarray(calibrated, dtype=np.float64), w))
     return out
 
 
-def _ranking_metrics(y, s, w, w_real, w_fake, fpr_targets) -> dict[str, np.ndarray]:
-    """AP (step-wise, as scikit-learn), ROC-AUC (ties count half), EER (ROC linearly interpolated) and TPR at
-    each target FPR, from per-threshold weight sums."""
+def _ranking_metrics(y, s, w, w_real, w_fake, fpr_targets, curve: bool = True) -> dict[str, np.ndarray]:
+    """AP (step-wise, as scikit-learn), ROC-AUC (ties count half) and, with ``curve``, EER (ROC linearly
+    interpolated) and TPR at each target FPR, from per-threshold weight sums."""
     names = ["ap", "auc", "eer", *(tpr_name(t) for t in fpr_targets)]
     if not y.any() or y.all():
         return {m: np.full(len(w), np.nan) for m in names}
@@ -80,6 +83,8 @@ def _ranking_metrics(y, s, w, w_real, w_fake, fpr_targets) -> dict[str, np.ndarr
     precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
     out = {"ap": (fake_at * precision).sum(1) / w_fake,
            "auc": (fake_at * (w_real[:, None] - fp + 0.5 * real_at)).sum(1) / (w_real * w_fake)}
+    if not curve:
+        return out
     zero = np.zeros((len(w), 1))
     fpr = np.concatenate([zero, fp / w_real[:, None]], axis=1)  # ROC points, (0, 0) first
     tpr = np.concatenate([zero, tp / w_fake[:, None]], axis=1)
@@ -112,7 +117,7 @@ def split_replicates(labels: np.ndarray, logits: np.ndarray, n_boot: int, rng: n
     parts: dict[str, list] = {m: [] for m in metrics}
     for start in range(0, n_boot, CHUNK):
         w = stratified_counts(labels, min(CHUNK, n_boot - start), rng)
-        values = weighted_metrics(labels, logits, w, threshold, calibrated, oracle, targets)
+        values = weighted_metrics(labels, logits, w, threshold, calibrated, oracle, targets, metrics)
         for m in metrics:
             parts[m].append(values[m])
     return {m: np.concatenate(v) for m, v in parts.items()}

@@ -143,6 +143,8 @@ def report_figures(merged: "Merged", out: Path, metrics: Sequence[str],
     for m in metrics:
         label = metric_label(m)
         df = split_frame(merged, m, "none", intervals)
+        if not df["value"].notna().any():  # e.g. accuracy when every row has an oracle threshold
+            continue
         fig = plots.bar_plot(df, "split", "value", "detector", lo="lo" if "lo" in df else None,
                              hi="hi" if "hi" in df else None, order=cols, hue_order=detectors, colors=colors,
                              title=f"{label} per split (clean images)", xlabel="test split", ylabel=label,

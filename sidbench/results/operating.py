@@ -11,8 +11,9 @@ accuracy column can be recomputed from the scores alone. Policies (``--threshold
   uses the test labels, so it is a labelled diagnostic (what the best threshold could reach), never a result.
 
 Calibration (``--calibrate temperature|platt``) is an increasing affine map of the logit fitted on the
-validation split by minimising the negative log-likelihood: temperature scaling ``z / T`` (Guo et al.,
-ICML 2017) or Platt scaling ``a z + b`` with ``a >= 0`` (so it never reverses a detector's ranking).
+validation split by minimising the cross-entropy: temperature scaling ``z / T`` (Guo et al., ICML 2017)
+or Platt scaling ``a z + b`` with ``a >= 0`` (so it never reverses a detector's ranking), both against
+Platt's soft targets, so a perfectly separated validation split does not send the scale to infinity.
 """
 from __future__ import annotations
 
@@ -109,27 +110,36 @@ def p_fake(logits: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -np.asarray(logits, dtype=np.float64)))
 
 
+def platt_targets(labels: np.ndarray) -> np.ndarray:
+    """Platt's (1999) soft targets: (N+ + 1) / (N+ + 2) for fakes, 1 / (N- + 2) for reals, so a validation
+    split the detector separates perfectly still gives a finite scale."""
+    y = np.asarray(labels, dtype=np.float64)
+    n_fake, n_real = y.sum(), len(y) - y.sum()
+    return np.where(y == 1, (n_fake + 1) / (n_fake + 2), 1 / (n_real + 2))
+
+
 def fit_calibration(method: str, labels: Sequence[int], logits: Sequence[float]) -> Calibration:
-    """Fit ``method`` (temperature or platt) on validation scores by minimising the mean NLL."""
+    """Fit ``method`` (temperature or platt) on validation scores: minimise the mean cross-entropy of the
+    calibrated P(fake) against Platt's soft targets (:func:`platt_targets`)."""
     from scipy.optimize import minimize
 
-    y = np.asarray(labels, dtype=np.float64)
-    z = np.asarray(logits, dtype=np.float64)
     if method not in CALIBRATIONS:
         raise SidbenchError(f"--calibrate {method}: choose temperature or platt")
+    target = platt_targets(np.asarray(labels))
+    z = np.asarray(logits, dtype=np.float64)
     platt = method == "platt"
 
     def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
-        a, b = params[0], (params[1] if platt else 0.0)
-        zc = a * z + b
-        residual = p_fake(zc) - y  # d(nll)/d(zc)
-        grad = [float(np.mean(residual * z))] + ([float(np.mean(residual))] if platt else [])
-        return float(np.mean(nll_terms(y, zc))), np.array(grad)
+        zc = params[0] * z + (params[1] if platt else 0.0)
+        value = np.mean(target * np.logaddexp(0.0, -zc) + (1 - target) * np.logaddexp(0.0, zc))
+        residual = p_fake(zc) - target  # d(loss)/d(zc)
+        grad = [np.mean(residual * z)] + ([np.mean(residual)] if platt else [])
+        return float(value), np.array(grad, dtype=np.float64)
 
     start = np.array([1.0, 0.0] if platt else [1.0])
     bounds = [(0.0, None), (None, None)] if platt else [(0.0, None)]
     res = minimize(loss, start, jac=True, method="L-BFGS-B", bounds=bounds,
-                   options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 1000})
+                   options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 2000})
     return Calibration(method, float(res.x[0]), float(res.x[1]) if platt else 0.0)
 
 

@@ -300,7 +300,7 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
     })
     if n_skipped:
         ctx.log(f"skipped {n_skipped} unreadable file(s): see {out / 'skipped.csv'}")
-    ctx.log(board)
+    ctx.log(header + board)
     ctx.log(f"results in {out}")
     return metrics
 
