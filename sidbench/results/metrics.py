@@ -126,8 +126,7 @@ def metrics_table(scores: "pd.DataFrame", op: OperatingPoints | None = None) -> 
         rows.append({"detector": det, "split": split, "group": group, "perturbation": pert,
                      **binary_metrics(y, s, threshold, op.calibrated(det, s), op.fpr_targets),
                      "protocol": _protocols(df), "threshold": threshold, "threshold_source": source})
-    columns = [*KEYS, "n_real", "n_fake", *METRICS, "protocol", *metric_names(op.fpr_targets)[len(METRICS):],
-               "threshold", "threshold_source"]
+    columns = [*KEYS, "n_real", "n_fake", *metric_names(op.fpr_targets), "threshold", "threshold_source", "protocol"]
     table = pd.DataFrame(rows, columns=columns)
     return pd.concat([table, group_means(table)], ignore_index=True)[columns]
 
@@ -147,18 +146,18 @@ def _mean_row(df: "pd.DataFrame", det: str, split: str, group: str, pert: str) -
     row = {"detector": det, "split": split, "group": group, "perturbation": pert,
            "n_real": int(df["n_real"].sum()), "n_fake": int(df["n_fake"].sum())}
     for m in metric_columns(df):
-        vals = pd_numeric(df[m]).dropna()
+        vals = _numeric(df[m]).dropna()
         row[m] = float(vals.mean()) if len(vals) else math.nan
     row["protocol"] = _protocols(df)
     if "threshold" in df:  # one threshold per detector (fixed, val) is shown; per-split ones (oracle) are not
-        values = set(pd_numeric(df["threshold"]).dropna())
+        values = set(_numeric(df["threshold"]).dropna())
         row["threshold"] = values.pop() if len(values) == 1 else math.nan
     if "threshold_source" in df:
         row["threshold_source"] = "+".join(sorted({str(v) for v in df["threshold_source"] if str(v)}))
     return row
 
 
-def pd_numeric(col: "pd.Series") -> "pd.Series":
+def _numeric(col: "pd.Series") -> "pd.Series":
     import pandas as pd
 
     return pd.to_numeric(col, errors="coerce")
