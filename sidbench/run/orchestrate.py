@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..api.detector import Detector
     from ..engine.cache import FeatureCache
     from ..engine.inputs import ExtractOptions
+    from ..engine.scoring import ScoreContext
     from ..engine.sources import BackboneSource, Source
     from ..registry.plugins import Plugins
     from .distributed import Dist
@@ -159,7 +160,7 @@ def assign(detectors: Sequence["Detector"], data: RunData, cfg: RunConfig,
     return groups
 
 
-def score_all(ctx: RunContext, detectors: Sequence["Detector"], score, groups: dict[tuple[str, str], dict[str, list[Record]]],
+def score_all(ctx: RunContext, detectors: Sequence["Detector"], score: "ScoreContext", groups: dict[tuple[str, str], dict[str, list[Record]]],
               perturbations: Sequence[Any], plan: Any = None, label: str = "score") -> None:
     """Score ``groups`` (from :func:`assign`) under every perturbation (those ``plan`` wants) through the
     engine's scoring path."""
