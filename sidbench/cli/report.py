@@ -22,7 +22,8 @@ def register(sub, common) -> None:
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="bootstrap resamples for 95%% intervals (e.g. 1000; default 0 = none)")
     p.add_argument("--metric", default="acc,ap", metavar="A,B",
-                   help="metrics in the tables: acc, real_acc, fake_acc, ap, auc, f1 (default acc,ap)")
+                   help="metrics in the tables: acc, real_acc, fake_acc, ap, auc, f1, bal_acc, eer, tpr_fpr01, "
+                        "tpr_fpr05 (and other tpr_fpr* columns of the run), ece, brier, nll (default acc,ap)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="bootstrap seed (default 0)")
     p.set_defaults(func=main)
 
@@ -32,9 +33,9 @@ def main(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 0:
         raise ReportError("--bootstrap must be 0 (off) or a number of resamples such as 1000")
-    opts = ReportOptions(args.format, check_metrics([m.strip() for m in args.metric.split(",") if m.strip()]),
-                         args.bootstrap, args.seed)
+    names = check_metrics([m.strip() for m in args.metric.split(",") if m.strip()])
     merged = load_runs(args.results)
+    opts = ReportOptions(args.format, check_metrics(names, merged), args.bootstrap, args.seed)
     if args.format != "html" and not args.out:
         print(report_text(merged, opts), end="")
         return 0

@@ -30,10 +30,31 @@ def register(sub, common) -> None:
                    "WildRF root gives its train/)")
     p.add_argument("--val", metavar="PATH", help="validation folder for fitting (hyper-parameters, epochs; a WildRF "
                    "root gives its val/)")
+    add_operating_args(p)
     p.add_argument("--out", metavar="DIR", help="results folder (default results/<name>); the same --out resumes")
     p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as these flags (flags win)")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming an existing --out")
     p.set_defaults(func=main)
+
+
+def add_operating_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("thresholds and calibration (they change metrics only: the same --out reuses the scores)")
+    g.add_argument("--threshold", metavar="POLICY",
+                   help="threshold of the accuracy columns: fixed (default: P(fake) > 0.5, as published), val (per "
+                        "detector, max balanced accuracy on --val), val-fpr:0.05 (FPR <= 5%% on the --val reals), "
+                        "oracle (best on each test split's own labels: a labelled diagnostic, never a result)")
+    g.add_argument("--calibrate", choices=("temperature", "platt"),
+                   help="fit temperature or Platt scaling of the logit per detector on --val, applied before the "
+                        "thresholded and probability metrics (scores.csv gains prob_calibrated)")
+    g.add_argument("--fpr-targets", type=_fractions, metavar="A,B",
+                   help="more false-positive rates for TPR columns, e.g. 0.001,0.1 (tpr_fpr01 and tpr_fpr05 are always there)")
+
+
+def _fractions(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated fractions such as 0.001,0.1") from None
 
 
 def add_backbone_args(p: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..api.errors import SidbenchError
-from ..results.metrics import KEYS, METRICS
+from ..results.metrics import KEYS, METRICS, metric_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +48,7 @@ def read_metrics(path: Path) -> "pd.DataFrame":
     missing = [c for c in (*KEYS, "n_real", "n_fake", *METRICS) if c not in df.columns]
     if missing:
         raise ReportError(f"{path}: not a sidbench metrics table (missing column(s) {', '.join(missing)})")
-    for c in ("n_real", "n_fake", *METRICS):
+    for c in ("n_real", "n_fake", *metric_columns(df), *(["threshold"] if "threshold" in df else [])):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     return df
 
@@ -107,9 +107,15 @@ class Merged:
         parts = []
         for run in self.runs:
             df = read_scores(run.scores_path)
+            calibrations = run.info.get("operating_points", {}).get("calibration", {}).get("detectors") or {}
+            if calibrations:
+                df["logit_calibrated"] = calibrated_logits(df, calibrations)
             df["detector"] = [self.rename.get((run.name, d), d) for d in df["detector"]]
             parts.append(df)
-        return pd.concat(parts, ignore_index=True)
+        scores = pd.concat(parts, ignore_index=True)
+        if "logit_calibrated" in scores:  # runs without a calibration: the raw logit
+            scores["logit_calibrated"] = scores["logit_calibrated"].fillna(scores["logit"])
+        return scores
 
     @cached_property
     def training_data(self) -> dict[str, set[str]]:
@@ -142,6 +148,18 @@ class Merged:
     def seen_in_training(self, detector: str, split: str) -> bool:
         """Whether any generator of ``split`` is in the detector's training data."""
         return bool(self.training_data.get(detector, set()) & self.split_generators.get(split, set()))
+
+
+def calibrated_logits(scores: "pd.DataFrame", calibrations: dict[str, dict[str, float]]):
+    """``scale * logit + bias`` per detector, as run.json's ``operating_points.calibration`` records it."""
+    import numpy as np
+
+    logits = scores["logit"].to_numpy(dtype=np.float64)
+    out = logits.copy()
+    for det, cal in calibrations.items():
+        rows = (scores["detector"] == det).to_numpy()
+        out[rows] = float(cal["scale"]) * logits[rows] + float(cal["bias"])
+    return out
 
 
 def merge_runs(runs: Sequence[Run]) -> Merged:

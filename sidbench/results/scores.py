@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ..api.records import Record
+    from .operating import OperatingPoints
 
+CALIBRATED = "prob_calibrated"  # with --calibrate: P(fake) after the detector's calibration (added when finished)
 SCORE_COLUMNS = ("detector", "split", "group", "generator", "perturbation", "protocol", "path", "label", "logit", "prob")
 ROW_KEY = ("detector", "perturbation", "split", "path")
 _KEY_INDEX = tuple(SCORE_COLUMNS.index(c) for c in ROW_KEY)
@@ -90,6 +92,27 @@ def finalize_scores(path: Path) -> "pd.DataFrame":
     """Sort the streamed scores (so a resumed run's file equals an uninterrupted one) and rewrite atomically."""
     df = read_scores(path).sort_values(list(ROW_KEY), kind="stable")
     df = df.drop_duplicates(list(ROW_KEY), keep="first").reset_index(drop=True)
+    write_atomic(path, df.to_csv(index=False))
+    return df
+
+
+def write_calibrated(path: Path, scores: "pd.DataFrame", op: "OperatingPoints") -> "pd.DataFrame":
+    """Put ``prob_calibrated`` (the calibrated P(fake)) next to ``prob`` when ``op`` calibrates, or take an
+    earlier run's column away when it does not; the raw ``logit`` and ``prob`` stay as they are."""
+    import numpy as np
+
+    from .operating import p_fake
+
+    if CALIBRATED not in scores and not op.calibration:
+        return scores
+    df = scores.drop(columns=[CALIBRATED], errors="ignore")
+    if op.calibration:
+        logits = df["logit"].to_numpy(dtype=np.float64)
+        calibrated = logits.copy()
+        for det, cal in op.calibration.items():
+            rows = (df["detector"] == det).to_numpy()
+            calibrated[rows] = cal.apply(logits[rows])
+        df.insert(df.columns.get_loc("prob") + 1, CALIBRATED, p_fake(calibrated))
     write_atomic(path, df.to_csv(index=False))
     return df
 

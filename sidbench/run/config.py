@@ -36,6 +36,9 @@ class RunConfig:
     suite: str | None = None  # a named benchmark (sidbench.run.suites), e.g. "paper"
     no_cache: bool = False  # do not read or write the feature cache
     compile: bool = False  # torch.compile the backbone (GPU runs)
+    threshold: str = "fixed"  # fixed | val | oracle | val-fpr:X (sidbench.results.operating)
+    calibrate: str | None = None  # temperature | platt, fitted on the validation split per detector
+    fpr_targets: list[float] = field(default_factory=list)  # TPR columns at these FPRs besides 1% and 5%
 
     def __post_init__(self) -> None:
         """Values of the wrong kind fail here with one line (TOML files are not type-checked)."""
@@ -54,12 +57,26 @@ class RunConfig:
             v = getattr(self, f.name)
             if f.type == "str | None" and v is not None and not isinstance(v, str):
                 raise SidbenchError(f"{f.name} must be a string, got {v!r}")
+        self._check_operating_points()
         if not isinstance(self.detector_options, dict):
             raise SidbenchError(f"detector_options must be a table of tables, got {self.detector_options!r}")
 
+    def _check_operating_points(self) -> None:
+        from ..results.operating import CALIBRATIONS, fpr_targets, parse_threshold
+
+        if not isinstance(self.threshold, str):
+            raise SidbenchError(f"threshold must be a string, got {self.threshold!r}")
+        parse_threshold(self.threshold)
+        if self.calibrate is not None and self.calibrate not in CALIBRATIONS:
+            raise SidbenchError(f"--calibrate {self.calibrate}: choose {' or '.join(CALIBRATIONS)}")
+        if not isinstance(self.fpr_targets, list):
+            raise SidbenchError(f"fpr_targets must be a list of fractions, got {self.fpr_targets!r}")
+        fpr_targets(self.fpr_targets)
+
     def identity(self) -> dict[str, Any]:
-        """What fixes the results (not where they go, how fast or with which progress bars)."""
-        skip = ("out", "progress", "workers", "device", "no_cache")
+        """What fixes the scores (not where they go, how fast or with which progress bars; nor the
+        threshold, calibration and FPR targets, which only change the metrics computed from the scores)."""
+        skip = ("out", "progress", "workers", "device", "no_cache", "threshold", "calibrate", "fpr_targets")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def digest(self) -> str:

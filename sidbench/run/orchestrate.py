@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..api.detector import Detector
     from ..engine.cache import FeatureCache
     from ..engine.inputs import ExtractOptions
+    from ..engine.scoring import ScoreContext
     from ..engine.sources import BackboneSource, Source
     from ..registry.plugins import Plugins
     from .distributed import Dist
@@ -98,7 +99,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
 
     from ..data.perturb import parse_perturbations
     from ..engine.inputs import ExtractOptions
-    from ..engine.scoring import ScoreContext, score_group
+    from ..engine.scoring import ScoreContext
     from ..results.folder import claim_results_folder
     from . import distributed
 
@@ -108,6 +109,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
     device = dist.device(pick_device(cfg.device))
     log = log if dist.is_main else (lambda message: None)  # one voice under torchrun
     out.mkdir(parents=True, exist_ok=True)
+    check_val_for_operating_points(cfg, data)
     claim_results_folder(out, cfg.identity())  # every rank writes the same content atomically
     perturbations = parse_perturbations(cfg.perturb, plugins)
     detectors = build_detectors(cfg, plugins)
@@ -118,17 +120,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
         fit_all(ctx, detectors)
     score = ScoreContext(distributed.open_scores(out, dist), opts, shard=(dist.rank, dist.world))
     try:
-        for (key, protocol), by_det in assign(detectors, data, cfg).items():
-            group = [d for d in detectors if d.name in by_det]
-            source = ctx.pool.source(group[0])
-            for det in group:
-                det.to(device).eval()
-                det.bind(source)
-            for pert in perturbations:
-                t = time.time()
-                wanted = {n: [r for r in rs if data.plan is None or data.plan.wants(pert.name, r)] for n, rs in by_det.items()}
-                score_group(score, group, source, protocol, pert, wanted)
-                ctx.timings[f"score {key} {protocol} {pert.name}"] = round(time.time() - t, 3)
+        score_all(ctx, detectors, score, assign(detectors, data, cfg), perturbations, data.plan)
     finally:
         score.scores.close()
     if cache is not None:
@@ -140,8 +132,9 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
         dist.close()
         return None
     distributed.merge_scores(out)
-    ctx.timings["total"] = round(time.time() - t0, 3)
     try:
+        score_validation(ctx, detectors)  # on rank 0 only: validation sets are small
+        ctx.timings["total"] = round(time.time() - t0, 3)
         return finish(ctx, detectors, perturbations, skipped)
     finally:
         dist.close()
@@ -153,16 +146,68 @@ def _feature_cache() -> "FeatureCache":
     return FeatureCache()
 
 
-def assign(detectors: Sequence["Detector"], data: RunData, cfg: RunConfig) -> dict[tuple[str, str], dict[str, list[Record]]]:
-    """(source, protocol) -> detector name -> its records: detectors sharing a source and preprocessing
-    share one pass per image; a plan may give some records another protocol."""
+def assign(detectors: Sequence["Detector"], data: RunData, cfg: RunConfig,
+           records: Sequence[Record] | None = None) -> dict[tuple[str, str], dict[str, list[Record]]]:
+    """(source, protocol) -> detector name -> its records (default: the test records): detectors sharing a
+    source and preprocessing share one pass per image; a plan may give some test records another protocol."""
+    plan = data.plan if records is None else None
     groups: dict[tuple[str, str], dict[str, list[Record]]] = {}
     for det in detectors:
         key = SourcePool.key(det, cfg)
-        for r in data.test:
-            protocol = (data.plan.protocol(det, r) if data.plan is not None and not cfg.protocol else None) or det.preprocess
+        for r in (data.test if records is None else records):
+            protocol = (plan.protocol(det, r) if plan is not None and not cfg.protocol else None) or det.preprocess
             groups.setdefault((key, protocol), {}).setdefault(det.name, []).append(r)
     return groups
+
+
+def score_all(ctx: RunContext, detectors: Sequence["Detector"], score: "ScoreContext", groups: dict[tuple[str, str], dict[str, list[Record]]],
+              perturbations: Sequence[Any], plan: Any = None, label: str = "score") -> None:
+    """Score ``groups`` (from :func:`assign`) under every perturbation (those ``plan`` wants) through the
+    engine's scoring path."""
+    from ..engine.scoring import score_group
+
+    for (key, protocol), by_det in groups.items():
+        group = [d for d in detectors if d.name in by_det]
+        source = ctx.pool.source(group[0])
+        for det in group:
+            det.to(ctx.pool.device).eval()
+            det.bind(source)
+        for pert in perturbations:
+            t = time.time()
+            wanted = {n: [r for r in rs if plan is None or plan.wants(pert.name, r)] for n, rs in by_det.items()}
+            score_group(score, group, source, protocol, pert, wanted)
+            ctx.timings[f"{label} {key} {protocol} {pert.name}"] = round(time.time() - t, 3)
+
+
+VAL_SCORES = "val_scores.csv"
+
+
+def check_val_for_operating_points(cfg: RunConfig, data: RunData) -> None:
+    """``--threshold val``/``val-fpr:X`` and ``--calibrate`` need validation images: fail before any work."""
+    from ..results.operating import VAL_HINT, parse_threshold
+
+    policy = parse_threshold(cfg.threshold)
+    if (policy.needs_val or cfg.calibrate) and not data.val:
+        what = f"--threshold {policy}" if policy.needs_val else f"--calibrate {cfg.calibrate}"
+        raise SidbenchError(f"{what} chooses on the validation split, and this run has none: {VAL_HINT}")
+
+
+def score_validation(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
+    """Score every detector (fitted here or attached by checkpoint) on the clean validation records, through
+    the same scoring path as the test records, into ``val_scores.csv`` (resumable like ``scores.csv``)."""
+    from ..data.perturb import NONE
+    from ..engine.scoring import ScoreContext
+    from ..results.scores import ScoreLog
+
+    if not ctx.data.val:
+        return
+    score = ScoreContext(ScoreLog(ctx.out / VAL_SCORES), ctx.options)
+    try:
+        score_all(ctx, detectors, score, assign(detectors, ctx.data, ctx.cfg, ctx.data.val), [NONE], label="score val")
+    finally:
+        score.scores.close()
+    if score.skipped:
+        ctx.log(f"validation: {len(score.skipped)} unreadable image(s) skipped")
 
 
 def fit_all(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
@@ -232,16 +277,15 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
     from ..results.folder import environment, write_run_json, write_skipped
     from ..results.leaderboard import leaderboard_markdown
     from ..results.metrics import metrics_table
-    from ..results.scores import finalize_scores
 
     out, cfg, data = ctx.out, ctx.cfg, ctx.data
-    scores = finalize_scores(out / "scores.csv")
+    scores, op = operating_scores(ctx, detectors)
     n_skipped = write_skipped(out / "skipped.csv", skipped)
-    metrics = metrics_table(scores)
+    metrics = metrics_table(scores, op)
     write_atomic(out / "metrics.csv", metrics.to_csv(index=False))
     board = leaderboard_markdown(metrics)
     header = (f"# sidbench leaderboard: {data.name}\n\n{len(data.test)} images, {n_skipped} skipped "
-              f"(see skipped.csv); threshold 0.5 on P(fake); means are unweighted over splits.\n\n")
+              f"(see skipped.csv); {op.summary()}; means are unweighted over splits.\n\n")
     write_atomic(out / "leaderboard.md", header + board)
     write_run_json(out / "run.json", {
         "name": data.name,
@@ -249,6 +293,7 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
         "detectors": [detector_info(d, cfg, ctx.pool) for d in detectors],
         "backbones": ctx.pool.describe(),
         "perturbations": [p.name for p in perturbations],
+        "operating_points": op.describe(),
         "counts": {"test": len(data.test), "train": len(data.train), "val": len(data.val), "skipped": n_skipped},
         "seed": cfg.seed,
         "timings_s": ctx.timings,
@@ -256,9 +301,24 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
     })
     if n_skipped:
         ctx.log(f"skipped {n_skipped} unreadable file(s): see {out / 'skipped.csv'}")
-    ctx.log(board)
+    ctx.log(header + board)
     ctx.log(f"results in {out}")
     return metrics
+
+
+def operating_scores(ctx: RunContext, detectors: Sequence["Detector"]):
+    """The finalised test scores and the run's operating points (thresholds and calibrations fitted on
+    ``val_scores.csv``); with a calibration, both score files gain ``prob_calibrated``."""
+    from ..results.operating import operating_points, parse_threshold
+    from ..results.scores import finalize_scores, write_calibrated
+
+    val_path = ctx.out / VAL_SCORES
+    val = finalize_scores(val_path) if val_path.exists() else None
+    op = operating_points(parse_threshold(ctx.cfg.threshold), ctx.cfg.calibrate, [d.name for d in detectors], val,
+                          ctx.cfg.fpr_targets)
+    if val is not None:
+        write_calibrated(val_path, val, op)
+    return write_calibrated(ctx.out / "scores.csv", finalize_scores(ctx.out / "scores.csv"), op), op
 
 
 def detector_info(det: "Detector", cfg: RunConfig, pool: SourcePool) -> dict[str, Any]:
