@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 FORMATS = ("html", "md", "latex", "csv")
@@ -35,6 +36,10 @@ def main(args: argparse.Namespace) -> int:
     opts = ReportOptions(args.format, check_metrics([m.strip() for m in args.metric.split(",") if m.strip()]),
                          args.bootstrap, args.seed)
     merged = load_runs(args.results)
+    from ..results.leaderboard import coverage_warning
+
+    if (warning := coverage_warning(merged.metrics)) is not None:
+        print(f"sidbench: warning: {warning}", file=sys.stderr)
     if args.format != "html" and not args.out:
         print(report_text(merged, opts), end="")
         return 0

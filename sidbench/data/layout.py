@@ -78,17 +78,40 @@ class FolderLayout:
             generator = split if label == FAKE else ""
             out.append(Record(str(path), label, split, group or "folder", generator))
         if not out:
-            raise DataError(f"{root}: found no files under a 0_real or 1_fake folder; see the README's data layout section")
+            raise DataError(f"{root}: {no_labelled_files(root)}")
         return out
 
 
-def resolve_records(root: str | Path, plugins: Any, dataset: str | None = None, **options: Any) -> list[Record]:
-    """Records of ``root`` using the named dataset layout, or the first plugin layout that recognises it."""
+def empty_label_dirs(root: Path) -> list[Path]:
+    """The ``0_real``/``1_fake`` folders below ``root`` that hold no file."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / d for d in dirnames if d in LABEL_DIRS and not any(iter_files(Path(dirpath) / d))]
+    return found
+
+
+def no_labelled_files(root: Path) -> str:
+    """Why ``root`` gave no records: its 0_real/1_fake folders are empty, or it has none."""
+    empty = empty_label_dirs(root)
+    if empty:
+        shown = ", ".join(str(p.relative_to(root)) + "/" for p in empty[:4]) + (" ..." if len(empty) > 4 else "")
+        return f"the 0_real/1_fake folder(s) {shown} are empty; put the images in them"
+    return "found no files under a 0_real or 1_fake folder; see the README's data layout section"
+
+
+def resolve_records(root: str | Path, plugins: Any, dataset: str | None = None, *, flag: str = "--data",
+                    **options: Any) -> list[Record]:
+    """Records of ``root`` using the named dataset layout, or the first plugin layout that recognises it
+    (``flag`` names the option that gave ``root`` in errors: ``--data``, ``--train``, ``--val``)."""
     from ..api.specs import resolve_factory
 
     root = Path(root).expanduser()
     if not root.exists():
-        raise DataError(f"--data {root}: no such folder")
+        raise DataError(f"{flag} {root}: no such folder")
+    if not root.is_dir():
+        hint = f" (to score single images without labels: sidbench score {root})" if flag == "--data" else ""
+        raise DataError(f"{flag} {root} is a file, not a folder: give the folder that holds 0_real/ and 1_fake/{hint}")
     if dataset:
         layout = resolve_factory(plugins.dataset(dataset).factory)()
         return layout.records(root, **options)
@@ -97,7 +120,9 @@ def resolve_records(root: str | Path, plugins: Any, dataset: str | None = None, 
         layout = resolve_factory(spec.factory)()
         if layout.matches(root):
             return layout.records(root, **options)
+    if empty_label_dirs(root):
+        raise DataError(f"{flag} {root}: {no_labelled_files(root)}")
     raise DataError(
-        f"--data {root}: no known layout; put images under 0_real/ and 1_fake/ folders "
+        f"{flag} {root}: no known layout; put images under 0_real/ and 1_fake/ folders "
         f"(e.g. {root}/mysplit/0_real/*.png) or name a dataset with --dataset"
     )

@@ -81,6 +81,10 @@ class Plugins:
             ]
             if unmarked:
                 raise PluginError(f"{', '.join(unmarked)} lack(s) the @hookimpl decorator (from sidbench.api)")
+            misspelled = [n for n, _ in inspect.getmembers(obj, callable)
+                          if n not in HOOKS and self.pm.parse_hookimpl_opts(obj, n) is not None]
+            if misspelled:
+                raise PluginError(unknown_hooks(misspelled))
             self.pm.register(obj, name=name)
             try:
                 self.pm.check_pending()
@@ -271,6 +275,17 @@ def default_plugins() -> Plugins:
     if _default is None:
         _default = load_plugins()
     return _default
+
+
+def unknown_hooks(names: list[str]) -> str:
+    """'unknown hook 'sidbench_detector' (did you mean 'sidbench_detectors'?); the hooks are: ...'."""
+    import difflib
+
+    parts = []
+    for n in names:
+        close = difflib.get_close_matches(n, list(HOOKS), n=1, cutoff=0.6)
+        parts.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"unknown hook {', '.join(parts)}; the hooks are {', '.join(HOOKS)}"
 
 
 def _file_of(mod: ModuleType) -> str:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .distributed import Dist
 
 Log = Callable[[str], None]
+SKIPPED = "skipped.csv"
 
 
 def build_detectors(cfg: RunConfig, plugins: "Plugins") -> list["Detector"]:
@@ -230,18 +231,24 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
 
     from ..api.paths import write_atomic
     from ..results.folder import environment, write_run_json, write_skipped
-    from ..results.leaderboard import leaderboard_markdown
+    from ..results.leaderboard import DAGGER
+    from ..results.leaderboard import coverage_warning, leaderboard_markdown, seen_marker, split_names
     from ..results.metrics import metrics_table
     from ..results.scores import finalize_scores
 
     out, cfg, data = ctx.out, ctx.cfg, ctx.data
     scores = finalize_scores(out / "scores.csv")
-    n_skipped = write_skipped(out / "skipped.csv", skipped)
+    n_skipped = write_skipped(out / SKIPPED, skipped)
     metrics = metrics_table(scores)
     write_atomic(out / "metrics.csv", metrics.to_csv(index=False))
-    board = leaderboard_markdown(metrics)
-    header = (f"# sidbench leaderboard: {data.name}\n\n{len(data.test)} images, {n_skipped} skipped "
-              f"(see skipped.csv); threshold 0.5 on P(fake); means are unweighted over splits.\n\n")
+    training = {d.name: d.trained_on if d.trained_on is not None else d.spec.training_data for d in detectors}
+    seen = seen_marker(training, split_names(scores[["split", "generator"]].drop_duplicates().itertuples(index=False)))
+    board = leaderboard_markdown(metrics, seen=seen)
+    if DAGGER in board:
+        board += f"\n{DAGGER} = the split's generator is in the detector's training data.\n"
+    counts = f"{scores['path'].nunique()} images scored, {n_skipped} skipped"
+    header = (f"# sidbench leaderboard: {data.name}\n\n{counts} (see skipped.csv); threshold 0.5 on P(fake); "
+              "means are unweighted over splits.\n\n")
     write_atomic(out / "leaderboard.md", header + board)
     write_run_json(out / "run.json", {
         "name": data.name,
@@ -254,10 +261,10 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
         "timings_s": ctx.timings,
         "environment": environment(),
     })
-    if n_skipped:
-        ctx.log(f"skipped {n_skipped} unreadable file(s): see {out / 'skipped.csv'}")
     ctx.log(board)
-    ctx.log(f"results in {out}")
+    if (warning := coverage_warning(metrics)) is not None:
+        ctx.log(f"warning: {warning}")
+    ctx.log(f"{counts}{f' (unreadable: see {out / SKIPPED})' if n_skipped else ''}; results in {out}")
     return metrics
 
 

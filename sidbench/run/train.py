@@ -23,7 +23,7 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
     from .inputs import records_of
 
     det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **(options or {}))
-    train, val = records_of(cfg.train, plugins), records_of(cfg.val, plugins)
+    train, val = records_of(cfg.train, plugins), records_of(cfg.val, plugins, flag="--val")
     if classes:
         keep = set(classes)
         train = [r for r in train if r.split in keep]
