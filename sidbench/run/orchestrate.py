@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..api.detector import Detector
     from ..engine.cache import FeatureCache
     from ..engine.inputs import ExtractOptions
+    from ..engine.scoring import ScoreContext
     from ..engine.sources import BackboneSource, Source
     from ..registry.plugins import Plugins
     from .distributed import Dist
@@ -99,7 +100,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
 
     from ..data.perturb import parse_perturbations
     from ..engine.inputs import ExtractOptions
-    from ..engine.scoring import ScoreContext, score_group
+    from ..engine.scoring import ScoreContext
     from ..results.folder import claim_results_folder
     from . import distributed
 
@@ -112,24 +113,14 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
     claim_results_folder(out, cfg.identity())  # every rank writes the same content atomically
     perturbations = parse_perturbations(cfg.perturb, plugins)
     detectors = build_detectors(cfg, plugins)
-    cache = None if cfg.no_cache else _feature_cache()
+    cache = None if cfg.no_cache else feature_cache()
     opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache)
     ctx = RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log)
     with dist.main_first():  # rank 0 fits and saves; the other ranks load its checkpoints
         fit_all(ctx, detectors)
     score = ScoreContext(distributed.open_scores(out, dist), opts, shard=(dist.rank, dist.world))
     try:
-        for (key, protocol), by_det in assign(detectors, data, cfg).items():
-            group = [d for d in detectors if d.name in by_det]
-            source = ctx.pool.source(group[0])
-            for det in group:
-                det.to(device).eval()
-                det.bind(source)
-            for pert in perturbations:
-                t = time.time()
-                wanted = {n: [r for r in rs if data.plan is None or data.plan.wants(pert.name, r)] for n, rs in by_det.items()}
-                score_group(score, group, source, protocol, pert, wanted)
-                ctx.timings[f"score {key} {protocol} {pert.name}"] = round(time.time() - t, 3)
+        score_all(score, ctx.pool, detectors, data, perturbations, ctx.timings)
     finally:
         score.scores.close()
     if cache is not None:
@@ -148,7 +139,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
         dist.close()
 
 
-def _feature_cache() -> "FeatureCache":
+def feature_cache() -> "FeatureCache":
     from ..engine.cache import FeatureCache
 
     return FeatureCache()
@@ -164,6 +155,25 @@ def assign(detectors: Sequence["Detector"], data: RunData, cfg: RunConfig) -> di
             protocol = (data.plan.protocol(det, r) if data.plan is not None and not cfg.protocol else None) or det.preprocess
             groups.setdefault((key, protocol), {}).setdefault(det.name, []).append(r)
     return groups
+
+
+def score_all(score: "ScoreContext", pool: SourcePool, detectors: Sequence["Detector"], data: RunData,
+              perturbations: Sequence[Any], timings: dict[str, float]) -> None:
+    """Score every detector on its records under every perturbation: one source pass per image for each
+    group of detectors sharing a source and protocol (``sidbench run`` and ``sidbench score``)."""
+    from ..engine.scoring import score_group
+
+    for (key, protocol), by_det in assign(detectors, data, pool.cfg).items():
+        group = [d for d in detectors if d.name in by_det]
+        source = pool.source(group[0])
+        for det in group:
+            det.to(pool.device).eval()
+            det.bind(source)
+        for pert in perturbations:
+            t = time.time()
+            wanted = {n: [r for r in rs if data.plan is None or data.plan.wants(pert.name, r)] for n, rs in by_det.items()}
+            score_group(score, group, source, protocol, pert, wanted)
+            timings[f"score {key} {protocol} {pert.name}"] = round(time.time() - t, 3)
 
 
 def fit_all(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
