@@ -11,7 +11,7 @@ import traceback
 
 from ..api.errors import SidbenchError
 
-COMMANDS = ("run", "score", "train", "list_", "plugins", "datasets", "report", "ablate", "cache")
+COMMANDS = ("run", "score", "train", "list_", "plugins", "datasets", "report", "ablate", "cache", "weights")
 
 
 def common_parser(after_command: bool = False) -> argparse.ArgumentParser:
