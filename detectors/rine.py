@@ -459,6 +459,9 @@ COMMON_OPTIONS: dict[str, Any] = {
     "augment": True, "blur_prob": 0.5, "blur_sigma": [0.0, 3.0], "jpeg_prob": 0.5, "jpeg_qualities": [30, 100],
     "flip": True, "train_on": "features",
 }
+# options that take a keyword or a list: blocks "all" | "last" | index | [indices]; classes "all" | [names];
+# jpeg_qualities "uniform" | [qualities]
+OPTION_TYPES = {"blocks": (str, int, list), "classes": (str, list), "jpeg_qualities": (str, list)}
 VARIANTS: dict[str, dict[str, Any]] = {
     "progan1": {"q": 4, "proj_dim": 1024, "xi": 0.1, "epochs": 1, "classes": ["horse"]},
     "progan2": {"q": 4, "proj_dim": 128, "xi": 0.2, "epochs": 1, "classes": ["chair", "horse"]},
@@ -509,6 +512,7 @@ def sidbench_detectors() -> list[DetectorSpec]:
             needs_fit=True,
             default=variant == "progan4",
             options={**COMMON_OPTIONS, **cfg},
+            option_types=OPTION_TYPES,
             training_data=("ldm",) if variant == "ldm" else ("progan",),
             paper=PAPER,
             license="Apache-2.0",

@@ -84,6 +84,9 @@ class DetectorSpec:
     needs_fit: bool = False
     default: bool = False  # the variant that the bare family name selects
     options: Mapping[str, Any] = field(default_factory=dict)
+    # the types an option accepts when its default's type is not all of them, e.g. {"blocks": (str, int, list)}
+    # (see sidbench.api.options)
+    option_types: Mapping[str, Any] = field(default_factory=dict)
     # option overrides the quickstart uses (e.g. fewer epochs on its 400 images); the published defaults stay in options
     quickstart_options: Mapping[str, Any] = field(default_factory=dict)
     training_data: tuple[str, ...] = ()  # generators (or data sets) seen in training

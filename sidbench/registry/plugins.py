@@ -119,7 +119,8 @@ class Plugins:
                         raise PluginError(f"{hook_name}() returned a {type(spec).__name__}, expected {spec_type.__name__}")
                     if kind != "backbone" or spec.pattern is None:
                         check_name(spec.name, kind)
-                    out.append((kind, dataclasses.replace(spec, origin=rec.origin)))
+                    extra = {"needs_fit": True} if kind == "detector" and _class_needs_fit(spec) else {}
+                    out.append((kind, dataclasses.replace(spec, origin=rec.origin, **extra)))
                 rec.hooks.append(hook_name)
         return out
 
@@ -275,6 +276,12 @@ def default_plugins() -> Plugins:
     if _default is None:
         _default = load_plugins()
     return _default
+
+
+def _class_needs_fit(spec: DetectorSpec) -> bool:
+    """A detector class that declares ``needs_fit = True`` needs fitting even when its spec does not say so
+    (only a class given as the factory is looked at: a ``"module:attr"`` string is not imported here)."""
+    return not spec.needs_fit and isinstance(spec.factory, type) and getattr(spec.factory, "needs_fit", False) is True
 
 
 def unknown_hooks(names: list[str]) -> str:
