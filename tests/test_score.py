@@ -85,3 +85,16 @@ def test_out_file_takes_its_format_from_the_suffix(images, tmp_path):
     out = tmp_path / "scores.json"
     assert main(["score", *images, "--detectors", "clip_zeroshot", "--backbone", "clip-tiny", "--out", str(out)]) == 0
     assert len(json.loads(out.read_text())) == 14
+
+
+def test_pixel_detectors_score_too(images, tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    shutil.copy(Path(__file__).parent / "plugins" / "pixel_probe.py", tmp_path / "pixel_probe.py")
+    assert main(["score", *images, "--detectors", "checker_probe", "--plugins-dir", str(tmp_path), "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out), keep_default_na=False)
+    scored = table[table["skipped"] == ""].astype({"prob": float})
+    assert len(scored) == 13 and set(scored["protocol"]) == {"native"}
+    fake = scored["path"].str.contains("1_fake")
+    assert scored[fake]["prob"].min() > scored[~fake]["prob"].max()  # the probe sees the fakes' checkerboard
