@@ -2,6 +2,7 @@
 when installed where the development tree cannot shadow it."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -44,8 +45,10 @@ def wheel(tmp_path_factory) -> tuple[Path, Path]:
     """(the wheel built offline from a clean copy of the tree, that tree)."""
     tmp = tmp_path_factory.mktemp("wheel")
     tree = clean_tree(tmp / "src")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index", "--no-build-isolation",
-                    "-w", str(tmp / "dist"), str(tree)], check=True, capture_output=True, timeout=300)
+    # offline with the setuptools installed here; where there is none (Python 3.12 venvs), pip fetches it
+    offline = ["--no-index", "--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *offline, "-w", str(tmp / "dist"), str(tree)],
+                   check=True, capture_output=True, timeout=300)
     [whl] = (tmp / "dist").glob("sidbench-*.whl")
     return whl, tree
 
