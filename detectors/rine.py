@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from sidbench.data.perturb import JPEG, Blur
-from sidbench.api import Detector, DetectorSpec, SidbenchError, WeightsError, hookimpl
+from sidbench.api import Detector, DetectorSpec, OfficialWeights, SidbenchError, WeightsError, hookimpl
 
 if TYPE_CHECKING:
     import torch
@@ -459,6 +459,9 @@ COMMON_OPTIONS: dict[str, Any] = {
     "augment": True, "blur_prob": 0.5, "blur_sigma": [0.0, 3.0], "jpeg_prob": 0.5, "jpeg_qualities": [30, 100],
     "flip": True, "train_on": "features",
 }
+# options that take a keyword or a list: blocks "all" | "last" | index | [indices]; classes "all" | [names];
+# jpeg_qualities "uniform" | [qualities]
+OPTION_TYPES = {"blocks": (str, int, list), "classes": (str, list), "jpeg_qualities": (str, list)}
 VARIANTS: dict[str, dict[str, Any]] = {
     "progan1": {"q": 4, "proj_dim": 1024, "xi": 0.1, "epochs": 1, "classes": ["horse"]},
     "progan2": {"q": 4, "proj_dim": 128, "xi": 0.2, "epochs": 1, "classes": ["chair", "horse"]},
@@ -469,6 +472,24 @@ TRAINED_ON = {
     "progan1": "ProGAN horse", "progan2": "ProGAN chair, horse", "progan4": "ProGAN car, cat, chair, horse",
     "ldm": "latent-diffusion training set (grip-unina DMimageDetection)",
 }
+
+# The released checkpoints (trainable parts), in the repository's ckpt/ folder at this commit. The git blob ids are
+# those of its tree; the SHA-256 is known for the 2-class file (checked against a copy of it).
+RINE_REPO, RINE_COMMIT = "https://github.com/mever-team/rine", "9b7fd5857cc205d0412be6aeee0d7611b95bd620"
+OFFICIAL_FILES = {
+    "progan1": ("model_1class_trainable.pth", None, "802e8dce29925de10a8f4bfd96c4b627d0c0cdfe"),
+    "progan2": ("model_2class_trainable.pth", "680d301b6d191da85b9dabcebf42cd3df20c5c669fa8320c498f835d02bf5ccb",
+                "b8418b5884fd1fc1dba79bea91f41ab2341673d8"),
+    "progan4": ("model_4class_trainable.pth", None, "bf5cd4053b5eaf64a0bd52cdb6bd0dbd9a8bc457"),
+    "ldm": ("model_ldm_trainable.pth", None, "6b225b2aeae4f52e99a7fb675d8bcb736aea4a2e"),
+}
+
+
+def official_weights(variant: str) -> OfficialWeights:
+    filename, sha256, blob = OFFICIAL_FILES[variant]
+    return OfficialWeights(url=f"https://raw.githubusercontent.com/mever-team/rine/{RINE_COMMIT}/ckpt/{filename}",
+                           filename=filename, sha256=sha256, git_blob=blob, repository=RINE_REPO,
+                           note=f"ckpt/{filename} of mever-team/rine at {RINE_COMMIT[:7]}")
 
 
 # The quickstart has 400 training images, not ProGAN's 72k: more epochs on one shared (unaugmented)
@@ -491,9 +512,11 @@ def sidbench_detectors() -> list[DetectorSpec]:
             needs_fit=True,
             default=variant == "progan4",
             options={**COMMON_OPTIONS, **cfg},
+            option_types=OPTION_TYPES,
             training_data=("ldm",) if variant == "ldm" else ("progan",),
             paper=PAPER,
             license="Apache-2.0",
             quickstart_options=QUICKSTART_OPTIONS,
+            official_weights=official_weights(variant),
         ))
     return specs

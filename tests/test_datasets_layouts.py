@@ -288,7 +288,7 @@ def test_bfree_list_real_and_fake_words(tmp_path, plugins):
 
 def test_a_file_no_layout_reads_is_a_clear_error(tmp_path, plugins):
     (tmp_path / "x.txt").write_text("hello")
-    with pytest.raises(DataError, match="a file that no layout reads"):
+    with pytest.raises(DataError, match="is a file, not a folder, and no layout reads it"):
         read(tmp_path / "x.txt", plugins)
     touch(tmp_path / "synthwildx" / "real", 1, "{i}.jpg")  # downloaded images beside their list
     (tmp_path / "synthwildx" / "list.csv").write_text("url,filename,typ\n")

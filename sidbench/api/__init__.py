@@ -15,12 +15,13 @@ from .errors import DataError, FitRequiredError, PluginError, SidbenchError, Unk
 from .fitting import Augment, FeatureSet, FitData, few_shot
 from .hookspecs import hookimpl, hookspec
 from .names import parse_key_values, split_name, split_options
-from .records import FAKE, REAL, Record
+from .records import FAKE, REAL, UNKNOWN, Record
 from .specs import BackboneSpec, DatasetSpec, DetectorSpec, OfficialWeights, PerturbationSpec, PixelInput
 
 __all__ = [
     "Augment", "Backbone", "BackboneInfo", "BackboneSpec", "CLIP_MEAN", "CLIP_STD", "DataError", "DatasetSpec",
     "Detector", "DetectorSpec", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "IMAGENET_MEAN", "IMAGENET_STD",
-    "OfficialWeights", "PerturbationSpec", "PixelInput", "PluginError", "REAL", "Record", "SidbenchError", "UnknownNameError",
-    "WeightsError", "few_shot", "hookimpl", "hookspec", "parse_key_values", "split_name", "split_options",
+    "OfficialWeights", "PerturbationSpec", "PixelInput", "PluginError", "REAL", "Record", "SidbenchError", "UNKNOWN",
+    "UnknownNameError", "WeightsError", "few_shot", "hookimpl", "hookspec", "parse_key_values", "split_name",
+    "split_options",
 ]

@@ -77,6 +77,8 @@ def save_tensors(path: str | Path, tensors: dict[str, "torch.Tensor"], meta: dic
     """Write safetensors with JSON metadata, atomically (temp file + rename)."""
     from safetensors.torch import save_file
 
+    from .paths import file_mode
+
     path = Path(path).expanduser()
     if path.suffix.lower() != ".safetensors":
         path = path.with_suffix(path.suffix + ".safetensors") if path.suffix else path.with_suffix(".safetensors")
@@ -84,6 +86,7 @@ def save_tensors(path: str | Path, tensors: dict[str, "torch.Tensor"], meta: dic
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     save_file(clean, str(tmp), metadata={META_KEY: json.dumps(meta, default=str)})
+    os.chmod(tmp, file_mode())  # the permissions of the run's other outputs, not safetensors' private 0o600
     os.replace(tmp, path)
     return path
 

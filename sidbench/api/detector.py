@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .checkpoints import load_tensors, save_tensors
 from .errors import SidbenchError, WeightsError
 from .names import split_options
+from .options import check_options
 from .specs import DetectorSpec
 
 if TYPE_CHECKING:
@@ -26,16 +27,15 @@ class Detector:
     the preprocessed images [B, 3, H, W], and runs its own network (``backbone`` is then None).
     """
 
+    needs_fit: bool = False  # a class that must be fitted says so here or in its spec (either is enough)
+
     def __init__(self, spec: DetectorSpec, backbone: "BackboneInfo | None", **options: Any):
-        unknown = set(options) - set(spec.options) - {"preprocess"}
-        if unknown:
-            raise SidbenchError(
-                f"detector {spec.name!r} has no option(s) {sorted(unknown)}; it takes {sorted(spec.options) or 'none'}"
-            )
+        check_options(spec, options)  # unknown names and values of the wrong type: one line each
         self.spec = spec
         self.backbone_info = backbone
         self.options: dict[str, Any] = {**spec.options, **options}
-        self.fitted = not spec.needs_fit
+        self.needs_fit = bool(spec.needs_fit or type(self).needs_fit)
+        self.fitted = not self.needs_fit
         self.device = "cpu"
         self.weights_path: str | None = None
         self.label: str | None = None  # e.g. "rine.progan4[tie=false]" when built with bracket options
@@ -99,8 +99,12 @@ class Detector:
         return out
 
     def load_state_dict(self, state: dict[str, "torch.Tensor"]) -> None:
+        """Load tensors saved by :meth:`state_dict`. A parameter or buffer that is empty (a 0 in its shape:
+        state whose size depends on the training data, allocated empty before the fit) first takes the shape
+        and dtype it has in ``state``; every other tensor must match in shape."""
         for prefix, module in self.modules().items():
             sub = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+            take_empty_shapes(module, sub)
             try:
                 module.load_state_dict(sub)
             except RuntimeError as exc:
@@ -144,6 +148,25 @@ class Detector:
         self.fitted = True
         self.weights_path = str(path)
         return self.to(self.device).eval()
+
+
+def take_empty_shapes(module: "torch.nn.Module", state: dict[str, "torch.Tensor"]) -> None:
+    """Re-allocate each empty parameter or buffer of ``module`` to the shape and dtype of its entry in ``state``
+    (a parameter stays a parameter, with its ``requires_grad``); non-empty ones are left for the shape check."""
+    import torch
+
+    for key, value in state.items():
+        owner_name, _, leaf = key.rpartition(".")
+        try:
+            owner = module.get_submodule(owner_name) if owner_name else module
+        except AttributeError:
+            continue  # an unexpected key: load_state_dict reports it
+        table = owner._parameters if leaf in owner._parameters else owner._buffers
+        current = table.get(leaf)
+        if current is None or current.numel() or tuple(current.shape) == tuple(value.shape):
+            continue
+        fresh = torch.zeros(value.shape, dtype=value.dtype, device=current.device)
+        table[leaf] = torch.nn.Parameter(fresh, requires_grad=current.requires_grad) if table is owner._parameters else fresh
 
 
 def _jsonable(v: Any) -> bool:

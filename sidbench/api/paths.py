@@ -19,3 +19,11 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def file_mode() -> int:
+    """The permissions a new file gets here (0o666 less the umask), as every other output of a run has them;
+    for files written by libraries that create them private (safetensors writes 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask

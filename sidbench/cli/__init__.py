@@ -11,34 +11,49 @@ import traceback
 
 from ..api.errors import SidbenchError
 
-COMMANDS = ("run", "train", "list_", "plugins", "datasets", "report", "ablate", "cache")
+COMMANDS = ("run", "score", "train", "list_", "plugins", "datasets", "report", "ablate", "cache", "weights")
 
 
-def common_parser() -> argparse.ArgumentParser:
+def common_parser(after_command: bool = False) -> argparse.ArgumentParser:
+    """``--plugins-dir``, ``--strict`` and ``--debug``, accepted before the command and after it.
+
+    After the command they have no defaults (argparse would otherwise let a subcommand's defaults reset what
+    was given before it), and ``--plugins-dir`` collects into its own list, merged by :func:`parse`."""
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("plugins and debugging")
-    g.add_argument("--plugins-dir", action="append", default=[], metavar="DIR",
+    unset = argparse.SUPPRESS
+    g.add_argument("--plugins-dir", action="append", default=unset if after_command else [], metavar="DIR",
+                   dest="plugins_dir_after" if after_command else "plugins_dir",
                    help="load every .py file in DIR as a plugin (repeatable; also $SIDBENCH_PLUGINS_DIR)")
-    g.add_argument("--strict", action="store_true", help="fail when any plugin fails to load")
-    g.add_argument("--debug", action="store_true", help="show tracebacks")
+    g.add_argument("--strict", action="store_true", default=unset if after_command else False,
+                   help="fail when any plugin fails to load")
+    g.add_argument("--debug", action="store_true", default=unset if after_command else False, help="show tracebacks")
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    common = common_parser()
     parser = argparse.ArgumentParser(
         prog="sidbench",
         description="Benchmark synthetic-image detectors: many detectors, many test sets, one harness.",
         epilog="Run `sidbench run` with no arguments for the offline quickstart. `sidbench COMMAND --help` for details.",
-        parents=[common],
+        parents=[common_parser()],
     )
     parser.add_argument("--version", action="version", version=f"sidbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = common_parser(after_command=True)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub, common)
     return parser
+
+
+def parse(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The parser and the parsed arguments, with global flags given before and after the command merged."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.plugins_dir = [*args.plugins_dir, *vars(args).pop("plugins_dir_after", [])]
+    return parser, args
 
 
 def load_plugins_from(args: argparse.Namespace):
@@ -52,8 +67,7 @@ def load_plugins_from(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser, args = parse(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 FORMATS = ("html", "md", "latex", "csv")
@@ -35,6 +36,10 @@ def main(args: argparse.Namespace) -> int:
         raise ReportError("--bootstrap must be 0 (off) or a number of resamples such as 1000")
     names = check_metrics([m.strip() for m in args.metric.split(",") if m.strip()])
     merged = load_runs(args.results)
+    from ..results.leaderboard import coverage_warning
+
+    if (warning := coverage_warning(merged.metrics)) is not None:
+        print(f"sidbench: warning: {warning}", file=sys.stderr)
     opts = ReportOptions(args.format, check_metrics(names, merged), args.bootstrap, args.seed)
     if args.format != "html" and not args.out:
         print(report_text(merged, opts), end="")

@@ -32,6 +32,9 @@ def register(sub, common) -> None:
                    "root gives its val/)")
     add_operating_args(p)
     p.add_argument("--out", metavar="DIR", help="results folder (default results/<name>); the same --out resumes")
+    p.add_argument("--set", action="append", default=[], metavar="[NAME:]KEY=VALUE",
+                   help="detector option (repeatable), as in `sidbench train`: for every detector that takes KEY, "
+                        "or with NAME: for that one, e.g. --set epochs=3 --set clip_svm:C=10")
     p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as these flags (flags win)")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming an existing --out")
     p.set_defaults(func=main)
@@ -96,6 +99,11 @@ def main(args: argparse.Namespace) -> int:
 
     plugins = load_plugins_from(args)
     cfg = config_from_args(args)
+    if args.set:
+        from ..run.config import with_settings
+        from ..run.inputs import default_detectors
+
+        cfg = with_settings(cfg, args.set, plugins, cfg.detectors or ([] if cfg.data else default_detectors(plugins)))
     if cfg.suite and not cfg.data:
         from ..api.errors import SidbenchError
 

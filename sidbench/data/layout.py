@@ -79,7 +79,7 @@ class FolderLayout:
     def records(self, root: Path, group: str = "", **options: Any) -> list[Record]:
         out = self.outside(Path(root), (), group)
         if not out:
-            raise DataError(f"{root}: found no files under a 0_real or 1_fake folder; see the README's data layout section")
+            raise DataError(f"{root}: {no_labelled_files(root)}")
         return out
 
     def outside(self, root: Path, claimed: Iterable[Path], group: str = "") -> list[Record]:
@@ -95,6 +95,24 @@ class FolderLayout:
                 generator = split if label == FAKE else ""
                 out.append(Record(str(path), label, split, group or "folder", generator))
         return out
+
+def empty_label_dirs(root: Path) -> list[Path]:
+    """The ``0_real``/``1_fake`` folders below ``root`` that hold no file."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / d for d in dirnames if d in LABEL_DIRS and not any(iter_files(Path(dirpath) / d))]
+    return found
+
+
+def no_labelled_files(root: Path) -> str:
+    """Why ``root`` gave no records: its 0_real/1_fake folders are empty, or it has none."""
+    empty = empty_label_dirs(root)
+    if empty:
+        shown = ", ".join(str(p.relative_to(root)) + "/" for p in empty[:4]) + (" ..." if len(empty) > 4 else "")
+        return f"the 0_real/1_fake folder(s) {shown} are empty; put the images in them"
+    return "found no files under a 0_real or 1_fake folder; see the README's data layout section"
+
 
 
 def within(path: Path, folder: Path) -> bool:
@@ -113,10 +131,11 @@ def unclaimed(root: Path, claimed: list[Path]) -> list[Path]:
     return [f for d in subs for f in unclaimed(d, claimed)]
 
 
-def resolve_records(root: str | Path, plugins: Any, dataset: str | None = None, role: str = "test",
-                    **options: Any) -> list[Record]:
+def resolve_records(root: str | Path, plugins: Any, dataset: str | None = None, role: str = "test", *,
+                    flag: str = "--data", **options: Any) -> list[Record]:
     """Records of ``root`` in ``role`` (test, train or val): with the named dataset layout, or with every
-    layout recognised there (see :func:`sidbench.data.resolve.recognised_records`)."""
+    layout recognised there (see :func:`sidbench.data.resolve.recognised_records`); ``flag`` names the
+    option that gave ``root`` in errors (``--data``, ``--train``, ``--val``)."""
     from .resolve import recognised_records
 
-    return recognised_records(Path(root).expanduser(), plugins, dataset, role, **options)
+    return recognised_records(Path(root).expanduser(), plugins, dataset, role, flag=flag, **options)

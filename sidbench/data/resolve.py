@@ -34,14 +34,16 @@ class Part:
         return role in getattr(self.layout, "roles", ("test",))
 
 
-def recognised_records(root: Path, plugins: Any, dataset: str | None, role: str, **options: Any) -> list[Record]:
-    """The records of ``root`` in ``role``: the named layout's, or those of every layout recognised there."""
+def recognised_records(root: Path, plugins: Any, dataset: str | None, role: str, *, flag: str = "--data",
+                       **options: Any) -> list[Record]:
+    """The records of ``root`` in ``role``: the named layout's, or those of every layout recognised there
+    (``flag`` names the option that gave ``root`` in errors)."""
     from ..api.specs import resolve_factory
 
     if role not in ROLES:
         raise DataError(f"unknown data role {role!r}; choose one of {', '.join(ROLES)}")
     if not root.exists():
-        raise DataError(f"--data {root}: no such folder")
+        raise DataError(f"{flag} {root}: no such folder")
     if dataset:
         return resolve_factory(plugins.dataset(dataset).factory)().records(root, role=role, **options)
     specs = sorted(plugins.datasets.values(), key=lambda s: (-s.priority, s.name))
@@ -59,7 +61,7 @@ def recognised_records(root: Path, plugins: Any, dataset: str | None, role: str,
                 if recs:
                     read.append(Part(name, lay, [root], recs))
     if not read:
-        raise DataError(no_layout_message(root))
+        raise DataError(no_layout_message(root, flag))
     renamed = unique_splits(read)
     say(root, role, read, left, renamed)
     return [r for p in read for r in p.records]
@@ -143,11 +145,17 @@ def where(root: Path, folder: Path) -> str:
     return os.path.relpath(folder, root) if within(folder, root) else str(folder)
 
 
-def no_layout_message(root: Path) -> str:
+def no_layout_message(root: Path, flag: str = "--data") -> str:
+    """Why nothing could be read from ``root``, and what to give instead."""
+    from .layout import empty_label_dirs, no_labelled_files
+
     if root.is_file():
-        return (f"--data {root}: a file that no layout reads; give a folder, or a CSV list of images "
-                "(.csv with columns path,label; see the README's CSV section)")
+        score = f"; to score single images without labels: sidbench score {root}" if flag == "--data" else ""
+        return (f"{flag} {root} is a file, not a folder, and no layout reads it; give a folder, or a CSV list of images "
+                f"(.csv with columns path,label; see the README's CSV section){score}")
+    if empty_label_dirs(root):
+        return f"{flag} {root}: {no_labelled_files(root)}"
     lists = sorted(p.name for p in root.glob("*.csv")) if root.is_dir() else []
-    hint = f" or give its CSV list (--data {root / lists[0]})" if lists else ""
-    return (f"--data {root}: no known layout; put images under 0_real/ and 1_fake/ folders "
+    hint = f" or give its CSV list ({flag} {root / lists[0]})" if lists else ""
+    return (f"{flag} {root}: no known layout; put images under 0_real/ and 1_fake/ folders "
             f"(e.g. {root}/mysplit/0_real/*.png){hint} or name a dataset with --dataset")

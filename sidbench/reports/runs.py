@@ -133,21 +133,21 @@ class Merged:
         """Split -> its name, its last path part and the generators of its fake images (lower case)."""
         import pandas as pd
 
-        names: dict[str, set[str]] = {}
-        for split in self.metrics["split"]:
-            if not split.startswith("mean:"):
-                names.setdefault(split, {split.lower(), split.lower().rsplit("/", 1)[-1]})
+        from ..results.leaderboard import split_names
+
+        splits = set(self.metrics["split"])
+        pairs = [(s, "") for s in splits]
         for run in self.runs:
             if run.scores_path.is_file():
                 gens = pd.read_csv(run.scores_path, usecols=["split", "generator"], dtype=str, keep_default_na=False)
-                for split, gen in gens.drop_duplicates().itertuples(index=False):
-                    if gen and split in names:
-                        names[split].add(gen.lower())
-        return names
+                pairs += [(s, g) for s, g in gens.drop_duplicates().itertuples(index=False) if s in splits]
+        return split_names(pairs)
 
     def seen_in_training(self, detector: str, split: str) -> bool:
         """Whether any generator of ``split`` is in the detector's training data."""
-        return bool(self.training_data.get(detector, set()) & self.split_generators.get(split, set()))
+        from ..results.leaderboard import seen_marker
+
+        return seen_marker(self.training_data, self.split_generators)(detector, split)
 
 
 def calibrated_logits(scores: "pd.DataFrame", calibrations: dict[str, dict[str, float]]):

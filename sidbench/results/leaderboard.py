@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,6 +48,7 @@ class Leaderboard:
     hi: "pd.DataFrame | None" = None
     seen: "pd.DataFrame | None" = None
     oracle: bool = False  # accuracies at oracle thresholds (their own tables, labelled)
+    comparable: bool = True  # False: the detectors' means cover different splits (not ranked, no best mean)
 
     @property
     def title(self) -> str:
@@ -57,10 +58,14 @@ class Leaderboard:
 
     def best(self) -> "pd.DataFrame":
         """True where a cell shows the column's best value (the lowest for EER, ECE, Brier and NLL; ties at
-        the shown precision all count); nothing is marked when there is only one detector."""
+        the shown precision all count); nothing is marked when there is only one detector, nor in mean
+        columns that are not comparable."""
         shown = self.values.round(3) if self.metric in PLAIN else (self.values * 100).round(1)
-        best = shown.min(axis=0) if self.metric in LOWER_IS_BETTER else shown.max(axis=0)
-        return shown.eq(best, axis=1) & shown.notna() & (len(shown) > 1)
+        top = shown.min(axis=0) if self.metric in LOWER_IS_BETTER else shown.max(axis=0)
+        best = shown.eq(top, axis=1) & shown.notna() & (len(shown) > 1)
+        if not self.comparable:
+            best.loc[:, [c for c in best.columns if str(c).startswith("mean:")]] = False
+        return best
 
 
 def perturbation_order(names: Iterable[str]) -> list[str]:
@@ -112,10 +117,11 @@ def leaderboard(metrics: "pd.DataFrame", metric: str, perturbation: str = "none"
     cols = split_columns(df)
     values = df.pivot_table(index="detector", columns="split", values=metric, aggfunc="first", dropna=False)
     values = values.reindex(columns=cols)
-    if "mean:all" in values:
+    comparable = not uneven_coverage(df)
+    if "mean:all" in values and comparable:
         values = values.sort_values("mean:all", ascending=metric in LOWER_IS_BETTER, kind="stable")
     values.columns.name = values.index.name = None
-    board = Leaderboard(metric, perturbation, values, oracle=oracle and metric in THRESHOLDED)
+    board = Leaderboard(metric, perturbation, values, oracle=oracle and metric in THRESHOLDED, comparable=comparable)
     if intervals is not None and len(intervals):
         ci = intervals[(intervals["metric"] == metric) & (intervals["perturbation"] == perturbation)]
         for bound in ("lo", "hi"):
@@ -126,6 +132,46 @@ def leaderboard(metrics: "pd.DataFrame", metric: str, perturbation: str = "none"
 
         board.seen = pd.DataFrame([[seen(d, c) for c in cols] for d in values.index], index=values.index, columns=cols)
     return board
+
+
+def uneven_coverage(metrics: "pd.DataFrame") -> dict[str, int]:
+    """Detector -> how many splits its ``mean:all`` covers, when that differs between detectors at some
+    perturbation (their means then average different splits and must not be ranked together); else {}."""
+    rows = metrics[~metrics["split"].astype(str).str.startswith("mean:")]
+    for _, df in rows.groupby("perturbation", sort=True):
+        cover = df.groupby("detector")["split"].agg(frozenset)
+        if len(set(cover)) > 1:
+            return {d: len(s) for d, s in cover.items()}
+    return {}
+
+
+def coverage_warning(metrics: "pd.DataFrame") -> str | None:
+    """One line saying that the detectors' means cover different splits, or None when they agree."""
+    counts = uneven_coverage(metrics)
+    if not counts:
+        return None
+    shown = ", ".join(f"{d}: {n}" for d, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:6])
+    return (f"the detectors' mean:all cover different splits ({shown}{' ...' if len(counts) > 6 else ''} splits), "
+            "so their means are not ranked against each other; compare them split by split")
+
+
+def split_names(pairs: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
+    """Split -> the names a detector's declared training data may match: the split's name, its last path part
+    and the generators of its fakes (lower case), from (split, generator) pairs (generator "" for reals)."""
+    names: dict[str, set[str]] = {}
+    for split, gen in pairs:
+        if str(split).startswith("mean:"):
+            continue
+        entry = names.setdefault(split, {str(split).lower(), str(split).lower().rsplit("/", 1)[-1]})
+        if gen:
+            entry.add(str(gen).lower())
+    return names
+
+
+def seen_marker(training: Mapping[str, Iterable[str]], names: Mapping[str, set[str]]) -> Callable[[str, str], bool]:
+    """``seen(detector, split)``: whether any name of ``split`` is in the detector's training data (the ``†``)."""
+    lowered = {d: {str(g).lower() for g in gens} for d, gens in training.items()}
+    return lambda det, split: bool(lowered.get(det, set()) & names.get(split, set()))
 
 
 def board_cells(board: Leaderboard, bold: Callable[[str], str], dagger: str, interval: Callable[[str, str], str]):

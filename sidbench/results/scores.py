@@ -81,6 +81,29 @@ class ScoreLog:
         self._f.close()
 
 
+class ScoreRows:
+    """The rows a :class:`ScoreLog` would write, kept in memory (``sidbench score``: no results folder)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self.done: set[tuple[str, str, str, str]] = set()
+
+    def write(self, rows: Iterable[tuple]) -> None:
+        for row in rows:
+            self.rows.append(row)
+            self.done.add(row_key(row))
+
+    def close(self) -> None:
+        """Nothing to flush (the ScoreLog interface)."""
+
+    def frame(self) -> "pd.DataFrame":
+        """The rows with ``SCORE_COLUMNS``; logit and prob as floats."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.rows, columns=SCORE_COLUMNS)
+        return df.astype({"logit": float, "prob": float})
+
+
 def read_scores(path: Path) -> "pd.DataFrame":
     import pandas as pd
 

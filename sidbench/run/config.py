@@ -129,15 +129,45 @@ def read_toml(path: str) -> dict[str, Any]:
 def config_from(values: dict[str, Any], source: str | None = None) -> RunConfig:
     """A RunConfig from TOML-style values (``source`` names the file for errors); ``detectors`` may be
     one comma-separated string, ``data`` one path."""
+    import difflib
+
     from ..api.names import split_list
 
-    unknown = set(values) - {f.name for f in dataclasses.fields(RunConfig)}
+    known = [f.name for f in dataclasses.fields(RunConfig)]
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise SidbenchError(f"--config {source}: unknown key(s) {sorted(unknown)}" if source
-                            else f"unknown run setting(s) {sorted(unknown)}")
+        hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, known, n=1)) else repr(k)
+                 for k in unknown]
+        where = f"--config {source}: unknown key(s)" if source else "unknown run setting(s)"
+        raise SidbenchError(f"{where} {', '.join(hints)}; the keys are those of `sidbench run --help` "
+                            f"with _ for - ({', '.join(known)})")
     values = dict(values)
     if isinstance(values.get("detectors"), str):
         values["detectors"] = split_list(values["detectors"])
     if isinstance(values.get("data"), str):
         values["data"] = [values["data"]]
     return RunConfig(**values)
+
+
+def with_settings(cfg: RunConfig, items: list[str], plugins: Any, detectors: list[str] | None = None) -> RunConfig:
+    """``--set KEY=VALUE`` (the grammar of ``sidbench train``) as detector options: each setting goes to every
+    detector in ``detectors`` (default ``cfg.detectors``) that takes that option; ``--set NAME:KEY=VALUE`` to
+    that one only. Settings override the config file's ``[detector_options.NAME]``."""
+    from ..api.names import parse_key_values, spec_name
+
+    if not items:
+        return cfg
+    names = list(detectors if detectors is not None else cfg.detectors)
+    options = {n: dict(o) for n, o in cfg.detector_options.items()}
+    for key, value in parse_key_values(items, "--set").items():
+        target, sep, option = key.rpartition(":")
+        chosen = [target] if sep else names
+        if sep and target not in names:
+            raise SidbenchError(f"--set {key}=...: {target!r} is not one of the detectors run ({', '.join(names)})")
+        takers = [n for n in chosen if option in plugins.detector(spec_name(n)).options or option == "preprocess"]
+        if not takers:
+            raise SidbenchError(f"--set {key}=...: none of {', '.join(chosen) or 'the detectors'} has an option "
+                                f"{option!r}; see `sidbench list detectors NAME` for a detector's options")
+        for n in takers:
+            options.setdefault(n, {})[option] = value
+    return dataclasses.replace(cfg, detector_options=options)

@@ -11,15 +11,16 @@ from ..data.layout import resolve_records
 from .config import RunConfig, RunData
 
 
-def records_of(paths: list[str] | str | None, plugins: Any, dataset: str | None = None, role: str = "test",
-               **options: Any) -> list:
-    """The records of every path in ``role`` (test, train or val); a split name in two paths is refused."""
+def records_of(paths: list[str] | str | None, plugins: Any, dataset: str | None = None, role: str = "test", *,
+               flag: str = "--data", **options: Any) -> list:
+    """The records of every path in ``role`` (test, train or val); a split name in two paths is refused
+    (``flag`` names their option in errors)."""
     if not paths:
         return []
     paths = [paths] if isinstance(paths, str) else paths
     out, root_of = [], {}
     for p in paths:
-        recs = resolve_records(p, plugins, dataset, role, **options)
+        recs = resolve_records(p, plugins, dataset, role, flag=flag, **options)
         for split in sorted({r.split for r in recs}):
             if root_of.setdefault(split, p) != p:
                 raise DataError(f"split {split!r} is in both {root_of[split]} and {p}: two data folders would merge "
@@ -36,7 +37,7 @@ def run_data(cfg: RunConfig, plugins: Any) -> RunData:
 
 def fit_records(cfg: RunConfig, plugins: Any) -> tuple[list, list]:
     """The ``--train`` and ``--val`` records, each read in its role (a GenImage or WildRF root gives its train/ or val/)."""
-    return records_of(cfg.train, plugins, role="train"), records_of(cfg.val, plugins, role="val")
+    return records_of(cfg.train, plugins, role="train", flag="--train"), records_of(cfg.val, plugins, role="val", flag="--val")
 
 
 def suite_run_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .distributed import Dist
 
 Log = Callable[[str], None]
+SKIPPED = "skipped.csv"
 
 
 def build_detectors(cfg: RunConfig, plugins: "Plugins") -> list["Detector"]:
@@ -113,14 +114,14 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
     claim_results_folder(out, cfg.identity())  # every rank writes the same content atomically
     perturbations = parse_perturbations(cfg.perturb, plugins)
     detectors = build_detectors(cfg, plugins)
-    cache = None if cfg.no_cache else _feature_cache()
+    cache = None if cfg.no_cache else feature_cache()
     opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache)
     ctx = RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log)
     with dist.main_first():  # rank 0 fits and saves; the other ranks load its checkpoints
         fit_all(ctx, detectors)
     score = ScoreContext(distributed.open_scores(out, dist), opts, shard=(dist.rank, dist.world))
     try:
-        score_all(ctx, detectors, score, assign(detectors, data, cfg), perturbations, data.plan)
+        score_all(score, ctx.pool, detectors, assign(detectors, data, cfg), perturbations, ctx.timings, data.plan)
     finally:
         score.scores.close()
     if cache is not None:
@@ -140,7 +141,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
         dist.close()
 
 
-def _feature_cache() -> "FeatureCache":
+def feature_cache() -> "FeatureCache":
     from ..engine.cache import FeatureCache
 
     return FeatureCache()
@@ -160,23 +161,25 @@ def assign(detectors: Sequence["Detector"], data: RunData, cfg: RunConfig,
     return groups
 
 
-def score_all(ctx: RunContext, detectors: Sequence["Detector"], score: "ScoreContext", groups: dict[tuple[str, str], dict[str, list[Record]]],
-              perturbations: Sequence[Any], plan: Any = None, label: str = "score") -> None:
+def score_all(score: "ScoreContext", pool: SourcePool, detectors: Sequence["Detector"],
+              groups: dict[tuple[str, str], dict[str, list[Record]]], perturbations: Sequence[Any],
+              timings: dict[str, float], plan: Any = None, label: str = "score") -> None:
     """Score ``groups`` (from :func:`assign`) under every perturbation (those ``plan`` wants) through the
-    engine's scoring path."""
+    engine's scoring path: one source pass per image for each group of detectors sharing a source and
+    protocol (``sidbench run``, its validation scores, and ``sidbench score``)."""
     from ..engine.scoring import score_group
 
     for (key, protocol), by_det in groups.items():
         group = [d for d in detectors if d.name in by_det]
-        source = ctx.pool.source(group[0])
+        source = pool.source(group[0])
         for det in group:
-            det.to(ctx.pool.device).eval()
+            det.to(pool.device).eval()
             det.bind(source)
         for pert in perturbations:
             t = time.time()
             wanted = {n: [r for r in rs if plan is None or plan.wants(pert.name, r)] for n, rs in by_det.items()}
             score_group(score, group, source, protocol, pert, wanted)
-            ctx.timings[f"{label} {key} {protocol} {pert.name}"] = round(time.time() - t, 3)
+            timings[f"{label} {key} {protocol} {pert.name}"] = round(time.time() - t, 3)
 
 
 VAL_SCORES = "val_scores.csv"
@@ -203,7 +206,8 @@ def score_validation(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
         return
     score = ScoreContext(ScoreLog(ctx.out / VAL_SCORES), ctx.options)
     try:
-        score_all(ctx, detectors, score, assign(detectors, ctx.data, ctx.cfg, ctx.data.val), [NONE], label="score val")
+        score_all(score, ctx.pool, detectors, assign(detectors, ctx.data, ctx.cfg, ctx.data.val), [NONE], ctx.timings,
+                  label="score val")
     finally:
         score.scores.close()
     if score.skipped:
@@ -275,17 +279,22 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
 
     from ..api.paths import write_atomic
     from ..results.folder import environment, write_run_json, write_skipped
-    from ..results.leaderboard import leaderboard_markdown
+    from ..results.leaderboard import DAGGER, coverage_warning, leaderboard_markdown, seen_marker, split_names
     from ..results.metrics import metrics_table
 
     out, cfg, data = ctx.out, ctx.cfg, ctx.data
     scores, op = operating_scores(ctx, detectors)
-    n_skipped = write_skipped(out / "skipped.csv", skipped)
+    n_skipped = write_skipped(out / SKIPPED, skipped)
     metrics = metrics_table(scores, op)
     write_atomic(out / "metrics.csv", metrics.to_csv(index=False))
-    board = leaderboard_markdown(metrics)
-    header = (f"# sidbench leaderboard: {data.name}\n\n{len(data.test)} images, {n_skipped} skipped "
-              f"(see skipped.csv); {op.summary()}; means are unweighted over splits.\n\n")
+    training = {d.name: d.trained_on if d.trained_on is not None else d.spec.training_data for d in detectors}
+    seen = seen_marker(training, split_names(scores[["split", "generator"]].drop_duplicates().itertuples(index=False)))
+    board = leaderboard_markdown(metrics, seen=seen)
+    if DAGGER in board:
+        board += f"\n{DAGGER} = the split's generator is in the detector's training data.\n"
+    counts = f"{scores['path'].nunique()} images scored, {n_skipped} skipped"
+    header = (f"# sidbench leaderboard: {data.name}\n\n{counts} (see skipped.csv); {op.summary()}; "
+              "means are unweighted over splits.\n\n")
     write_atomic(out / "leaderboard.md", header + board)
     write_run_json(out / "run.json", {
         "name": data.name,
@@ -299,10 +308,10 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
         "timings_s": ctx.timings,
         "environment": environment(),
     })
-    if n_skipped:
-        ctx.log(f"skipped {n_skipped} unreadable file(s): see {out / 'skipped.csv'}")
     ctx.log(header + board)
-    ctx.log(f"results in {out}")
+    if (warning := coverage_warning(metrics)) is not None:
+        ctx.log(f"warning: {warning}")
+    ctx.log(f"{counts}{f' (unreadable: see {out / SKIPPED})' if n_skipped else ''}; results in {out}")
     return metrics
 
 
