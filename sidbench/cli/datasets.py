@@ -139,17 +139,18 @@ def check(records: Sequence, n: int) -> tuple[list[list], list[str], dict[str, s
 def main(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from ..api.escape import one_line, terminal_safe
     from ..data.layout import resolve_records
     from . import load_plugins_from
 
     records = resolve_records(args.path, load_plugins_from(args), args.dataset)
     rows, warnings, bad, opened = check(records, args.sample)
-    print(tabulate(rows, headers=["split", "class", "files", "opened", "formats", "common size", "sizes (w x h)",
-                                  "JPEG q", "unreadable"], tablefmt="github"))
+    print(terminal_safe(tabulate(rows, headers=["split", "class", "files", "opened", "formats", "common size",
+                                                "sizes (w x h)", "JPEG q", "unreadable"], tablefmt="github")))
     limit = "" if args.sample <= 0 else f" (at most {args.sample} per split and class; --sample 0 opens all)"
     print(f"\n{len(records)} records; opened {opened} distinct files{limit}")
     for path, reason in sorted(bad.items()):
-        print(f"UNREADABLE: {path}: {reason}")
+        print(f"UNREADABLE: {one_line(path)}: {one_line(reason)}")
     for w in warnings:
-        print(f"WARNING: {w}")
+        print(f"WARNING: {one_line(w)}")
     return 0

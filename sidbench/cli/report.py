@@ -28,6 +28,7 @@ def register(sub, common) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..api.escape import terminal_safe
     from ..reports import ReportError, ReportOptions, check_metrics, load_runs, report_text, write_report
 
     if args.bootstrap < 0:
@@ -36,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
                          args.bootstrap, args.seed)
     merged = load_runs(args.results)
     if args.format != "html" and not args.out:
-        print(report_text(merged, opts), end="")
+        print(terminal_safe(report_text(merged, opts)), end="")  # --out keeps the exact text
         return 0
     if args.out:
         out = Path(args.out)

@@ -29,7 +29,10 @@ def register(sub, common) -> None:
     p.add_argument("--val", metavar="PATH", help="validation folder for fitting (hyper-parameters, epochs)")
     p.add_argument("--out", metavar="DIR", help="results folder (default results/<name>); the same --out resumes")
     p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as these flags (flags win)")
-    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming an existing --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over instead of resuming: removes the files an earlier sidbench run wrote in --out "
+                        "(listed in its .sidbench-results manifest) and nothing else; a folder sidbench did not "
+                        "write is refused")
     p.set_defaults(func=main)
 
 
@@ -64,8 +67,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    import shutil
-
+    from ..api.escape import terminal_safe
     from ..run.inputs import quickstart_data, run_data, suite_run_data
     from ..run.orchestrate import run
     from . import load_plugins_from
@@ -87,8 +89,6 @@ def main(args: argparse.Namespace) -> int:
         data = run_data(cfg, plugins)
         default_out = f"results/{data.name}-{cfg.digest()}"
     out = Path(cfg.out or default_out)
-    if args.overwrite and out.exists():
-        shutil.rmtree(out)
     cfg.out = str(out)
-    run(cfg, data, out, plugins, log=lambda m: print(m, flush=True))
+    run(cfg, data, out, plugins, log=lambda m: print(terminal_safe(m), flush=True), overwrite=args.overwrite)
     return 0

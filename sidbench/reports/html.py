@@ -6,6 +6,7 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ..api.paths import write_atomic
 from .figures import FigureFile
 from ..results.leaderboard import DAGGER, Leaderboard, split_columns
 from .tables import to_html
@@ -99,5 +100,5 @@ def write_html(merged: "Merged", boards: Sequence[Leaderboard], figures: Sequenc
     """Write ``out/index.html`` (the figures are already under ``out/figures``)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "index.html"
-    path.write_text(render_html(merged, boards, figures, n_boot), encoding="utf-8")
+    write_atomic(path, render_html(merged, boards, figures, n_boot))
     return path

@@ -5,6 +5,7 @@ logit, which ranks like the probability without float32 saturation ties.
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING, Sequence
 
@@ -13,6 +14,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
+log = logging.getLogger(__name__)
 METRICS = ("acc", "real_acc", "fake_acc", "ap", "auc", "f1")
 KEYS = ("detector", "split", "group", "perturbation")
 
@@ -45,11 +47,25 @@ def metrics_table(scores: "pd.DataFrame") -> "pd.DataFrame":
 
     rows = []
     by = ["detector", "split", "group", "perturbation"]
-    for (det, split, group, pert), df in scores.groupby(by, sort=True, dropna=False):
+    for (det, split, group, pert), df in finite_scores(scores).groupby(by, sort=True, dropna=False):
         rows.append({"detector": det, "split": split, "group": group, "perturbation": pert,
                      **binary_metrics(df["label"], df["logit"]), "protocol": _protocols(df)})
     table = pd.DataFrame(rows, columns=[*KEYS, "n_real", "n_fake", *METRICS, "protocol"])
     return pd.concat([table, group_means(table)], ignore_index=True)
+
+
+def finite_scores(scores: "pd.DataFrame") -> "pd.DataFrame":
+    """The rows whose logit is a finite number; the others (a file from elsewhere: sidbench itself refuses to
+    write them) are left out with one warning, so AP and AUC never fail on a NaN."""
+    import pandas as pd
+
+    ok = np.isfinite(pd.to_numeric(scores["logit"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+    if not ok.all():
+        bad = scores.loc[~ok, "detector"].astype(str)
+        log.warning(f"{len(bad)} score row(s) with a NaN, Inf or missing logit are left out of the metrics "
+                    f"(detector(s): {', '.join(sorted(set(bad)))})")
+        return scores[ok]
+    return scores
 
 
 def group_means(table: "pd.DataFrame") -> "pd.DataFrame":
