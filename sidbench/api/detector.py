@@ -174,10 +174,10 @@ class Detector:
 def _checked_metadata(meta: Any, path: str) -> dict[str, Any]:
     """sidbench's checkpoint metadata, with every standard field of the kind it must be (else one line)."""
     kinds = {"detector": str, "options": dict, "backbone": str, "extra": dict}
-    problem = None if isinstance(meta, dict) else f"metadata is a {type(meta).__name__}, not a table"
+    problem = None if isinstance(meta, dict) else f"metadata is of type {type(meta).__name__}, not a table"
     for key, kind in kinds.items():
         if problem is None and meta.get(key) is not None and not isinstance(meta[key], kind):
-            problem = f"{key!r} is a {type(meta[key]).__name__}, not a {kind.__name__}"
+            problem = f"{key!r} is of type {type(meta[key]).__name__}, not {kind.__name__}"
     if problem:
         raise WeightsError(f"{path}: not a valid sidbench checkpoint ({problem})")
     return meta

@@ -66,6 +66,9 @@ def read_file(path: str | Path) -> tuple[bytes, FileState]:
     Opened without blocking and checked before reading: a FIFO, socket or device named ``x.png`` is refused
     (reading one would wait forever), as is a file over :data:`MAX_FILE_BYTES`."""
     try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):  # said before opening: sockets cannot even be opened
+            raise UnreadableImage(f"not a regular file ({file_kind(mode)})")
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise UnreadableImage(f"cannot read file ({exc.strerror or exc})") from None
