@@ -50,8 +50,10 @@ def load_plugins_from(args: argparse.Namespace):
     from ..registry.plugins import load_plugins
 
     plugins = load_plugins(args.plugins_dir, strict=args.strict)
+    from ..api.escape import one_line
+
     for failure in plugins.failed:
-        print(f"sidbench: warning: {failure}", file=sys.stderr)
+        print(f"sidbench: warning: {one_line(failure)}", file=sys.stderr)
     return plugins
 
 

@@ -46,5 +46,5 @@ def main(args: argparse.Namespace) -> int:
     else:
         raise ReportError("several results folders: say where the report goes with --out DIR")
     path = write_report(merged, out, opts)
-    print(f"report written to {path}")
+    print(terminal_safe(f"report written to {path}"))
     return 0

@@ -24,8 +24,9 @@ class ResultsFolder:
     Opening it never deletes anything sidbench did not write; a run that fails before it scored or fitted
     anything leaves nothing behind that could block the corrected command (:meth:`abandon`)."""
 
-    def __init__(self, path: Path, created: bool, lock: FolderLock):
-        self.path, self.created, self.lock = Path(path), created, lock
+    def __init__(self, path: Path, created: list[Path], lock: FolderLock):
+        self.path, self.created, self.lock = Path(path), created, lock  # created: the folders this run made
+        self.overwritten = False  # cleared by --overwrite: what is left here is not sidbench's, never adopted
 
     @classmethod
     def open(cls, out: Path, overwrite: bool = False) -> "ResultsFolder":
@@ -33,13 +34,13 @@ class ResultsFolder:
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise SidbenchError(f"--out {out} is a file, not a folder; choose a folder for the results")
-        created = not out.exists()
+        missing = [p for p in (out, *out.parents) if not p.exists()]  # what mkdir creates (removed by abandon)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SidbenchError(f"--out {out}: cannot create the results folder ({exc.strerror}); "
                                 "choose a writable folder") from None
-        folder = cls(out, created, FolderLock(out).acquire())
+        folder = cls(out, missing, FolderLock(out).acquire())
         try:
             if manifest.is_legacy_results(out):  # written before results folders had a manifest
                 manifest.mark(out)
@@ -52,8 +53,6 @@ class ResultsFolder:
             raise
         folder.overwritten = overwrite
         return folder
-
-    overwritten = False  # cleared by --overwrite: whatever is left here is not sidbench's and is never adopted
 
     def claim(self, identity: dict[str, Any], rows_problem: Callable[[], str | None] = lambda: None) -> None:
         """Resume only the run that started here (see :func:`claim_results_folder`)."""
@@ -74,10 +73,11 @@ class ResultsFolder:
         manifest.remove_written(self.path, keep=(LOCK_NAME,))
         if self.created and not manifest.files_left(self.path, keep=(LOCK_NAME,)):
             self.release()
-            try:
-                os.rmdir(self.path)
-            except OSError:
-                pass
+            for folder in self.created:  # innermost first: --out, then the parents mkdir made for it
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
 
     def release(self) -> None:
         self.lock.release()

@@ -7,6 +7,7 @@ second run can say which run it met. Under torchrun, rank 0 holds it for every r
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sys
@@ -21,6 +22,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks; runs are not serialised there
     fcntl = None  # type: ignore[assignment]
 
+log = logging.getLogger(__name__)
 LOCK_NAME = ".sidbench-lock"
 
 
@@ -44,6 +46,10 @@ class FolderLock:
                 os.close(fd)
                 raise SidbenchError(f"{self.path.parent} is in use by another sidbench run ({holder}); wait for it "
                                     "to finish or choose another --out") from None
+            except OSError as exc:  # e.g. a network file system without locks: run, but say so
+                log.warning(f"cannot lock {self.path} ({exc.strerror}); two runs into this folder at once would mix")
+                os.close(fd)
+                return self
             if _same_file(fd, self.path):  # not unlinked by a run that released it meanwhile
                 break
             os.close(fd)
