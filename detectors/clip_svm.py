@@ -172,7 +172,8 @@ class ClipSVM(Detector):
         self.confusion_rows = list(extra.get("confusion_rows") or self.classes)
         self.confusion_split = extra.get("confusion_split", "val")
         n = len(self.classes)
-        self._allocate(n * (n - 1) // 2 if self.options["attribution"] else 1)
+        self._allocate(self.metadata_size({"pairs": n * (n - 1) // 2 if self.options["attribution"] else 1},
+                                          "pairs", "svm.coef"))  # the classes must match the file's SVMs
         if self.options["attribution"]:
             import torch
 
@@ -197,11 +198,16 @@ class ClipSVM(Detector):
 
     def write_confusion(self, path: Path) -> Path:
         """Rows: true class; columns: predicted class; counts on the split named in the first cell."""
-        with open(path, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow([f"true \\ predicted ({self.confusion_split})", *self.classes])
-            for name, row in zip(self.confusion_rows, self._svm.confusion.tolist()):
-                w.writerow([name, *row])
+        import io
+
+        from sidbench.api.paths import write_atomic
+
+        text = io.StringIO()
+        w = csv.writer(text)
+        w.writerow([f"true \\ predicted ({self.confusion_split})", *self.classes])
+        for name, row in zip(self.confusion_rows, self._svm.confusion.tolist()):
+            w.writerow([name, *row])
+        write_atomic(path, text.getvalue())  # generator names may be any bytes; listed in the results manifest
         return path
 
 

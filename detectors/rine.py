@@ -289,6 +289,11 @@ class Rine(Detector):
         adopt = {k: v for k, v in saved.items()
                  if k in ARCHITECTURE and self.options[k] == self.spec.options[k] and v != self.options[k]}
         if adopt:
+            if "proj_dim" in adopt:  # checked against the file's head before a network of that width is built
+                self.metadata_size({"proj_dim": adopt["proj_dim"]}, "proj_dim", "rine.head.0.weight", 1)
+            layers = sum(1 for k in self.checkpoint_shapes if k.startswith("rine.proj1.") and k.endswith(".weight"))
+            if "q" in adopt and adopt["q"] != layers:
+                raise WeightsError(f"{self.name}: checkpoint metadata says q={adopt['q']!r}, its tensors hold {layers} layers")
             self.options.update(adopt)
             self._configure()
             if not self.label:

@@ -271,9 +271,14 @@ class TipAdapter(ClipZeroShot):
         return {"alpha": self.alpha, "beta": self.beta, "cache_size": int(self._cache.keys.shape[0])}
 
     def load_extra_metadata(self, extra: dict[str, Any]) -> None:
+        """alpha, beta and the cache size (checked against the cached keys in the file before allocating)."""
         self.alpha = float(extra.get("alpha", self.alpha))
         self.beta = float(extra.get("beta", self.beta))
-        self._cache = self._empty_cache(int(extra.get("cache_size", 0)))
+        if not (math.isfinite(self.alpha) and math.isfinite(self.beta)):
+            from sidbench.api import WeightsError
+
+            raise WeightsError(f"{self.name}: checkpoint alpha={self.alpha}, beta={self.beta} are not finite numbers")
+        self._cache = self._empty_cache(self.metadata_size(extra, "cache_size", "cache.keys"))
 
 
 class TipAdapterF(TipAdapter):
@@ -367,7 +372,7 @@ class TipAdapterF(TipAdapter):
 
     def load_extra_metadata(self, extra: dict[str, Any]) -> None:
         super().load_extra_metadata(extra)
-        self._adapter = self._new_adapter(int(extra.get("cache_size", 0)))
+        self._adapter = self._new_adapter(self.metadata_size(extra, "cache_size", "adapter.weight"))
 
 
 def _same_records(sets: Sequence["FeatureSet"]) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 from PIL import Image
 
+from sidbench.data.images import check_short_side_resize
 from sidbench.data.perturb import JPEG, Blur
 from sidbench.api import Detector, DetectorSpec, OfficialWeights, WeightsError, hookimpl
 
@@ -36,6 +37,7 @@ class UnivFDAugment:
     def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         import torchvision.transforms.functional as TF
 
+        check_short_side_resize(*img.size, self.load)  # a thin strip would become gigapixels wide
         img = TF.resize(img.convert("RGB"), self.load, interpolation=TF.InterpolationMode.BILINEAR)
         if rng.random() < 0.5:
             img = Blur(float(rng.uniform(0.0, 3.0)))(img, rng)

@@ -480,7 +480,7 @@ def test_calibrated_checkpoint_detector_with_val_fpr(image_folder, val_folder, t
     info = json.loads((out / "run.json").read_text())["operating_points"]
     assert info["calibration"]["method"] == "platt" and info["calibration"]["fitted_on"] == "val"
     scores = pd.read_csv(out / "scores.csv")
-    assert list(scores.columns[-3:]) == ["logit", "prob", "prob_calibrated"]
+    assert list(scores.columns[-4:]) == ["logit", "prob", "prob_calibrated", "sha256"]
     for det, cal in info["calibration"]["detectors"].items():
         v = val[val.detector == det]
         a, b = cal["scale"], cal["bias"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
-from .checkpoints import load_tensors, save_tensors
+from .checkpoints import load_tensors, non_finite_tensor, save_tensors
 from .errors import SidbenchError, WeightsError
 from .names import split_options
 from .options import check_options
@@ -40,6 +40,7 @@ class Detector:
         self.weights_path: str | None = None
         self.label: str | None = None  # e.g. "rine.progan4[tie=false]" when built with bracket options
         self.trained_on: list[str] | None = None  # generators of the data it was fitted on in this run (None: published)
+        self.checkpoint_shapes: dict[str, tuple[int, ...]] = {}  # of the file being loaded, for load_extra_metadata
 
     # -- what the harness reads ---------------------------------------------------
     @property
@@ -134,20 +135,54 @@ class Detector:
         """Restore what :meth:`extra_metadata` saved."""
 
     def load(self, path: str) -> "Detector":
+        """Load a checkpoint: weights must be finite, metadata well-formed and consistent with the tensors."""
         tensors, meta = load_tensors(path)
+        bad = non_finite_tensor(tensors)
+        if bad is not None:
+            raise WeightsError(f"{path}: tensor {bad!r} holds NaN or Inf values; detector {self.name!r} refuses "
+                               "such weights (re-fit the detector or fetch the checkpoint again)")
+        self.checkpoint_shapes = {k: tuple(v.shape) for k, v in tensors.items()}
         if meta:
+            meta = _checked_metadata(meta, path)
             if meta.get("detector") and split_options(meta["detector"])[0] != self.spec.name:
                 raise WeightsError(
                     f"{path} was saved by detector {meta['detector']!r}, not {self.name!r}; "
                     f"use --detectors {meta['detector']}@{path}"
                 )
-            self.load_extra_metadata(meta.get("extra") or {})
+            try:
+                self.load_extra_metadata(meta.get("extra") or {})
+            except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
+                raise WeightsError(f"{path}: metadata of the wrong kind for detector {self.name!r} "
+                                   f"({type(exc).__name__}: {exc})") from exc
             self.load_state_dict(tensors)
         else:
             self.load_state_dict(self.convert_checkpoint(tensors))
         self.fitted = True
         self.weights_path = str(path)
         return self.to(self.device).eval()
+
+    def metadata_size(self, extra: dict[str, Any], key: str, tensor: str, dim: int = 0) -> int:
+        """``extra[key]``, a size the checkpoint's metadata declares, checked against the tensor it describes
+        before anything is allocated from it (a 144-byte file must not make us allocate terabytes)."""
+        shape = self.checkpoint_shapes.get(tensor)
+        actual = shape[dim] if shape is not None and len(shape) > dim else 0
+        value = extra.get(key, actual)
+        if not isinstance(value, int) or isinstance(value, bool) or value != actual:
+            raise WeightsError(f"checkpoint metadata of detector {self.name!r}: {key} = {value!r} does not match "
+                               f"tensor {tensor!r} ({actual} along dimension {dim}); the file is damaged or not this detector's")
+        return value
+
+
+def _checked_metadata(meta: Any, path: str) -> dict[str, Any]:
+    """sidbench's checkpoint metadata, with every standard field of the kind it must be (else one line)."""
+    kinds = {"detector": str, "options": dict, "backbone": str, "extra": dict}
+    problem = None if isinstance(meta, dict) else f"metadata is of type {type(meta).__name__}, not a table"
+    for key, kind in kinds.items():
+        if problem is None and meta.get(key) is not None and not isinstance(meta[key], kind):
+            problem = f"{key!r} is of type {type(meta[key]).__name__}, not {kind.__name__}"
+    if problem:
+        raise WeightsError(f"{path}: not a valid sidbench checkpoint ({problem})")
+    return meta
 
 
 def take_empty_shapes(module: "torch.nn.Module", state: dict[str, "torch.Tensor"]) -> None:

@@ -27,23 +27,24 @@ def register(sub, common) -> None:
 def main(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from ..api.escape import one_line, terminal_safe
     from ..data.check import CheckReport, check, suggestion
     from ..data.layout import resolve_records
     from . import load_plugins_from
 
     records = resolve_records(args.path, load_plugins_from(args), args.dataset, args.role)
     report = check(records, args.sample)
-    print(tabulate(report.rows, headers=CheckReport.ROW_HEADERS, tablefmt="github"))
+    print(terminal_safe(tabulate(report.rows, headers=CheckReport.ROW_HEADERS, tablefmt="github")))
     if report.confounds:
         print()
-        print(tabulate(report.confounds, headers=CheckReport.CONFOUND_HEADERS, tablefmt="github"))
+        print(terminal_safe(tabulate(report.confounds, headers=CheckReport.CONFOUND_HEADERS, tablefmt="github")))
     limit = "" if args.sample <= 0 else f" (at most {args.sample} per split and class; --sample 0 opens all)"
     print(f"\n{len(records)} records; opened {report.opened} distinct files{limit}")
     for path, reason in sorted(report.bad.items()):
-        print(f"UNREADABLE: {path}: {reason}")
+        print(f"UNREADABLE: {one_line(path)}: {one_line(reason)}")
     for w in report.warnings:
-        print(f"WARNING: {w}")
+        print(f"WARNING: {one_line(w)}")
     hint = suggestion(report, args.path)
     if hint:
-        print(f"SUGGESTION: {hint}")
+        print(f"SUGGESTION: {one_line(hint)}")
     return 0

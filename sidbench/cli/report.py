@@ -30,6 +30,7 @@ def register(sub, common) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..api.escape import terminal_safe
     from ..reports import ReportError, ReportOptions, check_metrics, load_runs, report_text, write_report
 
     if args.bootstrap < 0:
@@ -42,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"sidbench: warning: {warning}", file=sys.stderr)
     opts = ReportOptions(args.format, check_metrics(names, merged), args.bootstrap, args.seed)
     if args.format != "html" and not args.out:
-        print(report_text(merged, opts), end="")
+        print(terminal_safe(report_text(merged, opts)), end="")  # --out keeps the exact text
         return 0
     if args.out:
         out = Path(args.out)
@@ -51,5 +52,5 @@ def main(args: argparse.Namespace) -> int:
     else:
         raise ReportError("several results folders: say where the report goes with --out DIR")
     path = write_report(merged, out, opts)
-    print(f"report written to {path}")
+    print(terminal_safe(f"report written to {path}"))
     return 0

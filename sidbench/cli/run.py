@@ -36,7 +36,10 @@ def register(sub, common) -> None:
                    help="detector option (repeatable), as in `sidbench train`: for every detector that takes KEY, "
                         "or with NAME: for that one, e.g. --set epochs=3 --set clip_svm:C=10")
     p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as these flags (flags win)")
-    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming an existing --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over instead of resuming: removes the files an earlier sidbench run wrote in --out "
+                        "(listed in its .sidbench-results manifest) and nothing else; a folder sidbench did not "
+                        "write is refused")
     p.set_defaults(func=main)
 
 
@@ -91,8 +94,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    import shutil
-
+    from ..api.escape import terminal_safe
     from ..run.inputs import quickstart_data, run_data, suite_run_data
     from ..run.orchestrate import run
     from . import load_plugins_from
@@ -119,8 +121,6 @@ def main(args: argparse.Namespace) -> int:
         data = run_data(cfg, plugins)
         default_out = f"results/{data.name}-{cfg.digest()}"
     out = Path(cfg.out or default_out)
-    if args.overwrite and out.exists():
-        shutil.rmtree(out)
     cfg.out = str(out)
-    run(cfg, data, out, plugins, log=lambda m: print(m, flush=True))
+    run(cfg, data, out, plugins, log=lambda m: print(terminal_safe(m), flush=True), overwrite=args.overwrite)
     return 0

@@ -1,6 +1,7 @@
 """Turning a folder into records: the generic ``0_real``/``1_fake`` layout and layout recognition."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable, Protocol
@@ -8,6 +9,7 @@ from typing import Any, Iterable, Protocol
 from ..api.errors import DataError
 from ..api.records import FAKE, REAL, Record
 
+log = logging.getLogger(__name__)
 LABEL_DIRS = {"0_real": REAL, "1_fake": FAKE}
 # Files next to images that are never images: listed as skipped without being opened.
 SIDECAR_SUFFIXES = {".txt", ".csv", ".json", ".md", ".yaml", ".yml", ".xml", ".html", ".py", ".zip", ".tar", ".gz"}
@@ -33,12 +35,71 @@ class Layout(Protocol):
 
 
 def iter_files(root: Path) -> Iterable[Path]:
-    """Every regular, non-hidden file below ``root``, in a stable order."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    """Every non-hidden file below ``root``, in a stable order.
+
+    Symbolic links to folders are followed, but each real folder is walked once: a link back up the tree
+    (``x -> ..``) or a second link to the same folder is not followed again, so a walk always ends and never
+    invents copies. Files that are not regular (FIFOs, sockets, devices) are listed like any file: the image
+    reader refuses them with a reason without opening them. Hidden files and folders (name starting with
+    ``.``), links not followed again and folders that cannot be read are skipped and named in one warning."""
+    root = Path(root)
+    if not root.is_dir():  # a file (a CSV list, a stray image) holds no files below it: nothing to say
+        return
+    seen = {_identity(root)}
+    notes: dict[str, list[str]] = {"hidden": [], "linked": [], "unreadable": []}
+
+    def unreadable(exc: OSError) -> None:
+        notes["unreadable"].append(f"{exc.filename} ({exc.strerror})")
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=unreadable):
+        keep = []
+        for d in sorted(dirnames):
+            full = os.path.join(dirpath, d)
+            ident = _identity(Path(full))
+            if d.startswith("."):
+                notes["hidden"].append(os.path.relpath(full, root) + "/")
+            elif ident is None or ident in seen:
+                notes["linked"].append(f"{os.path.relpath(full, root)} -> {os.path.realpath(full)}")
+            else:
+                seen.add(ident)
+                keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
-            if not name.startswith("."):
+            if name.startswith("."):
+                notes["hidden"].append(os.path.relpath(os.path.join(dirpath, name), root))
+            else:
                 yield Path(dirpath) / name
+    _report_skips(root, notes)
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of the real folder behind ``folder`` (None when it cannot be read)."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+_REPORTED: set[str] = set()  # one warning per distinct message and process (layouts walk a folder more than once)
+_SKIP_TEXT = {
+    "hidden": "ignored {n} hidden file(s) or folder(s) (names starting with '.')",
+    "linked": "did not follow {n} link(s) to a folder already walked (a loop or a second link)",
+    "unreadable": "could not read {n} folder(s)",
+}
+
+
+def _report_skips(root: Path, notes: dict[str, list[str]]) -> None:
+    from ..api.escape import one_line
+
+    for what, names in notes.items():
+        if not names:
+            continue
+        shown = ", ".join(one_line(n) for n in names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        message = f"{one_line(root)}: {_SKIP_TEXT[what].format(n=len(names))}: {shown}"
+        if message not in _REPORTED:
+            _REPORTED.add(message)
+            log.warning(message)
 
 
 def files_in(folder: Path, drop_metadata: bool = False) -> list[Path]:

@@ -89,8 +89,12 @@ class Resize:
         self.scale = float(scale)
 
     def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        from .images import check_size
+
         w, h = img.size
-        return img.resize((max(1, round(w * self.scale)), max(1, round(h * self.scale))), Image.BICUBIC)
+        size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
+        check_size(*size, what=f"image {w}x{h} resized to")  # before allocating: resize:100 of a large image
+        return img.resize(size, Image.BICUBIC)
 
     def __repr__(self) -> str:
         return f"Resize({self.scale:g})"

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
+from ..api.paths import write_atomic
 from ..results.metrics import tpr_target
 from .runs import Merged, ReportError, load_runs
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("html", "md", "latex", "csv")
 SUFFIX = {"md": "md", "latex": "tex", "csv": "csv"}
@@ -33,9 +37,21 @@ def report_text(merged: Merged, opts: ReportOptions) -> str:
 
     intervals = _intervals(merged, opts)
     if opts.format == "csv":
-        return long_table(merged, opts.metrics, intervals).to_csv(index=False)
+        return spreadsheet_csv(long_table(merged, opts.metrics, intervals))
     boards = leaderboards(merged, opts.metrics, intervals)
     return to_markdown(boards) if opts.format == "md" else to_latex(boards)
+
+
+def spreadsheet_csv(df: "pd.DataFrame") -> str:
+    """CSV for spreadsheets: a text cell starting with ``=``, ``+``, ``-``, ``@`` (a split folder named
+    ``=HYPERLINK(...)``) gets a leading ``'``, so it is shown as text instead of run as a formula."""
+    from ..api.escape import spreadsheet_safe
+
+    df = df.copy()
+    for col in df.columns:
+        if df[col].dtype == object or str(df[col].dtype) in ("str", "string"):
+            df[col] = [spreadsheet_safe(v) for v in df[col]]
+    return df.to_csv(index=False)
 
 
 def write_report(merged: Merged, out: Path, opts: ReportOptions) -> Path:
@@ -44,7 +60,7 @@ def write_report(merged: Merged, out: Path, opts: ReportOptions) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if opts.format != "html":
         path = out / f"leaderboard.{SUFFIX[opts.format]}"
-        path.write_text(report_text(merged, opts), encoding="utf-8")
+        write_atomic(path, report_text(merged, opts))
         return path
     from .figures import report_figures
     from .html import write_html

@@ -6,6 +6,7 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ..api.paths import write_atomic
 from .figures import FigureFile
 from ..results.leaderboard import DAGGER, ORACLE_NOTE, Leaderboard, format_value, metric_label, split_columns
 from ..results.metrics import LOWER_IS_BETTER, tpr_target
@@ -154,5 +155,5 @@ def write_html(merged: "Merged", boards: Sequence[Leaderboard], figures: Sequenc
     """Write ``out/index.html`` (the figures are already under ``out/figures``)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "index.html"
-    path.write_text(render_html(merged, boards, figures, n_boot, intervals), encoding="utf-8")
+    write_atomic(path, render_html(merged, boards, figures, n_boot, intervals))
     return path

@@ -44,7 +44,7 @@ def read_metrics(path: Path) -> "pd.DataFrame":
     """``metrics.csv`` with text keys kept verbatim (a split named ``none`` or ``NA`` stays text)."""
     import pandas as pd
 
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8", encoding_errors="surrogateescape")
     missing = [c for c in (*KEYS, "n_real", "n_fake", *METRICS) if c not in df.columns]
     if missing:
         raise ReportError(f"{path}: not a sidbench metrics table (missing column(s) {', '.join(missing)})")
@@ -139,7 +139,8 @@ class Merged:
         pairs = [(s, "") for s in splits]
         for run in self.runs:
             if run.scores_path.is_file():
-                gens = pd.read_csv(run.scores_path, usecols=["split", "generator"], dtype=str, keep_default_na=False)
+                gens = pd.read_csv(run.scores_path, usecols=["split", "generator"], dtype=object, keep_default_na=False,
+                                   encoding="utf-8", encoding_errors="surrogateescape")
                 pairs += [(s, g) for s, g in gens.drop_duplicates().itertuples(index=False) if s in splits]
         return split_names(pairs)
 

@@ -3,7 +3,6 @@ form live in :mod:`sidbench.results.leaderboard`, shared with the run's ``leader
 from __future__ import annotations
 
 import html
-import re
 from typing import TYPE_CHECKING, Sequence
 
 from ..results.leaderboard import DAGGER, Leaderboard, board_cells, leaderboards_of
@@ -19,8 +18,17 @@ def leaderboards(merged: "Merged", metrics: Sequence[str], intervals: "pd.DataFr
     return leaderboards_of(merged.metrics, metrics, intervals, merged.seen_in_training)
 
 
+LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+                 "|": r"\textbar{}", "<": r"\textless{}", ">": r"\textgreater{}"}
+
+
 def latex_escape(text: str) -> str:
-    return re.sub(r"([&%$#_{}])", r"\\\1", str(text)).replace("~", r"\textasciitilde{}").replace("^", r"\^{}")
+    """``text`` as literal LaTeX (one pass, so the braces an escape adds are not escaped again); control
+    characters and undecodable bytes are shown as ``\\xNN``."""
+    from ..api.escape import one_line
+
+    return "".join(LATEX_SPECIAL.get(c, c) for c in one_line(text))
 
 
 def to_latex(boards: Sequence[Leaderboard]) -> str:

@@ -196,13 +196,17 @@ def board_cells(board: Leaderboard, bold: Callable[[str], str], dagger: str, int
 
 
 def to_markdown(boards: Sequence[Leaderboard]) -> str:
-    """GitHub tables, one per leaderboard."""
+    """GitHub tables, one per leaderboard; names are escaped, so a split called ``a|b`` stays one cell."""
     from tabulate import tabulate
+
+    from ..api.escape import markdown_escape
 
     parts = []
     for b in boards:
-        rows = [[det, *cells] for det, cells in board_cells(b, lambda t: f"**{t}**", DAGGER, lambda lo, hi: f" [{lo}, {hi}]")]
-        body = tabulate(rows, headers=["detector", *b.values.columns], tablefmt="github", disable_numparse=True)
+        rows = [[markdown_escape(det), *cells]
+                for det, cells in board_cells(b, lambda t: f"**{t}**", DAGGER, lambda lo, hi: f" [{lo}, {hi}]")]
+        headers = ["detector", *map(markdown_escape, b.values.columns)]  # names from folders: `|`, `\\`, `*` ...
+        body = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
         parts.append(f"### {b.title.replace(b.perturbation, f'`{b.perturbation}`')}\n\n{body}\n")
     return "\n".join(parts)
 

@@ -8,6 +8,7 @@ the probability without float32 saturation ties. Probability metrics (ECE, Brier
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import TYPE_CHECKING, Sequence
@@ -19,6 +20,7 @@ from .operating import FPR_TARGETS, OperatingPoints, nll_terms, p_fake
 if TYPE_CHECKING:
     import pandas as pd
 
+log = logging.getLogger(__name__)
 METRICS = ("acc", "real_acc", "fake_acc", "ap", "auc", "f1")  # the stable columns (DESIGN 9), in order
 KEYS = ("detector", "split", "group", "perturbation")
 THRESHOLDED = ("acc", "real_acc", "fake_acc", "f1", "bal_acc")  # depend on the row's threshold
@@ -120,7 +122,7 @@ def metrics_table(scores: "pd.DataFrame", op: OperatingPoints | None = None) -> 
 
     op = op or OperatingPoints()
     rows = []
-    for (det, split, group, pert), df in scores.groupby(list(KEYS), sort=True, dropna=False):
+    for (det, split, group, pert), df in finite_scores(scores).groupby(list(KEYS), sort=True, dropna=False):
         y, s = df["label"].to_numpy(dtype=int), df["logit"].to_numpy(dtype=np.float64)
         threshold, source = op.threshold(det, y, s)
         rows.append({"detector": det, "split": split, "group": group, "perturbation": pert,
@@ -129,6 +131,20 @@ def metrics_table(scores: "pd.DataFrame", op: OperatingPoints | None = None) -> 
     columns = [*KEYS, "n_real", "n_fake", *metric_names(op.fpr_targets), "threshold", "threshold_source", "protocol"]
     table = pd.DataFrame(rows, columns=columns)
     return pd.concat([table, group_means(table)], ignore_index=True)[columns]
+
+
+def finite_scores(scores: "pd.DataFrame") -> "pd.DataFrame":
+    """The rows whose logit is a finite number; the others (a file from elsewhere: sidbench itself refuses to
+    write them) are left out with one warning, so AP and AUC never fail on a NaN."""
+    import pandas as pd
+
+    ok = np.isfinite(pd.to_numeric(scores["logit"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+    if not ok.all():
+        bad = scores.loc[~ok, "detector"].astype(str)
+        log.warning(f"{len(bad)} score row(s) with a NaN, Inf or missing logit are left out of the metrics "
+                    f"(detector(s): {', '.join(sorted(set(bad)))})")
+        return scores[ok]
+    return scores
 
 
 def group_means(table: "pd.DataFrame") -> "pd.DataFrame":

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.errors import SidbenchError
 from ..api.records import Record
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,9 +60,12 @@ class RunConfig:
             v = getattr(self, f.name)
             if f.type == "str | None" and v is not None and not isinstance(v, str):
                 raise SidbenchError(f"{f.name} must be a string, got {v!r}")
+            if f.type == "bool" and not isinstance(v, bool):
+                raise SidbenchError(f"{f.name} must be true or false, got {v!r}")
         self._check_operating_points()
-        if not isinstance(self.detector_options, dict):
+        if not isinstance(self.detector_options, dict) or not all(isinstance(v, dict) for v in self.detector_options.values()):
             raise SidbenchError(f"detector_options must be a table of tables, got {self.detector_options!r}")
+        self.workers = capped_workers(self.workers)
 
     def _check_operating_points(self) -> None:
         from ..results.operating import CALIBRATIONS, fpr_targets, parse_threshold
@@ -81,6 +87,18 @@ class RunConfig:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def capped_workers(workers: int | None) -> int | None:
+    """``workers`` at most the CPU count: more loader processes only cost memory (``workers = 100000``
+    would exhaust it); says so once when it caps."""
+    from ..engine.loader import cpu_count
+
+    cpus = cpu_count()
+    if workers is not None and workers > cpus:
+        log.warning(f"workers = {workers} is more than the {cpus} CPU(s) here; using {cpus}")
+        return cpus
+    return workers
 
 
 @dataclass

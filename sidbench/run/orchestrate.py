@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..api.errors import FitRequiredError, SidbenchError
+from ..api.paths import written_by_sidbench
 from ..api.records import Record
 from .config import RunConfig, RunData, pick_device
+from .resume import prune_stale_rows
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..api.detector import Detector
+    from ..results.folder import ResultsFolder
+    from .resume import RowCheck
     from ..engine.cache import FeatureCache
     from ..engine.inputs import ExtractOptions
     from ..engine.scoring import ScoreContext
@@ -94,51 +98,102 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log = print) -> "pd.DataFrame | None":
-    """Run ``cfg`` on ``data`` into ``out`` and return the metrics table (None on torchrun ranks > 0)."""
+def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log = print,
+        overwrite: bool = False) -> "pd.DataFrame | None":
+    """Run ``cfg`` on ``data`` into ``out`` and return the metrics table (None on torchrun ranks > 0).
+
+    Names, perturbations and fitting needs are checked before ``out`` is touched; ``out`` is then locked
+    (one run at a time), cleared of an earlier run's files with ``overwrite``, and claimed. A run that fails
+    before it scored or fitted anything removes what it wrote there."""
     import torch
 
     from ..data.perturb import parse_perturbations
     from ..engine.inputs import ExtractOptions
-    from ..engine.scoring import ScoreContext
-    from ..results.folder import claim_results_folder
     from . import distributed
+    from .resume import RowCheck
 
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     dist = distributed.init(cfg.device)
     device = dist.device(pick_device(cfg.device))
     log = log if dist.is_main else (lambda message: None)  # one voice under torchrun
-    out.mkdir(parents=True, exist_ok=True)
-    check_val_for_operating_points(cfg, data)
-    claim_results_folder(out, cfg.identity())  # every rank writes the same content atomically
     perturbations = parse_perturbations(cfg.perturb, plugins)
     detectors = build_detectors(cfg, plugins)
-    cache = None if cfg.no_cache else feature_cache()
-    opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache)
-    ctx = RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log)
-    with dist.main_first():  # rank 0 fits and saves; the other ranks load its checkpoints
-        fit_all(ctx, detectors)
-    score = ScoreContext(distributed.open_scores(out, dist), opts, shard=(dist.rank, dist.world))
+    check_fittable(detectors, data, out)
+    check_val_for_operating_points(cfg, data)
+    check = RowCheck(detectors, perturbations, data, cfg)
+    folder = dist.on_main(lambda: open_results(out, overwrite, cfg, check))
+    try:
+        cache = None if cfg.no_cache else feature_cache()
+        opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache)
+        ctx = RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log)
+        with dist.main_first():  # rank 0 fits and saves; the other ranks load its checkpoints
+            fit_all(ctx, detectors)
+        with dist.main_first():  # rank 0 drops the rows of changed or deleted images before anyone resumes
+            if dist.is_main:
+                prune_stale_rows(out, check, log)
+        skipped = score_test(ctx, detectors, perturbations)
+        if not dist.is_main:
+            return None
+        distributed.merge_scores(out)
+        score_validation(ctx, detectors)  # on rank 0 only: validation sets are small
+        ctx.timings["total"] = round(time.time() - t0, 3)
+        return finish(ctx, detectors, perturbations, skipped)
+    except BaseException:
+        if folder is not None:
+            folder.abandon()
+        raise
+    finally:
+        if folder is not None:
+            folder.release()
+        dist.close()
+
+
+def open_results(out: Path, overwrite: bool, cfg: RunConfig, check: "RowCheck") -> "ResultsFolder":
+    """Lock ``out``, clear it with ``overwrite``, and claim it for ``cfg`` (rank 0 only)."""
+    from ..results.folder import ResultsFolder
+
+    folder = ResultsFolder.open(out, overwrite)
+    try:
+        folder.claim(cfg.identity(), lambda: check.adoption_problem(out))
+    except BaseException:
+        folder.abandon()
+        folder.release()
+        raise
+    return folder
+
+
+def score_test(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequence[Any]) -> dict[str, tuple[str, str]]:
+    """Score every detector on its test records under every perturbation (this rank's chunks, resumed);
+    returns the skipped images of all ranks."""
+    from ..engine.scoring import ScoreContext
+    from ..results.resume import INDEX_NAME, FileIndex
+    from . import distributed
+
+    cfg, data, dist = ctx.cfg, ctx.data, ctx.dist
+    score = ScoreContext(distributed.open_scores(ctx.out, dist), ctx.options, shard=(dist.rank, dist.world),
+                         index=FileIndex(ctx.out / INDEX_NAME))
     try:
         score_all(score, ctx.pool, detectors, assign(detectors, data, cfg), perturbations, ctx.timings, data.plan)
     finally:
         score.scores.close()
+    cache = ctx.options.cache
     if cache is not None:
-        log(f"feature cache: {cache.hits} image(s) served, {cache.stored} entries stored ({cache.root})")
+        ctx.log(f"feature cache: {cache.hits} image(s) served, {cache.stored} entries stored ({cache.root})")
     skipped = score.skipped
     for other in dist.gather(skipped)[1:]:  # every rank has finished scoring after this
         skipped.update(other)
-    if not dist.is_main:
-        dist.close()
-        return None
-    distributed.merge_scores(out)
+    return skipped
     try:
-        score_validation(ctx, detectors)  # on rank 0 only: validation sets are small
-        ctx.timings["total"] = round(time.time() - t0, 3)
-        return finish(ctx, detectors, perturbations, skipped)
+        score_all(score, ctx.pool, detectors, assign(detectors, data, cfg), perturbations, ctx.timings, data.plan)
     finally:
-        dist.close()
+        score.scores.close()
+    cache = ctx.options.cache
+    if cache is not None:
+        ctx.log(f"feature cache: {cache.hits} image(s) served, {cache.stored} entries stored ({cache.root})")
+    skipped = score.skipped
+    for other in dist.gather(skipped)[1:]:  # every rank has finished scoring after this
+        skipped.update(other)
 
 
 def feature_cache() -> "FeatureCache":
@@ -151,12 +206,13 @@ def assign(detectors: Sequence["Detector"], data: RunData, cfg: RunConfig,
            records: Sequence[Record] | None = None) -> dict[tuple[str, str], dict[str, list[Record]]]:
     """(source, protocol) -> detector name -> its records (default: the test records): detectors sharing a
     source and preprocessing share one pass per image; a plan may give some test records another protocol."""
-    plan = data.plan if records is None else None
+    from .resume import protocol_for
+
     groups: dict[tuple[str, str], dict[str, list[Record]]] = {}
     for det in detectors:
         key = SourcePool.key(det, cfg)
         for r in (data.test if records is None else records):
-            protocol = (plan.protocol(det, r) if plan is not None and not cfg.protocol else None) or det.preprocess
+            protocol = protocol_for(det, r, data, cfg) if records is None else det.preprocess
             groups.setdefault((key, protocol), {}).setdefault(det.name, []).append(r)
     return groups
 
@@ -223,17 +279,12 @@ def fit_all(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
     for det in detectors:
         if det.fitted:
             continue
-        ckpt = ctx.out / "checkpoints" / f"{det.name}.safetensors"
-        if ckpt.exists():  # fitted by an earlier, interrupted run of the same command
+        ckpt = checkpoint_path(ctx.out, det)
+        if ckpt.exists() and written_by_sidbench(ckpt):  # fitted by an earlier, interrupted run of the same command
             det.load(str(ckpt))
             det.trained_on = generators(ctx.data.train)
             ctx.log(f"{det.name}: loaded the checkpoint fitted by the earlier run ({ckpt})")
             continue
-        if not ctx.data.train:
-            raise FitRequiredError(
-                f"detector {det.name!r} must be fitted: give --train PATH (and --val PATH), "
-                f"or a checkpoint with --detectors {det.name}@CHECKPOINT"
-            )
         todo.append(det)
     shared: dict[str, EngineFitData] = {}
     for det in todo:
@@ -244,6 +295,22 @@ def fit_all(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
         t = time.time()
         fit_and_save(ctx, det, shared[key].with_protocol(det.preprocess))
         ctx.timings[f"fit {det.name}"] = round(time.time() - t, 3)
+
+
+def check_fittable(detectors: Sequence["Detector"], data: RunData, out: Path) -> None:
+    """Every detector that needs fitting has training data or a checkpoint (checked before ``out`` is touched)."""
+    for det in detectors:
+        ckpt = checkpoint_path(out, det)
+        if not det.fitted and not data.train and not (ckpt.exists() and written_by_sidbench(ckpt)):
+            raise FitRequiredError(
+                f"detector {det.name!r} must be fitted: give --train PATH (and --val PATH), "
+                f"or a checkpoint with --detectors {det.name}@CHECKPOINT"
+            )
+
+
+def checkpoint_path(out: Path, det: "Detector") -> Path:
+    """Where a detector fitted during the run is saved (and found again on resume)."""
+    return out / "checkpoints" / f"{det.name}.safetensors"
 
 
 def fit_data_for(ctx: RunContext, det: "Detector", group: Sequence["Detector"]):
@@ -261,9 +328,15 @@ def fit_data_for(ctx: RunContext, det: "Detector", group: Sequence["Detector"]):
 def fit_and_save(ctx: RunContext, det: "Detector", data) -> None:
     from ..engine.fitting import fit_detector
 
+    from ..api.checkpoints import non_finite_tensor
+
     summary, seconds = fit_detector(det, data, ctx.cfg.seed, log=lambda m, d=det: ctx.log(f"{d.name}: {m}"))
+    bad = non_finite_tensor(det.state_dict())
+    if bad is not None:  # a diverged fit is not saved, so the next run fits again instead of loading it
+        raise SidbenchError(f"fitting detector {det.name!r} gave NaN or Inf weights ({bad}); lower its learning rate "
+                            "or check the training data")
     det.trained_on = generators(ctx.data.train)
-    det.save(str(ctx.out / "checkpoints" / f"{det.name}.safetensors"))
+    det.save(str(checkpoint_path(ctx.out, det)))
     ctx.log(f"{det.name}: fitted in {seconds:.1f}s {summary or ''}".rstrip())
 
 
