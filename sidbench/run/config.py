@@ -54,6 +54,10 @@ class RunConfig:
             v = getattr(self, f.name)
             if f.type == "str | None" and v is not None and not isinstance(v, str):
                 raise SidbenchError(f"{f.name} must be a string, got {v!r}")
+        from ..api.backbone import PRECISIONS
+
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise SidbenchError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.detector_options, dict):
             raise SidbenchError(f"detector_options must be a table of tables, got {self.detector_options!r}")
 
