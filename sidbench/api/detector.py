@@ -40,6 +40,8 @@ class Detector:
         self.weights_path: str | None = None
         self.label: str | None = None  # e.g. "rine.progan4[tie=false]" when built with bracket options
         self.trained_on: list[str] | None = None  # generators of the data it was fitted on in this run (None: published)
+        self.explicit_options: dict[str, Any] = dict(options)  # what the caller set; checked against a checkpoint's
+        self.options_from_checkpoint: dict[str, Any] = {}  # options a loaded checkpoint brought (run.json)
 
     # -- what the harness reads ---------------------------------------------------
     @property
@@ -129,6 +131,28 @@ class Detector:
     def load_extra_metadata(self, extra: dict[str, Any]) -> None:
         """Restore what :meth:`extra_metadata` saved."""
 
+    def restore_options(self, saved: dict[str, Any], path: str) -> None:
+        """Adopt the options a sidbench checkpoint was fitted with (so ``det@ckpt`` scores as it was fitted);
+        an option the caller set that contradicts the checkpoint is an error naming both. How the detector
+        is fed at test time (``preprocess``, ``precision``) is not the checkpoint's to fix."""
+        adopted = {}
+        for key, value in saved.items():
+            if key in TEST_TIME_OPTIONS or key not in self.spec.options or _same(self.options[key], value):
+                continue
+            if key in self.explicit_options:
+                raise WeightsError(
+                    f"{self.name}: option {key}={_text(self.explicit_options[key])} contradicts {path}, which was "
+                    f"fitted with {key}={_text(value)}; drop the option (the checkpoint's value is used) or attach "
+                    "a checkpoint fitted with it")
+            adopted[key] = value
+        if adopted:
+            self.options.update(adopted)
+            self.options_from_checkpoint = adopted
+            self.configure(adopted)
+
+    def configure(self, changed: dict[str, Any]) -> None:
+        """Rebuild what depends on options after a checkpoint changed some (``changed``); e.g. RINE's network shapes."""
+
     def load(self, path: str) -> "Detector":
         tensors, meta = load_tensors(path)
         if meta:
@@ -137,6 +161,7 @@ class Detector:
                     f"{path} was saved by detector {meta['detector']!r}, not {self.name!r}; "
                     f"use --detectors {meta['detector']}@{path}"
                 )
+            self.restore_options(meta.get("options") or {}, path)
             self.load_extra_metadata(meta.get("extra") or {})
             self.load_state_dict(tensors)
         else:
@@ -144,6 +169,19 @@ class Detector:
         self.fitted = True
         self.weights_path = str(path)
         return self.to(self.device).eval()
+
+
+# Options that say how a detector is fed at test time, not what was fitted: never taken from a checkpoint.
+TEST_TIME_OPTIONS = ("preprocess", "precision")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal once both went through JSON (a checkpoint stores tuples as lists)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _text(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), default=str)
 
 
 def _jsonable(v: Any) -> bool:
