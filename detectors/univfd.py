@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from sidbench.data.perturb import JPEG, Blur
-from sidbench.api import Detector, DetectorSpec, WeightsError, hookimpl
+from sidbench.api import Detector, DetectorSpec, OfficialWeights, WeightsError, hookimpl
 
 if TYPE_CHECKING:
     import torch
@@ -173,5 +173,10 @@ def sidbench_detectors() -> list[DetectorSpec]:
             training_data=("progan",),
             paper=UNIVFD_PAPER,
             license="MIT (UniversalFakeDetect)",
+            official_weights=OfficialWeights(
+                url="https://github.com/WisconsinAIVision/UniversalFakeDetect/raw/main/pretrained_weights/fc_weights.pth",
+                filename="fc_weights.pth",
+                sha256="477100745713bcc957beb2b40859536859b6483fd6301b3b9293151b194c7847",
+                repository="https://github.com/WisconsinAIVision/UniversalFakeDetect"),
         )
     ]
