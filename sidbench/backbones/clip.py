@@ -292,8 +292,8 @@ def build_random(plan: OpenClipPlan, info: BackboneInfo, device: str) -> ClipBac
 
 def _how_to_provide(arch: str, tag: str) -> str:
     return (
-        f"run once where the network is reachable so open_clip caches it (HF cache or ~/.cache/clip), "
-        f"or download the {arch} {tag or ''} checkpoint and pass --weights PATH"
+        f"run once where the network is reachable so open_clip caches it (Hugging Face cache), "
+        f"or download the {arch} {tag or ''} checkpoint and pass --backbone {arch}{':' + tag if tag else ''} --weights PATH"
     )
 
 
