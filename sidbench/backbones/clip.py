@@ -1,6 +1,7 @@
 """open_clip CLIP backbones: real weights by ``ARCH:TAG`` or a local file, and the offline ``clip-tiny``."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..api.backbone import CLIP_MEAN, CLIP_STD, Backbone, BackboneInfo
 from ..api.checkpoints import file_sha256
-from ..api.errors import WeightsError
+from ..api.errors import SidbenchError, WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -248,8 +249,9 @@ def build_open_clip(name: str, weights: str | None = None, device: str = "cpu") 
     if plan.path is None:
         _require_weights_reachable(plan.arch, plan.tag)
     try:
-        model = open_clip.create_model(plan.arch, pretrained=None if plan.path else plan.tag,
-                                       force_quick_gelu=plan.quick_gelu, device="cpu")
+        with _quiet_random_init():  # with --weights the random start is overwritten right after
+            model = open_clip.create_model(plan.arch, pretrained=None if plan.path else plan.tag,
+                                           force_quick_gelu=plan.quick_gelu, device="cpu")
         if plan.path is not None:
             _load_local(model, plan)
     except WeightsError:
@@ -257,7 +259,33 @@ def build_open_clip(name: str, weights: str | None = None, device: str = "cpu") 
     except Exception as exc:  # noqa: BLE001 - open_clip raises many types; the user needs one line
         first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         raise WeightsError(f"could not load {name} weights ({first}); {_how_to_provide(plan.arch, plan.tag)}") from exc
+    _check_activation(model, plan)
     return ClipBackbone(model, open_clip.get_tokenizer(plan.arch), info, plan.identity, plan.activation).to(device)
+
+
+def _check_activation(model, plan: OpenClipPlan) -> None:
+    """The built MLPs use the planned activation (a guard against open_clip changing how it is chosen)."""
+    act = type(model.visual.transformer.resblocks[0].mlp.gelu).__name__
+    if (act == "QuickGELU") != plan.quick_gelu:
+        raise SidbenchError(f"open_clip built {plan.arch} with {act}, but its weights need {plan.activation}; "
+                            "please report this (open_clip version mismatch)")
+
+
+@contextlib.contextmanager
+def _quiet_random_init():
+    """Hide open_clip's 'Model initialized randomly' warning while a model is made to load local weights into."""
+    import logging
+
+    class Quiet(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "initialized randomly" not in record.getMessage()
+
+    quiet, root = Quiet(), logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
 
 
 def _load_local(model, plan: OpenClipPlan) -> None:
