@@ -78,6 +78,12 @@ def embed(net: "torch.nn.Module", tokens: "torch.Tensor") -> "torch.Tensor":
     return net.proj2(z0)
 
 
+def epoch_lr(lr: float, milestones: Sequence[int], epoch: int) -> float:
+    """The learning rate of 1-based ``epoch``: ``lr / 10`` per milestone reached, as the reference's training loop
+    sets it at the start of each epoch (``[6, 11]``: lr for epochs 1-5, lr/10 for 6-10, lr/100 from 11)."""
+    return lr / 10 ** sum(1 for m in milestones if epoch >= m)
+
+
 def supcon_loss(z: "torch.Tensor", labels: "torch.Tensor", temperature: float = 0.07,
                 base_temperature: float = 0.07) -> "torch.Tensor":
     """Supervised contrastive loss (Khosla et al. 2020), one view per sample, all anchors.
@@ -166,6 +172,10 @@ class Rine(Detector):
         for key in ("q", "proj_dim", "epochs", "batch_size"):
             if not isinstance(o[key], int) or isinstance(o[key], bool) or o[key] < 1:
                 raise SidbenchError(f"{name}: option {key} must be a positive integer, got {o[key]!r}")
+        m = o["lr_milestones"]
+        if not isinstance(m, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in m):
+            raise SidbenchError(f"{name}: option lr_milestones must be a list of 1-based epoch numbers "
+                                f"(lr / 10 from each), got {m!r}")
         self.block_index = _block_index(o["blocks"], self.backbone_info.n_blocks, name)
         self.net = self._build(seed=0)
         self._initial_alpha = self.net.alpha.detach().clone() if self.tie else None
@@ -281,23 +291,22 @@ class Rine(Detector):
                 "initial_alpha": None if init is None else [[[float(f"{v:.9g}") for v in row] for row in init[0].tolist()]],
                 "history": self.history}
 
+    def configure(self, changed: dict[str, Any]) -> None:
+        """A checkpoint's options were adopted: rebuild the network; a changed architecture shows in the name.
+        Sizes are checked against the file's tensors before a network of that size is built."""
+        if "proj_dim" in changed:
+            self.metadata_size({"proj_dim": changed["proj_dim"]}, "proj_dim", "rine.head.0.weight", 1)
+        layers = sum(1 for k in self.checkpoint_shapes if k.startswith("rine.proj1.") and k.endswith(".weight"))
+        if "q" in changed and changed["q"] != layers:
+            raise WeightsError(f"{self.name}: checkpoint metadata says q={changed['q']!r}, its tensors hold {layers} layers")
+        self._configure()
+        arch = {k: v for k, v in changed.items() if k in ARCHITECTURE}
+        if arch and not self.label:
+            self.label = self.spec.name + "[" + ",".join(f"{k}={_text(v)}" for k, v in arch.items()) + "]"
+
     def load_extra_metadata(self, extra: dict[str, Any]) -> None:
-        """Adopt the saved architecture where the caller left the spec's default (and say so in the name)."""
         import torch
 
-        saved = extra.get("architecture") or {}
-        adopt = {k: v for k, v in saved.items()
-                 if k in ARCHITECTURE and self.options[k] == self.spec.options[k] and v != self.options[k]}
-        if adopt:
-            if "proj_dim" in adopt:  # checked against the file's head before a network of that width is built
-                self.metadata_size({"proj_dim": adopt["proj_dim"]}, "proj_dim", "rine.head.0.weight", 1)
-            layers = sum(1 for k in self.checkpoint_shapes if k.startswith("rine.proj1.") and k.endswith(".weight"))
-            if "q" in adopt and adopt["q"] != layers:
-                raise WeightsError(f"{self.name}: checkpoint metadata says q={adopt['q']!r}, its tensors hold {layers} layers")
-            self.options.update(adopt)
-            self._configure()
-            if not self.label:
-                self.label = self.spec.name + "[" + ",".join(f"{k}={_text(v)}" for k, v in adopt.items()) + "]"
         init = extra.get("initial_alpha")
         self._initial_alpha = torch.tensor(init, dtype=torch.float32) if init is not None else None
         self.history = list(extra.get("history") or [])
@@ -329,16 +338,16 @@ class Rine(Detector):
             "view each), then every optimiser step reuses them" if o["train_on"] == "features" else
             "training on pixels: the backbone runs inside the training loop on every batch (slow path)")
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]))
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o["lr_milestones"]), gamma=0.1)
         order = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # dropout
         best: tuple | None = None
         self.history = []
         for epoch in range(o["epochs"]):
+            for group in opt.param_groups:
+                group["lr"] = epoch_lr(float(o["lr"]), o["lr_milestones"], epoch + 1)
             batches = (self._feature_batches if o["train_on"] == "features" else self._pixel_batches)(data, aug, epoch, order)
             stats = self._train_epoch(batches, opt)
             stats["lr"] = opt.param_groups[0]["lr"]
-            sched.step()
             data.forget_views()
             if data.has_val:
                 stats.update(self._validate(data))
@@ -500,7 +509,6 @@ def official_weights(variant: str) -> OfficialWeights:
 # The quickstart has 400 training images, not ProGAN's 72k: more epochs on one shared (unaugmented)
 # view, so the fit reuses the centre-crop features the other detectors extract anyway.
 QUICKSTART_OPTIONS = {"epochs": 30, "augment": False, "lr_milestones": []}
-
 
 @hookimpl
 def sidbench_detectors() -> list[DetectorSpec]:

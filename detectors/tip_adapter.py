@@ -111,9 +111,14 @@ class TipAugment:
             if 0 < w <= width and 0 < h <= height:
                 top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
                 return left, top, left + w, top + h
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
-        return left, top, left + side, top + side
+        # torchvision's fallback: a central crop clamped to the aspect-ratio range (the scale range is ignored)
+        w, h = width, height
+        if width / height < 3 / 4:
+            h = round(w / (3 / 4))
+        elif width / height > 4 / 3:
+            w = round(h * (4 / 3))
+        left, top = (width - w) // 2, (height - h) // 2
+        return left, top, left + w, top + h
 
 
 def cache_logits(affinity: "torch.Tensor", values: "torch.Tensor", beta: float) -> "torch.Tensor":

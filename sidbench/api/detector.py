@@ -41,6 +41,8 @@ class Detector:
         self.label: str | None = None  # e.g. "rine.progan4[tie=false]" when built with bracket options
         self.trained_on: list[str] | None = None  # generators of the data it was fitted on in this run (None: published)
         self.checkpoint_shapes: dict[str, tuple[int, ...]] = {}  # of the file being loaded, for load_extra_metadata
+        self.explicit_options: dict[str, Any] = dict(options)  # what the caller set; checked against a checkpoint's
+        self.options_from_checkpoint: dict[str, Any] = {}  # options a loaded checkpoint brought (run.json)
 
     # -- what the harness reads ---------------------------------------------------
     @property
@@ -134,6 +136,28 @@ class Detector:
     def load_extra_metadata(self, extra: dict[str, Any]) -> None:
         """Restore what :meth:`extra_metadata` saved."""
 
+    def restore_options(self, saved: dict[str, Any], path: str) -> None:
+        """Adopt the options a sidbench checkpoint was fitted with (so ``det@ckpt`` scores as it was fitted);
+        an option the caller set that contradicts the checkpoint is an error naming both. How the detector
+        is fed at test time (``preprocess``, ``precision``) is not the checkpoint's to fix."""
+        adopted = {}
+        for key, value in saved.items():
+            if key in TEST_TIME_OPTIONS or key not in self.spec.options or _same(self.options[key], value):
+                continue
+            if key in self.explicit_options:
+                raise WeightsError(
+                    f"{self.name}: option {key}={_text(self.explicit_options[key])} contradicts {path}, which was "
+                    f"fitted with {key}={_text(value)}; drop the option (the checkpoint's value is used) or attach "
+                    "a checkpoint fitted with it")
+            adopted[key] = value
+        if adopted:
+            self.options.update(adopted)
+            self.options_from_checkpoint = adopted
+            self.configure(adopted)
+
+    def configure(self, changed: dict[str, Any]) -> None:
+        """Rebuild what depends on options after a checkpoint changed some (``changed``); e.g. RINE's network shapes."""
+
     def load(self, path: str) -> "Detector":
         """Load a checkpoint: weights must be finite, metadata well-formed and consistent with the tensors."""
         tensors, meta = load_tensors(path)
@@ -149,6 +173,7 @@ class Detector:
                     f"{path} was saved by detector {meta['detector']!r}, not {self.name!r}; "
                     f"use --detectors {meta['detector']}@{path}"
                 )
+            self.restore_options(meta.get("options") or {}, path)
             try:
                 self.load_extra_metadata(meta.get("extra") or {})
             except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
@@ -202,6 +227,19 @@ def take_empty_shapes(module: "torch.nn.Module", state: dict[str, "torch.Tensor"
             continue
         fresh = torch.zeros(value.shape, dtype=value.dtype, device=current.device)
         table[leaf] = torch.nn.Parameter(fresh, requires_grad=current.requires_grad) if table is owner._parameters else fresh
+
+
+# Options that say how a detector is fed at test time, not what was fitted: never taken from a checkpoint.
+TEST_TIME_OPTIONS = ("preprocess", "precision")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal once both went through JSON (a checkpoint stores tuples as lists)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _text(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), default=str)
 
 
 def _jsonable(v: Any) -> bool:

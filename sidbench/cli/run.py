@@ -6,6 +6,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ..api.backbone import PRECISIONS
 from ..data.preprocess import PROTOCOLS
 
 QUICKSTART_OUT = "results/quickstart"
@@ -20,7 +21,7 @@ def register(sub, common) -> None:
     p.add_argument("--data", action="append", metavar="PATH", help="folder with 0_real/1_fake below it, a layout a dataset "
                    "plugin recognises (`sidbench list datasets`), or a CSV list path,label (repeatable)")
     p.add_argument("--dataset", metavar="NAME", help="force a dataset layout (see `sidbench list datasets`)")
-    p.add_argument("--suite", metavar="NAME", help="a named benchmark over --data ROOT: ufd, synthbuster, jpeg, paper, "
+    p.add_argument("--suite", metavar="NAME", help="a named benchmark over --data ROOT: ufd, ufd-univfd, synthbuster, jpeg, paper, "
                    "genimage, aigcdetect, wildrf, chameleon (layouts, perturbations and published protocols; see the README)")
     p.add_argument("--detectors", metavar="A,B", help="spec or family names, NAME@CHECKPOINT to attach weights")
     add_backbone_args(p)
@@ -66,8 +67,12 @@ def _fractions(text: str) -> list[float]:
 def add_backbone_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backbone and hardware")
     g.add_argument("--backbone", metavar="NAME", help="override the detectors' backbone, e.g. clip-tiny or ViT-L-14:openai")
-    g.add_argument("--weights", metavar="PATH", help="local backbone weights (open_clip checkpoint) instead of a download")
+    g.add_argument("--weights", metavar="PATH", help="local weights of the --backbone (e.g. --backbone ViT-L-14:openai "
+                   "--weights PATH: these weights, that tag's architecture, activation and preprocessing)")
     g.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    g.add_argument("--precision", choices=PRECISIONS,
+                   help="backbone numerics on CUDA: fp16 autocast (default, what RINE's and Tip-Adapter's reference "
+                        "code ran), bf16 autocast, or fp32 (UnivFD's reference); the CPU always runs fp32")
     g.add_argument("--batch-size", type=int, metavar="N", help="images per backbone batch (default 64; halves on GPU out-of-memory)")
     g.add_argument("--workers", type=int, metavar="N", help="DataLoader workers (default: 0 on CPU, up to 16 on GPU)")
     g.add_argument("--seed", type=int, metavar="N", help="seed for everything random (default 0)")

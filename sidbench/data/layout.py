@@ -12,7 +12,8 @@ from ..api.records import FAKE, REAL, Record
 log = logging.getLogger(__name__)
 LABEL_DIRS = {"0_real": REAL, "1_fake": FAKE}
 # Files next to images that are never images: listed as skipped without being opened.
-SIDECAR_SUFFIXES = {".txt", ".csv", ".json", ".md", ".yaml", ".yml", ".xml", ".html", ".py", ".zip", ".tar", ".gz"}
+SIDECAR_SUFFIXES = {".txt", ".csv", ".json", ".md", ".yaml", ".yml", ".xml", ".html", ".py", ".zip", ".tar", ".gz",
+                    ".pdf", ".ipynb"}
 
 
 class Layout(Protocol):

@@ -37,6 +37,15 @@ def backbone_identity(name: str, weights: str | None = None, plugins: "Plugins |
     return identity(name, weights) if identity is not None else None
 
 
+def backbone_activation(name: str, weights: str | None = None, plugins: "Plugins | None" = None) -> str | None:
+    """The activation a backbone is built with (``quick_gelu``, ``gelu``), known without loading it; None when
+    its factory does not say (the architecture's own)."""
+    plugins = _plugins(plugins)
+    factory = resolve_factory(plugins.backbone(name).factory)
+    activation = getattr(factory, "activation", None)
+    return activation(name, weights) if activation is not None else None
+
+
 def build_backbone(name: str, weights: str | None = None, device: str = "cpu", plugins: "Plugins | None" = None,
                    precision: str | None = None) -> "Backbone":
     """Load a backbone by name (``clip-tiny``, ``ViT-L-14:openai``, a plugin's) onto ``device``."""

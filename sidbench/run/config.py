@@ -63,6 +63,10 @@ class RunConfig:
             if f.type == "bool" and not isinstance(v, bool):
                 raise SidbenchError(f"{f.name} must be true or false, got {v!r}")
         self._check_operating_points()
+        from ..api.backbone import PRECISIONS
+
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise SidbenchError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.detector_options, dict) or not all(isinstance(v, dict) for v in self.detector_options.values()):
             raise SidbenchError(f"detector_options must be a table of tables, got {self.detector_options!r}")
         self.workers = capped_workers(self.workers)

@@ -44,7 +44,19 @@ def build_detectors(cfg: RunConfig, plugins: "Plugins") -> list["Detector"]:
             raise SidbenchError(f"detector {det.name!r} is listed twice in --detectors")
         seen.add(det.name)
         dets.append(det)
+    check_weights_target(cfg, dets)
     return dets
+
+
+def check_weights_target(cfg: RunConfig, detectors: Sequence["Detector"]) -> None:
+    """``--weights`` belongs to one backbone: refuse it when the detectors read several and --backbone names none
+    (``rine`` on ViT-L-14:openai and ``clip_svm`` on the CommonPool model would both get the file)."""
+    if not cfg.weights or cfg.backbone:
+        return
+    names = sorted({SourcePool.key(d, cfg) for d in detectors if d.input == "features"})
+    if len(names) > 1:
+        raise SidbenchError(f"--weights {cfg.weights}: the detectors read {len(names)} backbones ({', '.join(names)}); "
+                            "name the one these weights belong to with --backbone")
 
 
 class SourcePool:
@@ -117,6 +129,8 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
     dist = distributed.init(cfg.device)
     device = dist.device(pick_device(cfg.device))
     log = log if dist.is_main else (lambda message: None)  # one voice under torchrun
+    if cfg.precision not in (None, "fp32") and not str(device).startswith("cuda"):
+        log(f"--precision {cfg.precision} applies to CUDA devices; {device} runs fp32")
     perturbations = parse_perturbations(cfg.perturb, plugins)
     detectors = build_detectors(cfg, plugins)
     check_fittable(detectors, data, out)
@@ -418,6 +432,7 @@ def detector_info(det: "Detector", cfg: RunConfig, pool: SourcePool) -> dict[str
         info["precision"] = source.precision if source is not None else None
     if det.weights_path:
         info["weights"] = {"path": det.weights_path, "sha256": file_sha256(Path(det.weights_path))}
+        info["options_from_checkpoint"] = {k: v for k, v in det.options_from_checkpoint.items() if _plain(v)}
     return info
 
 
