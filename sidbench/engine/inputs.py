@@ -65,18 +65,25 @@ def iter_outputs(
     workers = default_workers(source.device) if opts.workers is None else opts.workers
     loader = make_loader(dataset, opts.batch_size, workers, source.device)
     pending = _Pending(source, names, n_views(protocol), opts.batch_size, lookup, protocol in VARIABLE_SIZE)
-    with tqdm(total=len(records), desc=opts.desc, unit="img", disable=not opts.progress, leave=False) as bar:
-        for batch in isolated_iter(loader):
-            if batch.cached or batch.skipped:
+    if lookup is not None:
+        lookup.cache.flush()  # no writer thread mid-transaction while the loader forks its workers
+    try:
+        with tqdm(total=len(records), desc=opts.desc, unit="img", disable=not opts.progress, leave=False) as bar:
+            for batch in isolated_iter(loader):
                 if lookup is not None:
+                    lookup.cache.absorb(batch.faults)
                     lookup.cache.hits += len(batch.cached)
-                yield list(batch.cached), _stack_cached(batch.cached, names), batch.skipped
-            pending.add(batch)
-            while (shape := pending.ready()) is not None:
+                if batch.cached or batch.skipped:
+                    yield list(batch.cached), _stack_cached(batch.cached, names), batch.skipped
+                pending.add(batch)
+                while (shape := pending.ready()) is not None:
+                    yield pending.run(shape)
+                bar.update(len(batch.index) + len(batch.cached) + len(batch.skipped))
+            while (shape := pending.next_shape()) is not None:
                 yield pending.run(shape)
-            bar.update(len(batch.index) + len(batch.cached) + len(batch.skipped))
-        while (shape := pending.next_shape()) is not None:
-            yield pending.run(shape)
+    finally:
+        if lookup is not None:
+            lookup.cache.flush()  # the flush point: every entry of this pass committed before the caller goes on
 
 
 def isolated_iter(loader) -> Iterator:
@@ -91,7 +98,7 @@ def isolated_iter(loader) -> Iterator:
 
 def cache_lookup(source: "Source", names: tuple[str, ...], protocol: str, perturbation: Perturbation,
                  transform: Callable | None, view_id: str | None, opts: ExtractOptions) -> "CacheLookup | None":
-    if opts.cache is None or (transform is not None and not view_id):
+    if opts.cache is None or (transform is not None and not view_id) or not opts.cache.usable():
         return None
     from .cache import CacheContext, CacheLookup
 
@@ -175,12 +182,25 @@ class _Pending:
         return index, out, []
 
     def _store(self, index: list[int], out: Outputs) -> None:
+        """Queue this batch's outputs for the cache's background writer, in the source's precision where exact."""
         if self.lookup is None:
             return
-        ident = self.lookup.context.backbone
-        items = [(keys[name], name, ident, out[name][j])
-                 for j, i in enumerate(index) if (keys := self.keys.pop(i, None)) for name in self.names]
-        self.lookup.cache.put_many(items)
+        rows = [(j, keys) for j, i in enumerate(index) if (keys := self.keys.pop(i, None))]
+        if not rows or not self.lookup.cache.writable:
+            return
+        whole = len(rows) == len(index)  # the usual case: a slice, not a copy
+        pos = [j for j, _ in rows]
+        for name in self.names:
+            values = out[name][: len(index)] if whole else out[name][pos]
+            self.lookup.cache.store([k[name] for _, k in rows], name, self.lookup.context.backbone, values,
+                                    storage_dtype(self.source.precision))
+
+
+def storage_dtype(precision: str) -> "torch.dtype | None":
+    """The dtype a source running in ``precision`` computes its outputs in (None: fp32, stored as is)."""
+    import torch
+
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
 
 
 def extract(source: "Source", records: Sequence[Record], names: Sequence[str], **kwargs) -> FeatureSet:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 from ..api.records import Record
 from ..data.images import UnreadableImage, read_image
@@ -26,6 +26,7 @@ class Batch:
     skipped: list[tuple[int, str]]
     cached: dict[int, dict[str, "torch.Tensor"]] = field(default_factory=dict)  # served by the feature cache
     keys: dict[int, dict[str, str]] = field(default_factory=dict)  # cache keys of the computed ones
+    faults: list[tuple[str, str]] = field(default_factory=list)  # cache faults met by the workers
 
     def pin_memory(self) -> "Batch":
         """Called by the DataLoader's pinning thread (GPU runs) so host-to-device copies can be non-blocking."""
@@ -54,26 +55,39 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int):
-        """(index, pixels | None, skip reason | None, cached features | None, cache keys | None)."""
+    def __getitem__(self, i: int) -> "Item":
+        """The image's pixels, or its cached features, or why it was skipped. The cache is consulted outside
+        the decoding ``try``: it reports its own faults (returned with the item) and never skips an image."""
         rec = self.records[i]
-        keys, data = None, None
+        keys, data, faults = None, None, []
+        if self.lookup is not None:
+            data = _read_bytes(rec.path)  # hashed here, in the worker, and decoded below from memory
+            keys = self.lookup.keys(file_digest(data), rec) if data is not None else None
+            hit = self.lookup.fetch(keys) if keys else None
+            faults = self.lookup.cache.take_unsent()
+            if hit is not None:
+                return Item(i, None, None, hit, None, faults)
         try:
-            if self.lookup is not None:
-                data = _read_bytes(rec.path)  # hashed here, in the worker, and decoded below from memory
-                keys = self.lookup.keys(file_digest(data), rec) if data is not None else None
-                hit = self.lookup.fetch(keys) if keys else None
-                if hit is not None:
-                    return i, None, None, hit, None
             img = read_image(rec.path, draft=getattr(self.preprocess, "draft", None), data=data)
             img = self.perturbation.apply(img, rec.key)
             if self.transform is not None:
                 img = self.transform(img, rec, i)
-            return i, self.preprocess(img), None, None, keys
+            return Item(i, self.preprocess(img), None, None, keys, faults)
         except UnreadableImage as exc:
-            return i, None, exc.reason, None, None
+            return Item(i, None, exc.reason, None, None, faults)
         except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the run
-            return i, None, f"failed to process ({type(exc).__name__}: {exc})", None, None
+            return Item(i, None, f"failed to process ({type(exc).__name__}: {exc})", None, None, faults)
+
+
+class Item(NamedTuple):
+    """What the dataset returns for one record: exactly one of pixels, skip reason, cached features is set."""
+
+    index: int
+    pixels: "torch.Tensor | None"
+    skip: str | None
+    cached: "dict[str, torch.Tensor] | None"
+    keys: dict[str, str] | None  # cache keys of an image to compute (stored once its outputs exist)
+    faults: list[tuple[str, str]]  # cache faults a worker met, reported once by the main process
 
 
 def _read_bytes(path: str) -> bytes | None:
@@ -84,17 +98,17 @@ def _read_bytes(path: str) -> bytes | None:
         return None
 
 
-def collate(items: list) -> Batch:
+def collate(items: list[Item]) -> Batch:
     import torch
 
-    ok = [(i, x) for i, x, *_ in items if x is not None]
-    skipped = [(i, r) for i, x, r, *_ in items if r is not None]
-    cached = {i: c for i, _, _, c, _ in items if c is not None}
-    keys = {i: k for i, x, _, _, k in items if x is not None and k}
+    ok = [(it.index, it.pixels) for it in items if it.pixels is not None]
+    skipped = [(it.index, it.skip) for it in items if it.skip is not None]
+    cached = {it.index: it.cached for it in items if it.cached is not None}
+    keys = {it.index: it.keys for it in items if it.pixels is not None and it.keys}
     tensors = [x for _, x in ok]
     same = len({tuple(x.shape) for x in tensors}) <= 1
     pixels = (torch.stack(tensors) if same else tensors) if ok else None
-    return Batch([i for i, _ in ok], pixels, skipped, cached, keys)
+    return Batch([i for i, _ in ok], pixels, skipped, cached, keys, [f for it in items for f in it.faults])
 
 
 def default_workers(device: str) -> int:

@@ -198,15 +198,19 @@ def fit_all(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
 
 
 def fit_data_for(ctx: RunContext, det: "Detector", group: Sequence["Detector"]):
-    """The FitData of ``group`` (detectors on one source): the union of their features is extracted at once."""
+    """The FitData of ``group`` (detectors on one source): the union of their features under each protocol is
+    extracted at once."""
     from ..engine.fitting import EngineFitData
     from ..engine.scoring import source_outputs
 
     common = dict(protocol=det.preprocess, seed=ctx.cfg.seed, options=ctx.options, device=ctx.pool.device)
     if det.input == "pixels":
         return EngineFitData(ctx.data.train, ctx.data.val, pixels=det.spec.pixels, **common)
-    names = tuple(sorted({f for d in group for f in source_outputs(d)}))
-    return EngineFitData(ctx.data.train, ctx.data.val, backbone=ctx.pool.source(det), names=names, **common)
+    names: dict[str, set[str]] = {}  # per protocol: a resize-protocol fit need not carry RINE's cls_ln2
+    for d in group:
+        names.setdefault(d.preprocess, set()).update(source_outputs(d))
+    along = {p: tuple(sorted(v)) for p, v in names.items()}
+    return EngineFitData(ctx.data.train, ctx.data.val, backbone=ctx.pool.source(det), names=along, **common)
 
 
 def fit_and_save(ctx: RunContext, det: "Detector", data) -> None:
