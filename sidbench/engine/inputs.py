@@ -125,19 +125,33 @@ def pad_rows(x: "torch.Tensor", n: int) -> "torch.Tensor":
 
 
 class _Pending:
-    """Decoded images waiting for the source, bucketed by tensor shape; run in fixed-size, zero-padded batches."""
+    """Decoded images waiting for the source, bucketed by tensor shape; run in fixed-size, zero-padded batches.
+
+    A bucket holds blocks (record indices, pixels [k, ...]) as the loader delivered them: a loader batch that
+    is exactly one source batch goes to the device as is (pinned on GPU, no copy on the main thread); blocks
+    are cut or concatenated only when cache hits, skips or mixed sizes misalign them.
+    """
 
     def __init__(self, source: "Source", names: tuple[str, ...], views: int, batch_size: int,
                  lookup: "CacheLookup | None", variable: bool):
         self.source, self.names, self.views, self.lookup = source, names, views, lookup
         self.batch_size, self.variable = batch_size, variable
-        self.buckets: dict[tuple, list[tuple[int, "torch.Tensor"]]] = {}
+        self.buckets: dict[tuple, list[tuple[list[int], "torch.Tensor"]]] = {}
         self.keys: dict[int, dict[str, str]] = {}
 
     def add(self, batch) -> None:
-        for i, x in zip(batch.index, batch.tensors()):
-            self.buckets.setdefault(tuple(x.shape), []).append((i, x))
+        if batch.pixels is None:
+            return
+        if isinstance(batch.pixels, list):  # images of several sizes: one block each
+            blocks = [([i], x.unsqueeze(0)) for i, x in zip(batch.index, batch.pixels)]
+        else:
+            blocks = [(list(batch.index), batch.pixels)]
+        for index, x in blocks:
+            self.buckets.setdefault(tuple(x.shape[1:]), []).append((index, x))
         self.keys.update(batch.keys)
+
+    def count(self, shape: tuple) -> int:
+        return sum(len(index) for index, _ in self.buckets[shape])
 
     def size_for(self, shape: tuple) -> int:
         """The batch size of a shape: fixed, or bounded by the source's pixel budget for native resolution."""
@@ -149,33 +163,43 @@ class _Pending:
     def ready(self) -> tuple | None:
         """A shape whose bucket is full; for native resolution also the largest bucket once pending
         images exceed the pixel budget (memory stays bounded however many sizes there are)."""
-        for shape, items in self.buckets.items():
-            if len(items) >= self.size_for(shape):
+        for shape in self.buckets:
+            if self.count(shape) >= self.size_for(shape):
                 return shape
         if self.variable and self.source.max_batch_pixels and self.buckets:
-            total = sum(len(v) * s[-1] * s[-2] for s, v in self.buckets.items())
+            total = sum(self.count(s) * s[-1] * s[-2] for s in self.buckets)
             if total > self.source.max_batch_pixels:
-                return max(self.buckets, key=lambda s: len(self.buckets[s]) * s[-1] * s[-2])
+                return max(self.buckets, key=lambda s: self.count(s) * s[-1] * s[-2])
         return None
 
     def next_shape(self) -> tuple | None:
         return next(iter(self.buckets), None)
 
-    def run(self, shape: tuple) -> tuple[list[int], Outputs, list]:
+    def take(self, shape: tuple, n: int) -> tuple[list[int], "torch.Tensor"]:
+        """The first ``n`` pending images of ``shape`` (fewer at the end), zero-padded to ``n`` rows."""
         import torch
 
-        n = self.size_for(shape)
-        items, rest = self.buckets[shape][:n], self.buckets[shape][n:]
-        if rest:
-            self.buckets[shape] = rest
-        else:
+        blocks, index, parts = self.buckets[shape], [], []
+        while blocks and len(index) < n:
+            ix, x = blocks[0]
+            need = n - len(index)
+            if len(ix) <= need:
+                blocks.pop(0)
+            else:
+                blocks[0] = (ix[need:], x[need:])
+                ix, x = ix[:need], x[:need]
+            index += ix
+            parts.append(x)
+        if not blocks:
             del self.buckets[shape]
-        index = [i for i, _ in items]
-        pixels = pad_rows(torch.stack([x for _, x in items]), n)
+        return index, pad_rows(parts[0] if len(parts) == 1 else torch.cat(parts), n)
+
+    def run(self, shape: tuple) -> tuple[list[int], Outputs, list]:
+        index, pixels = self.take(shape, self.size_for(shape))
         if self.views > 1:
             pixels = pixels.flatten(0, 1)
         out = self.source.outputs(pixels, self.names)
-        out = {k: v[: len(items) * self.views].cpu() for k, v in out.items()}
+        out = {k: v[: len(index) * self.views].cpu() for k, v in out.items()}
         if self.views > 1:
             out = {k: v.unflatten(0, (-1, self.views)) for k, v in out.items()}
         self._store(index, out)

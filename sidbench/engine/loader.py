@@ -36,12 +36,6 @@ class Batch:
             self.pixels = self.pixels.pin_memory()
         return self
 
-    def tensors(self) -> "list[torch.Tensor]":
-        """The loaded images one by one."""
-        if self.pixels is None:
-            return []
-        return list(self.pixels) if isinstance(self.pixels, list) else list(self.pixels.unbind(0))
-
 
 class ImageDataset:
     """Map-style dataset: read, perturb, preprocess; an unreadable image becomes a skip, not an error."""
