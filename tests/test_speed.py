@@ -58,3 +58,43 @@ def test_a_fully_cached_run_and_fit_never_build_the_backbone(tmp_path, monkeypat
     assert backbones["fragile-tiny"]["loaded"] is False
     with pytest.raises(RuntimeError, match="must not be built"):  # the control: without the cache it is needed
         run_cli(*args, "--out", str(tmp_path / "uncached"), "--no-cache")
+
+
+def test_a_loader_batch_that_is_one_source_batch_reaches_the_source_uncopied(tiny_backbone, monkeypatch):
+    """No per-image unbind and re-stack on the main thread: the (pinned, on GPU) loader batch is the input."""
+    import torch
+
+    from sidbench.engine.inputs import _Pending
+    from sidbench.engine.loader import Batch
+    from sidbench.engine.sources import as_source
+
+    source = as_source(tiny_backbone)
+    inputs = []
+    real = source.outputs
+    monkeypatch.setattr(source, "outputs", lambda x, names: inputs.append(x) or real(x, names))
+    pending = _Pending(source, ("image_embed",), 1, 4, None, False)
+    x = torch.randn(4, 3, 224, 224)
+    pending.add(Batch([0, 1, 2, 3], x, []))
+    index, out, _ = pending.finish(pending.launch(pending.ready()))
+    assert index == [0, 1, 2, 3] and inputs[0].data_ptr() == x.data_ptr()
+    for part in (x[:3], x[3:]):  # misaligned blocks (after a cache hit, say): cut and joined, same outputs
+        pending.add(Batch(list(range(len(part))), part.clone(), []))
+    index, again, _ = pending.finish(pending.launch(pending.ready()))
+    assert index == [0, 1, 2, 0] and torch.equal(again["image_embed"], out["image_embed"])
+
+
+def test_the_next_batch_is_launched_before_the_caller_gets_the_previous_one(tmp_path, plugins, tiny_backbone, monkeypatch):
+    """On CUDA the device computes batch k+1 while the caller scores batch k (one batch in flight)."""
+    from sidbench.data.layout import resolve_records
+    from sidbench.engine import ExtractOptions, iter_outputs
+    from sidbench.engine.sources import as_source
+
+    recs = resolve_records(str(make_folder(tmp_path / "d", splits=("a",), n=3)), plugins)  # 6 images: 3 batches
+    source = as_source(tiny_backbone)
+    launched = []
+    real = source.outputs
+    monkeypatch.setattr(source, "outputs", lambda x, names: launched.append(len(x)) or real(x, names))
+    seen = []
+    for index, _, _ in iter_outputs(source, recs, ["image_embed"], options=ExtractOptions(2, 0, False)):
+        seen.append((len(index), len(launched)))
+    assert seen == [(2, 2), (2, 3), (2, 3)]

@@ -77,10 +77,11 @@ def iter_outputs(
                     yield list(batch.cached), _stack_cached(batch.cached, names), batch.skipped
                 pending.add(batch)
                 while (shape := pending.ready()) is not None:
-                    yield pending.run(shape)
+                    yield from pending.submit(shape)
                 bar.update(len(batch.index) + len(batch.cached) + len(batch.skipped))
             while (shape := pending.next_shape()) is not None:
-                yield pending.run(shape)
+                yield from pending.submit(shape)
+            yield from pending.submit(None)
     finally:
         if lookup is not None:
             lookup.cache.flush()  # the flush point: every entry of this pass committed before the caller goes on
@@ -138,6 +139,7 @@ class _Pending:
         self.batch_size, self.variable = batch_size, variable
         self.buckets: dict[tuple, list[tuple[list[int], "torch.Tensor"]]] = {}
         self.keys: dict[int, dict[str, str]] = {}
+        self.inflight: tuple[list[int], Outputs] | None = None  # launched, not yet finished (one at most)
 
     def add(self, batch) -> None:
         if batch.pixels is None:
@@ -194,16 +196,28 @@ class _Pending:
             del self.buckets[shape]
         return index, pad_rows(parts[0] if len(parts) == 1 else torch.cat(parts), n)
 
-    def run(self, shape: tuple) -> tuple[list[int], Outputs, list]:
+    def launch(self, shape: tuple) -> tuple[list[int], Outputs]:
+        """Start the source on the next batch of ``shape``: on CUDA this only queues the copy and the kernels."""
         index, pixels = self.take(shape, self.size_for(shape))
         if self.views > 1:
             pixels = pixels.flatten(0, 1)
-        out = self.source.outputs(pixels, self.names)
+        return index, self.source.outputs(pixels, self.names)
+
+    def finish(self, launched: tuple[list[int], Outputs]) -> tuple[list[int], Outputs, list]:
+        """Wait for a launched batch: its outputs on the CPU (padding dropped), queued for the cache."""
+        index, out = launched
         out = {k: v[: len(index) * self.views].cpu() for k, v in out.items()}
         if self.views > 1:
             out = {k: v.unflatten(0, (-1, self.views)) for k, v in out.items()}
         self._store(index, out)
         return index, out, []
+
+    def submit(self, shape: tuple | None) -> list[tuple[list[int], Outputs, list]]:
+        """Launch a batch (None: none), then finish the one before it: the device computes batch k+1 while
+        the caller scores and writes batch k, instead of idling between batches."""
+        launched = self.launch(shape) if shape is not None else None
+        done, self.inflight = self.inflight, launched
+        return [self.finish(done)] if done is not None else []
 
     def _store(self, index: list[int], out: Outputs) -> None:
         """Queue this batch's outputs for the cache's background writer, in the source's precision where exact."""
