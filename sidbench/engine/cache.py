@@ -189,21 +189,23 @@ class FeatureCache:
 
     def _fault(self, what: str, exc: BaseException) -> None:
         """Turn the cache (or only its writes) off and report it once: which file, what failed, how to fix it."""
-        with self._lock:
-            if what == "write":
-                self.writable = False
-            else:
-                self.readable = self.writable = False
-            if what in self.faults:
-                return
-            rest = "without writing to it" if what == "write" else "without it"
-            msg = (f"feature cache {self.path}: {what} failed ({type(exc).__name__}: {exc}); the run continues "
-                   f"{rest} (scores are unaffected): {advice(self.root, exc)}")
-            self.faults[what] = msg
+        rest = "without writing to it" if what == "write" else "without it"
+        msg = (f"feature cache {self.path}: {what} failed ({type(exc).__name__}: {exc}); the run continues "
+               f"{rest} (scores are unaffected): {advice(self.root, exc)}")
         if os.getpid() == self._owner:
-            log.warning(msg)
-        else:
+            self.absorb([(what, msg)])
+        elif self._disable(what, msg):
             self._unsent.append((what, msg))
+
+    def _disable(self, what: str, msg: str) -> bool:
+        """Stop writing (a write fault) or using the cache at all; True the first time ``what`` failed."""
+        with self._lock:
+            self.writable = False
+            if what != "write":
+                self.readable = False
+            first = what not in self.faults
+            self.faults.setdefault(what, msg)
+        return first
 
     def take_unsent(self) -> list[tuple[str, str]]:
         """Faults met in this (worker) process since the last call, for the main process to report."""
@@ -211,14 +213,10 @@ class FeatureCache:
         return out
 
     def absorb(self, faults: Iterable[tuple[str, str]]) -> None:
-        """Report faults a DataLoader worker met (once each) and stop using the cache here too."""
+        """Report faults (this process's, or those a DataLoader worker sent back) once each, and stop
+        using the cache accordingly."""
         for what, msg in faults:
-            if what == "write":
-                self.writable = False
-            else:
-                self.readable = self.writable = False
-            if what not in self.faults:
-                self.faults[what] = msg
+            if self._disable(what, msg):
                 log.warning(msg)
 
     # -- reading and writing -----------------------------------------------------------------
