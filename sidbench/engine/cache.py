@@ -425,7 +425,8 @@ def _split(keys: Sequence[str], feature: str, backbone: str, values: "torch.Tens
     exact = None
     if narrow is not None and v.dtype == torch.float32 and len(v):
         small = v.to(narrow)
-        exact = (small.float() == v).reshape(len(v), -1).all(1).tolist()
+        wide = small.float()
+        exact = [True] * len(v) if torch.equal(wide, v) else (wide == v).reshape(len(v), -1).all(1).tolist()
     return [_row(k, feature, backbone, small[j] if exact and exact[j] else v[j]) for j, k in enumerate(keys)]
 
 
