@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .checkpoints import load_tensors, save_tensors
 from .errors import SidbenchError, WeightsError
 from .names import split_options
-from .specs import DetectorSpec
+from .specs import DetectorSpec, PixelInput
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +58,17 @@ class Detector:
     def input(self) -> str:
         """``"pixels"`` or ``"features"`` (see :attr:`sidbench.api.DetectorSpec.input`)."""
         return self.spec.input
+
+    @property
+    def pixel_input(self) -> "PixelInput | None":
+        """How the engine preprocesses for a pixel detector: the spec's :class:`~sidbench.api.PixelInput`, with
+        its ``image_size`` taken from the ``image_size`` option when the detector has one (None: a feature detector)."""
+        pixels = self.spec.pixels
+        if pixels is not None and "image_size" in self.options and self.options["image_size"] != pixels.image_size:
+            import dataclasses
+
+            return dataclasses.replace(pixels, image_size=int(self.options["image_size"]))
+        return pixels
 
     def modules(self) -> dict[str, "torch.nn.Module"]:
         """The torch modules holding this detector's parameters and buffers."""

@@ -32,8 +32,8 @@ def build_detectors(cfg: RunConfig, plugins: "Plugins") -> list["Detector"]:
         raise SidbenchError("no detectors given: --detectors NAME[,NAME...] (see `sidbench list detectors`)")
     dets, seen = [], set()
     for name in cfg.detectors:
-        det = load_detector(name, backbone=cfg.backbone, plugins=plugins,
-                            **({"preprocess": cfg.protocol} if cfg.protocol else {}), **cfg.detector_options.get(name, {}))
+        options = {**cfg.detector_options.get(name, {}), **({"preprocess": cfg.protocol} if cfg.protocol else {})}
+        det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **options)
         if det.name in seen:
             raise SidbenchError(f"detector {det.name!r} is listed twice in --detectors")
         seen.add(det.name)
@@ -204,7 +204,7 @@ def fit_data_for(ctx: RunContext, det: "Detector", group: Sequence["Detector"]):
 
     common = dict(protocol=det.preprocess, seed=ctx.cfg.seed, options=ctx.options, device=ctx.pool.device)
     if det.input == "pixels":
-        return EngineFitData(ctx.data.train, ctx.data.val, pixels=det.spec.pixels, **common)
+        return EngineFitData(ctx.data.train, ctx.data.val, pixels=det.pixel_input, **common)
     names = tuple(sorted({f for d in group for f in source_outputs(d)}))
     return EngineFitData(ctx.data.train, ctx.data.val, backbone=ctx.pool.source(det), names=names, **common)
 
