@@ -162,9 +162,9 @@ def sidbench_detectors() -> list[DetectorSpec]:
             description="NPR (up-sampling residual, short ResNet) on ProGAN car/cat/chair/horse; test.py protocol "
                         "(256x256 resize); official: npr@NPR.pth",
             options=OPTIONS,
-            # 400 images of 256 px on 2 cores: 64 px crops, no resize (the quickstart traces are pixel-level)
-            quickstart_options={"preprocess": "center_crop", "image_size": 64, "crop_size": 64, "load_size": None,
-                                "epochs": 6, "batch_size": 16, "lr": 2e-3, "keep": "best"},
+            # 400 images of 256 px on 2 cores: 32 px crops, no resize (the quickstart traces are pixel-level)
+            quickstart_options={"preprocess": "center_crop", "image_size": 32, "crop_size": 32, "load_size": None,
+                                "epochs": 3, "batch_size": 16, "lr": 2e-3, "keep": "best"},
             official_weights=OfficialWeights(url=RAW + "NPR.pth", filename="NPR.pth", repository=REPOSITORY,
                                              note="git blob 2430d34a6d6a1143d46d4276a05536770b1a2a97; no SHA-256 published"),
             **common,

@@ -149,12 +149,24 @@ class Detector:
                     f"use --detectors {meta['detector']}@{path}"
                 )
             self.load_extra_metadata(meta.get("extra") or {})
+            if self.input == "pixels":
+                self._adopt_input(meta.get("options") or {})
             self.load_state_dict(tensors)
         else:
             self.load_state_dict(self.convert_checkpoint(tensors))
         self.fitted = True
         self.weights_path = str(path)
         return self.to(self.device).eval()
+
+
+    def _adopt_input(self, saved: dict[str, Any]) -> None:
+        """A pixel detector fitted under another protocol or image size scores under it again, unless the
+        caller chose one (a network trained on 64 px crops is not meant for 256 px resizes)."""
+        if saved.get("preprocess") and not self.options.get("preprocess"):
+            self.options["preprocess"] = saved["preprocess"]
+        if "image_size" in saved and "image_size" in self.spec.options and \
+                self.options["image_size"] == self.spec.options["image_size"]:
+            self.options["image_size"] = saved["image_size"]
 
 
 def _jsonable(v: Any) -> bool:
