@@ -13,8 +13,8 @@ import copy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (Detector, DetectorSpec, EarlyStopping, OfficialWeights, PixelInput, SidbenchError,
-                          WeightsError, accuracy, bce_epoch, hookimpl, lower_lr, pick_classes, strip_prefix)
+from sidbench.api import (DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, PixelInput, SidbenchError,
+                          WeightsError, accuracy, bce_epoch, hookimpl, lower_lr, pick_classes)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -31,19 +31,12 @@ TRAINING_DATA = ("progan",)
 IMAGENET_WEIGHTS = "https://download.pytorch.org/models/resnet50-0676ba61.pth"  # torchvision IMAGENET1K_V1
 
 
-class CNNDetection(Detector):
-    """ResNet-50 on the preprocessed pixels, one logit per image (P(fake) = sigmoid)."""
+class CNNDetection(NetworkDetector):
+    """ResNet-50 on the preprocessed pixels, one logit per image (P(fake) = sigmoid); the official ``model``
+    state dict has torchvision's ResNet-50 key names."""
 
-    def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
-        super().__init__(spec, backbone, **options)
-        self.net = build_network()
-
-    def modules(self) -> dict[str, "torch.nn.Module"]:
-        return {"net": self.net}
-
-    def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
-        """The official ``model`` state dict (torchvision ResNet-50 key names; ``module.`` stripped if present)."""
-        return {f"net.{k}": v for k, v in strip_prefix(state).items()}
+    def build_network(self) -> "torch.nn.Module":
+        return build_network()
 
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
         return self.net(features["pixels"]).squeeze(1)

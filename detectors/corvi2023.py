@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import Detector, DetectorSpec, OfficialWeights, PixelInput, SidbenchError, hookimpl, strip_prefix
+from sidbench.api import DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError, hookimpl
 
 if TYPE_CHECKING:
     import torch
@@ -27,19 +27,12 @@ REPOSITORY = "https://github.com/grip-unina/DMimageDetection"
 WEIGHTS_ZIP = "https://drive.google.com/file/d/1sAoAuOGCWS4dAMBhDkRHgBf4SgBgvkVf/view?usp=share_link"
 
 
-class Corvi2023(Detector):
-    """The stride-1-stem ResNet-50 on the whole image: mean of the per-position logits."""
+class Corvi2023(NetworkDetector):
+    """The stride-1-stem ResNet-50 on the whole image: mean of the per-position logits. Its loader's formats
+    (``model`` with or without ``module.``, ``state_dict``, ``net``, a bare state dict) all load."""
 
-    def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
-        super().__init__(spec, backbone, **options)
-        self.net = build_network()
-
-    def modules(self) -> dict[str, "torch.nn.Module"]:
-        return {"net": self.net}
-
-    def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
-        """The official ``model`` (or ``state_dict``/``net``/bare) state dict, ``module.`` stripped as its loader does."""
-        return {f"net.{k}": v for k, v in strip_prefix(state).items()}
+    def build_network(self) -> "torch.nn.Module":
+        return build_network()
 
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
         return forward(self.net, features["pixels"])

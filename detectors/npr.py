@@ -13,8 +13,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (DataError, Detector, DetectorSpec, OfficialWeights, PixelInput, SidbenchError, accuracy,
-                          bce_epoch, hookimpl, pick_classes, strip_prefix)
+from sidbench.api import (DataError, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError,
+                          accuracy, bce_epoch, hookimpl, pick_classes)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -30,21 +30,17 @@ RAW = REPOSITORY + "/raw/main/"
 KEEP = ("last", "best")
 
 
-class NPR(Detector):
-    """The NPR network on the preprocessed pixels (even height and width), one logit per image."""
+class NPR(NetworkDetector):
+    """The NPR network on the preprocessed pixels (even height and width), one logit per image. Loads
+    ``NPR.pth`` (``module.`` keys inside ``model``) and bare state dicts (``model_epoch_last_3090.pth``)."""
 
     def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
         super().__init__(spec, backbone, **options)
         if self.options["keep"] not in KEEP:
             raise SidbenchError(f"{spec.name}: keep must be one of {', '.join(KEEP)}, got {self.options['keep']!r}")
-        self.net = build_network()
 
-    def modules(self) -> dict[str, "torch.nn.Module"]:
-        return {"net": self.net}
-
-    def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
-        """``NPR.pth`` (``module.`` keys inside ``model``) or a bare state dict (``model_epoch_last_3090.pth``)."""
-        return {f"net.{k}": v for k, v in strip_prefix(state).items()}
+    def build_network(self) -> "torch.nn.Module":
+        return build_network()
 
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
         x = features["pixels"]

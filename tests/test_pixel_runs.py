@@ -71,33 +71,33 @@ def check_one_leaderboard(out: Path, pixel_files: dict, n_images: int, feature_d
         ("center_crop", "resize_square", "native")
 
 
-def test_official_pixel_and_head_files_in_one_run(tmp_path):
-    """Done-means of issue 12 on clip-tiny: the RINE and UnivFD files are official-format heads of its shapes."""
-    from sidbench.registry import load_detector, load_plugins
-
+def run_every_kind(tmp_path: Path, rine: Path, univfd: Path, backbone: str) -> None:
+    """The issue's command: three official pixel files and two official CLIP heads, one run, one leaderboard."""
     files = official_pixel_files(tmp_path / "weights")
-    rine = load_detector("rine.progan2", backbone="clip-tiny", plugins=load_plugins())
-    torch.save({k: torch.randn_like(v) for k, v in rine.net.state_dict().items()}, tmp_path / "model_2class_trainable.pth")
-    embed = rine.backbone_info.embed_dim
-    torch.save({"weight": torch.randn(1, embed) * 0.1, "bias": torch.zeros(1)}, tmp_path / "fc_weights.pth")
     data, out = mixed_data(tmp_path / "data"), tmp_path / "out"
     dets = (f"cnndetection@{files['cnndetection'][0]},npr@{files['npr'][0]},corvi2023@{files['corvi2023'][0]},"
-            f"rine.progan2@{tmp_path / 'model_2class_trainable.pth'},univfd@{tmp_path / 'fc_weights.pth'}")
-    assert main(["run", "--data", str(data), "--detectors", dets, "--backbone", "clip-tiny", "--out", str(out),
+            f"rine.progan2@{rine},univfd@{univfd}")
+    assert main(["run", "--data", str(data), "--detectors", dets, "--backbone", backbone, "--out", str(out),
                  "--batch-size", "2", "--no-progress"]) == 0
     check_one_leaderboard(out, files, 5, ("rine.progan2", "univfd.progan"))
 
 
+def test_official_pixel_and_head_files_in_one_run(tmp_path):
+    """Done-means of issue 12 on clip-tiny: the RINE and UnivFD files are official-format heads of its shapes."""
+    from sidbench.registry import load_detector, load_plugins
+
+    rine = load_detector("rine.progan2", backbone="clip-tiny", plugins=load_plugins())
+    torch.save({k: torch.randn_like(v) for k, v in rine.net.state_dict().items()}, tmp_path / "model_2class_trainable.pth")
+    embed = rine.backbone_info.embed_dim
+    torch.save({"weight": torch.randn(1, embed) * 0.1, "bias": torch.zeros(1)}, tmp_path / "fc_weights.pth")
+    run_every_kind(tmp_path, tmp_path / "model_2class_trainable.pth", tmp_path / "fc_weights.pth", "clip-tiny")
+
+
 @pytest.mark.slow
 def test_done_means_with_the_real_rine_and_univfd_files(tmp_path, reference_dir):
-    """The issue's command with the published RINE and UnivFD heads on ViT-L/14 (random weights: offline)."""
-    files = official_pixel_files(tmp_path / "weights")
-    data, out = mixed_data(tmp_path / "data"), tmp_path / "out"
-    dets = (f"cnndetection@{files['cnndetection'][0]},npr@{files['npr'][0]},corvi2023@{files['corvi2023'][0]},"
-            f"rine.progan2@{reference_dir / 'rine_2class_trainable.pth'},univfd@{reference_dir / 'univfd_fc_weights.pth'}")
-    assert main(["run", "--data", str(data), "--detectors", dets, "--backbone", "ViT-L-14:random", "--out", str(out),
-                 "--batch-size", "4", "--no-progress"]) == 0
-    check_one_leaderboard(out, files, 5, ("rine.progan2", "univfd.progan"))
+    """The same with the published RINE and UnivFD heads on ViT-L/14 (random weights: offline)."""
+    run_every_kind(tmp_path, reference_dir / "rine_2class_trainable.pth", reference_dir / "univfd_fc_weights.pth",
+                   "ViT-L-14:random")
 
 
 # -- training ------------------------------------------------------------------------------------------------

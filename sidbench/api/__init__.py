@@ -10,7 +10,7 @@ Nothing here imports torch at import time, so ``sidbench list`` stays instant.
 from __future__ import annotations
 
 from .backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneInfo
-from .detector import Detector
+from .detector import Detector, NetworkDetector
 from .errors import DataError, FitRequiredError, PluginError, SidbenchError, UnknownNameError, WeightsError
 from .checkpoints import strip_prefix
 from .fitting import Augment, EarlyStopping, FeatureSet, FitData, accuracy, bce_epoch, few_shot, lower_lr, pick_classes
@@ -21,7 +21,7 @@ from .specs import BackboneSpec, DatasetSpec, DetectorSpec, OfficialWeights, Per
 
 __all__ = [
     "accuracy", "bce_epoch", "Augment", "Backbone", "BackboneInfo", "BackboneSpec", "CLIP_MEAN", "CLIP_STD", "DataError", "DatasetSpec",
-    "Detector", "DetectorSpec", "EarlyStopping", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "IMAGENET_MEAN", "IMAGENET_STD",
+    "Detector", "DetectorSpec", "EarlyStopping", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "IMAGENET_MEAN", "IMAGENET_STD", "NetworkDetector",
     "OfficialWeights", "PerturbationSpec", "PixelInput", "PluginError", "REAL", "Record", "SidbenchError", "UnknownNameError",
     "WeightsError", "few_shot", "hookimpl", "hookspec", "lower_lr", "parse_key_values", "pick_classes", "split_name",
     "split_options", "strip_prefix",

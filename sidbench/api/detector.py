@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
-from .checkpoints import load_tensors, save_tensors
+from .checkpoints import load_tensors, save_tensors, strip_prefix
 from .errors import SidbenchError, WeightsError
 from .names import split_options
 from .specs import DetectorSpec, PixelInput
@@ -167,6 +167,26 @@ class Detector:
         if "image_size" in saved and "image_size" in self.spec.options and \
                 self.options["image_size"] == self.spec.options["image_size"]:
             self.options["image_size"] = saved["image_size"]
+
+
+class NetworkDetector(Detector):
+    """A detector whose parameters are one torch module, ``self.net`` from :meth:`build_network` (a pixel
+    detector's CNN, say). Its official checkpoint is that module's state dict, perhaps inside a training dump
+    (``{'model': ...}``) and with DataParallel's ``module.`` prefix; both are unwrapped when it loads."""
+
+    def __init__(self, spec: DetectorSpec, backbone: "BackboneInfo | None", **options: Any):
+        super().__init__(spec, backbone, **options)
+        self.net = self.build_network()
+
+    def build_network(self) -> "torch.nn.Module":
+        """The network with its official module names (torch imported inside, as everywhere in plugins)."""
+        raise NotImplementedError
+
+    def modules(self) -> dict[str, "torch.nn.Module"]:
+        return {"net": self.net}
+
+    def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        return {f"net.{k}": v for k, v in strip_prefix(state).items()}
 
 
 def _jsonable(v: Any) -> bool:
