@@ -158,7 +158,6 @@ class Detector:
         self.weights_path = str(path)
         return self.to(self.device).eval()
 
-
     def _adopt_input(self, saved: dict[str, Any]) -> None:
         """A pixel detector fitted under another protocol or image size scores under it again, unless the
         caller chose one (a network trained on 64 px crops is not meant for 256 px resizes)."""
