@@ -144,11 +144,13 @@ def forward(net: "torch.nn.Module", x: "torch.Tensor") -> "torch.Tensor":
 OPTIONS = {"epochs": 50, "lr": 2e-4, "batch_size": 32, "lr_decay": 0.9, "decay_every": 10, "load_size": 256,
            "crop_size": 224, "image_size": 256, "flip": True, "classes": ["car", "cat", "chair", "horse"],
            "keep": "last"}
+# classes: "all" or a list of names; load_size: None trains on the images as they are (no resize)
+OPTION_TYPES = {"classes": (str, list), "load_size": (int, type(None))}
 
 
 @hookimpl
 def sidbench_detectors() -> list[DetectorSpec]:
-    common = dict(factory=NPR, needs_fit=True, training_data=("progan",), paper=PAPER, license=LICENSE)
+    common = dict(factory=NPR, needs_fit=True, option_types=OPTION_TYPES, training_data=("progan",), paper=PAPER, license=LICENSE)
     return [
         DetectorSpec(
             name="npr.progan4",

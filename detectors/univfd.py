@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import Detector, DetectorSpec, EarlyStopping, WeightsError, hookimpl, lower_lr
+from sidbench.api import Detector, DetectorSpec, EarlyStopping, OfficialWeights, WeightsError, hookimpl, lower_lr
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -108,6 +108,15 @@ class UnivFD(Detector):
         return float((pred.cpu().float() == fs.labels).float().mean())
 
 
+# The released head (pretrained_weights/fc_weights.pth at this commit; SHA-256 checked against a copy of it)
+UFD_COMMIT = "76a0e3e60a8a06458707a625d269ba815a2e5919"
+OFFICIAL_HEAD = OfficialWeights(
+    url=f"https://raw.githubusercontent.com/WisconsinAIVision/UniversalFakeDetect/{UFD_COMMIT}/pretrained_weights/fc_weights.pth",
+    filename="fc_weights.pth", sha256="477100745713bcc957beb2b40859536859b6483fd6301b3b9293151b194c7847",
+    git_blob="2a8efc8e238bf5a491e4fd5999655ed5eb3bbb72", repository="https://github.com/WisconsinAIVision/UniversalFakeDetect",
+    note=f"pretrained_weights/fc_weights.pth of WisconsinAIVision/UniversalFakeDetect at {UFD_COMMIT[:7]}")
+
+
 @hookimpl
 def sidbench_detectors() -> list[DetectorSpec]:
     return [
@@ -118,12 +127,13 @@ def sidbench_detectors() -> list[DetectorSpec]:
             preprocess="center_crop",
             needs_fit=True,
             default=True,
-            description="UnivFD linear probe on the raw CLIP image embedding; official head: univfd@fc_weights.pth",
+            description="UnivFD linear probe on the raw CLIP image embedding; official head: univfd@official",
             options={"max_epochs": 100, "lr": 1e-4, "weight_decay": 0.0, "batch_size": 256, "patience": 5,
                      "min_lr": 1e-6, "augment": True},
             # 400 images on a random clip-tiny: 2 steps per epoch, so a larger step and no per-epoch pixel pass
             quickstart_options={"lr": 5e-2, "max_epochs": 100, "augment": False},
             training_data=("progan",),
+            official_weights=OFFICIAL_HEAD,
             paper=UNIVFD_PAPER,
             license="MIT (UniversalFakeDetect)",
         )

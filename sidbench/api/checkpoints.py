@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import WeightsError
+from .paths import check_replace, note_written, temporary_sibling
 
 if TYPE_CHECKING:
     import torch
@@ -104,27 +105,50 @@ def save_tensors(path: str | Path, tensors: dict[str, "torch.Tensor"], meta: dic
     """Write safetensors with JSON metadata, atomically (temp file + rename)."""
     from safetensors.torch import save_file
 
+    from .paths import file_mode
+
     path = Path(path).expanduser()
     if path.suffix.lower() != ".safetensors":
         path = path.with_suffix(path.suffix + ".safetensors") if path.suffix else path.with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    check_replace(path)
+    tmp = temporary_sibling(path)
     clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    save_file(clean, str(tmp), metadata={META_KEY: json.dumps(meta, default=str)})
-    os.replace(tmp, path)
+    try:
+        save_file(clean, str(tmp), metadata={META_KEY: json.dumps(meta, default=str)})
+        os.chmod(tmp, file_mode())  # the permissions of the run's other outputs, not safetensors' private 0o600
+        os.replace(tmp, path)
+    except BaseException:  # a full disk must not leave a half-written temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise
+    note_written(path)
     return path
 
 
+def non_finite_tensor(tensors: dict[str, "torch.Tensor"]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or Inf, or None."""
+    import torch
+
+    for name, t in tensors.items():
+        if t.is_floating_point() or t.is_complex():
+            if not bool(torch.isfinite(t).all()):
+                return name
+    return None
+
+
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, remembered by (path, size, mtime) so big weights are hashed once."""
+    """SHA-256 of a file, remembered by (path, size, mtime, inode, ctime) so big weights are hashed once:
+    a file replaced (new inode) or rewritten in place (new ctime, which no tool can set back) is hashed again."""
     from .paths import cache_dir, write_atomic
 
     stat = path.stat()
     memo_path = cache_dir() / "file-hashes.json"
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}|{stat.st_ctime_ns}"
     try:
         memo = json.loads(memo_path.read_text())
     except (OSError, ValueError):
+        memo = {}
+    if not isinstance(memo, dict) or not isinstance(memo.get(key, ""), str):
         memo = {}
     if key not in memo:
         h = hashlib.sha256()

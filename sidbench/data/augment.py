@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .images import check_short_side_resize
 from .perturb import JPEG, Blur
 
 
@@ -54,6 +55,8 @@ class BlurJpegCrop:
             return img
         import torchvision.transforms.functional as TF
 
+        if not self.square:
+            check_short_side_resize(*img.size, self.resize)  # a thin strip would become gigapixels wide
         size = [self.resize, self.resize] if self.square else self.resize
         return TF.resize(img, size, interpolation=TF.InterpolationMode.BILINEAR)
 

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from PIL import Image
 
+from .images import check_short_side_resize
+
 if TYPE_CHECKING:
     import torch
 
@@ -90,6 +92,7 @@ class Preprocess:
             img = TF.resize(img, [s, s], interpolation=TF.InterpolationMode.BILINEAR)
             return self._normalise(TF.to_tensor(img))
         if self.protocol in ("resize_center_crop", "resize_center_crop_fast"):
+            check_short_side_resize(*img.size, s)
             img = TF.resize(img, s, interpolation=TF.InterpolationMode.BICUBIC)
         if self.protocol == "ten_crop":
             w, h = img.size

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from ..api.records import Record
 
-FORMAT = 1  # bump when anything that shapes cached features changes meaning
+FORMAT = 2  # bump when anything that shapes cached features changes meaning (2: blur into uint8, torchvision RRC fallback)
 DB_NAME = "features.sqlite"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (

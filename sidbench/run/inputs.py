@@ -11,13 +11,16 @@ from ..data.layout import resolve_records
 from .config import RunConfig, RunData
 
 
-def records_of(paths: list[str] | str | None, plugins: Any, dataset: str | None = None, **options: Any) -> list:
+def records_of(paths: list[str] | str | None, plugins: Any, dataset: str | None = None, role: str = "test", *,
+               flag: str = "--data", **options: Any) -> list:
+    """The records of every path in ``role`` (test, train or val); a split name in two paths is refused
+    (``flag`` names their option in errors)."""
     if not paths:
         return []
     paths = [paths] if isinstance(paths, str) else paths
     out, root_of = [], {}
     for p in paths:
-        recs = resolve_records(p, plugins, dataset, **options)
+        recs = resolve_records(p, plugins, dataset, role, flag=flag, **options)
         for split in sorted({r.split for r in recs}):
             if root_of.setdefault(split, p) != p:
                 raise DataError(f"split {split!r} is in both {root_of[split]} and {p}: two data folders would merge "
@@ -29,7 +32,12 @@ def records_of(paths: list[str] | str | None, plugins: Any, dataset: str | None 
 def run_data(cfg: RunConfig, plugins: Any) -> RunData:
     test = records_of(cfg.data, plugins, cfg.dataset)
     name = "-".join(Path(p).resolve().name for p in cfg.data)[:60] or "run"
-    return RunData(test, records_of(cfg.train, plugins), records_of(cfg.val, plugins), name=name)
+    return RunData(test, *fit_records(cfg, plugins), name=name)
+
+
+def fit_records(cfg: RunConfig, plugins: Any) -> tuple[list, list]:
+    """The ``--train`` and ``--val`` records, each read in its role (a GenImage or WildRF root gives its train/ or val/)."""
+    return records_of(cfg.train, plugins, role="train", flag="--train"), records_of(cfg.val, plugins, role="val", flag="--val")
 
 
 def suite_run_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
@@ -39,7 +47,7 @@ def suite_run_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     test, plan, perturb = suite_data(cfg.suite, cfg.data, plugins, cfg.perturb)
     cfg = dataclasses.replace(cfg, perturb=perturb)
     name = f"{cfg.suite}-" + "-".join(Path(p).resolve().name for p in cfg.data)[:60]
-    return cfg, RunData(test, records_of(cfg.train, plugins), records_of(cfg.val, plugins), name=name, plan=plan)
+    return cfg, RunData(test, *fit_records(cfg, plugins), name=name, plan=plan)
 
 
 QUICKSTART_PERTURB = "jpeg:75"  # the test splits again after JPEG compression
