@@ -1,12 +1,15 @@
-"""Synthbuster (Bammey 2023): nine text-to-image generators, each paired with ALL RAISE-1k reals.
+"""Synthbuster (Bammey 2023), and the extended set (FLUX, SD 3.5): every generator against ALL RAISE-1k reals.
 
-Layout (``--data ROOT``)::
+Layouts (``--data ROOT``), as distributed::
 
-    ROOT/synthbuster/<generator>/*.png     fakes; prompts.csv and other non-image files are ignored
-    ROOT/RAISEpng/*.png                    the 1000 RAISE-1k reals (PNG), shared by every generator
+    ROOT/synthbuster/<generator>/*.png      fakes; prompts.csv and other non-image files are ignored
+    ROOT/synthbuster/real_RAISE_1k/*.png    the 1000 RAISE-1k reals as GRIP distributes them (real_RAISE_1k.zip)
+    ROOT/RAISEpng/*.png                     ... or beside synthbuster/, as RINE's loader reads them
 
-``ROOT`` may also be the ``synthbuster/`` folder itself with ``RAISEpng/`` beside it. Split names are
-the generator folder names; the same real image belongs to every split (RINE's and Bammey's protocol).
+``ROOT`` may also be the ``synthbuster/`` folder itself (reals inside it or beside it), or a folder of
+generator folders next to ``real_RAISE_1k/`` (the extended set: ``flux/``, ``sd3_large/``). The reals are
+the reals of every generator split (RINE's and Bammey's protocol); a real folder is never a generator
+split; every other folder with images is a generator, its folder name the split name.
 """
 from __future__ import annotations
 
@@ -18,26 +21,42 @@ from sidbench.api import DataError, DatasetSpec, FAKE, REAL, Record, hookimpl
 
 GENERATORS = ("dalle2", "dalle3", "firefly", "glide", "midjourney-v5", "stable-diffusion-1-3",
               "stable-diffusion-1-4", "stable-diffusion-2", "stable-diffusion-xl")
-REAL_DIRS = ("RAISEpng", "RAISE", "raise")
+EXTENDED = ("flux", "sd3_large")  # B-Free's extended Synthbuster (sd3_flux.zip; folder names as reported)
+REAL_INSIDE = ("real_RAISE_1k",)  # inside synthbuster/ (GRIP's real_RAISE_1k.zip)
+REAL_BESIDE = ("RAISEpng", "real_RAISE_1k", "RAISE", "raise")  # next to synthbuster/ (RINE: data/RAISEpng)
+REAL_NAMES = {n.lower() for n in (*REAL_INSIDE, *REAL_BESIDE, "RAISE-1k", "RAISE_1k", "real")}
 GROUP = "synthbuster"
 
 
+def is_real_folder(folder: Path) -> bool:
+    """A folder of reals by its name: never scored as a generator."""
+    return folder.name.lower() in REAL_NAMES
+
+
 class SynthbusterLayout:
-    """Every generator folder of ``synthbuster/`` against all RAISE reals."""
+    """Every generator folder against all RAISE reals."""
 
     name = "synthbuster"
 
     @staticmethod
     def folders(root: Path) -> tuple[Path | None, Path | None]:
         """(the generators' folder, the reals' folder), each None when not found."""
-        root = Path(root)
-        gen = root / "synthbuster" if (root / "synthbuster").is_dir() else None
-        if gen is None and any((root / g).is_dir() for g in GENERATORS):
-            gen = root
-        reals = None
-        for base in filter(None, (root, gen.parent if gen is not None else None)):
-            reals = reals or next((base / d for d in REAL_DIRS if (base / d).is_dir()), None)
-        return gen, reals
+        gen = SynthbusterLayout.generators_folder(Path(root))
+        return gen, next(iter(SynthbusterLayout.real_folders(Path(root), gen)), None)
+
+    @staticmethod
+    def generators_folder(root: Path) -> Path | None:
+        if (root / "synthbuster").is_dir():
+            return root / "synthbuster"
+        return root if any((root / g).is_dir() for g in (*GENERATORS, *EXTENDED)) else None
+
+    @staticmethod
+    def real_folders(root: Path, gen: Path | None) -> list[Path]:
+        """Folders of RAISE reals that exist, in order of preference: inside the generators' folder first."""
+        candidates = [gen / d for d in REAL_INSIDE] if gen is not None else []
+        for base in dict.fromkeys(filter(None, (root, gen.parent if gen is not None else None))):
+            candidates += [base / d for d in REAL_BESIDE]
+        return [c for c in dict.fromkeys(candidates) if c.is_dir() and c != gen]
 
     def matches(self, root: Path) -> bool:
         gen, reals = self.folders(root)
@@ -48,30 +67,44 @@ class SynthbusterLayout:
         if gen is None:
             raise DataError(f"{root}: no synthbuster/ folder with generator folders ({', '.join(GENERATORS)})")
         if reals is None:
-            raise DataError(f"{root}: Synthbuster needs the RAISE-1k reals in {root}/RAISEpng/ "
-                            "(every generator is scored against all of them)")
+            raise DataError(f"{root}: Synthbuster needs the RAISE-1k reals in {gen}/real_RAISE_1k/ or "
+                            f"{gen.parent}/RAISEpng/ (every generator is scored against all of them)")
+        others = self.real_folders(Path(root), gen)[1:]
+        if others:
+            from sidbench.datasets.ufd import warn
+
+            warn(f"Synthbuster reals: using {reals}, not {', '.join(map(str, others))}")
         real = files_in(reals, drop_metadata=True)
         if not real:
             raise DataError(f"{reals}: no real images")
         wanted = set(splits) if splits else None
         out = []
-        for folder in sorted(p for p in gen.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for folder in self.generator_folders(gen):
             if wanted is not None and folder.name not in wanted:
                 continue
             fake = files_in(folder, drop_metadata=True)
-            if not fake:
-                continue
-            split = folder.name
-            out += [Record(str(p), REAL, split, GROUP, "") for p in real]
-            out += [Record(str(p), FAKE, split, GROUP, split) for p in fake]
-        missing = sorted((wanted or set(GENERATORS)) - {r.split for r in out})
+            if fake:
+                out += [Record(str(p), REAL, folder.name, GROUP, "") for p in real]
+                out += [Record(str(p), FAKE, folder.name, GROUP, folder.name) for p in fake]
+        self._warn_missing(gen, wanted, {r.split for r in out})
+        if not out:
+            raise DataError(f"{gen}: no generator folder with images")
+        return out
+
+    @staticmethod
+    def generator_folders(gen: Path) -> list[Path]:
+        """Every visible sub-folder that is not a folder of reals."""
+        return sorted(p for p in gen.iterdir() if p.is_dir() and not p.name.startswith(".") and not is_real_folder(p))
+
+    @staticmethod
+    def _warn_missing(gen: Path, wanted: set[str] | None, found: set[str]) -> None:
+        """Name the generators asked for (or, for the original set, the nine) that are missing."""
+        expected = wanted if wanted is not None else (set(GENERATORS) if found & set(GENERATORS) else set())
+        missing = sorted(expected - found)
         if missing:
             from sidbench.datasets.ufd import warn
 
             warn(f"{gen}: Synthbuster generator folder(s) missing or empty, left out: {', '.join(missing)}")
-        if not out:
-            raise DataError(f"{gen}: no generator folder with images")
-        return out
 
 
 @hookimpl
@@ -80,7 +113,8 @@ def sidbench_datasets():
         DatasetSpec(
             name="synthbuster",
             factory="sidbench.datasets.synthbuster:SynthbusterLayout",
-            description="Synthbuster: synthbuster/<generator>/ fakes, each against all RAISEpng/ reals",
+            description="Synthbuster (+ extended: flux, sd3_large): synthbuster/<generator>/ fakes, each against "
+                        "all RAISE-1k reals (synthbuster/real_RAISE_1k/ or a sibling RAISEpng/)",
             priority=50,
         )
     ]

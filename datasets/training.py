@@ -12,7 +12,9 @@ read as RINE's ``TrainingDatasetLDM`` does::
     ROOT/latent_diffusion_trainingset/<part>/real_coco.txt        '<id>.jpg' -> ROOT/coco/{train2014,val2014}/COCO_<set>_<id>.jpg
                                                                   (or ROOT/coco/train2017/<id>.jpg)
 
-Any other folder with ``0_real``/``1_fake`` in its paths is the generic ``folder`` layout.
+Both serve ``--train`` and ``--val`` (``--val ROOT`` reads ``ROOT/val/`` and ``valid/``); found beside test sets
+under a ``--data`` root they are named and left out. Any other folder with ``0_real``/``1_fake`` in its paths is
+the generic ``folder`` layout.
 """
 from __future__ import annotations
 
@@ -27,26 +29,37 @@ LSUN_CLASSES = ("airplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
 
 
 class ProGANTrainLayout:
-    """``<class>/{0_real,1_fake}`` folders of LSUN class names; ``classes`` picks some (RINE's 1/2/4-class)."""
+    """``<class>/{0_real,1_fake}`` folders of LSUN class names; ``classes`` picks some (RINE's 1/2/4-class).
+    Given a root holding ``train/`` and ``val/``, ``--train`` reads ``train/`` and ``--val`` reads ``val/``."""
 
     name = "progan_train"
+    roles = ("train", "val")
+    CANDIDATES = {"train": ("train/progan", "train", "progan", "."), "val": ("val/progan", "val", "progan", ".")}
 
     @staticmethod
-    def class_root(root: Path) -> Path | None:
-        for cand in (root / "train" / "progan", root / "progan", root / "train", root):
-            if not cand.is_dir():
-                continue
-            labelled = [d.name for d in cand.iterdir() if (d / "0_real").is_dir() and (d / "1_fake").is_dir()]
-            # every labelled folder must be an LSUN class: "train/" and "test/" splits are not the class "train"
-            if labelled and all(n in LSUN_CLASSES for n in labelled) and (len(labelled) >= 2 or cand.name == "progan"):
-                return cand
-        return None
+    def is_class_root(cand: Path) -> bool:
+        if not cand.is_dir():
+            return False
+        labelled = [d.name for d in cand.iterdir() if (d / "0_real").is_dir() and (d / "1_fake").is_dir()]
+        # every labelled folder must be an LSUN class: "train/" and "test/" splits are not the class "train"
+        return bool(labelled) and all(n in LSUN_CLASSES for n in labelled) and (len(labelled) >= 2 or cand.name == "progan")
+
+    @classmethod
+    def class_root(cls, root: Path, role: str = "train") -> Path | None:
+        cands = cls.CANDIDATES["val" if role == "val" else "train"]
+        return next((root / c for c in cands if cls.is_class_root(root / c)), None)
 
     def matches(self, root: Path) -> bool:
-        return self.class_root(Path(root)) is not None
+        return bool(self.claims(root))
 
-    def records(self, root: Path, classes: Iterable[str] | str | None = None, **options: Any) -> list[Record]:
-        base = self.class_root(Path(root))
+    def claims(self, root: Path) -> list[Path]:
+        """The class roots of the training and the validation part."""
+        found = {self.class_root(Path(root), role) for role in ("train", "val")}
+        return sorted(p for p in found if p is not None)
+
+    def records(self, root: Path, classes: Iterable[str] | str | None = None, role: str = "train",
+                **options: Any) -> list[Record]:
+        base = self.class_root(Path(root), role)
         if base is None:
             raise DataError(f"{root}: no ProGAN training folders (<class>/0_real, <class>/1_fake with LSUN class names)")
         present = [c for c in LSUN_CLASSES if (base / c).is_dir()]
@@ -68,12 +81,17 @@ class LDMTrainLayout:
     """The latent-diffusion training set, reals resolved from the lists as RINE's loader does."""
 
     name = "ldm_train"
+    roles = ("train", "val")
 
     def matches(self, root: Path) -> bool:
         return (Path(root) / "latent_diffusion_trainingset").is_dir()
 
-    def records(self, root: Path, part: str = "train", **options: Any) -> list[Record]:
+    def claims(self, root: Path) -> list[Path]:
+        return [Path(root) / "latent_diffusion_trainingset"]
+
+    def records(self, root: Path, part: str | None = None, role: str = "train", **options: Any) -> list[Record]:
         root = Path(root)
+        part = part or ("valid" if role == "val" else "train")
         base = root / "latent_diffusion_trainingset" / part
         if not base.is_dir():
             have = sorted(p.name for p in (root / "latent_diffusion_trainingset").glob("*") if p.is_dir())

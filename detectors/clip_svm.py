@@ -172,21 +172,12 @@ class ClipSVM(Detector):
         self.confusion_rows = list(extra.get("confusion_rows") or self.classes)
         self.confusion_split = extra.get("confusion_split", "val")
         n = len(self.classes)
-        self._allocate(n * (n - 1) // 2 if self.options["attribution"] else 1)
+        self._allocate(self.metadata_size({"pairs": n * (n - 1) // 2 if self.options["attribution"] else 1},
+                                          "pairs", "svm.coef"))  # the classes must match the file's SVMs
         if self.options["attribution"]:
             import torch
 
             self._svm.confusion = torch.zeros(len(self.confusion_rows), n, dtype=torch.long)
-
-    def load(self, path: str) -> "ClipSVM":
-        from sidbench.api.checkpoints import load_tensors
-
-        _, meta = load_tensors(path)
-        opts = (meta or {}).get("options") or {}
-        if bool(opts.get("attribution", False)) != bool(self.options["attribution"]):
-            raise SidbenchError(f"{path} was fitted with attribution={opts.get('attribution')}; "
-                                f"load it with the same option")
-        return super().load(path)
 
     def save(self, path: str) -> str:
         """The checkpoint, plus ``<name>.confusion.csv`` next to it in attribution mode."""
@@ -197,11 +188,16 @@ class ClipSVM(Detector):
 
     def write_confusion(self, path: Path) -> Path:
         """Rows: true class; columns: predicted class; counts on the split named in the first cell."""
-        with open(path, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow([f"true \\ predicted ({self.confusion_split})", *self.classes])
-            for name, row in zip(self.confusion_rows, self._svm.confusion.tolist()):
-                w.writerow([name, *row])
+        import io
+
+        from sidbench.api.paths import write_atomic
+
+        text = io.StringIO()
+        w = csv.writer(text)
+        w.writerow([f"true \\ predicted ({self.confusion_split})", *self.classes])
+        for name, row in zip(self.confusion_rows, self._svm.confusion.tolist()):
+            w.writerow([name, *row])
+        write_atomic(path, text.getvalue())  # generator names may be any bytes; listed in the results manifest
         return path
 
 
@@ -211,21 +207,31 @@ def _balanced_accuracy(y_true: Sequence, y_pred: Sequence) -> float:
     return float(balanced_accuracy_score(y_true, y_pred))
 
 
+# The LAION CommonPool XL ViT-L/14 of Cozzolino et al. (their ``clipL14commonpool``, GELU, fp32): the
+# published backbone. ``clip_svm.openai`` shares the OpenAI pass of the other CLIP detectors instead.
+COMMONPOOL = "ViT-L-14:commonpool_xl_s13b_b90k"
+OPENAI = "ViT-L-14:openai"
+
+
 @hookimpl
 def sidbench_detectors() -> list[DetectorSpec]:
+    common = dict(
+        factory=ClipSVM,
+        features=("cls_final",),
+        preprocess="resize_center_crop",
+        needs_fit=True,
+        options={"C": 1.0, "c_grid": None, "shots": None, "attribution": False, "max_iter": 10000},
+        # clip-tiny's normalised features are close together: search C on the quickstart's validation split
+        quickstart_options={"c_grid": [0.1, 1.0, 10.0, 100.0, 1000.0]},
+        training_data=(),
+        paper=SVM_PAPER,
+        license="scikit-learn (BSD-3); method: grip-unina (research)",
+    )
     return [
-        DetectorSpec(
-            name="clip_svm",
-            factory=ClipSVM,
-            features=("cls_final",),
-            preprocess="resize_center_crop",
-            needs_fit=True,
-            description="linear SVM on normalised CLIP cls_final (decision_function); attribution=True: one-vs-one",
-            options={"C": 1.0, "c_grid": None, "shots": None, "attribution": False, "max_iter": 10000},
-            # clip-tiny's normalised features are close together: search C on the quickstart's validation split
-            quickstart_options={"c_grid": [0.1, 1.0, 10.0, 100.0, 1000.0]},
-            training_data=(),
-            paper=SVM_PAPER,
-            license="scikit-learn (BSD-3); method: grip-unina (research)",
-        )
+        DetectorSpec(name="clip_svm", backbone=COMMONPOOL, default=True,
+                     description="linear SVM on normalised CLIP cls_final (decision_function) of the published "
+                                 "LAION CommonPool XL ViT-L/14; attribution=True: one-vs-one", **common),
+        DetectorSpec(name="clip_svm.openai", backbone=OPENAI,
+                     description="clip_svm on OpenAI's ViT-L/14, sharing one backbone pass with the other CLIP "
+                                 "detectors", **common),
     ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from sidbench.data.perturb import JPEG, Blur
-from sidbench.api import Detector, DetectorSpec, SidbenchError, WeightsError, hookimpl
+from sidbench.api import Detector, DetectorSpec, OfficialWeights, SidbenchError, WeightsError, hookimpl, pick_classes
 
 if TYPE_CHECKING:
     import torch
@@ -76,6 +76,12 @@ def embed(net: "torch.nn.Module", tokens: "torch.Tensor") -> "torch.Tensor":
     else:
         z0 = g.mean(dim=1)
     return net.proj2(z0)
+
+
+def epoch_lr(lr: float, milestones: Sequence[int], epoch: int) -> float:
+    """The learning rate of 1-based ``epoch``: ``lr / 10`` per milestone reached, as the reference's training loop
+    sets it at the start of each epoch (``[6, 11]``: lr for epochs 1-5, lr/10 for 6-10, lr/100 from 11)."""
+    return lr / 10 ** sum(1 for m in milestones if epoch >= m)
 
 
 def supcon_loss(z: "torch.Tensor", labels: "torch.Tensor", temperature: float = 0.07,
@@ -166,6 +172,10 @@ class Rine(Detector):
         for key in ("q", "proj_dim", "epochs", "batch_size"):
             if not isinstance(o[key], int) or isinstance(o[key], bool) or o[key] < 1:
                 raise SidbenchError(f"{name}: option {key} must be a positive integer, got {o[key]!r}")
+        m = o["lr_milestones"]
+        if not isinstance(m, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in m):
+            raise SidbenchError(f"{name}: option lr_milestones must be a list of 1-based epoch numbers "
+                                f"(lr / 10 from each), got {m!r}")
         self.block_index = _block_index(o["blocks"], self.backbone_info.n_blocks, name)
         self.net = self._build(seed=0)
         self._initial_alpha = self.net.alpha.detach().clone() if self.tie else None
@@ -281,18 +291,22 @@ class Rine(Detector):
                 "initial_alpha": None if init is None else [[[float(f"{v:.9g}") for v in row] for row in init[0].tolist()]],
                 "history": self.history}
 
+    def configure(self, changed: dict[str, Any]) -> None:
+        """A checkpoint's options were adopted: rebuild the network; a changed architecture shows in the name.
+        Sizes are checked against the file's tensors before a network of that size is built."""
+        if "proj_dim" in changed:
+            self.metadata_size({"proj_dim": changed["proj_dim"]}, "proj_dim", "rine.head.0.weight", 1)
+        layers = sum(1 for k in self.checkpoint_shapes if k.startswith("rine.proj1.") and k.endswith(".weight"))
+        if "q" in changed and changed["q"] != layers:
+            raise WeightsError(f"{self.name}: checkpoint metadata says q={changed['q']!r}, its tensors hold {layers} layers")
+        self._configure()
+        arch = {k: v for k, v in changed.items() if k in ARCHITECTURE}
+        if arch and not self.label:
+            self.label = self.spec.name + "[" + ",".join(f"{k}={_text(v)}" for k, v in arch.items()) + "]"
+
     def load_extra_metadata(self, extra: dict[str, Any]) -> None:
-        """Adopt the saved architecture where the caller left the spec's default (and say so in the name)."""
         import torch
 
-        saved = extra.get("architecture") or {}
-        adopt = {k: v for k, v in saved.items()
-                 if k in ARCHITECTURE and self.options[k] == self.spec.options[k] and v != self.options[k]}
-        if adopt:
-            self.options.update(adopt)
-            self._configure()
-            if not self.label:
-                self.label = self.spec.name + "[" + ",".join(f"{k}={_text(v)}" for k, v in adopt.items()) + "]"
         init = extra.get("initial_alpha")
         self._initial_alpha = torch.tensor(init, dtype=torch.float32) if init is not None else None
         self.history = list(extra.get("history") or [])
@@ -314,7 +328,7 @@ class Rine(Detector):
         import torch
 
         o, seed = self.options, data.seed
-        data = data.restrict(*(self._classes(data.records(s), s, log) for s in ("train", "val")))
+        data = data.restrict(*(pick_classes(data.records(s), o["classes"], s, log) for s in ("train", "val")))
         self.net = self._build(seed)
         self._initial_alpha = self.net.alpha.detach().cpu().clone() if self.tie else None
         aug = self.augment()
@@ -324,16 +338,16 @@ class Rine(Detector):
             "view each), then every optimiser step reuses them" if o["train_on"] == "features" else
             "training on pixels: the backbone runs inside the training loop on every batch (slow path)")
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]))
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o["lr_milestones"]), gamma=0.1)
         order = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # dropout
         best: tuple | None = None
         self.history = []
         for epoch in range(o["epochs"]):
+            for group in opt.param_groups:
+                group["lr"] = epoch_lr(float(o["lr"]), o["lr_milestones"], epoch + 1)
             batches = (self._feature_batches if o["train_on"] == "features" else self._pixel_batches)(data, aug, epoch, order)
             stats = self._train_epoch(batches, opt)
             stats["lr"] = opt.param_groups[0]["lr"]
-            sched.step()
             data.forget_views()
             if data.has_val:
                 stats.update(self._validate(data))
@@ -350,22 +364,6 @@ class Rine(Detector):
             log(f"no validation split: keeping the last epoch ({o['epochs']})")
         self.eval()
         return summary
-
-    def _classes(self, records: list, split: str, log: Callable[[str], None]) -> list:
-        """The variant's training classes (record split = class folder) when present, else everything."""
-        classes = self.options["classes"]
-        if not records or classes in (None, "all") or not classes:
-            return records
-        wanted = [classes] if isinstance(classes, str) else list(classes)
-        keep = [r for r in records if r.split in wanted]
-        found = sorted({r.split for r in records})
-        if not keep:
-            log(f"{split}: no class folders named {','.join(wanted)} (found {','.join(found[:8])}); using all {len(records)} images")
-            return records
-        missing = [c for c in wanted if c not in found]
-        log(f"{split}: classes {','.join(c for c in wanted if c in found)} ({len(keep)} of {len(records)} images)"
-            + (f"; missing {','.join(missing)}" if missing else ""))
-        return keep
 
     def _feature_batches(self, data: "FitData", aug: RineAugment | None, epoch: int, order: "torch.Generator"):
         """Shuffled batches of this epoch's cached view: (features, labels)."""
@@ -459,6 +457,9 @@ COMMON_OPTIONS: dict[str, Any] = {
     "augment": True, "blur_prob": 0.5, "blur_sigma": [0.0, 3.0], "jpeg_prob": 0.5, "jpeg_qualities": [30, 100],
     "flip": True, "train_on": "features",
 }
+# options that take a keyword or a list: blocks "all" | "last" | index | [indices]; classes "all" | [names];
+# jpeg_qualities "uniform" | [qualities]
+OPTION_TYPES = {"blocks": (str, int, list), "classes": (str, list), "jpeg_qualities": (str, list)}
 VARIANTS: dict[str, dict[str, Any]] = {
     "progan1": {"q": 4, "proj_dim": 1024, "xi": 0.1, "epochs": 1, "classes": ["horse"]},
     "progan2": {"q": 4, "proj_dim": 128, "xi": 0.2, "epochs": 1, "classes": ["chair", "horse"]},
@@ -470,11 +471,28 @@ TRAINED_ON = {
     "ldm": "latent-diffusion training set (grip-unina DMimageDetection)",
 }
 
+# The released checkpoints (trainable parts), in the repository's ckpt/ folder at this commit. The git blob ids are
+# those of its tree; the SHA-256 is known for the 2-class file (checked against a copy of it).
+RINE_REPO, RINE_COMMIT = "https://github.com/mever-team/rine", "9b7fd5857cc205d0412be6aeee0d7611b95bd620"
+OFFICIAL_FILES = {
+    "progan1": ("model_1class_trainable.pth", None, "802e8dce29925de10a8f4bfd96c4b627d0c0cdfe"),
+    "progan2": ("model_2class_trainable.pth", "680d301b6d191da85b9dabcebf42cd3df20c5c669fa8320c498f835d02bf5ccb",
+                "b8418b5884fd1fc1dba79bea91f41ab2341673d8"),
+    "progan4": ("model_4class_trainable.pth", None, "bf5cd4053b5eaf64a0bd52cdb6bd0dbd9a8bc457"),
+    "ldm": ("model_ldm_trainable.pth", None, "6b225b2aeae4f52e99a7fb675d8bcb736aea4a2e"),
+}
+
+
+def official_weights(variant: str) -> OfficialWeights:
+    filename, sha256, blob = OFFICIAL_FILES[variant]
+    return OfficialWeights(url=f"https://raw.githubusercontent.com/mever-team/rine/{RINE_COMMIT}/ckpt/{filename}",
+                           filename=filename, sha256=sha256, git_blob=blob, repository=RINE_REPO,
+                           note=f"ckpt/{filename} of mever-team/rine at {RINE_COMMIT[:7]}")
+
 
 # The quickstart has 400 training images, not ProGAN's 72k: more epochs on one shared (unaugmented)
 # view, so the fit reuses the centre-crop features the other detectors extract anyway.
 QUICKSTART_OPTIONS = {"epochs": 30, "augment": False, "lr_milestones": []}
-
 
 @hookimpl
 def sidbench_detectors() -> list[DetectorSpec]:
@@ -491,9 +509,11 @@ def sidbench_detectors() -> list[DetectorSpec]:
             needs_fit=True,
             default=variant == "progan4",
             options={**COMMON_OPTIONS, **cfg},
+            option_types=OPTION_TYPES,
             training_data=("ldm",) if variant == "ldm" else ("progan",),
             paper=PAPER,
             license="Apache-2.0",
             quickstart_options=QUICKSTART_OPTIONS,
+            official_weights=official_weights(variant),
         ))
     return specs

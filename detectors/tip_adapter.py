@@ -111,9 +111,14 @@ class TipAugment:
             if 0 < w <= width and 0 < h <= height:
                 top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
                 return left, top, left + w, top + h
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
-        return left, top, left + side, top + side
+        # torchvision's fallback: a central crop clamped to the aspect-ratio range (the scale range is ignored)
+        w, h = width, height
+        if width / height < 3 / 4:
+            h = round(w / (3 / 4))
+        elif width / height > 4 / 3:
+            w = round(h * (4 / 3))
+        left, top = (width - w) // 2, (height - h) // 2
+        return left, top, left + w, top + h
 
 
 def cache_logits(affinity: "torch.Tensor", values: "torch.Tensor", beta: float) -> "torch.Tensor":
@@ -271,9 +276,14 @@ class TipAdapter(ClipZeroShot):
         return {"alpha": self.alpha, "beta": self.beta, "cache_size": int(self._cache.keys.shape[0])}
 
     def load_extra_metadata(self, extra: dict[str, Any]) -> None:
+        """alpha, beta and the cache size (checked against the cached keys in the file before allocating)."""
         self.alpha = float(extra.get("alpha", self.alpha))
         self.beta = float(extra.get("beta", self.beta))
-        self._cache = self._empty_cache(int(extra.get("cache_size", 0)))
+        if not (math.isfinite(self.alpha) and math.isfinite(self.beta)):
+            from sidbench.api import WeightsError
+
+            raise WeightsError(f"{self.name}: checkpoint alpha={self.alpha}, beta={self.beta} are not finite numbers")
+        self._cache = self._empty_cache(self.metadata_size(extra, "cache_size", "cache.keys"))
 
 
 class TipAdapterF(TipAdapter):
@@ -367,7 +377,7 @@ class TipAdapterF(TipAdapter):
 
     def load_extra_metadata(self, extra: dict[str, Any]) -> None:
         super().load_extra_metadata(extra)
-        self._adapter = self._new_adapter(int(extra.get("cache_size", 0)))
+        self._adapter = self._new_adapter(self.metadata_size(extra, "cache_size", "adapter.weight"))
 
 
 def _same_records(sets: Sequence["FeatureSet"]) -> None:

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-from PIL import Image
-
-from sidbench.data.perturb import JPEG, Blur
-from sidbench.api import Detector, DetectorSpec, WeightsError, hookimpl
+from sidbench.api import Detector, DetectorSpec, EarlyStopping, OfficialWeights, WeightsError, hookimpl, lower_lr
+from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
     import torch
@@ -23,45 +20,10 @@ UNIVFD_PAPER = ("Ojha et al., Towards Universal Fake Image Detectors that Genera
                 "CVPR 2023")
 
 
-class UnivFDAugment:
+def univfd_augment(crop: int = 224) -> BlurJpegCrop:
     """The published training augmentation: resize shorter side to 256/224 of the crop, p=0.5 blur
     sigma ~ U[0, 3], p=0.5 JPEG quality ~ U{30..100}, random crop, horizontal flip."""
-
-    name = "univfd-train"
-
-    def __init__(self, crop: int = 224):
-        self.crop = crop
-        self.load = round(crop * 256 / 224)
-
-    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
-        import torchvision.transforms.functional as TF
-
-        img = TF.resize(img.convert("RGB"), self.load, interpolation=TF.InterpolationMode.BILINEAR)
-        if rng.random() < 0.5:
-            img = Blur(float(rng.uniform(0.0, 3.0)))(img, rng)
-        if rng.random() < 0.5:
-            img = JPEG(int(rng.integers(30, 101)))(img, rng)
-        w, h = img.size
-        top, left = int(rng.integers(0, h - self.crop + 1)), int(rng.integers(0, w - self.crop + 1))
-        img = img.crop((left, top, left + self.crop, top + self.crop))
-        return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else img
-
-
-class EarlyStopping:
-    """The reference rule: stop after ``patience`` epochs without a validation-accuracy gain above ``delta``."""
-
-    def __init__(self, patience: int, delta: float = 0.001):
-        self.patience, self.delta = patience, delta
-        self.best: float | None = None
-        self.counter = 0
-
-    def step(self, acc: float) -> bool:
-        """True when training at this learning rate should stop."""
-        if self.best is None or acc >= self.best + self.delta:
-            self.best, self.counter = acc, 0
-            return False
-        self.counter += 1
-        return self.counter >= self.patience
+    return BlurJpegCrop("univfd-train", crop, resize=round(crop * 256 / 224), blur_prob=0.5, jpeg_prob=0.5)
 
 
 class UnivFD(Detector):
@@ -99,7 +61,7 @@ class UnivFD(Detector):
         val = data.features("val", ("image_embed",)) if data.has_val else None
         if val is None:
             log(f"no validation split: no early stopping, training all {o['max_epochs']} epochs")
-        aug, stopper = UnivFDAugment(self.backbone_info.image_size), EarlyStopping(o["patience"])
+        aug, stopper = univfd_augment(self.backbone_info.image_size), EarlyStopping(o["patience"])
         gen = torch.Generator().manual_seed(data.seed)
         best, best_acc, epoch = copy.deepcopy(self.fc.state_dict()), None, 0
         for epoch in range(1, o["max_epochs"] + 1):
@@ -114,7 +76,7 @@ class UnivFD(Detector):
             log(f"epoch {epoch}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.0e}")
             if best_acc is None or acc > best_acc:  # keep the best validation epoch overall
                 best, best_acc = copy.deepcopy(self.fc.state_dict()), acc
-            if stop and not _drop_lr(opt, o["min_lr"]):
+            if stop and not lower_lr(opt, 10.0, o["min_lr"]):
                 break
             if stop:
                 stopper = EarlyStopping(o["patience"], delta=0.002)  # the reference restarts with delta 0.002
@@ -146,13 +108,13 @@ class UnivFD(Detector):
         return float((pred.cpu().float() == fs.labels).float().mean())
 
 
-def _drop_lr(opt, min_lr: float) -> bool:
-    """Divide the learning rate by 10; False once it falls below ``min_lr`` (training stops)."""
-    for group in opt.param_groups:
-        group["lr"] /= 10.0
-        if group["lr"] < min_lr:
-            return False
-    return True
+# The released head (pretrained_weights/fc_weights.pth at this commit; SHA-256 checked against a copy of it)
+UFD_COMMIT = "76a0e3e60a8a06458707a625d269ba815a2e5919"
+OFFICIAL_HEAD = OfficialWeights(
+    url=f"https://raw.githubusercontent.com/WisconsinAIVision/UniversalFakeDetect/{UFD_COMMIT}/pretrained_weights/fc_weights.pth",
+    filename="fc_weights.pth", sha256="477100745713bcc957beb2b40859536859b6483fd6301b3b9293151b194c7847",
+    git_blob="2a8efc8e238bf5a491e4fd5999655ed5eb3bbb72", repository="https://github.com/WisconsinAIVision/UniversalFakeDetect",
+    note=f"pretrained_weights/fc_weights.pth of WisconsinAIVision/UniversalFakeDetect at {UFD_COMMIT[:7]}")
 
 
 @hookimpl
@@ -165,12 +127,13 @@ def sidbench_detectors() -> list[DetectorSpec]:
             preprocess="center_crop",
             needs_fit=True,
             default=True,
-            description="UnivFD linear probe on the raw CLIP image embedding; official head: univfd@fc_weights.pth",
+            description="UnivFD linear probe on the raw CLIP image embedding; official head: univfd@official",
             options={"max_epochs": 100, "lr": 1e-4, "weight_decay": 0.0, "batch_size": 256, "patience": 5,
                      "min_lr": 1e-6, "augment": True},
             # 400 images on a random clip-tiny: 2 steps per epoch, so a larger step and no per-epoch pixel pass
             quickstart_options={"lr": 5e-2, "max_epochs": 100, "augment": False},
             training_data=("progan",),
+            official_weights=OFFICIAL_HEAD,
             paper=UNIVFD_PAPER,
             license="MIT (UniversalFakeDetect)",
         )

@@ -10,14 +10,17 @@ __version__ = "0.1.0"
 
 from .api.errors import SidbenchError  # noqa: E402
 
-__all__ = ["__version__", "SidbenchError", "build_backbone", "load_detector", "load_plugins"]
+__all__ = ["__version__", "SidbenchError", "build_backbone", "load_detector", "load_plugins", "score"]
 
-_LAZY = {"load_detector": "registry.lookup", "build_backbone": "registry.lookup", "load_plugins": "registry.plugins"}
+# public name -> (module, attribute), imported on first use
+_LAZY = {"load_detector": ("registry.lookup", "load_detector"), "build_backbone": ("registry.lookup", "build_backbone"),
+         "load_plugins": ("registry.plugins", "load_plugins"), "score": ("run.score", "score")}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'sidbench' has no attribute {name!r}")

@@ -14,6 +14,20 @@ REFERENCE = REPO.parent / "shared" / "reference"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (ViT-L/14 on the CPU)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The default suite stays fast: ``slow`` tests run with --run-slow or when -m names them."""
+    if config.getoption("--run-slow") or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow (or -m slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _session_cache(tmp_path_factory):
     """Keep the feature cache and generated data out of the user's cache folder."""

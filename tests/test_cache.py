@@ -263,10 +263,13 @@ def test_a_missed_image_is_read_from_disk_once(tmp_path, plugins, tiny_backbone,
     """The worker hashes the bytes for the cache key and decodes those same bytes: one read per image."""
     recs = resolve_records(make_folder(tmp_path / "d", splits=("s",), n=2), plugins)
     reads = []
-    original = Path.read_bytes
-    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or original(self))
-    opened = []
     import sidbench.data.images as images
+    import sidbench.engine.loader as loader
+
+    original = images.read_file
+    for module in (images, loader):  # every way the loader reads a file's bytes
+        monkeypatch.setattr(module, "read_file", lambda path: reads.append(Path(path).name) or original(path))
+    opened = []
 
     real_open = images.Image.open
     monkeypatch.setattr(images.Image, "open", lambda fp, *a, **k: opened.append(type(fp).__name__) or real_open(fp, *a, **k))

@@ -124,6 +124,9 @@ def test_attribution_one_vs_one(plugins, tmp_path):
     assert counts.shape == (4, 4) and counts.sum() == len(val[0]) and counts.sum(1).tolist() == [8, 8, 8, 8]
     again = load_detector("clip_svm", weights=path, backbone="clip-tiny", plugins=plugins, attribution=True)
     torch.testing.assert_close(again.score({"cls_final": val[1]}), det.score({"cls_final": val[1]}))
+    plain = load_detector("clip_svm", weights=path, backbone="clip-tiny", plugins=plugins)  # the checkpoint says so
+    assert plain.options["attribution"] is True and plain.options_from_checkpoint == {"attribution": True}
+    torch.testing.assert_close(plain.score({"cls_final": val[1]}), det.score({"cls_final": val[1]}))
 
 
 def test_round_trip_without_pickle(plugins, tmp_path):

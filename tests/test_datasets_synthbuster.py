@@ -82,3 +82,47 @@ def test_score_log_keeps_shared_reals_per_split(tmp_path):
     log.close()
     df = finalize_scores(tmp_path / "scores.csv")
     assert sorted(df["split"]) == ["dalle2", "firefly"]
+
+
+def test_reals_inside_synthbuster_are_never_a_generator(tmp_path, layout, capsys):
+    """GRIP's distribution: synthbuster/real_RAISE_1k/ (with README.txt and the licence PDF) inside the
+    generators' folder, and RINE's sibling RAISEpng/ too: both are reals, neither is a split."""
+    root = make_synthbuster_tree(tmp_path, generators=GENERATORS[:2])
+    rng = np.random.default_rng(3)
+    inside = tmp_path / "synthbuster" / "real_RAISE_1k"
+    for i in range(4):
+        write_image(inside / f"r{i:04d}.png", rng, (32, 32))
+    (inside / "README.txt").write_text("RAISE-1k, resized")
+    (inside / "RAISE_License.pdf").write_bytes(b"%PDF-1.4")
+    for where in (tmp_path, tmp_path / "synthbuster"):
+        recs = layout.records(where)
+        assert {r.split for r in recs} == set(GENERATORS[:2])
+        for g in GENERATORS[:2]:
+            assert sorted(r.path for r in recs if r.split == g and r.label == 0) == sorted(
+                str(p) for p in inside.glob("*.png"))
+    err = capsys.readouterr().err
+    assert f"using {inside}, not {tmp_path / 'RAISEpng'}" in err
+    import shutil
+
+    shutil.rmtree(tmp_path / "RAISEpng")  # only the inside folder: still recognised
+    assert {r.split for r in layout.records(tmp_path)} == set(GENERATORS[:2])
+
+
+def test_extended_generators_are_splits_too(tmp_path, layout, capsys):
+    """The extended set (flux/, sd3_large/ next to real_RAISE_1k/, with stray .ipynb_checkpoints) and extra
+    folders inside synthbuster/ are generators of their own."""
+    rng = np.random.default_rng(4)
+    ext = tmp_path / "extended"
+    for i in range(3):
+        write_image(ext / "real_RAISE_1k" / f"r{i}.png", rng, (32, 32))
+    for g in ("flux", "sd3_large"):
+        for i in range(2):
+            write_image(ext / g / f"r{i}.png", rng, (32, 32), fake=True)
+        write_image(ext / g / ".ipynb_checkpoints" / "x.png", rng, (32, 32))
+    recs = layout.records(ext)
+    assert Counter((r.split, r.label) for r in recs) == {("flux", 0): 3, ("flux", 1): 2, ("sd3_large", 0): 3,
+                                                         ("sd3_large", 1): 2}
+    assert "warning" not in capsys.readouterr().err  # the extended set alone is not missing the nine
+    root = make_synthbuster_tree(tmp_path / "sb", generators=GENERATORS[:1])
+    write_image(root / "synthbuster" / "flux" / "r0.png", rng, (32, 32), fake=True)
+    assert {r.split for r in layout.records(root)} == {GENERATORS[0], "flux"}

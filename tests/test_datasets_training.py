@@ -49,7 +49,7 @@ def test_ldm_training_set_lists(tmp_path, plugins):
         write_image(base / "ldm_samples_a" / f"{i}.png", rng, (32, 32), fake=True)
     base.joinpath("real_lsun.txt").write_text("horse_0.png\nhorse_1.png\n")
     base.joinpath("real_coco.txt").write_text("000000000009.jpg\n000000000042.jpg\n")
-    recs = resolve_records(tmp_path, plugins)  # recognised over the ProGAN folders beside it
+    recs = resolve_records(tmp_path, plugins, role="train")  # one training set: LDM, over the ProGAN folders beside it
     reals = sorted(r.path for r in recs if r.label == 0)
     assert reals == sorted(str(p) for p in [
         tmp_path / "train/horse/0_real/0.png", tmp_path / "train/horse/0_real/1.png",

@@ -57,17 +57,40 @@ def test_jpeg_defaults_and_quality_read_back(plugins, img):
         assert not np.array_equal(np.asarray(out), np.asarray(img))
 
 
-def test_blur_matches_an_independent_gaussian(plugins, img):
-    sigma = 1.5
-    out = np.asarray(perturbation(f"blur:{sigma}", plugins)[0].apply(img, "k"), dtype=np.float64)
-    r = int(4 * sigma + 0.5)
-    x = np.arange(-r, r + 1)
-    k = np.exp(-x**2 / (2 * sigma**2))
-    k /= k.sum()
-    a = np.pad(np.asarray(img, dtype=np.float64), ((r, r), (r, r), (0, 0)), mode="symmetric")
-    a = sum(k[i] * a[i:i + a.shape[0] - 2 * r] for i in range(2 * r + 1))
-    a = sum(k[i] * a[:, i:i + a.shape[1] - 2 * r] for i in range(2 * r + 1))
-    assert np.abs(out - np.clip(np.rint(a), 0, 255)).max() <= 1
+def _pass_uint8(a: np.ndarray, k: np.ndarray, axis: int) -> np.ndarray:
+    """One 1-D Gaussian pass along ``axis`` with reflect (half-sample symmetric) borders, accumulated in
+    float64 as w0 x0 + sum_j w_j (x_-j + x_j), then stored into uint8 (C truncation toward zero)."""
+    r = len(k) // 2
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (r, r)
+    x = np.pad(a.astype(np.float64), pad, mode="symmetric")
+    n = a.shape[axis]
+    take = lambda off: np.take(x, np.arange(r + off, r + off + n), axis=axis)  # noqa: E731
+    acc = k[r] * take(0)
+    for j in range(1, r + 1):
+        acc = acc + (take(-j) + take(j)) * k[r + j]
+    return acc.astype(np.uint8)
+
+
+def test_blur_writes_each_pass_into_uint8_as_cnndetection(plugins, img):
+    """CNNDetection/RINE blur into the uint8 image: rows then columns, each pass truncated to uint8."""
+    for sigma in (1.5, 0.7, 3.0):
+        out = np.asarray(perturbation(f"blur:{sigma}", plugins)[0].apply(img, "k"))
+        r = int(4 * sigma + 0.5)
+        x = np.arange(-r, r + 1)
+        k = np.exp(-0.5 / sigma**2 * x**2)
+        k /= k.sum()
+        want = np.stack([_pass_uint8(_pass_uint8(np.asarray(img)[:, :, c], k, 0), k, 1) for c in range(3)], -1)
+        assert np.array_equal(out, want), sigma
+        rounded = np.clip(np.rint(_float_blur(np.asarray(img), k)), 0, 255)
+        assert (out.astype(float) - rounded).mean() < -0.5  # the truncation darkens: ~1 grey level on average
+
+
+def _float_blur(a: np.ndarray, k: np.ndarray) -> np.ndarray:
+    r = len(k) // 2
+    x = np.pad(a.astype(np.float64), ((r, r), (r, r), (0, 0)), mode="symmetric")
+    x = sum(k[i] * x[i:i + a.shape[0]] for i in range(2 * r + 1))
+    return sum(k[i] * x[:, i:i + a.shape[1]] for i in range(2 * r + 1))
 
 
 def test_resize_and_crop_sizes(plugins, img):

@@ -261,13 +261,15 @@ def test_html_is_valid_offline_and_its_images_exist(html_report):
     assert "http://" not in page and "https://" not in page
     names = {Path(src).name for src in checker.images}
     assert names == {"bars_acc.png", "bars_ap.png", "roc.png", "pr.png", "robustness_jpeg.png",
-                     "robustness_blur.png", "real_vs_fake.png"}
+                     "robustness_blur.png", "real_vs_fake.png", "reliability.png"}
     for src in checker.images:
         assert not Path(src).is_absolute()
         png = html_report.parent / src
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert page.count('<table class="board">') == 2 * len(PERTURBATIONS)
-    assert page.count('class="ci"') == 2 * len(PERTURBATIONS) * len(DETECTORS) * 7
+    # leaderboard cells (2 metrics x perturbations x detectors x 7 columns) + the operating-point table
+    # (tpr_fpr01, tpr_fpr05, eer, ece, brier, nll per detector)
+    assert page.count('class="ci"') == 2 * len(PERTURBATIONS) * len(DETECTORS) * 7 + 6 * len(DETECTORS)
 
 
 def test_html_default_location_is_inside_the_results_folder(tmp_path, capsys):

@@ -337,5 +337,19 @@ def test_a_saved_ablation_loads_under_the_plain_name(tmp_path):
     x = torch.randn(2, 4, 64)
     with torch.no_grad():
         torch.testing.assert_close(back.score({"cls_ln2": x}), det.score({"cls_ln2": x}), rtol=0, atol=0)
-    with pytest.raises(WeightsError, match=r"q=2.*unexpected rine.proj1.10.*the file holds q=4"):  # an explicit non-default is kept
+    with pytest.raises(WeightsError, match=r"option q=2 contradicts .*fitted with q=4"):  # explicit: an error, not a swap
         sidbench.load_detector("rine.progan2", weights=path, backbone=TINY, q=2)
+    with pytest.raises(WeightsError, match=r"q=2.*unexpected rine.proj1.10.*the file holds q=4"):  # official: shapes tell
+        sidbench.load_detector("rine.progan2", backbone=TINY, q=2).load_state_dict(
+            {k: v for k, v in sidbench.load_detector("rine.progan2", backbone=TINY).state_dict().items()})
+
+
+def test_learning_rate_falls_from_epoch_6_and_11_as_the_reference(tmp_path, tiny_backbone, one_thread):
+    """The reference sets lr0 / 10**n at the start of 1-based epoch e when e is in [6, 11]."""
+    root = make_folder(tmp_path / "d", splits=("train",), n=2, size=(224, 224))
+    det = sidbench.load_detector("rine.progan2", backbone=TINY, q=1, proj_dim=8, epochs=12, augment=False)
+    assert det.options["lr_milestones"] == [6, 11]
+    det.fit(_fit_data(tiny_backbone, _records(root, "train")), log=lambda m: None)
+    assert [h["lr"] for h in det.history] == pytest.approx([1e-3] * 5 + [1e-4] * 5 + [1e-5] * 2, rel=1e-12)
+    with pytest.raises(sidbench.api.SidbenchError, match="1-based epoch"):
+        sidbench.load_detector("rine.progan2", backbone=TINY, lr_milestones=[0])

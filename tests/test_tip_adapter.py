@@ -155,3 +155,17 @@ def test_no_validation_keeps_initial_alpha_beta(plugins, tiny_backbone, tmp_path
     det.fit(data, log=lines.append)
     assert (det.alpha, det.beta) == (2.0, 1.0)
     assert any("no validation split" in m for m in lines)
+
+
+@pytest.mark.parametrize("size", [(1000, 100), (100, 1000), (517, 97), (97, 517)])
+def test_random_resized_crop_fallback_is_torchvisions(size):
+    """When 10 draws fail (very wide or tall images), the crop is torchvision's centred fallback."""
+    from PIL import Image
+    from torchvision.transforms import RandomResizedCrop
+
+    from sidbench.detectors.tip_adapter import TipAugment
+
+    w, h = size
+    torch.manual_seed(0)
+    i, j, hh, ww = RandomResizedCrop.get_params(Image.new("RGB", size), scale=[0.5, 1.0], ratio=[3 / 4, 4 / 3])
+    assert TipAugment(224)._box(w, h, np.random.default_rng(0)) == (j, i, j + ww, i + hh)

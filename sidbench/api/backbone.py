@@ -63,6 +63,7 @@ class Backbone:
 
     info: BackboneInfo
     identity: str  # architecture + weights (+ activation): part of every feature-cache key
+    activation: str | None = None  # e.g. "quick_gelu" (OpenAI's CLIP) or "gelu"; None: as the architecture defines
     feature_names: tuple[str, ...] = IMAGE_FEATURES
 
     def __init__(self) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
-from .checkpoints import load_tensors, save_tensors
+from .checkpoints import load_tensors, non_finite_tensor, save_tensors, strip_prefix
 from .errors import SidbenchError, WeightsError
 from .names import split_options
-from .specs import DetectorSpec
+from .options import check_options
+from .specs import DetectorSpec, PixelInput
 
 if TYPE_CHECKING:
     import torch
@@ -26,20 +27,22 @@ class Detector:
     the preprocessed images [B, 3, H, W], and runs its own network (``backbone`` is then None).
     """
 
+    needs_fit: bool = False  # a class that must be fitted says so here or in its spec (either is enough)
+
     def __init__(self, spec: DetectorSpec, backbone: "BackboneInfo | None", **options: Any):
-        unknown = set(options) - set(spec.options) - {"preprocess"}
-        if unknown:
-            raise SidbenchError(
-                f"detector {spec.name!r} has no option(s) {sorted(unknown)}; it takes {sorted(spec.options) or 'none'}"
-            )
+        check_options(spec, options)  # unknown names and values of the wrong type: one line each
         self.spec = spec
         self.backbone_info = backbone
         self.options: dict[str, Any] = {**spec.options, **options}
-        self.fitted = not spec.needs_fit
+        self.needs_fit = bool(spec.needs_fit or type(self).needs_fit)
+        self.fitted = not self.needs_fit
         self.device = "cpu"
         self.weights_path: str | None = None
         self.label: str | None = None  # e.g. "rine.progan4[tie=false]" when built with bracket options
         self.trained_on: list[str] | None = None  # generators of the data it was fitted on in this run (None: published)
+        self.checkpoint_shapes: dict[str, tuple[int, ...]] = {}  # of the file being loaded, for load_extra_metadata
+        self.explicit_options: dict[str, Any] = dict(options)  # what the caller set; checked against a checkpoint's
+        self.options_from_checkpoint: dict[str, Any] = {}  # options a loaded checkpoint brought (run.json)
 
     # -- what the harness reads ---------------------------------------------------
     @property
@@ -58,6 +61,17 @@ class Detector:
     def input(self) -> str:
         """``"pixels"`` or ``"features"`` (see :attr:`sidbench.api.DetectorSpec.input`)."""
         return self.spec.input
+
+    @property
+    def pixel_input(self) -> "PixelInput | None":
+        """How the engine preprocesses for a pixel detector: the spec's :class:`~sidbench.api.PixelInput`, with
+        its ``image_size`` taken from the ``image_size`` option when the detector has one (None: a feature detector)."""
+        pixels = self.spec.pixels
+        if pixels is not None and "image_size" in self.options and self.options["image_size"] != pixels.image_size:
+            import dataclasses
+
+            return dataclasses.replace(pixels, image_size=int(self.options["image_size"]))
+        return pixels
 
     def modules(self) -> dict[str, "torch.nn.Module"]:
         """The torch modules holding this detector's parameters and buffers."""
@@ -99,8 +113,12 @@ class Detector:
         return out
 
     def load_state_dict(self, state: dict[str, "torch.Tensor"]) -> None:
+        """Load tensors saved by :meth:`state_dict`. A parameter or buffer that is empty (a 0 in its shape:
+        state whose size depends on the training data, allocated empty before the fit) first takes the shape
+        and dtype it has in ``state``; every other tensor must match in shape."""
         for prefix, module in self.modules().items():
             sub = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+            take_empty_shapes(module, sub)
             try:
                 module.load_state_dict(sub)
             except RuntimeError as exc:
@@ -129,21 +147,139 @@ class Detector:
     def load_extra_metadata(self, extra: dict[str, Any]) -> None:
         """Restore what :meth:`extra_metadata` saved."""
 
+    def restore_options(self, saved: dict[str, Any], path: str) -> None:
+        """Adopt the options a sidbench checkpoint was fitted with (so ``det@ckpt`` scores as it was fitted);
+        an option the caller set that contradicts the checkpoint is an error naming both. How the detector
+        is fed at test time (``preprocess``, ``precision``) is not the checkpoint's to fix."""
+        adopted = {}
+        for key, value in saved.items():
+            if key in TEST_TIME_OPTIONS or key not in self.spec.options or _same(self.options[key], value):
+                continue
+            if key in self.explicit_options:
+                raise WeightsError(
+                    f"{self.name}: option {key}={_text(self.explicit_options[key])} contradicts {path}, which was "
+                    f"fitted with {key}={_text(value)}; drop the option (the checkpoint's value is used) or attach "
+                    "a checkpoint fitted with it")
+            adopted[key] = value
+        if adopted:
+            self.options.update(adopted)
+            self.options_from_checkpoint = adopted
+            self.configure(adopted)
+
+    def configure(self, changed: dict[str, Any]) -> None:
+        """Rebuild what depends on options after a checkpoint changed some (``changed``); e.g. RINE's network shapes."""
+
     def load(self, path: str) -> "Detector":
+        """Load a checkpoint: weights must be finite, metadata well-formed and consistent with the tensors."""
         tensors, meta = load_tensors(path)
+        bad = non_finite_tensor(tensors)
+        if bad is not None:
+            raise WeightsError(f"{path}: tensor {bad!r} holds NaN or Inf values; detector {self.name!r} refuses "
+                               "such weights (re-fit the detector or fetch the checkpoint again)")
+        self.checkpoint_shapes = {k: tuple(v.shape) for k, v in tensors.items()}
         if meta:
+            meta = _checked_metadata(meta, path)
             if meta.get("detector") and split_options(meta["detector"])[0] != self.spec.name:
                 raise WeightsError(
                     f"{path} was saved by detector {meta['detector']!r}, not {self.name!r}; "
                     f"use --detectors {meta['detector']}@{path}"
                 )
-            self.load_extra_metadata(meta.get("extra") or {})
+            self.restore_options(meta.get("options") or {}, path)
+            try:
+                self.load_extra_metadata(meta.get("extra") or {})
+            except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
+                raise WeightsError(f"{path}: metadata of the wrong kind for detector {self.name!r} "
+                                   f"({type(exc).__name__}: {exc})") from exc
+            if self.input == "pixels":
+                self._adopt_input(meta.get("options") or {})
             self.load_state_dict(tensors)
         else:
             self.load_state_dict(self.convert_checkpoint(tensors))
         self.fitted = True
         self.weights_path = str(path)
         return self.to(self.device).eval()
+
+    def metadata_size(self, extra: dict[str, Any], key: str, tensor: str, dim: int = 0) -> int:
+        """``extra[key]``, a size the checkpoint's metadata declares, checked against the tensor it describes
+        before anything is allocated from it (a 144-byte file must not make us allocate terabytes)."""
+        shape = self.checkpoint_shapes.get(tensor)
+        actual = shape[dim] if shape is not None and len(shape) > dim else 0
+        value = extra.get(key, actual)
+        if not isinstance(value, int) or isinstance(value, bool) or value != actual:
+            raise WeightsError(f"checkpoint metadata of detector {self.name!r}: {key} = {value!r} does not match "
+                               f"tensor {tensor!r} ({actual} along dimension {dim}); the file is damaged or not this detector's")
+        return value
+
+    def _adopt_input(self, saved: dict[str, Any]) -> None:
+        """A pixel detector fitted under another protocol scores under it again, unless the caller chose one
+        (a network trained on 64 px crops is not meant for 256 px resizes); its ``image_size`` comes back
+        through :meth:`restore_options` like any fitted option."""
+        if saved.get("preprocess") and "preprocess" not in self.explicit_options and not self.options.get("preprocess"):
+            self.options["preprocess"] = saved["preprocess"]
+
+
+class NetworkDetector(Detector):
+    """A detector whose parameters are one torch module, ``self.net`` from :meth:`build_network` (a pixel
+    detector's CNN, say). Its official checkpoint is that module's state dict, perhaps inside a training dump
+    (``{'model': ...}``) and with DataParallel's ``module.`` prefix; both are unwrapped when it loads."""
+
+    def __init__(self, spec: DetectorSpec, backbone: "BackboneInfo | None", **options: Any):
+        super().__init__(spec, backbone, **options)
+        self.net = self.build_network()
+
+    def build_network(self) -> "torch.nn.Module":
+        """The network with its official module names (torch imported inside, as everywhere in plugins)."""
+        raise NotImplementedError
+
+    def modules(self) -> dict[str, "torch.nn.Module"]:
+        return {"net": self.net}
+
+    def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        return {f"net.{k}": v for k, v in strip_prefix(state).items()}
+
+
+def _checked_metadata(meta: Any, path: str) -> dict[str, Any]:
+    """sidbench's checkpoint metadata, with every standard field of the kind it must be (else one line)."""
+    kinds = {"detector": str, "options": dict, "backbone": str, "extra": dict}
+    problem = None if isinstance(meta, dict) else f"metadata is of type {type(meta).__name__}, not a table"
+    for key, kind in kinds.items():
+        if problem is None and meta.get(key) is not None and not isinstance(meta[key], kind):
+            problem = f"{key!r} is of type {type(meta[key]).__name__}, not {kind.__name__}"
+    if problem:
+        raise WeightsError(f"{path}: not a valid sidbench checkpoint ({problem})")
+    return meta
+
+
+def take_empty_shapes(module: "torch.nn.Module", state: dict[str, "torch.Tensor"]) -> None:
+    """Re-allocate each empty parameter or buffer of ``module`` to the shape and dtype of its entry in ``state``
+    (a parameter stays a parameter, with its ``requires_grad``); non-empty ones are left for the shape check."""
+    import torch
+
+    for key, value in state.items():
+        owner_name, _, leaf = key.rpartition(".")
+        try:
+            owner = module.get_submodule(owner_name) if owner_name else module
+        except AttributeError:
+            continue  # an unexpected key: load_state_dict reports it
+        table = owner._parameters if leaf in owner._parameters else owner._buffers
+        current = table.get(leaf)
+        if current is None or current.numel() or tuple(current.shape) == tuple(value.shape):
+            continue
+        fresh = torch.zeros(value.shape, dtype=value.dtype, device=current.device)
+        table[leaf] = torch.nn.Parameter(fresh, requires_grad=current.requires_grad) if table is owner._parameters else fresh
+
+
+# Options that say how a detector is fed at test time, not what was fitted: never taken from a checkpoint.
+TEST_TIME_OPTIONS = ("preprocess", "precision")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal once both went through JSON (a checkpoint stores tuples as lists)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _text(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), default=str)
 
 
 def _jsonable(v: Any) -> bool:

@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 REAL, FAKE = 0, 1
+UNKNOWN = -1  # images scored without a label (``sidbench score``); such records never reach the metrics
 
 
 @dataclass(frozen=True)
 class Record:
-    """One image. ``label`` 1 = fake (the positive class everywhere), 0 = real."""
+    """One image. ``label`` 1 = fake (the positive class everywhere), 0 = real, -1 (``UNKNOWN``) not known."""
 
     path: str
     label: int

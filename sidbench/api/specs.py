@@ -53,13 +53,16 @@ class PixelInput:
 @dataclass(frozen=True)
 class OfficialWeights:
     """A published checkpoint of a detector, fetched by ``NAME@official``: where it is published, under which
-    file name, its SHA-256 when known, and the repository (paper code) that released it."""
+    file name, its SHA-256 when known, and the repository (paper code) that released it. ``git_blob`` is the
+    id a git tree lists for the file (SHA-1 of ``blob <size>\\0<bytes>``): a checksum known from the
+    repository alone, checked like the SHA-256."""
 
     url: str
     filename: str
     sha256: str | None = None
     repository: str = ""
     note: str = ""
+    git_blob: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,12 @@ class DetectorSpec:
     needs_fit: bool = False
     default: bool = False  # the variant that the bare family name selects
     options: Mapping[str, Any] = field(default_factory=dict)
+    # the types an option accepts when its default's type is not all of them, e.g. {"blocks": (str, int, list)}
+    # (see sidbench.api.options)
+    option_types: Mapping[str, Any] = field(default_factory=dict)
     # option overrides the quickstart uses (e.g. fewer epochs on its 400 images); the published defaults stay in options
     quickstart_options: Mapping[str, Any] = field(default_factory=dict)
+    quickstart: bool = True  # whether ``sidbench run`` with no arguments includes this family's default
     training_data: tuple[str, ...] = ()  # generators (or data sets) seen in training
     official_weights: OfficialWeights | None = None  # the published checkpoint (``NAME@official``)
     paper: str = ""

@@ -19,7 +19,8 @@ def sidbench_backbones() -> list[BackboneSpec]:
             name="open_clip",
             factory="sidbench.backbones.clip:build_open_clip",
             pattern=r"^(?!timm:)[A-Za-z0-9_\-./]+(:[A-Za-z0-9_\-.]+)?$",
-            description="any open_clip ARCH:TAG, e.g. ViT-L-14:openai (the default), or ARCH with --weights PATH; "
+            description="any open_clip ARCH:TAG, e.g. ViT-L-14:openai (the default; QuickGELU, as its weights), "
+                        "or ARCH[:TAG] with --weights PATH (the tag's architecture, activation, preprocessing); "
                         "ARCH:random = random weights (speed benchmarks only)",
         ),
         BackboneSpec(

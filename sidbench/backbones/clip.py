@@ -1,20 +1,23 @@
 """open_clip CLIP backbones: real weights by ``ARCH:TAG`` or a local file, and the offline ``clip-tiny``."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..api.backbone import Backbone, BackboneInfo
+from ..api.backbone import CLIP_MEAN, CLIP_STD, Backbone, BackboneInfo
 from ..api.checkpoints import file_sha256
-from ..api.errors import WeightsError
+from ..api.errors import SidbenchError, WeightsError
 
 if TYPE_CHECKING:
     import torch
 
 TINY_NAME = "clip-tiny"
 TINY_SEED = 0
+QUICK_GELU, GELU = "quick_gelu", "gelu"  # x * sigmoid(1.702 x) (OpenAI's CLIP), or nn.GELU
 RANDOM_TAG = "random"  # ``ViT-L-14:random``: real architecture, random weights (benchmarks only)
 # A CLIP-shaped network small enough for tests and the CPU quickstart.
 TINY_CFG = dict(
@@ -27,12 +30,13 @@ TINY_CFG = dict(
 class ClipBackbone(Backbone):
     """Wraps an open_clip ``CLIP`` model; forward hooks collect every feature in one visual pass."""
 
-    def __init__(self, model, tokenizer, info: BackboneInfo, identity: str):
+    def __init__(self, model, tokenizer, info: BackboneInfo, identity: str, activation: str = GELU):
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.info = info
         self.identity = identity
+        self.activation = activation
         visual = model.visual
         blocks = visual.transformer.resblocks
         # open_clip >= 2.24 runs blocks batch-first; older versions sequence-first (NLD vs LND).
@@ -106,7 +110,7 @@ def build_tiny(name: str = TINY_NAME, weights: str | None = None, device: str = 
     finally:
         torch.random.set_rng_state(state)
     tokenizer = open_clip.get_tokenizer("ViT-B-32")  # the BPE vocabulary ships with open_clip
-    return ClipBackbone(model, tokenizer, describe_tiny(), identity=TINY_IDENTITY).to(device)
+    return ClipBackbone(model, tokenizer, describe_tiny(), identity=TINY_IDENTITY, activation=GELU).to(device)
 
 
 TINY_IDENTITY = f"{TINY_NAME}:seed{TINY_SEED}-v1"
@@ -118,59 +122,189 @@ def describe_tiny(name: str = TINY_NAME) -> BackboneInfo:
 
 
 def describe_open_clip(name: str) -> BackboneInfo:
-    """Shapes of ``ARCH[:TAG]`` from open_clip's architecture config (no weights loaded)."""
+    """Shapes of ``ARCH[:TAG]`` from open_clip's architecture config, normalisation from the tag's
+    pretrained config (no weights loaded)."""
     import open_clip
 
-    arch = name.split(":", 1)[0]
+    arch, _, tag = name.partition(":")
+    v = _model_config(arch, name)["vision_cfg"]
+    size = v.get("image_size", 224)
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    pretrained = (open_clip.get_pretrained_cfg(arch, tag) or {}) if tag and tag != RANDOM_TAG else {}
+    mean, std = tuple(pretrained.get("mean", CLIP_MEAN)), tuple(pretrained.get("std", CLIP_STD))
+    return BackboneInfo(name, v["layers"], v["width"], _model_config(arch, name)["embed_dim"], size, mean, std)
+
+
+def _model_config(arch: str, name: str) -> dict:
+    import open_clip
+
     cfg = open_clip.get_model_config(arch)
     if cfg is None:
         from ..api.errors import UnknownNameError
 
         raise UnknownNameError("backbone", name, [f"{a}:openai" for a in open_clip.list_models()])
-    v = cfg["vision_cfg"]
-    size = v.get("image_size", 224)
-    size = size[0] if isinstance(size, (list, tuple)) else size
-    return BackboneInfo(name, v["layers"], v["width"], cfg["embed_dim"], size)
+    return cfg
 
 
-def open_clip_identity(name: str, weights: str | None = None) -> str:
-    """What a built ``ARCH[:TAG]`` backbone reports as its identity, known without loading it."""
+@dataclass(frozen=True)
+class OpenClipPlan:
+    """``ARCH[:TAG]`` (with ``--weights PATH``) resolved without building the model: which weights,
+    which activation, and the identity that keys the feature cache."""
+
+    arch: str
+    tag: str  # "" when none
+    path: Path | None  # a local weights file, or None for the tag's download
+    quick_gelu: bool
+    identity: str
+
+    @property
+    def activation(self) -> str:
+        return QUICK_GELU if self.quick_gelu else GELU
+
+
+def resolve_open_clip(name: str, weights: str | None = None) -> OpenClipPlan:
+    """The activation follows the weights: a tag whose open_clip pretrained config says ``quick_gelu``
+    (every ``openai`` tag) gets QuickGELU, as does a ``-quickgelu`` architecture; ``ARCH:TAG --weights PATH``
+    is that tag's architecture with these weights; a bare ``ARCH --weights PATH`` must show which
+    activation it needs, or it is refused (see :func:`_file_activation`)."""
+    import open_clip
+
     arch, _, tag = name.partition(":")
+    quick = bool(_model_config(arch, name).get("quick_gelu", False))
+    if tag == RANDOM_TAG:
+        if weights:
+            raise WeightsError(f"{name} means random weights; drop --weights, or name the weights' tag ({arch}:TAG)")
+        act = QUICK_GELU if quick else GELU
+        return OpenClipPlan(arch, tag, None, quick, f"{arch}:random-seed{TINY_SEED}|{act} "
+                                                    "(RANDOM WEIGHTS: for benchmarking speed, scores are meaningless)")
+    if tag:
+        pretrained = open_clip.get_pretrained_cfg(arch, tag)
+        if not pretrained:
+            raise WeightsError(f"open_clip has no pretrained tag {tag!r} for {arch}; known: "
+                               f"{', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'}")
+        quick = quick or bool(pretrained.get("quick_gelu", False))
     if weights:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsError(f"--weights {weights}: no such file; give the path of an open_clip checkpoint for {arch}")
-        return f"{arch}@sha256:{file_sha256(path)[:16]}"
-    if tag == RANDOM_TAG:
-        return f"{arch}:random-seed{TINY_SEED} (RANDOM WEIGHTS: for benchmarking speed, scores are meaningless)"
-    if not tag:
+        quick = _file_activation(arch, tag, path, quick)
+        base = f"{arch}:{tag}" if tag else arch
+        identity = f"{base}@sha256:{file_sha256(path)[:16]}"
+    elif not tag:
         raise WeightsError(f"backbone {name!r} names no weights: use ARCH:TAG (e.g. ViT-L-14:openai) or --weights PATH")
-    return f"{arch}:{tag}"
+    else:
+        path, identity = None, f"{arch}:{tag}"
+    return OpenClipPlan(arch, tag, path, quick, f"{identity}|{QUICK_GELU if quick else GELU}")
+
+
+def _file_activation(arch: str, tag: str, path: Path, quick: bool) -> bool:
+    """Whether local weights run with QuickGELU; refuses files that are OpenAI's but would run with GELU."""
+    import open_clip
+
+    from .clip_weights import inspect_checkpoint
+
+    facts = inspect_checkpoint(path)
+    if facts.torchscript:
+        raise WeightsError(
+            f"--weights {path} is a TorchScript archive (OpenAI's clip.load format), which sidbench does not load "
+            f"(it holds code, not only tensors); convert it once: python -c \"import torch; torch.save(torch.jit.load("
+            f"'{path}', map_location='cpu').state_dict(), 'clip-openai.pt')\" and pass --backbone {arch}:openai "
+            "--weights clip-openai.pt")
+    if facts.openai_extras and tag and not quick:
+        raise WeightsError(
+            f"--weights {path} is an OpenAI CLIP checkpoint (it has OpenAI's input_resolution/context_length/"
+            f"vocab_size entries), trained with QuickGELU, but {arch}{':' + tag if tag else ''} builds GELU; "
+            f"use --backbone {arch}:openai --weights {path}")
+    if tag or quick or facts.openai_extras:
+        return quick or facts.openai_extras
+    if facts.openai_layout and "openai" in open_clip.list_pretrained_tags_by_model(arch):
+        raise WeightsError(
+            f"--weights {path} is in OpenAI's CLIP key layout, which does not record the activation it was trained "
+            f"with (OpenAI: QuickGELU; most LAION models: GELU); say which: --backbone {arch}:openai (QuickGELU, "
+            f"OpenAI's preprocessing), {arch}-quickgelu, or {arch}:TAG of the GELU model the file comes from "
+            f"(`sidbench list backbones`)")
+    return False
+
+
+def open_clip_identity(name: str, weights: str | None = None) -> str:
+    """What a built ``ARCH[:TAG]`` backbone reports as its identity, known without loading it:
+    architecture, weights (tag, or the file's SHA-256) and activation, e.g. ``ViT-L-14:openai|quick_gelu``."""
+    return resolve_open_clip(name, weights).identity
+
+
+def open_clip_activation(name: str, weights: str | None = None) -> str:
+    """``quick_gelu`` or ``gelu``: what the weights were trained with (run.json records it)."""
+    return resolve_open_clip(name, weights).activation
 
 
 def build_open_clip(name: str, weights: str | None = None, device: str = "cpu") -> ClipBackbone:
-    """``ARCH:TAG`` through open_clip's pretrained registry, or ``ARCH`` + ``weights=PATH``."""
+    """``ARCH:TAG`` through open_clip's pretrained registry, or ``ARCH[:TAG]`` + ``weights=PATH``; built
+    with the activation its weights were trained with."""
     import open_clip
 
-    arch, _, tag = name.partition(":")
+    plan = resolve_open_clip(name, weights)
     info = describe_open_clip(name)
-    identity = open_clip_identity(name, weights)
-    if weights:
-        pretrained = str(Path(weights).expanduser())
-    elif tag == RANDOM_TAG:
-        return build_random(arch, info, device)
-    else:
-        _require_weights_reachable(arch, tag)
-        pretrained = tag
+    if plan.tag == RANDOM_TAG:
+        return build_random(plan, info, device)
+    if plan.path is None:
+        _require_weights_reachable(plan.arch, plan.tag)
     try:
-        model = open_clip.create_model(arch, pretrained=pretrained, device="cpu")
+        with _quiet_random_init():  # with --weights the random start is overwritten right after
+            model = open_clip.create_model(plan.arch, pretrained=None if plan.path else plan.tag,
+                                           force_quick_gelu=plan.quick_gelu, device="cpu")
+        if plan.path is not None:
+            _load_local(model, plan)
+    except WeightsError:
+        raise
     except Exception as exc:  # noqa: BLE001 - open_clip raises many types; the user needs one line
-        raise WeightsError(f"could not load {name} weights ({exc}); {_how_to_provide(arch, tag)}") from exc
-    tokenizer = open_clip.get_tokenizer(arch)
-    return ClipBackbone(model, tokenizer, info, identity).to(device)
+        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise WeightsError(f"could not load {name} weights ({first}); {_how_to_provide(plan.arch, plan.tag)}") from exc
+    _check_activation(model, plan)
+    return ClipBackbone(model, open_clip.get_tokenizer(plan.arch), info, plan.identity, plan.activation).to(device)
 
 
-def build_random(arch: str, info: BackboneInfo, device: str) -> ClipBackbone:
+def _check_activation(model, plan: OpenClipPlan) -> None:
+    """The built MLPs use the planned activation (a guard against open_clip changing how it is chosen)."""
+    act = type(model.visual.transformer.resblocks[0].mlp.gelu).__name__
+    if (act == "QuickGELU") != plan.quick_gelu:
+        raise SidbenchError(f"open_clip built {plan.arch} with {act}, but its weights need {plan.activation}; "
+                            "please report this (open_clip version mismatch)")
+
+
+@contextlib.contextmanager
+def _quiet_random_init():
+    """Hide open_clip's 'Model initialized randomly' warning while a model is made to load local weights into."""
+    import logging
+
+    class Quiet(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "initialized randomly" not in record.getMessage()
+
+    quiet, root = Quiet(), logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
+def _load_local(model, plan: OpenClipPlan) -> None:
+    """Load ``plan.path`` with open_clip's own (weights-only) loader; OpenAI's non-weight entries are dropped."""
+    import open_clip
+
+    from .clip_weights import OPENAI_EXTRAS
+
+    result = open_clip.load_checkpoint(model, str(plan.path), strict=False)
+    missing = list(getattr(result, "missing_keys", []))
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if k.removeprefix("module.") not in OPENAI_EXTRAS]
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(missing[:3])}"] if missing else []) + \
+                ([f"unexpected {', '.join(unexpected[:3])}"] if unexpected else [])
+        raise WeightsError(f"--weights {plan.path} does not fit {plan.arch} ({'; '.join(parts)}); "
+                           "name the architecture the file was trained with in --backbone")
+
+
+def build_random(plan: OpenClipPlan, info: BackboneInfo, device: str) -> ClipBackbone:
     """``ARCH:random``: the open_clip architecture with seeded random weights, for speed benchmarks only."""
     import open_clip
     import torch
@@ -178,16 +312,16 @@ def build_random(arch: str, info: BackboneInfo, device: str) -> ClipBackbone:
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(TINY_SEED)
-        model = open_clip.create_model(arch, pretrained=None, device="cpu")
+        model = open_clip.create_model(plan.arch, pretrained=None, device="cpu")
     finally:
         torch.random.set_rng_state(state)
-    return ClipBackbone(model, open_clip.get_tokenizer(arch), info, open_clip_identity(f"{arch}:{RANDOM_TAG}")).to(device)
+    return ClipBackbone(model, open_clip.get_tokenizer(plan.arch), info, plan.identity, plan.activation).to(device)
 
 
 def _how_to_provide(arch: str, tag: str) -> str:
     return (
-        f"run once where the network is reachable so open_clip caches it (HF cache or ~/.cache/clip), "
-        f"or download the {arch} {tag or ''} checkpoint and pass --weights PATH"
+        f"run once where the network is reachable so open_clip caches it (Hugging Face cache), "
+        f"or download the {arch} {tag or ''} checkpoint and pass --backbone {arch}{':' + tag if tag else ''} --weights PATH"
     )
 
 
@@ -225,7 +359,7 @@ def _weights_cached(cfg: dict) -> bool:
             if isinstance(found, str):
                 return True
     url = cfg.get("url")
-    if url:
+    if url and not hub:  # with an hf_hub entry open_clip reads the Hugging Face cache only
         cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clip"
         if (cache / os.path.basename(url)).is_file():
             return True
@@ -249,3 +383,5 @@ build_tiny.describe = describe_tiny  # type: ignore[attr-defined]
 build_tiny.identity = lambda name, weights=None: TINY_IDENTITY  # type: ignore[attr-defined]
 build_open_clip.describe = describe_open_clip  # type: ignore[attr-defined]
 build_open_clip.identity = open_clip_identity  # type: ignore[attr-defined]
+build_open_clip.activation = open_clip_activation  # type: ignore[attr-defined]
+build_tiny.activation = lambda name, weights=None: GELU  # type: ignore[attr-defined]

@@ -5,40 +5,59 @@ Nothing heavy is imported here, so ``sidbench --help`` and ``sidbench list`` sta
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import logging
 import sys
 import traceback
 
 from ..api.errors import SidbenchError
 
-COMMANDS = ("run", "train", "list_", "plugins", "datasets", "report", "ablate", "cache")
+DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+FIXABLE_ERRNOS = DISK_FULL | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+COMMANDS = ("run", "score", "train", "list_", "plugins", "datasets", "report", "ablate", "cache", "weights")
 
 
-def common_parser() -> argparse.ArgumentParser:
+def common_parser(after_command: bool = False) -> argparse.ArgumentParser:
+    """``--plugins-dir``, ``--strict`` and ``--debug``, accepted before the command and after it.
+
+    After the command they have no defaults (argparse would otherwise let a subcommand's defaults reset what
+    was given before it), and ``--plugins-dir`` collects into its own list, merged by :func:`parse`."""
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("plugins and debugging")
-    g.add_argument("--plugins-dir", action="append", default=[], metavar="DIR",
+    unset = argparse.SUPPRESS
+    g.add_argument("--plugins-dir", action="append", default=unset if after_command else [], metavar="DIR",
+                   dest="plugins_dir_after" if after_command else "plugins_dir",
                    help="load every .py file in DIR as a plugin (repeatable; also $SIDBENCH_PLUGINS_DIR)")
-    g.add_argument("--strict", action="store_true", help="fail when any plugin fails to load")
-    g.add_argument("--debug", action="store_true", help="show tracebacks")
+    g.add_argument("--strict", action="store_true", default=unset if after_command else False,
+                   help="fail when any plugin fails to load")
+    g.add_argument("--debug", action="store_true", default=unset if after_command else False, help="show tracebacks")
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    common = common_parser()
     parser = argparse.ArgumentParser(
         prog="sidbench",
         description="Benchmark synthetic-image detectors: many detectors, many test sets, one harness.",
         epilog="Run `sidbench run` with no arguments for the offline quickstart. `sidbench COMMAND --help` for details.",
-        parents=[common],
+        parents=[common_parser()],
     )
     parser.add_argument("--version", action="version", version=f"sidbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = common_parser(after_command=True)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub, common)
     return parser
+
+
+def parse(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The parser and the parsed arguments, with global flags given before and after the command merged."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.plugins_dir = [*args.plugins_dir, *vars(args).pop("plugins_dir_after", [])]
+    return parser, args
 
 
 def load_plugins_from(args: argparse.Namespace):
@@ -46,27 +65,71 @@ def load_plugins_from(args: argparse.Namespace):
     from ..registry.plugins import load_plugins
 
     plugins = load_plugins(args.plugins_dir, strict=args.strict)
+    from ..api.escape import one_line
+
     for failure in plugins.failed:
-        print(f"sidbench: warning: {failure}", file=sys.stderr)
+        print(f"sidbench: warning: {one_line(failure)}", file=sys.stderr)
     return plugins
 
 
+class _WarningsToStderr(logging.Handler):
+    """sidbench's logged warnings as ``sidbench: warning: ...`` lines (file names made terminal-safe)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from ..api.escape import one_line
+
+        print(f"sidbench: warning: {one_line(record.getMessage())}", file=sys.stderr, flush=True)
+
+
+def show_warnings() -> None:
+    logger = logging.getLogger("sidbench")
+    if not any(isinstance(h, _WarningsToStderr) for h in logger.handlers):
+        handler = _WarningsToStderr(logging.WARNING)
+        logger.addHandler(handler)
+
+
+def system_error(exc: BaseException) -> str | None:
+    """One line for an error of the machine the user can fix (disk full, read-only or forbidden place), found
+    anywhere in the chain of exceptions (a failed clean-up, e.g. a ROLLBACK, must not hide the cause)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in FIXABLE_ERRNOS:
+            where = f"{exc.filename}: " if exc.filename else ""
+            hint = " (free some space, or choose another --out)" if exc.errno in DISK_FULL else ""
+            return f"{where}{exc.strerror or exc}{hint}"
+        if type(exc).__module__ == "sqlite3" and "disk is full" in str(exc):
+            return f"the feature cache database cannot grow ({exc}); free some space or use --no-cache"
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    from ..api.escape import one_line
+
+    parser, args = parse(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    show_warnings()
     try:
         return int(args.func(args) or 0)
     except SidbenchError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"sidbench: error: {exc}", file=sys.stderr)
+        print(f"sidbench: error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # e.g. `sidbench list detectors | head -3`
         sys.stderr.close()
         return 0
+    except Exception as exc:  # noqa: BLE001 - only machine errors the user can fix; anything else is re-raised
+        message = system_error(exc)
+        if message is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"sidbench: error: {one_line(message)}", file=sys.stderr)
+        return SidbenchError.exit_code
     except KeyboardInterrupt:
         print("sidbench: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

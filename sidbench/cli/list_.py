@@ -10,6 +10,9 @@ def register(sub, common) -> None:
     p = sub.add_parser("list", parents=[common], help="list detectors, datasets, perturbations, backbones",
                        description="One name per line first, then a table of details.")
     p.add_argument("kind", nargs="?", choices=KINDS, default="detectors")
+    p.add_argument("name", nargs="?", metavar="NAME",
+                   help="with `detectors`: everything about one detector (options and defaults, input, protocol, "
+                        "paper, training data, published weights)")
     p.add_argument("--names", action="store_true", help="names only")
     p.set_defaults(func=main)
 
@@ -19,6 +22,13 @@ def main(args: argparse.Namespace) -> int:
 
     from . import load_plugins_from
 
+    if args.name:
+        if args.kind != "detectors":
+            from ..api.errors import SidbenchError
+
+            raise SidbenchError(f"`sidbench list {args.kind} NAME`: details by name exist for detectors only")
+        print(detector_details(load_plugins_from(args).detector(args.name)), end="")
+        return 0
     if args.kind == "protocols":
         from ..data.preprocess import PROTOCOLS
 
@@ -36,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _headers(kind: str) -> list[str]:
     return {
-        "detectors": ["name", "backbone", "features", "protocol", "fit", "trained on", "origin"],
+        "detectors": ["name", "input", "backbone", "features", "protocol", "fit", "trained on", "origin"],
         "datasets": ["name", "description", "origin"],
         "perturbations": ["name", "defaults", "description"],
         "backbones": ["name", "description"],
@@ -48,7 +58,15 @@ def _row(kind: str, s) -> tuple:
     if kind == "detectors":
         fit = "needs fit" if s.needs_fit else "-"
         name = s.name + (" (default)" if s.default else "")
-        return (name, s.backbone, ",".join(s.features), s.preprocess, fit, ", ".join(s.training_data) or "-", _short(s.origin))
+        if s.input == "pixels":  # its own network: no backbone; the protocol's size is its own
+            from ..data.preprocess import VARIABLE_SIZE
+
+            size = "" if s.preprocess in VARIABLE_SIZE else f" {s.pixels.image_size}"
+            backbone, protocol = "- (own network)", s.preprocess + size
+        else:
+            backbone, protocol = s.backbone, s.preprocess
+        return (name, s.input, backbone, ",".join(s.features), protocol, fit, ", ".join(s.training_data) or "-",
+                _short(s.origin))
     if kind == "datasets":
         return (s.name, s.description, _short(s.origin))
     if kind == "perturbations":
@@ -59,3 +77,43 @@ def _row(kind: str, s) -> tuple:
 def _short(origin: str) -> str:
     parts = origin.replace("\\", "/").split("/")
     return "/".join(parts[-2:]) if len(parts) > 2 else origin
+
+
+def detector_details(s) -> str:
+    """Everything a user needs to run one detector, and every option with its default and type."""
+    from tabulate import tabulate
+
+    from ..api.options import describe, types_of
+    from ..registry.weights import official_path
+
+    if s.input == "pixels":
+        px = s.pixels
+        source = f"pixels: its own network on {px.image_size} px images, mean {px.mean}, std {px.std}, {px.precision} on CUDA"
+    else:
+        source = f"features {', '.join(s.features)} of backbone {s.backbone} (any backbone emitting them: --backbone)"
+    if s.needs_fit:
+        fit = f"needs fitting: --train PATH (and --val PATH), or a checkpoint {s.name}@CHECKPOINT"
+        fit += f" or {s.name}@official" if s.official_weights else ""
+    else:
+        fit = "no fitting needed"
+    lines = [f"{s.name}{' (the default of family ' + s.family + ')' if s.default else ''}", f"  {s.description}", "",
+             f"input:         {source}", f"protocol:      {s.preprocess}", f"fit:           {fit}",
+             f"trained on:    {', '.join(s.training_data) or 'not declared'}", f"paper:         {s.paper or '-'}",
+             f"license:       {s.license or '-'}"]
+    if s.official_weights:
+        ow = s.official_weights
+        here = "fetched" if official_path(s).is_file() else "not fetched yet"
+        lines.append(f"official:      {ow.url} ({here}; `sidbench weights fetch {s.name}`)")
+    lines.append(f"origin:        {s.origin}")
+    types = types_of(s)
+    rows = [(k, _text(v), describe(types[k]), _text(s.quickstart_options[k]) if k in s.quickstart_options else "")
+            for k, v in s.options.items()]
+    lines += ["", f"options ({s.name}[key=value], --set key=value, or [detector_options.\"{s.name}\"] in a --config file):"]
+    table = tabulate(rows, headers=["option", "default", "type", "quickstart"], tablefmt="simple") if rows else "  none"
+    return "\n".join(lines) + "\n" + table + "\n"
+
+
+def _text(value) -> str:
+    from ..api.names import option_text
+
+    return option_text(value)

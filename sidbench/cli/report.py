@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 FORMATS = ("html", "md", "latex", "csv")
@@ -22,21 +23,27 @@ def register(sub, common) -> None:
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="bootstrap resamples for 95%% intervals (e.g. 1000; default 0 = none)")
     p.add_argument("--metric", default="acc,ap", metavar="A,B",
-                   help="metrics in the tables: acc, real_acc, fake_acc, ap, auc, f1 (default acc,ap)")
+                   help="metrics in the tables: acc, real_acc, fake_acc, ap, auc, f1, bal_acc, eer, tpr_fpr01, "
+                        "tpr_fpr05 (and other tpr_fpr* columns of the run), ece, brier, nll (default acc,ap)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="bootstrap seed (default 0)")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..api.escape import terminal_safe
     from ..reports import ReportError, ReportOptions, check_metrics, load_runs, report_text, write_report
 
     if args.bootstrap < 0:
         raise ReportError("--bootstrap must be 0 (off) or a number of resamples such as 1000")
-    opts = ReportOptions(args.format, check_metrics([m.strip() for m in args.metric.split(",") if m.strip()]),
-                         args.bootstrap, args.seed)
+    names = check_metrics([m.strip() for m in args.metric.split(",") if m.strip()])
     merged = load_runs(args.results)
+    from ..results.leaderboard import coverage_warning
+
+    if (warning := coverage_warning(merged.metrics)) is not None:
+        print(f"sidbench: warning: {warning}", file=sys.stderr)
+    opts = ReportOptions(args.format, check_metrics(names, merged), args.bootstrap, args.seed)
     if args.format != "html" and not args.out:
-        print(report_text(merged, opts), end="")
+        print(terminal_safe(report_text(merged, opts)), end="")  # --out keeps the exact text
         return 0
     if args.out:
         out = Path(args.out)
@@ -45,5 +52,5 @@ def main(args: argparse.Namespace) -> int:
     else:
         raise ReportError("several results folders: say where the report goes with --out DIR")
     path = write_report(merged, out, opts)
-    print(f"report written to {path}")
+    print(terminal_safe(f"report written to {path}"))
     return 0

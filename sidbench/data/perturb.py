@@ -59,8 +59,10 @@ class WebP(_Encode):
 
 
 class Blur:
-    """Gaussian blur with standard deviation ``sigma`` pixels per channel, as CNNDetection's
-    ``gaussian_blur`` (scipy.ndimage.gaussian_filter: reflect borders, kernel truncated at 4 sigma)."""
+    """Gaussian blur with standard deviation ``sigma`` pixels per channel, exactly as CNNDetection's
+    ``gaussian_blur`` (copied by RINE and UnivFD): ``scipy.ndimage.gaussian_filter`` on each channel of the
+    uint8 array with ``output`` = that channel, so each of the two 1-D passes (rows, then columns) is stored
+    as uint8, truncated toward zero (reflect borders, kernel truncated at 4 sigma)."""
 
     def __init__(self, sigma: float):
         if sigma < 0:
@@ -72,9 +74,10 @@ class Blur:
             return img
         from scipy.ndimage import gaussian_filter
 
-        arr = np.asarray(img.convert("RGB"), dtype=np.float32)
-        out = gaussian_filter(arr, sigma=(self.sigma, self.sigma, 0))
-        return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
+        arr = np.array(img.convert("RGB"))  # uint8 [H, W, 3], writable
+        for c in range(3):
+            gaussian_filter(arr[:, :, c], output=arr[:, :, c], sigma=self.sigma)
+        return Image.fromarray(arr, "RGB")
 
     def __repr__(self) -> str:
         return f"Blur({self.sigma:g})"
@@ -89,8 +92,12 @@ class Resize:
         self.scale = float(scale)
 
     def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        from .images import check_size
+
         w, h = img.size
-        return img.resize((max(1, round(w * self.scale)), max(1, round(h * self.scale))), Image.BICUBIC)
+        size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
+        check_size(*size, what=f"image {w}x{h} resized to")  # before allocating: resize:100 of a large image
+        return img.resize(size, Image.BICUBIC)
 
     def __repr__(self) -> str:
         return f"Resize({self.scale:g})"

@@ -382,14 +382,20 @@ def ensure_quickstart(root: str | Path | None = None, counts: Mapping[str, int] 
 
 # -- the dataset plugin ---------------------------------------------------------------------------
 class QuickstartLayout:
-    """The quickstart folder: ``records(root, split=...)`` with split train, val, test or test_jpeg."""
+    """The quickstart folder: ``records(root, split=...)`` with split train, val, test or test_jpeg
+    (by default the part of the role: ``--train``/``--val``/``--data`` on one quickstart root)."""
 
     name = "quickstart"
+    roles = ("test", "train", "val")
 
     def matches(self, root: Path) -> bool:
         return read_manifest(Path(root)) is not None
 
-    def records(self, root: Path, split: str = "test", **options: Any) -> list[Record]:
+    def claims(self, root: Path) -> list[Path]:
+        return [Path(root)]  # its train/ and val/ are not test splits of the generic layout
+
+    def records(self, root: Path, split: str | None = None, role: str = "test", **options: Any) -> list[Record]:
+        split = split or role
         if split not in SPLITS:
             raise DataError(f"quickstart: unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         base = Path(root) / split

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from ..api.records import Record
 
-FORMAT = 1  # bump when anything that shapes cached features changes meaning (it is part of every key)
+FORMAT = 2  # bump when anything that shapes cached features changes meaning (2: blur into uint8, torchvision RRC fallback)
 DB_NAME = "features-v2.sqlite"  # v2: per-entry torch dtype and CRC-32 (a new file, so old caches never break runs)
 OLD_DB_NAMES = ("features.sqlite",)  # v1 (fp32 numpy blobs, no checksum): never opened; `cache clear` removes it
 SCHEMA = """
@@ -77,10 +77,6 @@ def default_cache_root() -> Path:
     from ..api.paths import cache_dir
 
     return cache_dir() / "features"
-
-
-def file_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def text_key(identity: str, numerics: str, prompt: str) -> str:

@@ -203,7 +203,8 @@ class EngineFitData(FitData):
                 feats = self.backbone.features(batch.pixels, names)
                 yield {n: feats[n].cpu().clone() for n in names}, labels
 
-    def scores(self, detector: "Detector", split: str = "val") -> tuple[np.ndarray, np.ndarray]:
+    def scores(self, detector: "Detector", split: str = "val", *,
+               augment: Augment | None = None) -> tuple[np.ndarray, np.ndarray]:
         from .scoring import score_features, source_outputs
 
         protocol = detector.preprocess if detector.input == "features" else self.protocol
@@ -211,10 +212,11 @@ class EngineFitData(FitData):
             from .sources import LOGIT, PixelSource
 
             opts = dataclasses.replace(self.options, cache=None, desc=f"{split} scores")  # the weights are changing
+            transform = ViewTransform(augment, 0, self.seed) if augment is not None else None
             fs = extract(PixelSource(detector, self.device), self.records(split), (LOGIT,), protocol=protocol,
-                         perturbation=self.perturbation, options=opts)
+                         perturbation=self.perturbation, transform=transform, options=opts)
         else:
-            fs = self.features(split, source_outputs(detector), protocol=protocol)
+            fs = self.features(split, source_outputs(detector), augment=augment, protocol=protocol)
         was_training = any(m.training for m in detector.modules().values())
         detector.eval()
         try:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
     from .cache import CacheLookup, FeatureCache
+    from .loader import FileInfo
     from .sources import Source
 
 
@@ -46,12 +47,14 @@ def iter_outputs(
     transform: Callable | None = None,
     view_id: str | None = None,
     options: ExtractOptions | None = None,
+    files: "dict[int, FileInfo] | None" = None,
 ) -> Iterator[tuple[list[int], Outputs, list[tuple[int, str]]]]:
     """Yield (record indices, outputs, skipped (index, reason)) batch by batch, not necessarily in order.
 
     Outputs have shape [b, ...] or, for multi-crop protocols, [b, n_crops, ...]. With ``options.cache``
     the images whose outputs are cached skip decoding and the source; a ``transform`` (an augmented
-    view) is cached only when ``view_id`` names it.
+    view) is cached only when ``view_id`` names it. ``files``, when given, receives the content hash and
+    file state of every image read (index -> FileInfo) before its outputs are yielded.
     """
     from tqdm.auto import tqdm
 
@@ -61,7 +64,8 @@ def iter_outputs(
     opts = options or ExtractOptions()
     names = tuple(names)
     lookup = cache_lookup(source, names, protocol, perturbation, transform, view_id, opts)
-    dataset = ImageDataset(records, make_preprocess(protocol, source.info), perturbation, transform, lookup)
+    dataset = ImageDataset(records, make_preprocess(protocol, source.info), perturbation, transform, lookup,
+                           digest=files is not None)
     workers = default_workers(source.device) if opts.workers is None else opts.workers
     loader = make_loader(dataset, opts.batch_size, workers, source.device)
     pending = _Pending(source, names, n_views(protocol), opts.batch_size, lookup, protocol in VARIABLE_SIZE)
@@ -70,6 +74,8 @@ def iter_outputs(
     try:
         with tqdm(total=len(records), desc=opts.desc, unit="img", disable=not opts.progress, leave=False) as bar:
             for batch in isolated_iter(loader):
+                if files is not None:
+                    files.update(batch.files)
                 if lookup is not None:
                     lookup.cache.absorb(batch.faults)
                     lookup.cache.hits += len(batch.cached)

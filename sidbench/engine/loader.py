@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 from ..api.records import Record
-from ..data.images import UnreadableImage, read_image
+from ..data.images import FileState, UnreadableImage, content_sha256, read_file, read_image
 from ..data.perturb import NONE, Perturbation
-from .cache import file_digest
 
 if TYPE_CHECKING:
     import torch
@@ -27,6 +25,7 @@ class Batch:
     cached: dict[int, dict[str, "torch.Tensor"]] = field(default_factory=dict)  # served by the feature cache
     keys: dict[int, dict[str, str]] = field(default_factory=dict)  # cache keys of the computed ones
     faults: list[tuple[str, str]] = field(default_factory=list)  # cache faults met by the workers
+    files: dict[int, "FileInfo"] = field(default_factory=dict)  # content hash and state of each image read
 
     def pin_memory(self) -> "Batch":
         """Called by the DataLoader's pinning thread (GPU runs) so host-to-device copies can be non-blocking."""
@@ -37,40 +36,58 @@ class Batch:
         return self
 
 
+@dataclass(frozen=True)
+class FileInfo:
+    """The SHA-256 of the bytes an image was scored from, and the file's state when they were read."""
+
+    sha256: str
+    state: FileState
+
+
 class ImageDataset:
-    """Map-style dataset: read, perturb, preprocess; an unreadable image becomes a skip, not an error."""
+    """Map-style dataset: read, perturb, preprocess; an unreadable image becomes a skip, not an error.
+
+    Each file is read once (one descriptor: bytes and state together); with ``digest`` (scoring, which
+    records the content hash) or a cache lookup the bytes are hashed here, in the worker."""
 
     def __init__(self, records: Sequence[Record], preprocess: Callable, perturbation: Perturbation = NONE,
-                 transform: Callable | None = None, lookup: "CacheLookup | None" = None):
+                 transform: Callable | None = None, lookup: "CacheLookup | None" = None, digest: bool = False):
         self.records, self.preprocess, self.perturbation = records, preprocess, perturbation
         self.transform = transform  # e.g. a training augmentation: (img, record, index) -> img
         self.lookup = lookup  # feature cache: hit -> features without decoding; miss -> pixels + keys
+        self.digest = digest
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, i: int) -> "Item":
-        """The image's pixels, or its cached features, or why it was skipped. The cache is consulted outside
-        the decoding ``try``: it reports its own faults (returned with the item) and never skips an image."""
+        """The image's pixels, or its cached features, or why it was skipped. The file is read once (bytes
+        and state through one descriptor); the cache is consulted outside the decoding ``try``: it reports
+        its own faults (returned with the item) and never skips an image."""
         rec = self.records[i]
-        keys, data, faults = None, None, []
+        keys, info, faults = None, None, []
+        try:
+            data, state = read_file(rec.path)
+        except UnreadableImage as exc:
+            return Item(i, None, exc.reason, None, None, faults, None)
+        if self.lookup is not None or self.digest:
+            info = FileInfo(content_sha256(data), state)
         if self.lookup is not None:
-            data = _read_bytes(rec.path)  # hashed here, in the worker, and decoded below from memory
-            keys = self.lookup.keys(file_digest(data), rec) if data is not None else None
-            hit = self.lookup.fetch(keys) if keys else None
+            keys = self.lookup.keys(info.sha256, rec)
+            hit = self.lookup.fetch(keys)
             faults = self.lookup.cache.take_unsent()
             if hit is not None:
-                return Item(i, None, None, hit, None, faults)
+                return Item(i, None, None, hit, None, faults, info)
         try:
             img = read_image(rec.path, draft=getattr(self.preprocess, "draft", None), data=data)
             img = self.perturbation.apply(img, rec.key)
             if self.transform is not None:
                 img = self.transform(img, rec, i)
-            return Item(i, self.preprocess(img), None, None, keys, faults)
+            return Item(i, self.preprocess(img), None, None, keys, faults, info)
         except UnreadableImage as exc:
-            return Item(i, None, exc.reason, None, None, faults)
+            return Item(i, None, exc.reason, None, None, faults, None)
         except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the run
-            return Item(i, None, f"failed to process ({type(exc).__name__}: {exc})", None, None, faults)
+            return Item(i, None, f"failed to process ({type(exc).__name__}: {exc})", None, None, faults, None)
 
 
 class Item(NamedTuple):
@@ -82,14 +99,7 @@ class Item(NamedTuple):
     cached: "dict[str, torch.Tensor] | None"
     keys: dict[str, str] | None  # cache keys of an image to compute (stored once its outputs exist)
     faults: list[tuple[str, str]]  # cache faults a worker met, reported once by the main process
-
-
-def _read_bytes(path: str) -> bytes | None:
-    """The file's bytes, or None when unreadable (read_image then reports why)."""
-    try:
-        return Path(path).read_bytes()
-    except OSError:
-        return None
+    info: "FileInfo | None"  # content hash and file state, when asked for (scoring) or cached
 
 
 def collate(items: list[Item]) -> Batch:
@@ -99,23 +109,34 @@ def collate(items: list[Item]) -> Batch:
     skipped = [(it.index, it.skip) for it in items if it.skip is not None]
     cached = {it.index: it.cached for it in items if it.cached is not None}
     keys = {it.index: it.keys for it in items if it.pixels is not None and it.keys}
+    files = {it.index: it.info for it in items if it.info is not None}
     tensors = [x for _, x in ok]
     same = len({tuple(x.shape) for x in tensors}) <= 1
     pixels = (torch.stack(tensors) if same else tensors) if ok else None
-    return Batch([i for i, _ in ok], pixels, skipped, cached, keys, [f for it in items for f in it.faults])
+    return Batch([i for i, _ in ok], pixels, skipped, cached, keys, [f for it in items for f in it.faults], files)
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (the affinity mask in a container, else the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def default_workers(device: str) -> int:
     """CPU runs decode in the main process (2-core machines); GPU runs use up to 16 workers."""
     if not str(device).startswith("cuda"):
         return 0
-    return max(1, min(16, (os.cpu_count() or 2) - 1))
+    return max(1, min(16, cpu_count() - 1))
 
 
 def make_loader(dataset: ImageDataset, batch_size: int, workers: int, device: str, order: "Sequence[int] | None" = None):
-    """Batches of ``dataset`` in record order, or in ``order`` (a permutation, for shuffled training batches)."""
+    """Batches of ``dataset`` in record order, or in ``order`` (a permutation, for shuffled training batches).
+    ``workers`` is capped at the CPU count: more processes only cost memory."""
     from torch.utils.data import DataLoader
 
+    workers = min(workers, cpu_count())
     batches = None
     if order is not None:
         order = list(order)

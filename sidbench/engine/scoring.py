@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
+from ..api.errors import SidbenchError
 from ..api.fitting import FeatureSet
 from ..api.records import Record
 from ..data.perturb import Perturbation
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
     import torch
 
     from ..api.detector import Detector
+    from ..results.resume import FileIndex
     from ..results.scores import ScoreLog
+    from .loader import FileInfo
     from .sources import Source
 
 HEAD_CHUNK = 4096  # in-memory scoring (fits, studies): images per head call
@@ -42,15 +45,27 @@ def head_logits(det: "Detector", outputs: dict[str, "torch.Tensor"], views: int 
     averaged. Feature heads see their input zero-padded to ``pad_to`` images (fixed batch shapes)."""
     if det.input == "pixels":  # the source already ran the network: one logit per crop
         logit = outputs[LOGIT].float()
-        return logit.view(logit.shape[0], -1).mean(1) if views > 1 else logit
+        return finite_logits(det, logit.view(logit.shape[0], -1).mean(1) if views > 1 else logit)
     needed = {k: outputs[k].to(det.device) for k in det.required_features}
     b = next(iter(needed.values())).shape[0]
     if pad_to > b:
         needed = {k: pad_rows(v, pad_to) for k, v in needed.items()}
     if views > 1:
         flat = {k: v.flatten(0, 1) for k, v in needed.items()}
-        return det.score(flat).float().view(-1, views).mean(1)[:b]
-    return det.score(needed).float()[:b]
+        return finite_logits(det, det.score(flat).float().view(-1, views).mean(1)[:b])
+    return finite_logits(det, det.score(needed).float()[:b])
+
+
+def finite_logits(det: "Detector", logits: "torch.Tensor") -> "torch.Tensor":
+    """``logits``, unless any is NaN or Inf: then one line naming the detector (a NaN row would poison
+    every metric of its split, and AP and AUC are undefined on it)."""
+    import torch
+
+    bad = int((~torch.isfinite(logits)).sum())
+    if bad:
+        raise SidbenchError(f"detector {det.name!r} produced {bad} NaN or Inf logit(s) out of {logits.numel()}; "
+                            "its weights or inputs are not finite (re-fit it, or check its checkpoint and backbone)")
+    return logits
 
 
 def score_features(det: "Detector", fs: FeatureSet, protocol: str | None = None, chunk: int = HEAD_CHUNK) -> "np.ndarray":
@@ -76,6 +91,7 @@ class ScoreContext:
     options: ExtractOptions
     skipped: dict[str, tuple[str, str]] = field(default_factory=dict)  # path -> (reason, split)
     shard: tuple[int, int] = (0, 1)  # (rank, world)
+    index: "FileIndex | None" = None  # remembers each scored file's hash and state (a resume need not read it)
 
 
 def score_group(ctx: ScoreContext, group: Sequence["Detector"], source: "Source", protocol: str,
@@ -98,14 +114,16 @@ def score_group(ctx: ScoreContext, group: Sequence["Detector"], source: "Source"
         starts.append(starts[-1] + len(c))
     spans = [range(a, b) for a, b in zip(starts, starts[1:])]
     next_chunk = 0
-    for index, outs, skip in iter_outputs(source, todo, names, protocol=protocol, perturbation=pert, options=opts):
+    files: dict[int, "FileInfo"] = {}  # content hash of each image, as read
+    for index, outs, skip in iter_outputs(source, todo, names, protocol=protocol, perturbation=pert, options=opts,
+                                          files=files):
         for i, reason in skip:
             ctx.skipped.setdefault(todo[i].path, (reason, todo[i].split))
             arrived[i] = None
         for j, i in enumerate(index):
             arrived[i] = {k: v[j] for k, v in outs.items()}
         while next_chunk < len(spans) and all(i in arrived for i in spans[next_chunk]):
-            items = [(todo[i], arrived.pop(i)) for i in spans[next_chunk]]
+            items = [(todo[i], arrived.pop(i), files.pop(i, None)) for i in spans[next_chunk]]
             plan.write_chunk(protocol, items)
             next_chunk += 1
 
@@ -135,19 +153,23 @@ class _Plan:
         return (r.split, r.path) in self.wanted[det.name] and \
             (det.name, self.pert.name, r.split, r.path) not in self.ctx.scores.done
 
-    def write_chunk(self, protocol: str, items: list[tuple[Record, dict | None]]) -> None:
-        """Score one chunk's loaded images with every detector and write their owed rows at once."""
+    def write_chunk(self, protocol: str, items: list[tuple[Record, dict | None, "FileInfo | None"]]) -> None:
+        """Score one chunk's loaded images with every detector and write their owed rows at once, each with
+        the content hash of the bytes it was scored from."""
         import torch
 
-        loaded = [(r, f) for r, f in items if f is not None]
+        loaded = [(r, f, info) for r, f, info in items if f is not None]
         if not loaded:
             return
-        outs = {k: torch.stack([f[k] for _, f in loaded]) for k in loaded[0][1]}
+        outs = {k: torch.stack([f[k] for _, f, _ in loaded]) for k in loaded[0][1]}
         rows = []
         with torch.inference_mode():
             for det in self.group:
                 logits = head_logits(det, outs, n_views(protocol), self.ctx.options.batch_size).cpu().tolist()
-                for (img, _), logit in zip(loaded, logits):
-                    rows += [score_row(det.name, r, self.pert.name, protocol, logit)
+                for (img, _, info), logit in zip(loaded, logits):
+                    sha = info.sha256 if info is not None else ""
+                    rows += [score_row(det.name, r, self.pert.name, protocol, logit, sha)
                              for r in self.by_path[img.path] if self._owed(det, r)]
         self.ctx.scores.write(rows)
+        if self.ctx.index is not None:
+            self.ctx.index.append((img.path, info.sha256, info.state) for img, _, info in loaded if info is not None)

@@ -148,8 +148,17 @@ class BackboneSource(Source):
         """For run.json: identity, shapes, numerics, and whether the weights had to be loaded."""
         import dataclasses
 
-        return {"identity": self.identity, **dataclasses.asdict(self.info), "precision": self.precision,
-                "compiled": self.compiled, "loaded": self.loaded}
+        return {"identity": self.identity, **dataclasses.asdict(self.info), "activation": self.activation,
+                "precision": self.precision, "compiled": self.compiled, "loaded": self.loaded}
+
+    @property
+    def activation(self) -> str | None:
+        """The backbone's activation (``quick_gelu`` for OpenAI's CLIP weights), without loading it."""
+        if self._backbone is not None:
+            return self._backbone.activation
+        from ..registry.lookup import backbone_activation
+
+        return backbone_activation(self.name, self.weights, self.plugins)
 
 
 def as_source(obj: "Source | Backbone") -> "Source":
@@ -165,7 +174,7 @@ class PixelSource(Source):
     """A pixel detector's own network: ``outputs`` is ``{"logit": detector.score({"pixels": x})}``."""
 
     def __init__(self, det: "Detector", device: str):
-        pixels: "PixelInput" = det.spec.pixels
+        pixels: "PixelInput" = det.pixel_input
         self.det, self.name, self.info = det, det.name, pixels
         self.device = str(device)
         self.precision = check_precision(det.options.get("precision", pixels.precision), device)

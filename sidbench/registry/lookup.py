@@ -7,6 +7,7 @@ from ..api.detector import Detector
 from ..api.errors import SidbenchError
 from ..api.names import label, split_name, split_options
 from ..api.specs import resolve_factory
+from .weights import OFFICIAL, fetch_official
 
 if TYPE_CHECKING:
     from ..api.backbone import Backbone, BackboneInfo
@@ -36,6 +37,15 @@ def backbone_identity(name: str, weights: str | None = None, plugins: "Plugins |
     return identity(name, weights) if identity is not None else None
 
 
+def backbone_activation(name: str, weights: str | None = None, plugins: "Plugins | None" = None) -> str | None:
+    """The activation a backbone is built with (``quick_gelu``, ``gelu``), known without loading it; None when
+    its factory does not say (the architecture's own)."""
+    plugins = _plugins(plugins)
+    factory = resolve_factory(plugins.backbone(name).factory)
+    activation = getattr(factory, "activation", None)
+    return activation(name, weights) if activation is not None else None
+
+
 def build_backbone(name: str, weights: str | None = None, device: str = "cpu", plugins: "Plugins | None" = None,
                    precision: str | None = None) -> "Backbone":
     """Load a backbone by name (``clip-tiny``, ``ViT-L-14:openai``, a plugin's) onto ``device``."""
@@ -54,7 +64,8 @@ def load_detector(
 ) -> Detector:
     """Build a registered detector, optionally with a checkpoint (official or sidbench's own).
 
-    ``name`` may carry options and a checkpoint: ``rine.progan4[tie=false]@ckpt.safetensors``.
+    ``name`` may carry options and a checkpoint: ``rine.progan4[tie=false]@ckpt.safetensors``; the checkpoint
+    ``official`` is the published one, downloaded once (:mod:`sidbench.registry.weights`).
     ``backbone`` overrides a feature detector's backbone (e.g. ``"clip-tiny"``); shapes are read from
     the architecture config, so no backbone weights are loaded here. Pixel detectors ignore it.
     """
@@ -72,6 +83,8 @@ def load_detector(
         raise SidbenchError(f"detector {spec.name!r} factory ({spec.origin}) returned {type(det).__name__}, not a Detector")
     if name_options:
         det.label = label(spec.name, name_options)
+    if weights == OFFICIAL:
+        weights = str(fetch_official(spec))
     if weights:
         det.load(weights)
     return det.eval()

@@ -81,6 +81,10 @@ class Plugins:
             ]
             if unmarked:
                 raise PluginError(f"{', '.join(unmarked)} lack(s) the @hookimpl decorator (from sidbench.api)")
+            misspelled = [n for n, _ in inspect.getmembers(obj, callable)
+                          if n not in HOOKS and self.pm.parse_hookimpl_opts(obj, n) is not None]
+            if misspelled:
+                raise PluginError(unknown_hooks(misspelled))
             self.pm.register(obj, name=name)
             try:
                 self.pm.check_pending()
@@ -115,7 +119,8 @@ class Plugins:
                         raise PluginError(f"{hook_name}() returned a {type(spec).__name__}, expected {spec_type.__name__}")
                     if kind != "backbone" or spec.pattern is None:
                         check_name(spec.name, kind)
-                    out.append((kind, dataclasses.replace(spec, origin=rec.origin)))
+                    extra = {"needs_fit": True} if kind == "detector" and _class_needs_fit(spec) else {}
+                    out.append((kind, dataclasses.replace(spec, origin=rec.origin, **extra)))
                 rec.hooks.append(hook_name)
         return out
 
@@ -271,6 +276,23 @@ def default_plugins() -> Plugins:
     if _default is None:
         _default = load_plugins()
     return _default
+
+
+def _class_needs_fit(spec: DetectorSpec) -> bool:
+    """A detector class that declares ``needs_fit = True`` needs fitting even when its spec does not say so
+    (only a class given as the factory is looked at: a ``"module:attr"`` string is not imported here)."""
+    return not spec.needs_fit and isinstance(spec.factory, type) and getattr(spec.factory, "needs_fit", False) is True
+
+
+def unknown_hooks(names: list[str]) -> str:
+    """'unknown hook 'sidbench_detector' (did you mean 'sidbench_detectors'?); the hooks are: ...'."""
+    import difflib
+
+    parts = []
+    for n in names:
+        close = difflib.get_close_matches(n, list(HOOKS), n=1, cutoff=0.6)
+        parts.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"unknown hook {', '.join(parts)}; the hooks are {', '.join(HOOKS)}"
 
 
 def _file_of(mod: ModuleType) -> str:

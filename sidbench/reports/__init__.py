@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
+from ..api.paths import write_atomic
+from ..results.metrics import tpr_target
 from .runs import Merged, ReportError, load_runs
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("html", "md", "latex", "csv")
 SUFFIX = {"md": "md", "latex": "tex", "csv": "csv"}
@@ -32,9 +37,21 @@ def report_text(merged: Merged, opts: ReportOptions) -> str:
 
     intervals = _intervals(merged, opts)
     if opts.format == "csv":
-        return long_table(merged, opts.metrics, intervals).to_csv(index=False)
+        return spreadsheet_csv(long_table(merged, opts.metrics, intervals))
     boards = leaderboards(merged, opts.metrics, intervals)
     return to_markdown(boards) if opts.format == "md" else to_latex(boards)
+
+
+def spreadsheet_csv(df: "pd.DataFrame") -> str:
+    """CSV for spreadsheets: a text cell starting with ``=``, ``+``, ``-``, ``@`` (a split folder named
+    ``=HYPERLINK(...)``) gets a leading ``'``, so it is shown as text instead of run as a formula."""
+    from ..api.escape import spreadsheet_safe
+
+    df = df.copy()
+    for col in df.columns:
+        if df[col].dtype == object or str(df[col].dtype) in ("str", "string"):
+            df[col] = [spreadsheet_safe(v) for v in df[col]]
+    return df.to_csv(index=False)
 
 
 def write_report(merged: Merged, out: Path, opts: ReportOptions) -> Path:
@@ -43,32 +60,39 @@ def write_report(merged: Merged, out: Path, opts: ReportOptions) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if opts.format != "html":
         path = out / f"leaderboard.{SUFFIX[opts.format]}"
-        path.write_text(report_text(merged, opts), encoding="utf-8")
+        write_atomic(path, report_text(merged, opts))
         return path
     from .figures import report_figures
     from .html import write_html
     from .tables import leaderboards
 
-    intervals = _intervals(merged, opts)
+    from .html import OPERATING
+
+    extra = [c for c in merged.metrics.columns if c in OPERATING or tpr_target(c) is not None]
+    intervals = _intervals(merged, opts, extra)  # the operating-point table's metrics too
     figures = report_figures(merged, out, opts.metrics, intervals)
-    return write_html(merged, leaderboards(merged, opts.metrics, intervals), figures, out, opts.bootstrap)
+    return write_html(merged, leaderboards(merged, opts.metrics, intervals), figures, out, opts.bootstrap, intervals)
 
 
-def _intervals(merged: Merged, opts: ReportOptions):
+def _intervals(merged: Merged, opts: ReportOptions, extra: Sequence[str] = ()):
     if opts.bootstrap <= 0:
         return None
     from .bootstrap import bootstrap_intervals
 
-    return bootstrap_intervals(merged.scores, opts.bootstrap, opts.metrics, seed=opts.seed)
+    metrics = list(dict.fromkeys([*opts.metrics, *extra]))
+    per_split = merged.metrics[~merged.metrics["split"].str.startswith("mean:")]
+    return bootstrap_intervals(merged.scores, opts.bootstrap, metrics, seed=opts.seed, thresholds=per_split)
 
 
-def check_metrics(names: Sequence[str]) -> tuple[str, ...]:
-    """Validate metric names against the metrics table's columns."""
-    from ..results.metrics import METRICS
+def check_metrics(names: Sequence[str], merged: Merged | None = None) -> tuple[str, ...]:
+    """Validate metric names against the metrics table's columns (those of ``merged`` when given)."""
+    from ..results.metrics import metric_columns, metric_names, tpr_target
 
-    bad = [m for m in names if m not in METRICS]
+    known = metric_names() if merged is None else tuple(metric_columns(merged.metrics))
+    bad = [m for m in names if m not in known and (merged is not None or tpr_target(m) is None)]
     if bad or not names:
-        raise ReportError(f"--metric: unknown metric(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METRICS)}")
+        where = " in these results" if merged is not None else ""
+        raise ReportError(f"--metric: unknown metric(s) {', '.join(bad) or '(none)'}{where}; choose from {', '.join(known)}")
     return tuple(names)
 
 

@@ -10,11 +10,12 @@ unweighted mean.
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from ..results.metrics import METRICS
+from ..results.metrics import ECE_BINS, METRICS, THRESHOLDED, ece_bins, tpr_name, tpr_target
+from ..results.operating import FPR_TARGETS, balanced_accuracy_at, nll_terms, p_fake, pick_threshold, threshold_candidates
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,14 +33,24 @@ def stratified_counts(labels: np.ndarray, n_boot: int, rng: np.random.Generator)
     return counts
 
 
-def weighted_metrics(labels: np.ndarray, logits: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """The metrics of ``sidbench.results.metrics.binary_metrics`` for each row of ``weights`` [B, n] (sample weights)."""
+def weighted_metrics(labels: np.ndarray, logits: np.ndarray, weights: np.ndarray, threshold: float = 0.0,
+                     calibrated: np.ndarray | None = None, oracle: bool = False,
+                     fpr_targets: Sequence[float] = FPR_TARGETS, only: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The metrics of ``sidbench.results.metrics.binary_metrics`` for each row of ``weights`` [B, n] (sample
+    weights) at ``threshold``; ``oracle``: at each resample's own best balanced-accuracy threshold, as the
+    oracle policy chooses it on the test split. ``only`` skips the ROC and probability metrics not named."""
+    only = None if only is None else set(only)
     y = np.asarray(labels).astype(bool)
     s = np.asarray(logits, dtype=np.float64)
     w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    pred = s > 0
+    if oracle and y.any() and not y.all():
+        cands = threshold_candidates(s)
+        t = cands[pick_threshold(cands, balanced_accuracy_at(y, s, cands, w))]
+    else:
+        t = np.full(len(w), threshold if not oracle else 0.0)
+    pred = s[None, :] > t[:, None]
     w_real, w_fake = w[:, ~y].sum(1), w[:, y].sum(1)
-    tp, tn = w[:, y & pred].sum(1), w[:, ~y & ~pred].sum(1)
+    tp, tn = (w * (y & pred)).sum(1), (w * (~y & ~pred)).sum(1)
     fp, fn = w_real - tn, w_fake - tp
     with np.errstate(invalid="ignore", divide="ignore"):
         out = {
@@ -48,15 +59,20 @@ def weighted_metrics(labels: np.ndarray, logits: np.ndarray, weights: np.ndarray
             "fake_acc": tp / w_fake,
             "f1": np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1e-300), 0.0),
         }
-        out.update(_ranking_metrics(y, s, w, w_real, w_fake))
+        out["bal_acc"] = (out["real_acc"] + out["fake_acc"]) / 2
+        out.update(_ranking_metrics(y, s, w, w_real, w_fake, fpr_targets,
+                                    curve=only is None or bool(only - {"ap", "auc", *THRESHOLDED})))
+        if only is None or only & {"ece", "brier", "nll"}:
+            out.update(_probability_metrics(y, s if calibrated is None else np.asarray(calibrated, dtype=np.float64), w))
     return out
 
 
-def _ranking_metrics(y, s, w, w_real, w_fake) -> dict[str, np.ndarray]:
-    """AP (step-wise, as scikit-learn) and ROC-AUC (ties count half) from per-threshold weight sums."""
+def _ranking_metrics(y, s, w, w_real, w_fake, fpr_targets, curve: bool = True) -> dict[str, np.ndarray]:
+    """AP (step-wise, as scikit-learn), ROC-AUC (ties count half) and, with ``curve``, EER (ROC linearly
+    interpolated) and TPR at each target FPR, from per-threshold weight sums."""
+    names = ["ap", "auc", "eer", *(tpr_name(t) for t in fpr_targets)]
     if not y.any() or y.all():
-        nan = np.full(len(w), np.nan)
-        return {"ap": nan, "auc": nan}
+        return {m: np.full(len(w), np.nan) for m in names}
     order = np.argsort(-s, kind="stable")
     s_sorted = s[order]
     starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])  # distinct thresholds, descending
@@ -65,19 +81,43 @@ def _ranking_metrics(y, s, w, w_real, w_fake) -> dict[str, np.ndarray]:
     real_at = np.add.reduceat(ws * ~y[order], starts, axis=1)
     tp, fp = fake_at.cumsum(1), real_at.cumsum(1)
     precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
-    ap = (fake_at * precision).sum(1) / w_fake
-    auc = (fake_at * (w_real[:, None] - fp + 0.5 * real_at)).sum(1) / (w_real * w_fake)
-    return {"ap": ap, "auc": auc}
+    out = {"ap": (fake_at * precision).sum(1) / w_fake,
+           "auc": (fake_at * (w_real[:, None] - fp + 0.5 * real_at)).sum(1) / (w_real * w_fake)}
+    if not curve:
+        return out
+    zero = np.zeros((len(w), 1))
+    fpr = np.concatenate([zero, fp / w_real[:, None]], axis=1)  # ROC points, (0, 0) first
+    tpr = np.concatenate([zero, tp / w_fake[:, None]], axis=1)
+    gap = fpr + tpr - 1
+    i = np.argmax(gap >= 0, axis=1)[:, None]  # >= 1: the curve starts at gap -1
+    g0, g1 = np.take_along_axis(gap, i - 1, 1), np.take_along_axis(gap, i, 1)
+    f0, f1 = np.take_along_axis(fpr, i - 1, 1), np.take_along_axis(fpr, i, 1)
+    out["eer"] = (f0 + (-g0 / (g1 - g0)) * (f1 - f0))[:, 0]
+    for t in fpr_targets:
+        out[tpr_name(t)] = np.where(fpr <= t + 1e-12, tpr, -np.inf).max(1)
+    return out
+
+
+def _probability_metrics(y, z, w) -> dict[str, np.ndarray]:
+    """Weighted ECE (the same 15 bins), Brier score and NLL of the (calibrated) logits ``z``."""
+    p = p_fake(z)
+    onehot = np.eye(ECE_BINS)[ece_bins(p)]  # [n, bins]
+    total = w.sum(1)
+    return {"ece": np.abs((w * (y - p)) @ onehot).sum(1) / total,
+            "brier": (w * (p - y) ** 2).sum(1) / total,
+            "nll": (w * nll_terms(y, z)).sum(1) / total}
 
 
 def split_replicates(labels: np.ndarray, logits: np.ndarray, n_boot: int, rng: np.random.Generator,
-                     metrics: Iterable[str] = METRICS) -> dict[str, np.ndarray]:
-    """[n_boot] bootstrap values of each metric on one split."""
+                     metrics: Iterable[str] = METRICS, *, threshold: float = 0.0,
+                     calibrated: np.ndarray | None = None, oracle: bool = False) -> dict[str, np.ndarray]:
+    """[n_boot] bootstrap values of each metric on one split (see :func:`weighted_metrics` for the rest)."""
     metrics = list(metrics)
+    targets = tuple(t for t in map(tpr_target, metrics) if t is not None)
     parts: dict[str, list] = {m: [] for m in metrics}
     for start in range(0, n_boot, CHUNK):
         w = stratified_counts(labels, min(CHUNK, n_boot - start), rng)
-        values = weighted_metrics(labels, logits, w)
+        values = weighted_metrics(labels, logits, w, threshold, calibrated, oracle, targets, metrics)
         for m in metrics:
             parts[m].append(values[m])
     return {m: np.concatenate(v) for m, v in parts.items()}
@@ -89,20 +129,29 @@ def split_rng(seed: int, split: str, perturbation: str) -> np.random.Generator:
 
 
 def bootstrap_intervals(scores: "pd.DataFrame", n_boot: int, metrics: Iterable[str] = METRICS,
-                        seed: int = 0, level: float = 0.95) -> "pd.DataFrame":
+                        seed: int = 0, level: float = 0.95, thresholds: "pd.DataFrame | None" = None) -> "pd.DataFrame":
     """Percentile intervals per detector x split x perturbation and for the ``mean:<group>``/``mean:all``
-    rows: columns detector, split, perturbation, metric, lo, hi."""
+    rows: columns detector, split, perturbation, metric, lo, hi.
+
+    ``thresholds`` (the metrics table's detector, split, perturbation, threshold, threshold_source) gives
+    each row's threshold (default 0). A fixed or validation threshold, and a calibration (the
+    ``logit_calibrated`` column of ``scores``, used by ECE, Brier and NLL), come from outside the test
+    images and are held fixed; an oracle threshold is chosen again on every resample."""
     import pandas as pd
 
     metrics = list(metrics)
+    points = _row_thresholds(thresholds)
     rows = []
     for (det, pert), df in scores.groupby(["detector", "perturbation"], sort=True):
         reps: dict[str, dict[str, np.ndarray]] = {}
         groups: dict[str, str] = {}
         for split, sdf in df.groupby("split", sort=True):
             sdf = sdf.sort_values("path", kind="stable")
+            threshold, source = points.get((det, split, pert), (0.0, "fixed"))
+            calibrated = sdf["logit_calibrated"].to_numpy() if "logit_calibrated" in sdf else None
             reps[split] = split_replicates(sdf["label"].to_numpy(), sdf["logit"].to_numpy(), n_boot,
-                                           split_rng(seed, split, pert), metrics)
+                                           split_rng(seed, split, pert), metrics, threshold=threshold,
+                                           calibrated=calibrated, oracle=source == "oracle")
             groups[split] = str(sdf["group"].iloc[0])
         members = {f"mean:{g}": [s for s in reps if groups[s] == g] for g in sorted(set(groups.values()))}
         members["mean:all"] = list(reps)
@@ -111,6 +160,17 @@ def bootstrap_intervals(scores: "pd.DataFrame", n_boot: int, metrics: Iterable[s
                 lo, hi = _percentiles(values[m], level)
                 rows.append((det, name, pert, m, lo, hi))
     return pd.DataFrame(rows, columns=["detector", "split", "perturbation", "metric", "lo", "hi"])
+
+
+def _row_thresholds(table: "pd.DataFrame | None") -> dict[tuple[str, str, str], tuple[float, str]]:
+    if table is None or "threshold" not in table:
+        return {}
+    import pandas as pd
+
+    values = pd.to_numeric(table["threshold"], errors="coerce").fillna(0.0)
+    sources = table["threshold_source"] if "threshold_source" in table else ["fixed"] * len(table)
+    return {(d, s, p): (float(t), str(src)) for d, s, p, t, src in
+            zip(table["detector"], table["split"], table["perturbation"], values, sources)}
 
 
 def _mean(reps: dict[str, dict[str, np.ndarray]], splits: list[str], metrics: list[str]) -> dict[str, np.ndarray]:

@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from . import plots
-from ..results.leaderboard import METRIC_NAMES, parse_perturbation, perturbation_order, split_columns
+from ..results.leaderboard import METRIC_NAMES, PLAIN, metric_label, parse_perturbation, perturbation_order, split_columns
+from ..results.metrics import ECE_BINS, THRESHOLDED, ece_bins, probability_metrics
+from ..results.leaderboard import is_oracle
+from ..results.operating import p_fake
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +37,10 @@ class FigureFile:
 def split_frame(merged: "Merged", metric: str, perturbation: str = "none",
                 intervals: "pd.DataFrame | None" = None) -> "pd.DataFrame":
     """Rows detector, split, value[, lo, hi] for one metric and perturbation, splits in table order."""
-    df = merged.metrics[merged.metrics["perturbation"] == perturbation][["detector", "split", metric]]
+    df = merged.metrics[merged.metrics["perturbation"] == perturbation]
+    if metric in THRESHOLDED:  # oracle-threshold rows are shown in their own tables only
+        df = df[~is_oracle(df)]
+    df = df[["detector", "split", metric]]
     df = df.rename(columns={metric: "value"})
     if intervals is not None and len(intervals):
         ci = intervals[(intervals["metric"] == metric) & (intervals["perturbation"] == perturbation)]
@@ -96,9 +102,30 @@ def robustness_frames(metrics: "pd.DataFrame", split: str = "mean:all") -> dict[
 def real_fake_frame(merged: "Merged", perturbation: str = "none") -> "pd.DataFrame":
     """Rows detector, images (real/fake), accuracy: the ``mean:all`` accuracy on each class."""
     df = merged.metrics[(merged.metrics["split"] == "mean:all") & (merged.metrics["perturbation"] == perturbation)]
+    df = df[~is_oracle(df)]
     long = df.melt(id_vars=["detector"], value_vars=["real_acc", "fake_acc"], var_name="images", value_name="accuracy")
     long["images"] = long["images"].map({"real_acc": "real", "fake_acc": "fake"})
     return long
+
+
+def reliability_frame(scores: "pd.DataFrame", perturbation: str = "none") -> "pd.DataFrame":
+    """Per detector, its clean test images pooled over splits in the 15 equal-width bins of P(fake) (the
+    calibrated one where the run calibrated): rows detector, lo, hi, n, share, mean_prob, frac_fake, ece."""
+    import numpy as np
+    import pandas as pd
+
+    edges = np.linspace(0, 1, ECE_BINS + 1)
+    rows = []
+    df = scores[scores["perturbation"] == perturbation]
+    for det, sdf in df.groupby("detector", sort=False):
+        z = sdf["logit_calibrated" if "logit_calibrated" in sdf else "logit"].to_numpy(dtype=float)
+        p, y = p_fake(z), sdf["label"].to_numpy(dtype=float)
+        bins = ece_bins(p)
+        ece = probability_metrics(y, z)["ece"]
+        for b in np.unique(bins):
+            sel = bins == b
+            rows.append((det, edges[b], edges[b + 1], int(sel.sum()), sel.mean(), p[sel].mean(), y[sel].mean(), ece))
+    return pd.DataFrame(rows, columns=["detector", "lo", "hi", "n", "share", "mean_prob", "frac_fake", "ece"])
 
 
 def report_figures(merged: "Merged", out: Path, metrics: Sequence[str],
@@ -114,11 +141,14 @@ def report_figures(merged: "Merged", out: Path, metrics: Sequence[str],
 
     cols = split_columns(merged.metrics[merged.metrics["perturbation"] == "none"])
     for m in metrics:
-        label = METRIC_NAMES.get(m, m)
+        label = metric_label(m)
         df = split_frame(merged, m, "none", intervals)
+        if not df["value"].notna().any():  # e.g. accuracy when every row has an oracle threshold
+            continue
         fig = plots.bar_plot(df, "split", "value", "detector", lo="lo" if "lo" in df else None,
                              hi="hi" if "hi" in df else None, order=cols, hue_order=detectors, colors=colors,
-                             title=f"{label} per split (clean images)", xlabel="test split", ylabel=label)
+                             title=f"{label} per split (clean images)", xlabel="test split", ylabel=label,
+                             percent=m not in PLAIN, ylim=None if m == "nll" else (0, 1))
         means = [i for i, c in enumerate(cols) if c.startswith("mean:")]
         if means and means[0] > 0:
             fig.axes[0].axvline(means[0] - 0.5, color="0.5", lw=0.8, ls="--")  # splits | means
@@ -131,11 +161,20 @@ def report_figures(merged: "Merged", out: Path, metrics: Sequence[str],
                 fig = plots.curve_grid(frame, "split", "detector", kind, order=order, hue_order=detectors, colors=colors,
                                        title=f"{title} per split (clean images)")
                 save(fig, f"{kind}.png", "Curves", title)
+        rel = reliability_frame(merged.scores)
+        if len(rel):
+            eces = rel.groupby("detector")["ece"].first()
+            fig = plots.reliability_grid(rel, "detector", order=[d for d in detectors if d in eces.index], colors=colors,
+                                         titles={d: f"{d}\nECE {100 * e:.1f}%" for d, e in eces.items()},
+                                         title="Reliability per detector (clean test images, pooled over splits)")
+            save(fig, "reliability.png", "Calibration", "Reliability diagrams",
+                 "15 equal-width bins of P(fake) (calibrated where the run calibrated); bars on the diagonal = "
+                 "calibrated; ECE here pools all splits, metrics.csv's ece is per split")
     for family, df in robustness_frames(merged.metrics).items():
         fig, axes = plots.new_figure(11.5, 3.8, 1, 2)
         levels = list(dict.fromkeys(df["level"]))
         for ax, m in zip(axes, ("ap", "acc")):
-            plots.line_plot(df, "level", m, "detector", order=levels, hue_order=detectors, colors=colors,
+            plots.line_plot(df if m == "ap" else df[~is_oracle(df)], "level", m, "detector", order=levels, hue_order=detectors, colors=colors,
                             title=f"{METRIC_NAMES[m]}, mean over splits", ylabel=METRIC_NAMES[m],
                             xlabel=FAMILY_AXIS.get(family, family), ax=ax)
         if axes[0].get_legend():
@@ -146,7 +185,7 @@ def report_figures(merged: "Merged", out: Path, metrics: Sequence[str],
     if len(df):
         fig = plots.bar_plot(df, "detector", "accuracy", "images", order=detectors, hue_order=["real", "fake"],
                              colors={"real": "#4c72b0", "fake": "#dd8452"}, xlabel="detector",
-                             ylabel="accuracy", title="Real vs fake accuracy at threshold 0.5 (mean over splits)")
+                             ylabel="accuracy", title="Real vs fake accuracy at the rows' thresholds (mean over splits)")
         save(fig, "real_vs_fake.png", "Calibration", "Real vs fake accuracy",
-             "a detector calibrated at 0.5 has similar bars; a large gap means its threshold is off")
+             "at each run's threshold (0.5 unless the run chose another); a large gap means the threshold is off")
     return files

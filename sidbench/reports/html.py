@@ -6,8 +6,10 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ..api.paths import write_atomic
 from .figures import FigureFile
-from ..results.leaderboard import DAGGER, Leaderboard, split_columns
+from ..results.leaderboard import DAGGER, ORACLE_NOTE, Leaderboard, format_value, metric_label, split_columns
+from ..results.metrics import LOWER_IS_BETTER, tpr_target
 from .tables import to_html
 
 if TYPE_CHECKING:
@@ -39,10 +41,55 @@ def _runs_section(merged: "Merged") -> str:
         commit = (env.get("git_commit") or "")[:10] or "-"
         rows.append(f"<tr><th>{html.escape(run.name)}</th><td>{html.escape(str(info.get('name', '-')))}</td>"
                     f"<td>{counts.get('test', '-')}</td><td>{counts.get('skipped', '-')}</td>"
+                    f"<td>{html.escape(_policy(info))}</td>"
                     f"<td>{html.escape(backbones)}</td><td style='text-align:left'>{html.escape(dets)}</td>"
                     f"<td>{html.escape(str(env.get('sidbench', '-')))} ({html.escape(commit)})</td></tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("run", "data", "images", "skipped", "backbone", "detectors", "sidbench"))
+    head = "".join(f"<th>{h}</th>" for h in ("run", "data", "images", "skipped", "threshold", "backbone", "detectors", "sidbench"))
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _policy(info: dict) -> str:
+    """A run's threshold policy and calibration, from run.json (older runs: fixed)."""
+    op = info.get("operating_points") or {}
+    method = (op.get("calibration") or {}).get("method")
+    return str(op.get("threshold", "fixed")) + (f", {method} calibration" if method else "")
+
+
+OPERATING = ("eer", "ece", "brier", "nll")
+
+
+def _operating_section(merged: "Merged", intervals) -> str:
+    """Detectors x operating-point metrics (TPR at each target FPR, EER, calibration) on clean images,
+    mean over splits, with bootstrap intervals where computed."""
+    m = merged.metrics
+    rows_all = m[(m["split"] == "mean:all") & (m["perturbation"] == "none")].set_index("detector")
+    tprs = sorted((c for c in m.columns if tpr_target(c) is not None), key=tpr_target)
+    cols = [c for c in (*tprs, *OPERATING) if c in rows_all and rows_all[c].notna().any()]
+    if not cols or not len(rows_all):
+        return '<p class="note">These results hold no operating-point columns (written by an older sidbench).</p>'
+    ci = {} if intervals is None or not len(intervals) else {
+        (r.detector, r.metric): (r.lo, r.hi) for r in intervals[(intervals["split"] == "mean:all")
+                                                               & (intervals["perturbation"] == "none")].itertuples()}
+    head = "".join(f"<th>{html.escape(metric_label(c))}{' ↓' if c in LOWER_IS_BETTER else ''}</th>" for c in cols)
+    body = []
+    for det in merged.detectors:
+        if det not in rows_all.index:
+            continue
+        cells = []
+        for c in cols:
+            v = rows_all.at[det, c]
+            text = "-" if v != v else format_value(c, v)
+            if (det, c) in ci and ci[(det, c)][0] == ci[(det, c)][0]:
+                lo, hi = ci[(det, c)]
+                text += f'<span class="ci">[{format_value(c, lo)}, {format_value(c, hi)}]</span>'
+            cells.append(f"<td>{text}</td>")
+        body.append(f"<tr><th>{html.escape(det)}</th>{''.join(cells)}</tr>")
+    return ('<p class="note">Clean images, unweighted mean over splits; these do not depend on the threshold. '
+            "TPR at x% FPR: the highest true-positive rate whose false-positive rate on the reals is at most x%; "
+            "EER: where FPR = 1 - TPR; ECE, Brier and NLL of P(fake) (calibrated where the run calibrated); "
+            "↓ = lower is better.</p>"
+            f'<div class="scroll"><table><thead><tr><th>detector</th>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _training_section(merged: "Merged") -> str:
@@ -70,23 +117,32 @@ def _figures_section(figures: Sequence[FigureFile], section: str) -> str:
 
 
 def render_html(merged: "Merged", boards: Sequence[Leaderboard], figures: Sequence[FigureFile],
-                n_boot: int = 0) -> str:
+                n_boot: int = 0, intervals=None) -> str:
     """The whole page as a string."""
     ci = (f"Below each value: the bootstrap 95% interval ({n_boot} resamples of the images of each split, "
           "stratified by label; means resample every split).") if n_boot else "No bootstrap intervals (use --bootstrap N)."
     title = "sidbench report: " + ", ".join(r.name for r in merged.runs)
     body = [f"<h1>{html.escape(title)}</h1>",
-            f'<p class="muted">Accuracy at threshold 0.5 on P(fake); AP and ROC-AUC rank by the logit; '
+            f'<p class="muted">Accuracy at each run\'s threshold (column <i>threshold</i> of Runs: fixed = P(fake) &gt; 0.5, '
+            f"val = chosen on the validation split); AP, ROC-AUC, EER and TPR at a fixed FPR rank by the logit; "
             f"means are unweighted over splits. Best per column in <b class='best'>bold</b>; "
             f"<span class='seen'>{DAGGER}</span> = split generator seen in training. {html.escape(ci)}</p>",
             "<h2>Runs</h2>", _runs_section(merged), "<h2>Leaderboard (clean images)</h2>"]
-    body += [f'<div class="scroll">{to_html(b)}</div>' for b in boards if b.perturbation == "none"]
+    body += [f'<div class="scroll">{to_html(b)}</div>' for b in boards if b.perturbation == "none" and not b.oracle]
+    body += ["<h2>Operating points</h2>", _operating_section(merged, intervals)]
     for section in dict.fromkeys(f.section for f in figures):
         body += [f"<h2>{html.escape(section)}</h2>", _figures_section(figures, section)]
-    perturbed = [f'<div class="scroll">{to_html(b)}</div>' for b in boards if b.perturbation != "none"]
+    perturbed = [f'<div class="scroll">{to_html(b)}</div>' for b in boards if b.perturbation != "none" and not b.oracle]
     if perturbed:
         body += ["<h2>Leaderboards under perturbations</h2>",
                  f"<details><summary>{len(perturbed)} tables</summary>{''.join(perturbed)}</details>"]
+    oracle = [f'<div class="scroll">{to_html(b)}</div>' for b in boards if b.oracle]
+    if oracle:
+        body += ["<h2>Oracle thresholds (diagnostic)</h2>",
+                 f'<p class="note"><b>{html.escape(ORACLE_NOTE)}.</b> Each value uses the threshold that maximises '
+                 "balanced accuracy on that test split's own labels: an upper bound of what a threshold could "
+                 "reach, which no deployed detector can choose. Compare detectors on the tables above.</p>",
+                 f"<details><summary>{len(oracle)} tables</summary>{''.join(oracle)}</details>"]
     body += ["<h2>Training data</h2>", _training_section(merged)]
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -95,9 +151,9 @@ def render_html(merged: "Merged", boards: Sequence[Leaderboard], figures: Sequen
 
 
 def write_html(merged: "Merged", boards: Sequence[Leaderboard], figures: Sequence[FigureFile], out: Path,
-               n_boot: int = 0) -> Path:
+               n_boot: int = 0, intervals=None) -> Path:
     """Write ``out/index.html`` (the figures are already under ``out/figures``)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "index.html"
-    path.write_text(render_html(merged, boards, figures, n_boot), encoding="utf-8")
+    write_atomic(path, render_html(merged, boards, figures, n_boot, intervals))
     return path

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ..api.paths import note_written
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
@@ -123,20 +125,44 @@ def line_plot(df: "pd.DataFrame", x: str, y: str, hue: str | None = None, *, tit
     return ax.figure
 
 
+def _panels(n: int, ncols: int, width: float, height: float, extra_width: float):
+    """A grid of ``n`` panels sharing both axes (at most ``ncols`` per row) and its flat axes."""
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = new_figure(width * ncols + extra_width, height * nrows + 0.6, nrows, ncols, sharex=True, sharey=True)
+    return fig, np.atleast_1d(axes)
+
+
+def _unit_square(ax: "Axes", title: str) -> None:
+    """A panel of rates: both axes 0..100%, a light grid."""
+    from matplotlib.ticker import PercentFormatter
+
+    ax.set_title(title, fontsize="medium")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+    ax.grid(alpha=0.3)
+
+
+def _finish_panels(fig: "Figure", axes, n: int, xlabel: str, ylabel: str, title: str | None) -> None:
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.supxlabel(xlabel)
+    fig.supylabel(ylabel)
+    if title:
+        fig.suptitle(title)
+
+
 def curve_grid(df: "pd.DataFrame", panel: str, hue: str, kind: str, *, ncols: int = 4,
                order: Sequence | None = None, hue_order: Sequence | None = None, colors: dict | None = None, title: str | None = None) -> "Figure":
     """ROC (``kind="roc"``: columns fpr, tpr) or precision-recall (``"pr"``: recall, precision)
     curves, one small panel per ``panel`` value, one line per ``hue`` value, a shared legend."""
-    from matplotlib.ticker import PercentFormatter
-
     x, y, xl, yl = ("fpr", "tpr", "false positive rate", "true positive rate") if kind == "roc" else \
         ("recall", "precision", "recall", "precision")
     panels, hues = _order(df, panel, order), _order(df, hue, hue_order)
     colors = colors or palette(hues)
-    ncols = min(ncols, len(panels))
-    nrows = -(-len(panels) // ncols)
-    fig, axes = new_figure(2.6 * ncols + 1.8, 2.5 * nrows + 0.6, nrows, ncols, sharex=True, sharey=True)
-    axes = np.atleast_1d(axes)
+    fig, axes = _panels(len(panels), ncols, 2.6, 2.5, 1.8)
     for ax, p in zip(axes, panels):
         for h in hues:
             sub = df[(df[panel] == p) & (df[hue] == h)]
@@ -144,20 +170,32 @@ def curve_grid(df: "pd.DataFrame", panel: str, hue: str, kind: str, *, ncols: in
                     drawstyle="steps-post" if kind == "pr" else "default")
         if kind == "roc":
             ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
-        ax.set_title(str(p), fontsize="medium")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.02)
-        ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
-        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
-        ax.grid(alpha=0.3)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    fig.supxlabel(xl)
-    fig.supylabel(yl)
-    if title:
-        fig.suptitle(title)
+        _unit_square(ax, str(p))
+    _finish_panels(fig, axes, len(panels), xl, yl, title)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles[: len(hues)], labels[: len(hues)], loc="outside right upper", frameon=False, fontsize="small")
+    return fig
+
+
+def reliability_grid(df: "pd.DataFrame", panel: str, *, ncols: int = 4, order: Sequence | None = None,
+                     colors: dict | None = None, titles: dict | None = None, title: str | None = None) -> "Figure":
+    """Reliability diagrams, one panel per ``panel`` value, from rows with columns ``lo``, ``hi`` (bin edges),
+    ``mean_prob``, ``frac_fake`` and ``share`` (of the panel's images): the observed fraction of fakes per
+    bin (bars), each bin's mean P(fake) (dots), the diagonal of perfect calibration, and the images' share
+    per bin (grey)."""
+    panels = _order(df, panel, order)
+    colors = colors or palette(panels)
+    fig, axes = _panels(len(panels), ncols, 2.6, 2.6, 0.6)
+    for ax, p in zip(axes, panels):
+        sub = df[df[panel] == p]
+        width = (sub["hi"] - sub["lo"]).to_numpy()
+        ax.bar(sub["lo"], sub["share"], width, align="edge", color="0.85", label="share of images")
+        ax.bar(sub["lo"], sub["frac_fake"], width, align="edge", fill=False, edgecolor=colors[p], lw=1.2,
+               label="fraction fake")
+        ax.plot(sub["mean_prob"], sub["frac_fake"], "o", ms=3, color=colors[p], label="mean P(fake)")
+        ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
+        _unit_square(ax, (titles or {}).get(p, str(p)))
+    _finish_panels(fig, axes, len(panels), "predicted P(fake)", "fraction of fakes", title)
     return fig
 
 
@@ -166,4 +204,5 @@ def save_figure(fig: "Figure", path: str | Path, dpi: int = DPI) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, format="png")
+    note_written(Path(path))  # listed in the results folder's manifest (removed by --overwrite)
     return path

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..api.errors import SidbenchError
-from ..results.metrics import KEYS, METRICS
+from ..results.metrics import KEYS, METRICS, metric_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,11 +44,11 @@ def read_metrics(path: Path) -> "pd.DataFrame":
     """``metrics.csv`` with text keys kept verbatim (a split named ``none`` or ``NA`` stays text)."""
     import pandas as pd
 
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8", encoding_errors="surrogateescape")
     missing = [c for c in (*KEYS, "n_real", "n_fake", *METRICS) if c not in df.columns]
     if missing:
         raise ReportError(f"{path}: not a sidbench metrics table (missing column(s) {', '.join(missing)})")
-    for c in ("n_real", "n_fake", *METRICS):
+    for c in ("n_real", "n_fake", *metric_columns(df), *(["threshold"] if "threshold" in df else [])):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     return df
 
@@ -107,9 +107,15 @@ class Merged:
         parts = []
         for run in self.runs:
             df = read_scores(run.scores_path)
+            calibrations = run.info.get("operating_points", {}).get("calibration", {}).get("detectors") or {}
+            if calibrations:
+                df["logit_calibrated"] = calibrated_logits(df, calibrations)
             df["detector"] = [self.rename.get((run.name, d), d) for d in df["detector"]]
             parts.append(df)
-        return pd.concat(parts, ignore_index=True)
+        scores = pd.concat(parts, ignore_index=True)
+        if "logit_calibrated" in scores:  # runs without a calibration: the raw logit
+            scores["logit_calibrated"] = scores["logit_calibrated"].fillna(scores["logit"])
+        return scores
 
     @cached_property
     def training_data(self) -> dict[str, set[str]]:
@@ -127,21 +133,34 @@ class Merged:
         """Split -> its name, its last path part and the generators of its fake images (lower case)."""
         import pandas as pd
 
-        names: dict[str, set[str]] = {}
-        for split in self.metrics["split"]:
-            if not split.startswith("mean:"):
-                names.setdefault(split, {split.lower(), split.lower().rsplit("/", 1)[-1]})
+        from ..results.leaderboard import split_names
+
+        splits = set(self.metrics["split"])
+        pairs = [(s, "") for s in splits]
         for run in self.runs:
             if run.scores_path.is_file():
-                gens = pd.read_csv(run.scores_path, usecols=["split", "generator"], dtype=str, keep_default_na=False)
-                for split, gen in gens.drop_duplicates().itertuples(index=False):
-                    if gen and split in names:
-                        names[split].add(gen.lower())
-        return names
+                gens = pd.read_csv(run.scores_path, usecols=["split", "generator"], dtype=object, keep_default_na=False,
+                                   encoding="utf-8", encoding_errors="surrogateescape")
+                pairs += [(s, g) for s, g in gens.drop_duplicates().itertuples(index=False) if s in splits]
+        return split_names(pairs)
 
     def seen_in_training(self, detector: str, split: str) -> bool:
         """Whether any generator of ``split`` is in the detector's training data."""
-        return bool(self.training_data.get(detector, set()) & self.split_generators.get(split, set()))
+        from ..results.leaderboard import seen_marker
+
+        return seen_marker(self.training_data, self.split_generators)(detector, split)
+
+
+def calibrated_logits(scores: "pd.DataFrame", calibrations: dict[str, dict[str, float]]):
+    """``scale * logit + bias`` per detector, as run.json's ``operating_points.calibration`` records it."""
+    import numpy as np
+
+    logits = scores["logit"].to_numpy(dtype=np.float64)
+    out = logits.copy()
+    for det, cal in calibrations.items():
+        rows = (scores["detector"] == det).to_numpy()
+        out[rows] = float(cal["scale"]) * logits[rows] + float(cal["bias"])
+    return out
 
 
 def merge_runs(runs: Sequence[Run]) -> Merged:

@@ -3,10 +3,9 @@ form live in :mod:`sidbench.results.leaderboard`, shared with the run's ``leader
 from __future__ import annotations
 
 import html
-import re
 from typing import TYPE_CHECKING, Sequence
 
-from ..results.leaderboard import DAGGER, Leaderboard, board_cells, leaderboard, perturbation_order
+from ..results.leaderboard import DAGGER, Leaderboard, board_cells, leaderboards_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -15,13 +14,21 @@ if TYPE_CHECKING:
 
 
 def leaderboards(merged: "Merged", metrics: Sequence[str], intervals: "pd.DataFrame | None" = None) -> list[Leaderboard]:
-    """One leaderboard per perturbation (clean first) and metric."""
-    perts = perturbation_order(merged.metrics["perturbation"])
-    return [leaderboard(merged.metrics, m, p, intervals, merged.seen_in_training) for p in perts for m in metrics]
+    """One leaderboard per perturbation (clean first) and metric, then the labelled oracle-threshold tables."""
+    return leaderboards_of(merged.metrics, metrics, intervals, merged.seen_in_training)
+
+
+LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+                 "|": r"\textbar{}", "<": r"\textless{}", ">": r"\textgreater{}"}
 
 
 def latex_escape(text: str) -> str:
-    return re.sub(r"([&%$#_{}])", r"\\\1", str(text)).replace("~", r"\textasciitilde{}").replace("^", r"\^{}")
+    """``text`` as literal LaTeX (one pass, so the braces an escape adds are not escaped again); control
+    characters and undecodable bytes are shown as ``\\xNN``."""
+    from ..api.escape import one_line
+
+    return "".join(LATEX_SPECIAL.get(c, c) for c in one_line(text))
 
 
 def to_latex(boards: Sequence[Leaderboard]) -> str:
@@ -36,7 +43,7 @@ def to_latex(boards: Sequence[Leaderboard]) -> str:
                  rf"\begin{{tabular}}{{l{'r' * len(cols)}}}", r"\toprule",
                  " & ".join(["Detector", *map(latex_escape, cols)]) + r" \\", r"\midrule"]
         for det, cells in board_cells(b, lambda t: rf"\textbf{{{t}}}", r"$^\dagger$",
-                                 lambda lo, hi: rf" {{\scriptsize[{lo:.1f}, {hi:.1f}]}}"):
+                                 lambda lo, hi: rf" {{\scriptsize[{lo}, {hi}]}}"):
             lines.append(" & ".join([latex_escape(det), *cells]) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
         parts.append("\n".join(lines))
@@ -44,9 +51,10 @@ def to_latex(boards: Sequence[Leaderboard]) -> str:
 
 
 def long_table(merged: "Merged", metrics: Sequence[str], intervals: "pd.DataFrame | None" = None) -> "pd.DataFrame":
-    """Tidy rows (detector, split, group, perturbation, metric, value[, lo, hi], seen_in_training) for CSV."""
-    df = merged.metrics.melt(id_vars=["detector", "split", "group", "perturbation"], value_vars=list(metrics),
-                             var_name="metric", value_name="value")
+    """Tidy rows (detector, split, group, perturbation[, threshold_source], metric, value[, lo, hi],
+    seen_in_training) for CSV."""
+    keys = ["detector", "split", "group", "perturbation"] + (["threshold_source"] if "threshold_source" in merged.metrics else [])
+    df = merged.metrics.melt(id_vars=keys, value_vars=list(metrics), var_name="metric", value_name="value")
     if intervals is not None and len(intervals):
         df = df.merge(intervals, on=["detector", "split", "perturbation", "metric"], how="left")
     df["seen_in_training"] = [merged.seen_in_training(d, s) for d, s in zip(df["detector"], df["split"])]
@@ -60,7 +68,7 @@ def to_html(board: Leaderboard) -> str:
     head = "<th>detector</th>" + "".join(f"<th{k}>{html.escape(c)}</th>" for c, k in zip(cols, cls))
     rows = []
     for det, cells in board_cells(board, lambda t: f'<b class="best">{t}</b>', f'<sup class="seen" title="generator seen in training">{DAGGER}</sup>',
-                             lambda lo, hi: f'<span class="ci">[{lo:.1f}, {hi:.1f}]</span>'):
+                             lambda lo, hi: f'<span class="ci">[{lo}, {hi}]</span>'):
         tds = "".join(f"<td{k}>{c}</td>" for c, k in zip(cells, cls))
         rows.append(f"<tr><th>{html.escape(det)}</th>{tds}</tr>")
     return (f'<table class="board"><caption>{html.escape(board.title)}</caption>'

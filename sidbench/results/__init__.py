@@ -2,8 +2,8 @@
 the claim that lets only the same configuration resume a folder. Nothing here runs a network."""
 from __future__ import annotations
 
-from .folder import SKIPPED_COLUMNS, claim_results_folder, environment, write_run_json, write_skipped
+from .folder import SKIPPED_COLUMNS, ResultsFolder, claim_results_folder, environment, write_run_json, write_skipped
 from .scores import ROW_KEY, SCORE_COLUMNS, ScoreLog, finalize_scores, read_scores, row_key, score_row, sigmoid
 
-__all__ = ["ROW_KEY", "SCORE_COLUMNS", "SKIPPED_COLUMNS", "ScoreLog", "claim_results_folder", "environment",
+__all__ = ["ROW_KEY", "SCORE_COLUMNS", "SKIPPED_COLUMNS", "ResultsFolder", "ScoreLog", "claim_results_folder", "environment",
            "finalize_scores", "read_scores", "row_key", "score_row", "sigmoid", "write_run_json", "write_skipped"]

@@ -10,14 +10,30 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 if TYPE_CHECKING:
     import pandas as pd
 
+from .metrics import LOWER_IS_BETTER, THRESHOLDED, tpr_target
+
 METRIC_NAMES = {"acc": "Accuracy", "real_acc": "Real accuracy", "fake_acc": "Fake accuracy",
-                "ap": "Average precision", "auc": "ROC-AUC", "f1": "F1"}
+                "ap": "Average precision", "auc": "ROC-AUC", "f1": "F1", "bal_acc": "Balanced accuracy",
+                "eer": "Equal error rate", "ece": "Expected calibration error", "brier": "Brier score",
+                "nll": "Negative log-likelihood"}
+PLAIN = frozenset({"brier", "nll"})  # shown as numbers (3 decimals); the others as percentages
 DAGGER = "†"
+ORACLE_NOTE = "ORACLE threshold, chosen on the test labels: a diagnostic, not a result"
+
+
+def metric_label(metric: str) -> str:
+    """``tpr_fpr01`` -> "TPR at 1% FPR"; known metrics by their name; others as they are."""
+    target = tpr_target(metric)
+    return f"TPR at {100 * target:g}% FPR" if target is not None else METRIC_NAMES.get(metric, metric)
+
+
+def format_value(metric: str, value: float) -> str:
+    return f"{value:.3f}" if metric in PLAIN else f"{100 * value:.1f}"
 
 
 @dataclass
@@ -31,16 +47,25 @@ class Leaderboard:
     lo: "pd.DataFrame | None" = None
     hi: "pd.DataFrame | None" = None
     seen: "pd.DataFrame | None" = None
+    oracle: bool = False  # accuracies at oracle thresholds (their own tables, labelled)
+    comparable: bool = True  # False: the detectors' means cover different splits (not ranked, no best mean)
 
     @property
     def title(self) -> str:
-        return f"{METRIC_NAMES.get(self.metric, self.metric)} (%), perturbation {self.perturbation}"
+        unit = "" if self.metric in PLAIN else " (%)"
+        note = f" ({ORACLE_NOTE})" if self.oracle else ""
+        return f"{metric_label(self.metric)}{unit}, perturbation {self.perturbation}{note}"
 
     def best(self) -> "pd.DataFrame":
-        """True where a cell shows the column's best value (ties at the shown precision all count);
-        nothing is marked when there is only one detector."""
-        shown = (self.values * 100).round(1)
-        return shown.eq(shown.max(axis=0), axis=1) & shown.notna() & (len(shown) > 1)
+        """True where a cell shows the column's best value (the lowest for EER, ECE, Brier and NLL; ties at
+        the shown precision all count); nothing is marked when there is only one detector, nor in mean
+        columns that are not comparable."""
+        shown = self.values.round(3) if self.metric in PLAIN else (self.values * 100).round(1)
+        top = shown.min(axis=0) if self.metric in LOWER_IS_BETTER else shown.max(axis=0)
+        best = shown.eq(top, axis=1) & shown.notna() & (len(shown) > 1)
+        if not self.comparable:
+            best.loc[:, [c for c in best.columns if str(c).startswith("mean:")]] = False
+        return best
 
 
 def perturbation_order(names: Iterable[str]) -> list[str]:
@@ -74,18 +99,29 @@ def split_columns(metrics: "pd.DataFrame") -> list[str]:
     return splits + means + (["mean:all"] if "mean:all" in groups else [])
 
 
+def is_oracle(metrics: "pd.DataFrame") -> "pd.Series":
+    """Rows whose threshold was chosen on the test labels (``threshold_source`` oracle)."""
+    if "threshold_source" not in metrics:
+        return metrics["split"] != metrics["split"]
+    return metrics["threshold_source"].astype(str) == "oracle"
+
+
 def leaderboard(metrics: "pd.DataFrame", metric: str, perturbation: str = "none",
                 intervals: "pd.DataFrame | None" = None,
-                seen: Callable[[str, str], bool] | None = None) -> Leaderboard:
-    """Detectors x splits for one metric, sorted by ``mean:all`` (best first)."""
+                seen: Callable[[str, str], bool] | None = None, oracle: bool = False) -> Leaderboard:
+    """Detectors x splits for one metric, sorted by ``mean:all`` (best first). A thresholded metric shows
+    the rows at honest thresholds, or with ``oracle`` only those at oracle thresholds."""
     df = metrics[metrics["perturbation"] == perturbation]
+    if metric in THRESHOLDED:
+        df = df[is_oracle(df) == oracle]
     cols = split_columns(df)
     values = df.pivot_table(index="detector", columns="split", values=metric, aggfunc="first", dropna=False)
     values = values.reindex(columns=cols)
-    if "mean:all" in values:
-        values = values.sort_values("mean:all", ascending=False, kind="stable")
+    comparable = not uneven_coverage(df)
+    if "mean:all" in values and comparable:
+        values = values.sort_values("mean:all", ascending=metric in LOWER_IS_BETTER, kind="stable")
     values.columns.name = values.index.name = None
-    board = Leaderboard(metric, perturbation, values)
+    board = Leaderboard(metric, perturbation, values, oracle=oracle and metric in THRESHOLDED, comparable=comparable)
     if intervals is not None and len(intervals):
         ci = intervals[(intervals["metric"] == metric) & (intervals["perturbation"] == perturbation)]
         for bound in ("lo", "hi"):
@@ -98,7 +134,47 @@ def leaderboard(metrics: "pd.DataFrame", metric: str, perturbation: str = "none"
     return board
 
 
-def board_cells(board: Leaderboard, bold: Callable[[str], str], dagger: str, interval: Callable[[float, float], str]):
+def uneven_coverage(metrics: "pd.DataFrame") -> dict[str, int]:
+    """Detector -> how many splits its ``mean:all`` covers, when that differs between detectors at some
+    perturbation (their means then average different splits and must not be ranked together); else {}."""
+    rows = metrics[~metrics["split"].astype(str).str.startswith("mean:")]
+    for _, df in rows.groupby("perturbation", sort=True):
+        cover = df.groupby("detector")["split"].agg(frozenset)
+        if len(set(cover)) > 1:
+            return {d: len(s) for d, s in cover.items()}
+    return {}
+
+
+def coverage_warning(metrics: "pd.DataFrame") -> str | None:
+    """One line saying that the detectors' means cover different splits, or None when they agree."""
+    counts = uneven_coverage(metrics)
+    if not counts:
+        return None
+    shown = ", ".join(f"{d}: {n}" for d, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:6])
+    return (f"the detectors' mean:all cover different splits ({shown}{' ...' if len(counts) > 6 else ''} splits), "
+            "so their means are not ranked against each other; compare them split by split")
+
+
+def split_names(pairs: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
+    """Split -> the names a detector's declared training data may match: the split's name, its last path part
+    and the generators of its fakes (lower case), from (split, generator) pairs (generator "" for reals)."""
+    names: dict[str, set[str]] = {}
+    for split, gen in pairs:
+        if str(split).startswith("mean:"):
+            continue
+        entry = names.setdefault(split, {str(split).lower(), str(split).lower().rsplit("/", 1)[-1]})
+        if gen:
+            entry.add(str(gen).lower())
+    return names
+
+
+def seen_marker(training: Mapping[str, Iterable[str]], names: Mapping[str, set[str]]) -> Callable[[str, str], bool]:
+    """``seen(detector, split)``: whether any name of ``split`` is in the detector's training data (the ``†``)."""
+    lowered = {d: {str(g).lower() for g in gens} for d, gens in training.items()}
+    return lambda det, split: bool(lowered.get(det, set()) & names.get(split, set()))
+
+
+def board_cells(board: Leaderboard, bold: Callable[[str], str], dagger: str, interval: Callable[[str, str], str]):
     """The shown text of every cell, row by row."""
     best = board.best()
     for det in board.values.index:
@@ -108,31 +184,47 @@ def board_cells(board: Leaderboard, bold: Callable[[str], str], dagger: str, int
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 row.append("-")
                 continue
-            text = f"{100 * v:.1f}"
+            text = format_value(board.metric, v)
             text = bold(text) if best.at[det, col] else text
             if board.seen is not None and board.seen.at[det, col]:
                 text += dagger
             if board.lo is not None and not math.isnan(board.lo.at[det, col]):
-                text += interval(100 * board.lo.at[det, col], 100 * board.hi.at[det, col])
+                text += interval(format_value(board.metric, board.lo.at[det, col]),
+                                 format_value(board.metric, board.hi.at[det, col]))
             row.append(text)
         yield det, row
 
 
 def to_markdown(boards: Sequence[Leaderboard]) -> str:
-    """GitHub tables, one per leaderboard."""
+    """GitHub tables, one per leaderboard; names are escaped, so a split called ``a|b`` stays one cell."""
     from tabulate import tabulate
+
+    from ..api.escape import markdown_escape
 
     parts = []
     for b in boards:
-        rows = [[det, *cells] for det, cells in board_cells(b, lambda t: f"**{t}**", DAGGER, lambda lo, hi: f" [{lo:.1f}, {hi:.1f}]")]
-        body = tabulate(rows, headers=["detector", *b.values.columns], tablefmt="github", disable_numparse=True)
+        rows = [[markdown_escape(det), *cells]
+                for det, cells in board_cells(b, lambda t: f"**{t}**", DAGGER, lambda lo, hi: f" [{lo}, {hi}]")]
+        headers = ["detector", *map(markdown_escape, b.values.columns)]  # names from folders: `|`, `\\`, `*` ...
+        body = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
         parts.append(f"### {b.title.replace(b.perturbation, f'`{b.perturbation}`')}\n\n{body}\n")
     return "\n".join(parts)
 
 
+def leaderboards_of(metrics: "pd.DataFrame", metrics_shown: Sequence[str], intervals: "pd.DataFrame | None" = None,
+                    seen: Callable[[str, str], bool] | None = None) -> list[Leaderboard]:
+    """One leaderboard per perturbation (clean first) and metric, then the oracle-threshold tables of the
+    thresholded metrics (when some rows have oracle thresholds); empty tables are left out."""
+    perts = perturbation_order(metrics["perturbation"])
+    boards = [leaderboard(metrics, m, p, intervals, seen) for p in perts for m in metrics_shown]
+    if is_oracle(metrics).any():
+        boards += [leaderboard(metrics, m, p, intervals, seen, oracle=True)
+                   for p in perts for m in metrics_shown if m in THRESHOLDED]
+    return [b for b in boards if len(b.values)]
+
+
 def leaderboard_markdown(metrics: "pd.DataFrame", metrics_shown: Sequence[str] = ("acc", "ap"),
                          seen: Callable[[str, str], bool] | None = None) -> str:
-    """Detectors x splits tables (in %), one per metric and perturbation, means last: the same
-    tables as ``sidbench report --format md`` (best per column in bold)."""
-    perts = perturbation_order(metrics["perturbation"])
-    return to_markdown([leaderboard(metrics, m, p, seen=seen) for p in perts for m in metrics_shown])
+    """Detectors x splits tables (in %), one per metric and perturbation, means last, oracle-threshold
+    tables last and labelled: the same tables as ``sidbench report --format md`` (best per column in bold)."""
+    return to_markdown(leaderboards_of(metrics, metrics_shown, seen=seen))

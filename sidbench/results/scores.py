@@ -2,6 +2,13 @@
 
 The row key ``(detector, perturbation, split, path)`` is spelled once, here: one image may belong to
 several splits (Synthbuster pairs every generator with the same RAISE reals), so the split is part of it.
+``sha256`` is the content hash of the bytes the row was scored from: a resume keeps a row only while the
+file still has that content (see :mod:`sidbench.run.resume`).
+
+Text is UTF-8; a path that is not valid UTF-8 is written as its original bytes (surrogate escapes), so it
+reads back exactly with :func:`read_scores` (or ``pandas.read_csv(..., encoding_errors="surrogateescape")``).
+Cells are written as they are, formulas included (``=...`` split names): these files are data for programs;
+``sidbench report --format csv`` is the export to open in a spreadsheet.
 """
 from __future__ import annotations
 
@@ -9,16 +16,20 @@ import csv
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import IO, TYPE_CHECKING, Any, Iterable, Mapping
 
-from ..api.paths import write_atomic
+from ..api.paths import ENCODING, ERRORS, check_replace, note_written, write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..api.records import Record
+    from .operating import OperatingPoints
 
-SCORE_COLUMNS = ("detector", "split", "group", "generator", "perturbation", "protocol", "path", "label", "logit", "prob")
+CALIBRATED = "prob_calibrated"  # with --calibrate: P(fake) after the detector's calibration (added when finished)
+SCORE_COLUMNS = ("detector", "split", "group", "generator", "perturbation", "protocol", "path", "label", "logit", "prob",
+                 "sha256")
+TEXT_COLUMNS = ("detector", "split", "group", "generator", "perturbation", "protocol", "path", "sha256")
 ROW_KEY = ("detector", "perturbation", "split", "path")
 _KEY_INDEX = tuple(SCORE_COLUMNS.index(c) for c in ROW_KEY)
 
@@ -35,27 +46,33 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-def score_row(detector: str, record: "Record", perturbation: str, protocol: str, logit: float) -> tuple:
-    """One ``scores.csv`` row (``SCORE_COLUMNS`` order); floats written with ``repr`` so they read back exactly."""
+def score_row(detector: str, record: "Record", perturbation: str, protocol: str, logit: float, sha256: str = "") -> tuple:
+    """One ``scores.csv`` row (``SCORE_COLUMNS`` order); floats written with ``repr`` so they read back exactly.
+    ``sha256``: the content hash of the image bytes scored ("" when unknown: a resume scores such rows again)."""
     r = record
     return (detector, r.split, r.group, r.generator, perturbation, protocol, r.path, r.label,
-            repr(float(logit)), repr(sigmoid(logit)))
+            repr(float(logit)), repr(sigmoid(logit)), sha256)
 
 
 class ScoreLog:
     """Append-only ``scores.csv``: each batch is flushed and fsynced, so a killed run loses at
-    most the batch in flight; on reopening, a torn last line is cut off and finished rows are known."""
+    most the batch in flight; on reopening, a torn last line is cut off and finished rows are known.
+    A file of an older format (other columns) is rewritten in this one first (unknown cells empty)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.done: set[tuple[str, str, str, str]] = set()  # row keys already written
+        check_replace(self.path)
         if self.path.exists():
             self._repair()
+            if self.path.stat().st_size and header_of(self.path) != list(SCORE_COLUMNS):
+                write_atomic(self.path, to_csv(read_scores(self.path)))
             self.done = done_rows(self.path)
         new = not self.path.exists() or self.path.stat().st_size == 0
-        self._f = open(self.path, "a", newline="")
+        self._f = open(self.path, "a", newline="", encoding=ENCODING, errors=ERRORS)
         self._w = csv.writer(self._f)
         if new:
+            note_written(self.path)
             self._w.writerow(SCORE_COLUMNS)
             self._flush()
 
@@ -79,24 +96,83 @@ class ScoreLog:
         self._f.close()
 
 
-def read_scores(path: Path) -> "pd.DataFrame":
+class ScoreRows:
+    """The rows a :class:`ScoreLog` would write, kept in memory (``sidbench score``: no results folder)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self.done: set[tuple[str, str, str, str]] = set()
+
+    def write(self, rows: Iterable[tuple]) -> None:
+        for row in rows:
+            self.rows.append(row)
+            self.done.add(row_key(row))
+
+    def close(self) -> None:
+        """Nothing to flush (the ScoreLog interface)."""
+
+    def frame(self) -> "pd.DataFrame":
+        """The rows with ``SCORE_COLUMNS``; logit and prob as floats."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.rows, columns=SCORE_COLUMNS)
+        return df.astype({"logit": float, "prob": float})
+
+
+def header_of(path: Path) -> list[str]:
+    with open(path, newline="", encoding=ENCODING, errors=ERRORS) as f:
+        return next(csv.reader(f), [])
+
+
+def read_scores(path: "Path | IO[bytes]") -> "pd.DataFrame":
+    """A scores file with text columns kept verbatim (a split named ``NA`` stays text, undecodable names
+    come back as they were); a file of an older format gets the missing columns, empty."""
     import pandas as pd
 
-    return pd.read_csv(path, dtype={"split": str, "group": str, "generator": str, "detector": str,
-                                    "perturbation": str, "path": str}, keep_default_na=False)
+    df = pd.read_csv(path, dtype={c: object for c in TEXT_COLUMNS}, keep_default_na=False,
+                     encoding=ENCODING, encoding_errors=ERRORS)
+    for c in SCORE_COLUMNS:
+        if c not in df.columns:
+            df[c] = ""
+    return df[list(SCORE_COLUMNS) + [c for c in df.columns if c not in SCORE_COLUMNS]]
+
+
+def to_csv(df: "pd.DataFrame") -> str:
+    return df.to_csv(index=False)
 
 
 def finalize_scores(path: Path) -> "pd.DataFrame":
     """Sort the streamed scores (so a resumed run's file equals an uninterrupted one) and rewrite atomically."""
     df = read_scores(path).sort_values(list(ROW_KEY), kind="stable")
     df = df.drop_duplicates(list(ROW_KEY), keep="first").reset_index(drop=True)
+    write_atomic(path, to_csv(df))
+    return df
+
+
+def write_calibrated(path: Path, scores: "pd.DataFrame", op: "OperatingPoints") -> "pd.DataFrame":
+    """Put ``prob_calibrated`` (the calibrated P(fake)) next to ``prob`` when ``op`` calibrates, or take an
+    earlier run's column away when it does not; the raw ``logit`` and ``prob`` stay as they are."""
+    import numpy as np
+
+    from .operating import p_fake
+
+    if CALIBRATED not in scores and not op.calibration:
+        return scores
+    df = scores.drop(columns=[CALIBRATED], errors="ignore")
+    if op.calibration:
+        logits = df["logit"].to_numpy(dtype=np.float64)
+        calibrated = logits.copy()
+        for det, cal in op.calibration.items():
+            rows = (df["detector"] == det).to_numpy()
+            calibrated[rows] = cal.apply(logits[rows])
+        df.insert(df.columns.get_loc("prob") + 1, CALIBRATED, p_fake(calibrated))
     write_atomic(path, df.to_csv(index=False))
     return df
 
 
 def done_rows(path: Path) -> set[tuple[str, str, str, str]]:
     """The row keys of a (possibly torn) scores file."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding=ENCODING, errors=ERRORS) as f:
         return {row_key(row) for row in csv.DictReader(f) if all(row.get(c) is not None for c in ROW_KEY)}
 
 
@@ -110,6 +186,6 @@ def merge_score_files(main: Path, parts: list[Path]) -> None:
         ScoreLog(p).close()  # cuts a torn last line left by a killed earlier run
     frames = [read_scores(p) for p in ([main] if main.exists() else []) + parts]
     merged = pd.concat(frames, ignore_index=True).drop_duplicates(list(ROW_KEY), keep="first")
-    write_atomic(main, merged.to_csv(index=False))
+    write_atomic(main, to_csv(merged))
     for p in parts:
         p.unlink()

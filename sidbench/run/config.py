@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.errors import SidbenchError
 from ..api.records import Record
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,6 +39,9 @@ class RunConfig:
     suite: str | None = None  # a named benchmark (sidbench.run.suites), e.g. "paper"
     no_cache: bool = False  # do not read or write the feature cache
     compile: bool = False  # torch.compile the backbone (GPU runs)
+    threshold: str = "fixed"  # fixed | val | oracle | val-fpr:X (sidbench.results.operating)
+    calibrate: str | None = None  # temperature | platt, fitted on the validation split per detector
+    fpr_targets: list[float] = field(default_factory=list)  # TPR columns at these FPRs besides 1% and 5%
 
     def __post_init__(self) -> None:
         """Values of the wrong kind fail here with one line (TOML files are not type-checked)."""
@@ -54,16 +60,49 @@ class RunConfig:
             v = getattr(self, f.name)
             if f.type == "str | None" and v is not None and not isinstance(v, str):
                 raise SidbenchError(f"{f.name} must be a string, got {v!r}")
-        if not isinstance(self.detector_options, dict):
+            if f.type == "bool" and not isinstance(v, bool):
+                raise SidbenchError(f"{f.name} must be true or false, got {v!r}")
+        self._check_operating_points()
+        from ..api.backbone import PRECISIONS
+
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise SidbenchError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not isinstance(self.detector_options, dict) or not all(isinstance(v, dict) for v in self.detector_options.values()):
             raise SidbenchError(f"detector_options must be a table of tables, got {self.detector_options!r}")
+        self.workers = capped_workers(self.workers)
+
+    def _check_operating_points(self) -> None:
+        from ..results.operating import CALIBRATIONS, fpr_targets, parse_threshold
+
+        if not isinstance(self.threshold, str):
+            raise SidbenchError(f"threshold must be a string, got {self.threshold!r}")
+        parse_threshold(self.threshold)
+        if self.calibrate is not None and self.calibrate not in CALIBRATIONS:
+            raise SidbenchError(f"--calibrate {self.calibrate}: choose {' or '.join(CALIBRATIONS)}")
+        if not isinstance(self.fpr_targets, list):
+            raise SidbenchError(f"fpr_targets must be a list of fractions, got {self.fpr_targets!r}")
+        fpr_targets(self.fpr_targets)
 
     def identity(self) -> dict[str, Any]:
-        """What fixes the results (not where they go, how fast or with which progress bars)."""
-        skip = ("out", "progress", "workers", "device", "no_cache")
+        """What fixes the scores (not where they go, how fast or with which progress bars; nor the
+        threshold, calibration and FPR targets, which only change the metrics computed from the scores)."""
+        skip = ("out", "progress", "workers", "device", "no_cache", "threshold", "calibrate", "fpr_targets")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def capped_workers(workers: int | None) -> int | None:
+    """``workers`` at most the CPU count: more loader processes only cost memory (``workers = 100000``
+    would exhaust it); says so once when it caps."""
+    from ..engine.loader import cpu_count
+
+    cpus = cpu_count()
+    if workers is not None and workers > cpus:
+        log.warning(f"workers = {workers} is more than the {cpus} CPU(s) here; using {cpus}")
+        return cpus
+    return workers
 
 
 @dataclass
@@ -112,15 +151,45 @@ def read_toml(path: str) -> dict[str, Any]:
 def config_from(values: dict[str, Any], source: str | None = None) -> RunConfig:
     """A RunConfig from TOML-style values (``source`` names the file for errors); ``detectors`` may be
     one comma-separated string, ``data`` one path."""
+    import difflib
+
     from ..api.names import split_list
 
-    unknown = set(values) - {f.name for f in dataclasses.fields(RunConfig)}
+    known = [f.name for f in dataclasses.fields(RunConfig)]
+    unknown = sorted(set(values) - set(known))
     if unknown:
-        raise SidbenchError(f"--config {source}: unknown key(s) {sorted(unknown)}" if source
-                            else f"unknown run setting(s) {sorted(unknown)}")
+        hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, known, n=1)) else repr(k)
+                 for k in unknown]
+        where = f"--config {source}: unknown key(s)" if source else "unknown run setting(s)"
+        raise SidbenchError(f"{where} {', '.join(hints)}; the keys are those of `sidbench run --help` "
+                            f"with _ for - ({', '.join(known)})")
     values = dict(values)
     if isinstance(values.get("detectors"), str):
         values["detectors"] = split_list(values["detectors"])
     if isinstance(values.get("data"), str):
         values["data"] = [values["data"]]
     return RunConfig(**values)
+
+
+def with_settings(cfg: RunConfig, items: list[str], plugins: Any, detectors: list[str] | None = None) -> RunConfig:
+    """``--set KEY=VALUE`` (the grammar of ``sidbench train``) as detector options: each setting goes to every
+    detector in ``detectors`` (default ``cfg.detectors``) that takes that option; ``--set NAME:KEY=VALUE`` to
+    that one only. Settings override the config file's ``[detector_options.NAME]``."""
+    from ..api.names import parse_key_values, spec_name
+
+    if not items:
+        return cfg
+    names = list(detectors if detectors is not None else cfg.detectors)
+    options = {n: dict(o) for n, o in cfg.detector_options.items()}
+    for key, value in parse_key_values(items, "--set").items():
+        target, sep, option = key.rpartition(":")
+        chosen = [target] if sep else names
+        if sep and target not in names:
+            raise SidbenchError(f"--set {key}=...: {target!r} is not one of the detectors run ({', '.join(names)})")
+        takers = [n for n in chosen if option in plugins.detector(spec_name(n)).options or option == "preprocess"]
+        if not takers:
+            raise SidbenchError(f"--set {key}=...: none of {', '.join(chosen) or 'the detectors'} has an option "
+                                f"{option!r}; see `sidbench list detectors NAME` for a detector's options")
+        for n in takers:
+            options.setdefault(n, {})[option] = value
+    return dataclasses.replace(cfg, detector_options=options)

@@ -13,7 +13,9 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 TIMEOUT = timedelta(hours=4)  # rank 0 may fit heads for a long time while the others wait
 
@@ -59,6 +61,25 @@ class Dist:
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, obj)
         return out
+
+    def on_main(self, fn: Callable[[], T]) -> T | None:
+        """Rank 0 runs ``fn`` (e.g. locks and claims the results folder) while the others wait; its failure
+        becomes the same one-line error on every rank. Returns fn's result on rank 0, None elsewhere."""
+        from ..api.errors import SidbenchError
+
+        result, error = None, None
+        try:
+            if self.is_main:
+                result = fn()
+        except BaseException as exc:
+            error = exc
+        if self.active:
+            message = self.gather(None if error is None else str(error) or type(error).__name__)[0]
+            if message is not None and error is None:
+                raise SidbenchError(message)
+        if error is not None:
+            raise error
+        return result
 
     @contextlib.contextmanager
     def main_first(self) -> Iterator[None]:

@@ -11,13 +11,16 @@ from ..data.layout import resolve_records
 from .config import RunConfig, RunData
 
 
-def records_of(paths: list[str] | str | None, plugins: Any, dataset: str | None = None, **options: Any) -> list:
+def records_of(paths: list[str] | str | None, plugins: Any, dataset: str | None = None, role: str = "test", *,
+               flag: str = "--data", **options: Any) -> list:
+    """The records of every path in ``role`` (test, train or val); a split name in two paths is refused
+    (``flag`` names their option in errors)."""
     if not paths:
         return []
     paths = [paths] if isinstance(paths, str) else paths
     out, root_of = [], {}
     for p in paths:
-        recs = resolve_records(p, plugins, dataset, **options)
+        recs = resolve_records(p, plugins, dataset, role, flag=flag, **options)
         for split in sorted({r.split for r in recs}):
             if root_of.setdefault(split, p) != p:
                 raise DataError(f"split {split!r} is in both {root_of[split]} and {p}: two data folders would merge "
@@ -29,7 +32,12 @@ def records_of(paths: list[str] | str | None, plugins: Any, dataset: str | None 
 def run_data(cfg: RunConfig, plugins: Any) -> RunData:
     test = records_of(cfg.data, plugins, cfg.dataset)
     name = "-".join(Path(p).resolve().name for p in cfg.data)[:60] or "run"
-    return RunData(test, records_of(cfg.train, plugins), records_of(cfg.val, plugins), name=name)
+    return RunData(test, *fit_records(cfg, plugins), name=name)
+
+
+def fit_records(cfg: RunConfig, plugins: Any) -> tuple[list, list]:
+    """The ``--train`` and ``--val`` records, each read in its role (a GenImage or WildRF root gives its train/ or val/)."""
+    return records_of(cfg.train, plugins, role="train", flag="--train"), records_of(cfg.val, plugins, role="val", flag="--val")
 
 
 def suite_run_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
@@ -39,26 +47,27 @@ def suite_run_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     test, plan, perturb = suite_data(cfg.suite, cfg.data, plugins, cfg.perturb)
     cfg = dataclasses.replace(cfg, perturb=perturb)
     name = f"{cfg.suite}-" + "-".join(Path(p).resolve().name for p in cfg.data)[:60]
-    return cfg, RunData(test, records_of(cfg.train, plugins), records_of(cfg.val, plugins), name=name, plan=plan)
+    return cfg, RunData(test, *fit_records(cfg, plugins), name=name, plan=plan)
 
 
 QUICKSTART_PERTURB = "jpeg:75"  # the test splits again after JPEG compression
-# Native centre crop for every detector: one backbone pass serves all of them, and the 256 -> 224 resize
-# of the resize protocol would erase the quickstart's pixel-level traces (as it does on real benchmarks).
+# Native centre crop for every feature detector: one backbone pass serves all of them, and the 256 -> 224 resize
+# of the resize protocol would erase the quickstart's pixel-level traces (as it does on real benchmarks). Pixel
+# detectors read their own protocol (their quickstart_options may set one).
 QUICKSTART_PROTOCOL = "center_crop"
 
 
 def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
-    """The quickstart: every built-in family's default detector on clip-tiny, fitted on the generated train split."""
+    """The quickstart: every built-in family's default detector (feature detectors on clip-tiny), fitted on the
+    generated train split."""
     from ..data.quickstart import QuickstartLayout, ensure_quickstart
 
     root = ensure_quickstart()
     layout = QuickstartLayout()
     detectors = cfg.detectors or default_detectors(plugins)
-    quick = {n: dict(plugins.detector(spec_name(n)).quickstart_options) for n in detectors}
-    options = {n: {**quick.get(n, {}), **cfg.detector_options.get(n, {})} for n in detectors}
+    options = {n: quickstart_options(plugins.detector(spec_name(n)), cfg.detector_options.get(n, {})) for n in detectors}
     cfg = dataclasses.replace(cfg, detectors=detectors, detector_options=options, backbone=cfg.backbone or "clip-tiny",
-                              perturb=cfg.perturb or QUICKSTART_PERTURB, protocol=cfg.protocol or QUICKSTART_PROTOCOL)
+                              perturb=cfg.perturb or QUICKSTART_PERTURB)
     data = RunData(
         test=layout.records(root, split="test"),
         train=layout.records(root, split="train"),
@@ -68,12 +77,19 @@ def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     return cfg, data
 
 
+def quickstart_options(spec: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """A detector's quickstart options: the centre crop for feature detectors, its ``quickstart_options``, then
+    what the user gave (``--protocol`` still overrides the protocol of every detector)."""
+    base = {"preprocess": QUICKSTART_PROTOCOL} if spec.pixels is None else {}
+    return {**base, **dict(spec.quickstart_options), **given}
+
+
 def default_detectors(plugins: Any) -> list[str]:
-    """One detector per built-in family: its default variant."""
-    families: dict[str, str] = {}
+    """One detector per built-in family: its default variant (families whose default opts out are left out)."""
+    families: dict[str, Any] = {}
     for spec in plugins.detectors.values():
         if "/detectors/" not in spec.origin.replace("\\", "/"):
             continue
         if spec.default or spec.family not in families:
-            families[spec.family] = spec.name
-    return sorted(families.values())
+            families[spec.family] = spec
+    return sorted(s.name for s in families.values() if s.quickstart)

@@ -9,20 +9,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..api.errors import FitRequiredError, SidbenchError
+from ..api.paths import written_by_sidbench
 from ..api.records import Record
 from .config import RunConfig, RunData, pick_device
+from .resume import prune_stale_rows
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..api.detector import Detector
+    from ..results.folder import ResultsFolder
+    from .resume import RowCheck
     from ..engine.cache import FeatureCache
     from ..engine.inputs import ExtractOptions
+    from ..engine.scoring import ScoreContext
     from ..engine.sources import BackboneSource, Source
     from ..registry.plugins import Plugins
     from .distributed import Dist
 
 Log = Callable[[str], None]
+SKIPPED = "skipped.csv"
 
 
 def build_detectors(cfg: RunConfig, plugins: "Plugins") -> list["Detector"]:
@@ -32,13 +38,25 @@ def build_detectors(cfg: RunConfig, plugins: "Plugins") -> list["Detector"]:
         raise SidbenchError("no detectors given: --detectors NAME[,NAME...] (see `sidbench list detectors`)")
     dets, seen = [], set()
     for name in cfg.detectors:
-        det = load_detector(name, backbone=cfg.backbone, plugins=plugins,
-                            **({"preprocess": cfg.protocol} if cfg.protocol else {}), **cfg.detector_options.get(name, {}))
+        options = {**cfg.detector_options.get(name, {}), **({"preprocess": cfg.protocol} if cfg.protocol else {})}
+        det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **options)
         if det.name in seen:
             raise SidbenchError(f"detector {det.name!r} is listed twice in --detectors")
         seen.add(det.name)
         dets.append(det)
+    check_weights_target(cfg, dets)
     return dets
+
+
+def check_weights_target(cfg: RunConfig, detectors: Sequence["Detector"]) -> None:
+    """``--weights`` belongs to one backbone: refuse it when the detectors read several and --backbone names none
+    (``rine`` on ViT-L-14:openai and ``clip_svm`` on the CommonPool model would both get the file)."""
+    if not cfg.weights or cfg.backbone:
+        return
+    names = sorted({SourcePool.key(d, cfg) for d in detectors if d.input == "features"})
+    if len(names) > 1:
+        raise SidbenchError(f"--weights {cfg.weights}: the detectors read {len(names)} backbones ({', '.join(names)}); "
+                            "name the one these weights belong to with --backbone")
 
 
 class SourcePool:
@@ -92,77 +110,178 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log = print) -> "pd.DataFrame | None":
-    """Run ``cfg`` on ``data`` into ``out`` and return the metrics table (None on torchrun ranks > 0)."""
+def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log = print,
+        overwrite: bool = False) -> "pd.DataFrame | None":
+    """Run ``cfg`` on ``data`` into ``out`` and return the metrics table (None on torchrun ranks > 0).
+
+    Names, perturbations and fitting needs are checked before ``out`` is touched; ``out`` is then locked
+    (one run at a time), cleared of an earlier run's files with ``overwrite``, and claimed. A run that fails
+    before it scored or fitted anything removes what it wrote there."""
     import torch
 
     from ..data.perturb import parse_perturbations
     from ..engine.inputs import ExtractOptions
-    from ..engine.scoring import ScoreContext, score_group
-    from ..results.folder import claim_results_folder
     from . import distributed
+    from .resume import RowCheck
 
     t0 = time.time()
     torch.manual_seed(cfg.seed)
     dist = distributed.init(cfg.device)
     device = dist.device(pick_device(cfg.device))
     log = log if dist.is_main else (lambda message: None)  # one voice under torchrun
-    out.mkdir(parents=True, exist_ok=True)
-    claim_results_folder(out, cfg.identity())  # every rank writes the same content atomically
+    if cfg.precision not in (None, "fp32") and not str(device).startswith("cuda"):
+        log(f"--precision {cfg.precision} applies to CUDA devices; {device} runs fp32")
     perturbations = parse_perturbations(cfg.perturb, plugins)
     detectors = build_detectors(cfg, plugins)
-    cache = None if cfg.no_cache else _feature_cache()
-    opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache)
-    ctx = RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log)
-    with dist.main_first():  # rank 0 fits and saves; the other ranks load its checkpoints
-        fit_all(ctx, detectors)
-    score = ScoreContext(distributed.open_scores(out, dist), opts, shard=(dist.rank, dist.world))
+    check_fittable(detectors, data, out)
+    check_val_for_operating_points(cfg, data)
+    check = RowCheck(detectors, perturbations, data, cfg)
+    folder = dist.on_main(lambda: open_results(out, overwrite, cfg, check))
     try:
-        for (key, protocol), by_det in assign(detectors, data, cfg).items():
-            group = [d for d in detectors if d.name in by_det]
-            source = ctx.pool.source(group[0])
-            for det in group:
-                det.to(device).eval()
-                det.bind(source)
-            for pert in perturbations:
-                t = time.time()
-                wanted = {n: [r for r in rs if data.plan is None or data.plan.wants(pert.name, r)] for n, rs in by_det.items()}
-                score_group(score, group, source, protocol, pert, wanted)
-                ctx.timings[f"score {key} {protocol} {pert.name}"] = round(time.time() - t, 3)
+        cache = None if cfg.no_cache else feature_cache()
+        opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache)
+        ctx = RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log)
+        with dist.main_first():  # rank 0 fits and saves; the other ranks load its checkpoints
+            fit_all(ctx, detectors)
+        with dist.main_first():  # rank 0 drops the rows of changed or deleted images before anyone resumes
+            if dist.is_main:
+                prune_stale_rows(out, check, log)
+        skipped = score_test(ctx, detectors, perturbations)
+        if not dist.is_main:
+            return None
+        distributed.merge_scores(out)
+        score_validation(ctx, detectors)  # on rank 0 only: validation sets are small
+        ctx.timings["total"] = round(time.time() - t0, 3)
+        return finish(ctx, detectors, perturbations, skipped)
+    except BaseException:
+        if folder is not None:
+            folder.abandon()
+        raise
+    finally:
+        if folder is not None:
+            folder.release()
+        dist.close()
+
+
+def open_results(out: Path, overwrite: bool, cfg: RunConfig, check: "RowCheck") -> "ResultsFolder":
+    """Lock ``out``, clear it with ``overwrite``, and claim it for ``cfg`` (rank 0 only)."""
+    from ..results.folder import ResultsFolder
+
+    folder = ResultsFolder.open(out, overwrite)
+    try:
+        folder.claim(cfg.identity(), lambda: check.adoption_problem(out))
+    except BaseException:
+        folder.abandon()
+        folder.release()
+        raise
+    return folder
+
+
+def score_test(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequence[Any]) -> dict[str, tuple[str, str]]:
+    """Score every detector on its test records under every perturbation (this rank's chunks, resumed);
+    returns the skipped images of all ranks."""
+    from ..engine.scoring import ScoreContext
+    from ..results.resume import INDEX_NAME, FileIndex
+    from . import distributed
+
+    cfg, data, dist = ctx.cfg, ctx.data, ctx.dist
+    score = ScoreContext(distributed.open_scores(ctx.out, dist), ctx.options, shard=(dist.rank, dist.world),
+                         index=FileIndex(ctx.out / INDEX_NAME))
+    try:
+        score_all(score, ctx.pool, detectors, assign(detectors, data, cfg), perturbations, ctx.timings, data.plan)
     finally:
         score.scores.close()
+    cache = ctx.options.cache
     if cache is not None:
-        log(f"feature cache: {cache.hits} image(s) served, {cache.stored} entries stored ({cache.root})")
+        ctx.log(f"feature cache: {cache.hits} image(s) served, {cache.stored} entries stored ({cache.root})")
     skipped = score.skipped
     for other in dist.gather(skipped)[1:]:  # every rank has finished scoring after this
         skipped.update(other)
-    if not dist.is_main:
-        dist.close()
-        return None
-    distributed.merge_scores(out)
-    ctx.timings["total"] = round(time.time() - t0, 3)
+    return skipped
     try:
-        return finish(ctx, detectors, perturbations, skipped)
+        score_all(score, ctx.pool, detectors, assign(detectors, data, cfg), perturbations, ctx.timings, data.plan)
     finally:
-        dist.close()
+        score.scores.close()
+    cache = ctx.options.cache
+    if cache is not None:
+        ctx.log(f"feature cache: {cache.hits} image(s) served, {cache.stored} entries stored ({cache.root})")
+    skipped = score.skipped
+    for other in dist.gather(skipped)[1:]:  # every rank has finished scoring after this
+        skipped.update(other)
 
 
-def _feature_cache() -> "FeatureCache":
+def feature_cache() -> "FeatureCache":
     from ..engine.cache import FeatureCache
 
     return FeatureCache()
 
 
-def assign(detectors: Sequence["Detector"], data: RunData, cfg: RunConfig) -> dict[tuple[str, str], dict[str, list[Record]]]:
-    """(source, protocol) -> detector name -> its records: detectors sharing a source and preprocessing
-    share one pass per image; a plan may give some records another protocol."""
+def assign(detectors: Sequence["Detector"], data: RunData, cfg: RunConfig,
+           records: Sequence[Record] | None = None) -> dict[tuple[str, str], dict[str, list[Record]]]:
+    """(source, protocol) -> detector name -> its records (default: the test records): detectors sharing a
+    source and preprocessing share one pass per image; a plan may give some test records another protocol."""
+    from .resume import protocol_for
+
     groups: dict[tuple[str, str], dict[str, list[Record]]] = {}
     for det in detectors:
         key = SourcePool.key(det, cfg)
-        for r in data.test:
-            protocol = (data.plan.protocol(det, r) if data.plan is not None and not cfg.protocol else None) or det.preprocess
+        for r in (data.test if records is None else records):
+            protocol = protocol_for(det, r, data, cfg) if records is None else det.preprocess
             groups.setdefault((key, protocol), {}).setdefault(det.name, []).append(r)
     return groups
+
+
+def score_all(score: "ScoreContext", pool: SourcePool, detectors: Sequence["Detector"],
+              groups: dict[tuple[str, str], dict[str, list[Record]]], perturbations: Sequence[Any],
+              timings: dict[str, float], plan: Any = None, label: str = "score") -> None:
+    """Score ``groups`` (from :func:`assign`) under every perturbation (those ``plan`` wants) through the
+    engine's scoring path: one source pass per image for each group of detectors sharing a source and
+    protocol (``sidbench run``, its validation scores, and ``sidbench score``)."""
+    from ..engine.scoring import score_group
+
+    for (key, protocol), by_det in groups.items():
+        group = [d for d in detectors if d.name in by_det]
+        source = pool.source(group[0])
+        for det in group:
+            det.to(pool.device).eval()
+            det.bind(source)
+        for pert in perturbations:
+            t = time.time()
+            wanted = {n: [r for r in rs if plan is None or plan.wants(pert.name, r)] for n, rs in by_det.items()}
+            score_group(score, group, source, protocol, pert, wanted)
+            timings[f"{label} {key} {protocol} {pert.name}"] = round(time.time() - t, 3)
+
+
+VAL_SCORES = "val_scores.csv"
+
+
+def check_val_for_operating_points(cfg: RunConfig, data: RunData) -> None:
+    """``--threshold val``/``val-fpr:X`` and ``--calibrate`` need validation images: fail before any work."""
+    from ..results.operating import VAL_HINT, parse_threshold
+
+    policy = parse_threshold(cfg.threshold)
+    if (policy.needs_val or cfg.calibrate) and not data.val:
+        what = f"--threshold {policy}" if policy.needs_val else f"--calibrate {cfg.calibrate}"
+        raise SidbenchError(f"{what} chooses on the validation split, and this run has none: {VAL_HINT}")
+
+
+def score_validation(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
+    """Score every detector (fitted here or attached by checkpoint) on the clean validation records, through
+    the same scoring path as the test records, into ``val_scores.csv`` (resumable like ``scores.csv``)."""
+    from ..data.perturb import NONE
+    from ..engine.scoring import ScoreContext
+    from ..results.scores import ScoreLog
+
+    if not ctx.data.val:
+        return
+    score = ScoreContext(ScoreLog(ctx.out / VAL_SCORES), ctx.options)
+    try:
+        score_all(score, ctx.pool, detectors, assign(detectors, ctx.data, ctx.cfg, ctx.data.val), [NONE], ctx.timings,
+                  label="score val")
+    finally:
+        score.scores.close()
+    if score.skipped:
+        ctx.log(f"validation: {len(score.skipped)} unreadable image(s) skipped")
 
 
 def fit_all(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
@@ -174,17 +293,12 @@ def fit_all(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
     for det in detectors:
         if det.fitted:
             continue
-        ckpt = ctx.out / "checkpoints" / f"{det.name}.safetensors"
-        if ckpt.exists():  # fitted by an earlier, interrupted run of the same command
+        ckpt = checkpoint_path(ctx.out, det)
+        if ckpt.exists() and written_by_sidbench(ckpt):  # fitted by an earlier, interrupted run of the same command
             det.load(str(ckpt))
             det.trained_on = generators(ctx.data.train)
             ctx.log(f"{det.name}: loaded the checkpoint fitted by the earlier run ({ckpt})")
             continue
-        if not ctx.data.train:
-            raise FitRequiredError(
-                f"detector {det.name!r} must be fitted: give --train PATH (and --val PATH), "
-                f"or a checkpoint with --detectors {det.name}@CHECKPOINT"
-            )
         todo.append(det)
     shared: dict[str, EngineFitData] = {}
     for det in todo:
@@ -197,6 +311,22 @@ def fit_all(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
         ctx.timings[f"fit {det.name}"] = round(time.time() - t, 3)
 
 
+def check_fittable(detectors: Sequence["Detector"], data: RunData, out: Path) -> None:
+    """Every detector that needs fitting has training data or a checkpoint (checked before ``out`` is touched)."""
+    for det in detectors:
+        ckpt = checkpoint_path(out, det)
+        if not det.fitted and not data.train and not (ckpt.exists() and written_by_sidbench(ckpt)):
+            raise FitRequiredError(
+                f"detector {det.name!r} must be fitted: give --train PATH (and --val PATH), "
+                f"or a checkpoint with --detectors {det.name}@CHECKPOINT"
+            )
+
+
+def checkpoint_path(out: Path, det: "Detector") -> Path:
+    """Where a detector fitted during the run is saved (and found again on resume)."""
+    return out / "checkpoints" / f"{det.name}.safetensors"
+
+
 def fit_data_for(ctx: RunContext, det: "Detector", group: Sequence["Detector"]):
     """The FitData of ``group`` (detectors on one source): the union of their features under each protocol is
     extracted at once."""
@@ -205,7 +335,7 @@ def fit_data_for(ctx: RunContext, det: "Detector", group: Sequence["Detector"]):
 
     common = dict(protocol=det.preprocess, seed=ctx.cfg.seed, options=ctx.options, device=ctx.pool.device)
     if det.input == "pixels":
-        return EngineFitData(ctx.data.train, ctx.data.val, pixels=det.spec.pixels, **common)
+        return EngineFitData(ctx.data.train, ctx.data.val, pixels=det.pixel_input, **common)
     names: dict[str, set[str]] = {}  # per protocol: a resize-protocol fit need not carry RINE's cls_ln2
     for d in group:
         names.setdefault(d.preprocess, set()).update(source_outputs(d))
@@ -216,9 +346,15 @@ def fit_data_for(ctx: RunContext, det: "Detector", group: Sequence["Detector"]):
 def fit_and_save(ctx: RunContext, det: "Detector", data) -> None:
     from ..engine.fitting import fit_detector
 
+    from ..api.checkpoints import non_finite_tensor
+
     summary, seconds = fit_detector(det, data, ctx.cfg.seed, log=lambda m, d=det: ctx.log(f"{d.name}: {m}"))
+    bad = non_finite_tensor(det.state_dict())
+    if bad is not None:  # a diverged fit is not saved, so the next run fits again instead of loading it
+        raise SidbenchError(f"fitting detector {det.name!r} gave NaN or Inf weights ({bad}); lower its learning rate "
+                            "or check the training data")
     det.trained_on = generators(ctx.data.train)
-    det.save(str(ctx.out / "checkpoints" / f"{det.name}.safetensors"))
+    det.save(str(checkpoint_path(ctx.out, det)))
     ctx.log(f"{det.name}: fitted in {seconds:.1f}s {summary or ''}".rstrip())
 
 
@@ -234,18 +370,22 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
 
     from ..api.paths import write_atomic
     from ..results.folder import environment, write_run_json, write_skipped
-    from ..results.leaderboard import leaderboard_markdown
+    from ..results.leaderboard import DAGGER, coverage_warning, leaderboard_markdown, seen_marker, split_names
     from ..results.metrics import metrics_table
-    from ..results.scores import finalize_scores
 
     out, cfg, data = ctx.out, ctx.cfg, ctx.data
-    scores = finalize_scores(out / "scores.csv")
-    n_skipped = write_skipped(out / "skipped.csv", skipped)
-    metrics = metrics_table(scores)
+    scores, op = operating_scores(ctx, detectors)
+    n_skipped = write_skipped(out / SKIPPED, skipped)
+    metrics = metrics_table(scores, op)
     write_atomic(out / "metrics.csv", metrics.to_csv(index=False))
-    board = leaderboard_markdown(metrics)
-    header = (f"# sidbench leaderboard: {data.name}\n\n{len(data.test)} images, {n_skipped} skipped "
-              f"(see skipped.csv); threshold 0.5 on P(fake); means are unweighted over splits.\n\n")
+    training = {d.name: d.trained_on if d.trained_on is not None else d.spec.training_data for d in detectors}
+    seen = seen_marker(training, split_names(scores[["split", "generator"]].drop_duplicates().itertuples(index=False)))
+    board = leaderboard_markdown(metrics, seen=seen)
+    if DAGGER in board:
+        board += f"\n{DAGGER} = the split's generator is in the detector's training data.\n"
+    counts = f"{scores['path'].nunique()} images scored, {n_skipped} skipped"
+    header = (f"# sidbench leaderboard: {data.name}\n\n{counts} (see skipped.csv); {op.summary()}; "
+              "means are unweighted over splits.\n\n")
     write_atomic(out / "leaderboard.md", header + board)
     write_run_json(out / "run.json", {
         "name": data.name,
@@ -253,16 +393,32 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
         "detectors": [detector_info(d, cfg, ctx.pool) for d in detectors],
         "backbones": ctx.pool.describe(),
         "perturbations": [p.name for p in perturbations],
+        "operating_points": op.describe(),
         "counts": {"test": len(data.test), "train": len(data.train), "val": len(data.val), "skipped": n_skipped},
         "seed": cfg.seed,
         "timings_s": ctx.timings,
         "environment": environment(),
     })
-    if n_skipped:
-        ctx.log(f"skipped {n_skipped} unreadable file(s): see {out / 'skipped.csv'}")
-    ctx.log(board)
-    ctx.log(f"results in {out}")
+    ctx.log(header + board)
+    if (warning := coverage_warning(metrics)) is not None:
+        ctx.log(f"warning: {warning}")
+    ctx.log(f"{counts}{f' (unreadable: see {out / SKIPPED})' if n_skipped else ''}; results in {out}")
     return metrics
+
+
+def operating_scores(ctx: RunContext, detectors: Sequence["Detector"]):
+    """The finalised test scores and the run's operating points (thresholds and calibrations fitted on
+    ``val_scores.csv``); with a calibration, both score files gain ``prob_calibrated``."""
+    from ..results.operating import operating_points, parse_threshold
+    from ..results.scores import finalize_scores, write_calibrated
+
+    val_path = ctx.out / VAL_SCORES
+    val = finalize_scores(val_path) if val_path.exists() else None
+    op = operating_points(parse_threshold(ctx.cfg.threshold), ctx.cfg.calibrate, [d.name for d in detectors], val,
+                          ctx.cfg.fpr_targets)
+    if val is not None:
+        write_calibrated(val_path, val, op)
+    return write_calibrated(ctx.out / "scores.csv", finalize_scores(ctx.out / "scores.csv"), op), op
 
 
 def detector_info(det: "Detector", cfg: RunConfig, pool: SourcePool) -> dict[str, Any]:
@@ -280,6 +436,7 @@ def detector_info(det: "Detector", cfg: RunConfig, pool: SourcePool) -> dict[str
         info["precision"] = source.precision if source is not None else None
     if det.weights_path:
         info["weights"] = {"path": det.weights_path, "sha256": file_sha256(Path(det.weights_path))}
+        info["options_from_checkpoint"] = {k: v for k, v in det.options_from_checkpoint.items() if _plain(v)}
     return info
 
 

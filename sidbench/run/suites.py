@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..api.errors import DataError, SidbenchError
 
@@ -21,10 +21,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Part:
-    """One dataset layout under the root, and the perturbations its records get (clean always)."""
+    """One dataset layout under the root, and the perturbations its records get (clean always); optionally
+    only some of its splits, and a published subsampling of its records."""
 
     dataset: str
     perturb: str | None = None
+    splits: tuple[str, ...] | None = None  # None: every split the layout finds
+    sample: Callable[[list], list] | None = None  # records -> the records a paper's test script keeps
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,43 @@ class Suite:
 JPEG = "jpeg:40,65,90"  # the AID-challenge report's qualities (Saland, CRIStAL 2024)
 PUBLISHED = (("rine", "synthbuster", "ten_crop"),)  # RINE scores Synthbuster with ten-crop averaging
 
+# -- UniversalFakeDetect's own protocol (validate.py of WisconsinAIVision/UniversalFakeDetect) ---------------
+# Its dataset_paths.py: 19 sets (no stylegan2), in this order; sitd is the seeingdark folder.
+UNIVFD_SETS = ("progan", "cyclegan", "biggan", "stylegan", "gaugan", "stargan", "deepfake", "seeingdark", "san",
+               "crn", "imle", "guided", "ldm_200", "ldm_200_cfg", "ldm_100", "glide_100_27", "glide_50_27",
+               "glide_100_10", "dalle")
+UNIVFD_EXTS = ("png", "jpg", "JPEG", "jpeg", "bmp")  # recursively_read: the second dot-field of the file name
+
+
+def univfd_sample(records: list, max_sample: int = 1000, fallback: int = 100, seed: int = 0) -> list:
+    """validate.py's per-set sampling: files whose name's second dot-field is an image extension; if either
+    class has fewer than ``max_sample`` images, ``fallback`` per class instead; the reals, then the fakes,
+    shuffled by Python's ``random`` seeded with ``seed`` before each set; the first n of each kept."""
+    import random
+
+    out = []
+    for split in dict.fromkeys(r.split for r in records):
+        recs = [r for r in records if r.split == split and _univfd_listed(r.path)]
+        real, fake = [r for r in recs if r.label == 0], [r for r in recs if r.label == 1]
+        n = fallback if max_sample > len(real) or max_sample > len(fake) else max_sample
+        rng = random.Random(seed)  # set_seed() before each data set: random.seed(0)
+        rng.shuffle(real)
+        rng.shuffle(fake)
+        out += real[:n] + fake[:n]
+    return out
+
+
+def _univfd_listed(path: str) -> bool:
+    parts = Path(path).name.split(".")
+    return len(parts) > 1 and parts[1] in UNIVFD_EXTS
+
+
 SUITES = {s.name: s for s in (
     Suite("ufd", "the 20 UniversalFakeDetect test sets (CNNDetection + diffusion_datasets), clean",
           (Part("ufd"),)),
+    Suite("ufd-univfd", "UniversalFakeDetect's validate.py: its 19 sets (no stylegan2), at most 1000 seeded "
+          "images per class (100 when a class has fewer), clean; mean:all = its average",
+          (Part("ufd", splits=UNIVFD_SETS, sample=univfd_sample),)),
     Suite("synthbuster", "Synthbuster's 9 generators against all RAISE-1k reals, clean (RINE: ten-crop)",
           (Part("synthbuster"),), PUBLISHED),
     Suite("jpeg", "the 20 UniversalFakeDetect sets at JPEG 40/65/90, plus clean",
@@ -51,6 +88,17 @@ SUITES = {s.name: s for s in (
           "its published protocol (RINE on Synthbuster: ten-crop)",
           (Part("ufd", JPEG), Part("synthbuster")), PUBLISHED),
 )}
+
+# The test sets read from their own layouts (datasets/genimage.py, aigcdetect.py, wildrf.py, chameleon.py):
+# each suite keeps the layout's published splits and names any other set it found.
+SUITES.update({s.name: s for s in (
+    Suite("genimage", "GenImage: the 8 generators' val/ sets, each its ImageNet reals against its fakes, clean",
+          (Part("genimage"),)),
+    Suite("aigcdetect", "the 16 AIGCDetectBenchmark test sets (8 GAN, 8 GenImage generators), clean",
+          (Part("aigcdetect"),)),
+    Suite("wildrf", "WildRF's 3 test platforms (reddit, twitter, facebook), clean", (Part("wildrf"),)),
+    Suite("chameleon", "Chameleon's one test split, clean", (Part("chameleon"),)),
+)})
 
 
 def get_suite(name: str) -> Suite:
@@ -86,6 +134,18 @@ class ScorePlan:
         return None
 
 
+def published_only(suite: str, dataset: str, layout: Any, records: list) -> list:
+    """The records of the layout's published test splits (all when it names none); one line names the rest."""
+    keep = getattr(layout, "published", None)
+    if not keep:
+        return records
+    extra = sorted({r.split for r in records} - set(keep))
+    if extra:
+        print(f"sidbench: --suite {suite}: {dataset} sets outside its published protocol, left out: "
+              f"{', '.join(extra)}", file=sys.stderr, flush=True)
+    return [r for r in records if r.split in set(keep)]
+
+
 def suite_data(name: str, roots: list[str], plugins: Any, perturb: str | None = None) -> tuple[list, ScorePlan, str]:
     """The suite's records under ``roots``, its plan, and the merged ``--perturb`` string."""
     from ..api.specs import resolve_factory
@@ -100,7 +160,9 @@ def suite_data(name: str, roots: list[str], plugins: Any, perturb: str | None = 
         root = next((Path(r) for r in roots if layout.matches(Path(r).expanduser())), None)
         if root is None:
             continue
-        recs = layout.records(root.expanduser())
+        recs = layout.records(root.expanduser(), role="test", **({"splits": part.splits} if part.splits else {}))
+        recs = published_only(name, part.dataset, layout, recs)
+        recs = part.sample(recs) if part.sample is not None else recs
         perts = {p.name for p in parse_perturbations(part.perturb, plugins, include_clean=False)}
         for r in recs:
             plan.dataset_of.setdefault(r.split, part.dataset)

@@ -20,10 +20,10 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
     from ..engine.scoring import source_outputs
     from ..engine.sources import BackboneSource
     from ..registry.lookup import load_detector
-    from .inputs import records_of
+    from .inputs import fit_records
 
     det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **(options or {}))
-    train, val = records_of(cfg.train, plugins), records_of(cfg.val, plugins)
+    train, val = fit_records(cfg, plugins)
     if classes:
         keep = set(classes)
         train = [r for r in train if r.split in keep]
@@ -35,7 +35,7 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
     opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache)
     common = dict(protocol=det.preprocess, seed=cfg.seed, options=opts, device=device)
     if det.input == "pixels":
-        data = EngineFitData(train, val, pixels=det.spec.pixels, **common)
+        data = EngineFitData(train, val, pixels=det.pixel_input, **common)
         where = "its own network"
     else:
         source = BackboneSource(cfg.backbone or det.spec.backbone, plugins, weights=cfg.weights, device=device,

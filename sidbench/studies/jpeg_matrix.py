@@ -34,7 +34,7 @@ def run(study: "Study") -> None:
     perts = dict(zip(qualities, parse_perturbations("jpeg:" + ",".join(map(str, qualities)), study.plugins, False)))
     backbone = study.backbone_name(name)
     probe = study.detector(name, backbone)
-    if not probe.spec.needs_fit:
+    if not probe.needs_fit:
         raise SidbenchError(f"--detector {name}: the jpeg_matrix study fits the detector at each quality; "
                             f"{name} has nothing to fit (try clip_svm, univfd or rine.progan4)")
     names, protocol = probe.required_features, probe.preprocess

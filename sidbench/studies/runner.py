@@ -60,7 +60,8 @@ def study_data(args: "argparse.Namespace", plugins: Any, study: str) -> StudyDat
         raise SidbenchError(f"study {study}: give the test data with --data PATH (or no data flags for the quickstart)")
     if not args.train:
         raise SidbenchError(f"study {study} fits detectors: give --train PATH (and --val PATH to select on)")
-    test, train, val = records_of(args.data, plugins), records_of(args.train, plugins), records_of(args.val, plugins)
+    test, train, val = (records_of(args.data, plugins), records_of(args.train, plugins, role="train", flag="--train"),
+                         records_of(args.val, plugins, role="val", flag="--val"))
     return StudyData(train, val, test, False, {"data": args.data, "train": args.train, "val": args.val})
 
 

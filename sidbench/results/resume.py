@@ -1,0 +1,106 @@
+"""What a resume needs to follow the files: the content hash of every scored image, and a cheap way to know it.
+
+Each score row carries the SHA-256 of the bytes it was scored from. On resume a row still holds only while
+the image has that content; to avoid reading every finished image again, ``.sidbench-hashes`` remembers
+each hash with the file's state when it was read (size, mtime, ctime, inode): an image whose state is
+unchanged is not read at all, any other is hashed once (never decoded). The index is an optimisation only:
+a missing or torn entry just means hashing that file again.
+"""
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from ..api.paths import note_written
+from ..data.images import FileState, UnreadableImage, content_sha256, read_file
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+INDEX_NAME = ".sidbench-hashes"
+
+
+class FileIndex:
+    """Append-only (path, sha256, file state) lines, JSON per line (any file name survives)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def append(self, entries: Iterable[tuple[str, str, FileState]]) -> None:
+        lines = [json.dumps([p, sha, st.size, st.mtime_ns, st.ctime_ns, st.inode]).encode() + b"\n"
+                 for p, sha, st in entries]
+        if not lines:
+            return
+        new = not self.path.exists()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            for line in lines:  # one write per line: ranks appending at once keep their lines whole
+                os.write(fd, line)
+        finally:
+            os.close(fd)
+        if new:
+            note_written(self.path)
+
+    def load(self) -> dict[str, tuple[FileState, str]]:
+        """path -> (state, sha256) of the latest entry per path; malformed lines are ignored."""
+        known: dict[str, tuple[FileState, str]] = {}
+        try:
+            raw = self.path.read_bytes()
+        except OSError:
+            return known
+        for line in raw.splitlines():
+            try:
+                p, sha, size, mtime, ctime, inode = json.loads(line)
+                known[p] = (FileState(int(size), int(mtime), int(ctime), int(inode)), str(sha))
+            except (ValueError, TypeError):
+                continue
+        return known
+
+
+def current_digests(paths: Iterable[str], known: dict[str, tuple[FileState, str]], threads: int = 8) -> dict[str, str | None]:
+    """path -> the SHA-256 of its bytes now (None: gone or unreadable); unchanged files are not read."""
+    def one(path: str) -> tuple[str, str | None]:
+        try:
+            state = FileState.of(os.stat(path))
+        except OSError:
+            return path, None
+        hit = known.get(path)
+        if hit is not None and hit[0] == state:
+            return path, hit[1]
+        try:
+            data, _ = read_file(path)
+        except UnreadableImage:
+            return path, None
+        return path, content_sha256(data)
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        return dict(pool.map(one, list(dict.fromkeys(paths))))
+
+
+def complete_scores(path: Path) -> "pd.DataFrame":
+    """The complete rows of a scores file, read without touching it (a torn last line is left out)."""
+    import io
+
+    from .scores import read_scores
+
+    data = path.read_bytes()
+    return read_scores(io.BytesIO(data[: data.rfind(b"\n") + 1]))
+
+
+def repaired_scores(path: Path) -> "pd.DataFrame":
+    """The rows of a scores file, after cutting a torn last line and bringing an older format to this one."""
+    from .scores import ScoreLog, read_scores
+
+    ScoreLog(path).close()
+    return read_scores(path)
+
+
+def write_scores(path: Path, df: "pd.DataFrame") -> None:
+    """Replace a scores file with ``df`` (atomically)."""
+    from ..api.paths import write_atomic
+    from .scores import to_csv
+
+    write_atomic(path, to_csv(df))
