@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from sidbench.data.perturb import JPEG, Blur
-from sidbench.api import Detector, DetectorSpec, OfficialWeights, SidbenchError, WeightsError, hookimpl
+from sidbench.api import Detector, DetectorSpec, OfficialWeights, SidbenchError, WeightsError, hookimpl, pick_classes
 
 if TYPE_CHECKING:
     import torch
@@ -328,7 +328,7 @@ class Rine(Detector):
         import torch
 
         o, seed = self.options, data.seed
-        data = data.restrict(*(self._classes(data.records(s), s, log) for s in ("train", "val")))
+        data = data.restrict(*(pick_classes(data.records(s), o["classes"], s, log) for s in ("train", "val")))
         self.net = self._build(seed)
         self._initial_alpha = self.net.alpha.detach().cpu().clone() if self.tie else None
         aug = self.augment()
@@ -364,22 +364,6 @@ class Rine(Detector):
             log(f"no validation split: keeping the last epoch ({o['epochs']})")
         self.eval()
         return summary
-
-    def _classes(self, records: list, split: str, log: Callable[[str], None]) -> list:
-        """The variant's training classes (record split = class folder) when present, else everything."""
-        classes = self.options["classes"]
-        if not records or classes in (None, "all") or not classes:
-            return records
-        wanted = [classes] if isinstance(classes, str) else list(classes)
-        keep = [r for r in records if r.split in wanted]
-        found = sorted({r.split for r in records})
-        if not keep:
-            log(f"{split}: no class folders named {','.join(wanted)} (found {','.join(found[:8])}); using all {len(records)} images")
-            return records
-        missing = [c for c in wanted if c not in found]
-        log(f"{split}: classes {','.join(c for c in wanted if c in found)} ({len(keep)} of {len(records)} images)"
-            + (f"; missing {','.join(missing)}" if missing else ""))
-        return keep
 
     def _feature_batches(self, data: "FitData", aug: RineAugment | None, epoch: int, order: "torch.Generator"):
         """Shuffled batches of this epoch's cached view: (features, labels)."""

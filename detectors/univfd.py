@@ -8,12 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-from PIL import Image
-
-from sidbench.data.images import check_short_side_resize
-from sidbench.data.perturb import JPEG, Blur
-from sidbench.api import Detector, DetectorSpec, OfficialWeights, WeightsError, hookimpl
+from sidbench.api import Detector, DetectorSpec, EarlyStopping, OfficialWeights, WeightsError, hookimpl, lower_lr
+from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
     import torch
@@ -24,46 +20,10 @@ UNIVFD_PAPER = ("Ojha et al., Towards Universal Fake Image Detectors that Genera
                 "CVPR 2023")
 
 
-class UnivFDAugment:
+def univfd_augment(crop: int = 224) -> BlurJpegCrop:
     """The published training augmentation: resize shorter side to 256/224 of the crop, p=0.5 blur
     sigma ~ U[0, 3], p=0.5 JPEG quality ~ U{30..100}, random crop, horizontal flip."""
-
-    name = "univfd-train"
-
-    def __init__(self, crop: int = 224):
-        self.crop = crop
-        self.load = round(crop * 256 / 224)
-
-    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
-        import torchvision.transforms.functional as TF
-
-        check_short_side_resize(*img.size, self.load)  # a thin strip would become gigapixels wide
-        img = TF.resize(img.convert("RGB"), self.load, interpolation=TF.InterpolationMode.BILINEAR)
-        if rng.random() < 0.5:
-            img = Blur(float(rng.uniform(0.0, 3.0)))(img, rng)
-        if rng.random() < 0.5:
-            img = JPEG(int(rng.integers(30, 101)))(img, rng)
-        w, h = img.size
-        top, left = int(rng.integers(0, h - self.crop + 1)), int(rng.integers(0, w - self.crop + 1))
-        img = img.crop((left, top, left + self.crop, top + self.crop))
-        return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else img
-
-
-class EarlyStopping:
-    """The reference rule: stop after ``patience`` epochs without a validation-accuracy gain above ``delta``."""
-
-    def __init__(self, patience: int, delta: float = 0.001):
-        self.patience, self.delta = patience, delta
-        self.best: float | None = None
-        self.counter = 0
-
-    def step(self, acc: float) -> bool:
-        """True when training at this learning rate should stop."""
-        if self.best is None or acc >= self.best + self.delta:
-            self.best, self.counter = acc, 0
-            return False
-        self.counter += 1
-        return self.counter >= self.patience
+    return BlurJpegCrop("univfd-train", crop, resize=round(crop * 256 / 224), blur_prob=0.5, jpeg_prob=0.5)
 
 
 class UnivFD(Detector):
@@ -101,7 +61,7 @@ class UnivFD(Detector):
         val = data.features("val", ("image_embed",)) if data.has_val else None
         if val is None:
             log(f"no validation split: no early stopping, training all {o['max_epochs']} epochs")
-        aug, stopper = UnivFDAugment(self.backbone_info.image_size), EarlyStopping(o["patience"])
+        aug, stopper = univfd_augment(self.backbone_info.image_size), EarlyStopping(o["patience"])
         gen = torch.Generator().manual_seed(data.seed)
         best, best_acc, epoch = copy.deepcopy(self.fc.state_dict()), None, 0
         for epoch in range(1, o["max_epochs"] + 1):
@@ -116,7 +76,7 @@ class UnivFD(Detector):
             log(f"epoch {epoch}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.0e}")
             if best_acc is None or acc > best_acc:  # keep the best validation epoch overall
                 best, best_acc = copy.deepcopy(self.fc.state_dict()), acc
-            if stop and not _drop_lr(opt, o["min_lr"]):
+            if stop and not lower_lr(opt, 10.0, o["min_lr"]):
                 break
             if stop:
                 stopper = EarlyStopping(o["patience"], delta=0.002)  # the reference restarts with delta 0.002
@@ -146,15 +106,6 @@ class UnivFD(Detector):
         with torch.no_grad():
             pred = self.score({"image_embed": fs.features["image_embed"].to(self.device)}) > 0
         return float((pred.cpu().float() == fs.labels).float().mean())
-
-
-def _drop_lr(opt, min_lr: float) -> bool:
-    """Divide the learning rate by 10; False once it falls below ``min_lr`` (training stops)."""
-    for group in opt.param_groups:
-        group["lr"] /= 10.0
-        if group["lr"] < min_lr:
-            return False
-    return True
 
 
 # The released head (pretrained_weights/fc_weights.pth at this commit; SHA-256 checked against a copy of it)

@@ -16,7 +16,7 @@ import torch
 
 from conftest import REPO, make_folder
 
-from sidbench.engine.cache import FeatureCache
+from sidbench.engine.cache import DB_NAME, FeatureCache
 from sidbench.data.layout import resolve_records
 from sidbench.data.perturb import parse_perturbations
 from sidbench.engine import ExtractOptions, extract
@@ -156,23 +156,31 @@ WRITER = textwrap.dedent("""
     cache = FeatureCache(sys.argv[1])
     i = 0
     while True:  # batches of 50 entries whose value is their number: checkable after the kill
-        cache.put_many([(f"k{j}", "image_embed", "test", torch.full((4096,), float(j))) for j in range(i, i + 50)])
+        if sys.argv[2] == "put_many":  # synchronous, one transaction per batch
+            cache.put_many([(f"k{j}", "image_embed", "test", torch.full((4096,), float(j))) for j in range(i, i + 50)])
+        else:  # the background writer, several batches per transaction
+            cache.store([f"k{j}" for j in range(i, i + 50)], "image_embed", "test",
+                        torch.arange(i, i + 50, dtype=torch.float32)[:, None].expand(50, 4096), torch.float16)
+            if i % 500 == 0:
+                cache.flush()
         i += 50
         print(i, flush=True)
 """)
 
 
-def test_sigkill_during_writes_never_leaves_a_torn_entry(tmp_path):
+@pytest.mark.parametrize("how", ["put_many", "store"])
+def test_sigkill_during_writes_never_leaves_a_torn_entry(tmp_path, how):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "c")], stdout=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path / "c"), how], stdout=subprocess.PIPE, env=env,
+                            text=True)
     try:
-        for _ in range(20):  # let it commit some batches, then kill it mid-stream
+        for _ in range(25):  # let it commit some batches (the store variant flushes every 500), then kill it
             assert proc.stdout.readline(), "writer died"
         time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    db = sqlite3.connect(tmp_path / "c" / "features.sqlite")
+    db = sqlite3.connect(tmp_path / "c" / DB_NAME)
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     n = db.execute("SELECT COUNT(*) FROM features").fetchone()[0]
     db.close()
@@ -181,7 +189,7 @@ def test_sigkill_during_writes_never_leaves_a_torn_entry(tmp_path):
     got = cache.get_many([f"k{j}" for j in range(n + 50)])
     assert len(got) == n
     for key, t in got.items():
-        assert torch.equal(t, torch.full((4096,), float(key[1:])))
+        assert torch.equal(t, torch.full((4096,), float(key[1:])))  # fp16-exact integers, widened to fp32 again
 
 
 def test_a_blob_of_the_wrong_length_is_a_miss(tmp_path):
@@ -216,7 +224,7 @@ def test_sidbench_run_twice_runs_the_backbone_once_and_cache_info_clear(tmp_path
     common = ["run", "--data", str(data), "--detectors", "clip_zeroshot", "--backbone", "clip-tiny",
               "--batch-size", "4", "--no-progress"]
     assert run_cli(*common, "--out", str(tmp_path / "r1"), "--no-cache") == 0
-    assert not (tmp_path / "cache" / "features" / "features.sqlite").exists()
+    assert not (tmp_path / "cache" / "features" / DB_NAME).exists()
     assert run_cli(*common, "--out", str(tmp_path / "r2")) == 0
     assert calls["images"] == 8  # 4 images in one batch of 4, twice
     assert run_cli(*common, "--out", str(tmp_path / "r3")) == 0

@@ -154,5 +154,7 @@ def test_every_builtin_plugin_loads_strictly():
     assert {"rine", "univfd", "clip_svm", "tip_adapter", "tip_adapter_f", "clip_zeroshot"} <= families
     from sidbench.run.inputs import default_detectors
 
-    assert default_detectors(plugins) == ["clip_svm", "clip_zeroshot", "rine.progan4", "tip_adapter", "tip_adapter_f",
-                                          "univfd.progan"]
+    assert {"cnndetection", "npr", "corvi2023"} <= families
+    # cnndetection and corvi2023 opt out of the quickstart (no offline ImageNet init / no training code)
+    assert default_detectors(plugins) == ["clip_svm", "clip_zeroshot", "npr.progan4", "rine.progan4", "tip_adapter",
+                                          "tip_adapter_f", "univfd.progan"]

@@ -32,22 +32,22 @@ def test_official_head_on_wrong_backbone_is_a_clear_error(reference_dir, plugins
 
 
 def test_early_stopping_follows_the_reference_rule():
-    from sidbench.detectors.univfd import EarlyStopping, _drop_lr
+    from sidbench.api import EarlyStopping, lower_lr
 
     stop = EarlyStopping(patience=2, delta=0.001)
     # 0.5005 is no gain (< delta): counter 1; 0.6 resets; two more epochs without gain stop it
     assert [stop.step(a) for a in (0.5, 0.5005, 0.6, 0.6, 0.6)] == [False, False, False, False, True]
     opt = torch.optim.AdamW(torch.nn.Linear(2, 1).parameters(), lr=1e-4)
-    assert [_drop_lr(opt, 1e-6) for _ in range(3)] == [True, True, False]  # 1e-5, 1e-6, then below 1e-6
+    assert [lower_lr(opt, 10.0, 1e-6) for _ in range(3)] == [True, True, False]  # 1e-5, 1e-6, then below 1e-6
 
 
 def test_augment_is_seeded_and_crops_to_the_backbone_size():
     from PIL import Image
 
-    from sidbench.detectors.univfd import UnivFDAugment
+    from sidbench.detectors.univfd import univfd_augment
 
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (100, 150, 3), dtype=np.uint8))
-    aug = UnivFDAugment(224)
+    aug = univfd_augment(224)
     a = aug(img, np.random.default_rng(7))
     b = aug(img, np.random.default_rng(7))
     assert a.size == (224, 224)

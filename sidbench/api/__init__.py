@@ -10,18 +10,19 @@ Nothing here imports torch at import time, so ``sidbench list`` stays instant.
 from __future__ import annotations
 
 from .backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneInfo
-from .detector import Detector
+from .detector import Detector, NetworkDetector
 from .errors import DataError, FitRequiredError, PluginError, SidbenchError, UnknownNameError, WeightsError
-from .fitting import Augment, FeatureSet, FitData, few_shot
+from .checkpoints import strip_prefix
+from .fitting import Augment, EarlyStopping, FeatureSet, FitData, accuracy, bce_epoch, few_shot, lower_lr, pick_classes
 from .hookspecs import hookimpl, hookspec
 from .names import parse_key_values, split_name, split_options
 from .records import FAKE, REAL, UNKNOWN, Record
 from .specs import BackboneSpec, DatasetSpec, DetectorSpec, OfficialWeights, PerturbationSpec, PixelInput
 
 __all__ = [
-    "Augment", "Backbone", "BackboneInfo", "BackboneSpec", "CLIP_MEAN", "CLIP_STD", "DataError", "DatasetSpec",
-    "Detector", "DetectorSpec", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "IMAGENET_MEAN", "IMAGENET_STD",
-    "OfficialWeights", "PerturbationSpec", "PixelInput", "PluginError", "REAL", "Record", "SidbenchError", "UNKNOWN",
-    "UnknownNameError", "WeightsError", "few_shot", "hookimpl", "hookspec", "parse_key_values", "split_name",
-    "split_options",
+    "accuracy", "bce_epoch", "Augment", "Backbone", "BackboneInfo", "BackboneSpec", "CLIP_MEAN", "CLIP_STD", "DataError", "DatasetSpec",
+    "Detector", "DetectorSpec", "EarlyStopping", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "IMAGENET_MEAN", "IMAGENET_STD", "NetworkDetector",
+    "OfficialWeights", "PerturbationSpec", "PixelInput", "PluginError", "REAL", "Record", "SidbenchError", "UNKNOWN", "UnknownNameError",
+    "WeightsError", "few_shot", "hookimpl", "hookspec", "lower_lr", "parse_key_values", "pick_classes", "split_name",
+    "split_options", "strip_prefix",
 ]

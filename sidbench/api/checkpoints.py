@@ -58,8 +58,8 @@ def load_tensors(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[str,
         lines = [ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
         first = lines[0] if lines else "unsafe pickle"
         raise WeightsError(
-            f"{path}: refused to load, it holds pickled objects beyond plain tensors ({first}); "
-            "only weights_only checkpoints, safetensors or npz are accepted"
+            f"{path}: refused to load, it holds pickled objects beyond plain tensors ({first}); if you trust its "
+            f"source, convert it once to plain tensors: {convert_command(path)}"
         ) from None
     except Exception as exc:  # noqa: BLE001 - zip errors, truncated files ...
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
@@ -67,11 +67,38 @@ def load_tensors(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[str,
     if isinstance(obj, dict) and META_KEY in obj and isinstance(obj.get("state_dict"), dict):
         meta = json.loads(obj[META_KEY]) if isinstance(obj[META_KEY], str) else {}
         obj = obj["state_dict"]
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):  # {'model': state_dict, ...} training dumps
-        obj = obj["model"]
+    obj = unwrap_training_dump(obj)
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path}: expected a state dict of tensors, found {type(obj).__name__}")
     return dict(obj), meta
+
+
+TRAINING_DUMP_KEYS = ("model", "state_dict", "net")  # where training scripts put the weights (in this order)
+
+
+def unwrap_training_dump(obj: Any) -> Any:
+    """The state dict inside a training dump (``{'model': sd, 'optimizer': ..., 'total_steps': ...}``,
+    ``{'state_dict': sd}``, ``{'net': sd}``); anything else as it is."""
+    if isinstance(obj, dict):
+        for key in TRAINING_DUMP_KEYS:
+            if isinstance(obj.get(key), dict):
+                return obj[key]
+    return obj
+
+
+def strip_prefix(state: dict[str, "torch.Tensor"], prefix: str = "module.") -> dict[str, "torch.Tensor"]:
+    """Keys without ``prefix`` where every key has it (``module.`` of a DataParallel-wrapped training)."""
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def convert_command(path: str | Path) -> str:
+    """A one-line shell command that rewrites a pickled checkpoint as plain tensors (for trusted files only)."""
+    out = Path(path).with_suffix(".tensors.pth")
+    return (f"python -c \"import torch; c = torch.load('{path}', weights_only=False); "
+            f"c = c.get('model', c.get('state_dict', c)) if isinstance(c, dict) else c.state_dict(); "
+            f"torch.save({{k: v for k, v in c.items() if torch.is_tensor(v)}}, '{out}')\" and use {out}")
 
 
 def save_tensors(path: str | Path, tensors: dict[str, "torch.Tensor"], meta: dict[str, Any]) -> Path:

@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Callable
 
-from .checkpoints import load_tensors, non_finite_tensor, save_tensors
+from .checkpoints import load_tensors, non_finite_tensor, save_tensors, strip_prefix
 from .errors import SidbenchError, WeightsError
 from .names import split_options
 from .options import check_options
-from .specs import DetectorSpec
+from .specs import DetectorSpec, PixelInput
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +61,17 @@ class Detector:
     def input(self) -> str:
         """``"pixels"`` or ``"features"`` (see :attr:`sidbench.api.DetectorSpec.input`)."""
         return self.spec.input
+
+    @property
+    def pixel_input(self) -> "PixelInput | None":
+        """How the engine preprocesses for a pixel detector: the spec's :class:`~sidbench.api.PixelInput`, with
+        its ``image_size`` taken from the ``image_size`` option when the detector has one (None: a feature detector)."""
+        pixels = self.spec.pixels
+        if pixels is not None and "image_size" in self.options and self.options["image_size"] != pixels.image_size:
+            import dataclasses
+
+            return dataclasses.replace(pixels, image_size=int(self.options["image_size"]))
+        return pixels
 
     def modules(self) -> dict[str, "torch.nn.Module"]:
         """The torch modules holding this detector's parameters and buffers."""
@@ -179,6 +190,8 @@ class Detector:
             except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
                 raise WeightsError(f"{path}: metadata of the wrong kind for detector {self.name!r} "
                                    f"({type(exc).__name__}: {exc})") from exc
+            if self.input == "pixels":
+                self._adopt_input(meta.get("options") or {})
             self.load_state_dict(tensors)
         else:
             self.load_state_dict(self.convert_checkpoint(tensors))
@@ -196,6 +209,33 @@ class Detector:
             raise WeightsError(f"checkpoint metadata of detector {self.name!r}: {key} = {value!r} does not match "
                                f"tensor {tensor!r} ({actual} along dimension {dim}); the file is damaged or not this detector's")
         return value
+
+    def _adopt_input(self, saved: dict[str, Any]) -> None:
+        """A pixel detector fitted under another protocol scores under it again, unless the caller chose one
+        (a network trained on 64 px crops is not meant for 256 px resizes); its ``image_size`` comes back
+        through :meth:`restore_options` like any fitted option."""
+        if saved.get("preprocess") and "preprocess" not in self.explicit_options and not self.options.get("preprocess"):
+            self.options["preprocess"] = saved["preprocess"]
+
+
+class NetworkDetector(Detector):
+    """A detector whose parameters are one torch module, ``self.net`` from :meth:`build_network` (a pixel
+    detector's CNN, say). Its official checkpoint is that module's state dict, perhaps inside a training dump
+    (``{'model': ...}``) and with DataParallel's ``module.`` prefix; both are unwrapped when it loads."""
+
+    def __init__(self, spec: DetectorSpec, backbone: "BackboneInfo | None", **options: Any):
+        super().__init__(spec, backbone, **options)
+        self.net = self.build_network()
+
+    def build_network(self) -> "torch.nn.Module":
+        """The network with its official module names (torch imported inside, as everywhere in plugins)."""
+        raise NotImplementedError
+
+    def modules(self) -> dict[str, "torch.nn.Module"]:
+        return {"net": self.net}
+
+    def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        return {f"net.{k}": v for k, v in strip_prefix(state).items()}
 
 
 def _checked_metadata(meta: Any, path: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from .records import Record
 
@@ -105,8 +105,10 @@ class FitData:
                 protocol: str | None = None) -> Iterator[tuple[dict[str, "torch.Tensor"], "torch.Tensor"]]:
         raise NotImplementedError
 
-    def scores(self, detector: "Detector", split: str = "val") -> tuple["np.ndarray", "np.ndarray"]:
-        """(logits, labels) of ``detector`` on ``split`` (numpy, record order of the images that loaded)."""
+    def scores(self, detector: "Detector", split: str = "val", *,
+               augment: Augment | None = None) -> tuple["np.ndarray", "np.ndarray"]:
+        """(logits, labels) of ``detector`` on ``split`` (numpy, record order of the images that loaded);
+        with ``augment``, on one seeded view of each image (e.g. CNNDetection's validation blur/JPEG)."""
         raise NotImplementedError
 
     def subset(self, train: Sequence[Record]) -> "FitData":
@@ -141,3 +143,76 @@ def few_shot(records: Sequence[Record], shots: int | None, seed: int,
         rng = np.random.default_rng([seed, int.from_bytes(hashlib.sha256(str(cls).encode()).digest()[:4], "little")])
         keep.update(group[i].path for i in rng.permutation(len(group))[: int(shots)])
     return [r for r in records if r.path in keep]
+
+
+def pick_classes(records: Sequence[Record], classes: Any, split: str, log: Callable[[str], None]) -> list[Record]:
+    """The records of the named training classes (record split = class folder, as in a ProGAN layout),
+    or all of them when ``classes`` is None/"all" or no folder of that name exists (the log says which)."""
+    if not records or classes in (None, "all") or not classes:
+        return list(records)
+    wanted = [classes] if isinstance(classes, str) else list(classes)
+    keep = [r for r in records if r.split in wanted]
+    found = sorted({r.split for r in records})
+    if not keep:
+        log(f"{split}: no class folders named {','.join(wanted)} (found {','.join(found[:8])}); using all {len(records)} images")
+        return list(records)
+    missing = [c for c in wanted if c not in found]
+    log(f"{split}: classes {','.join(c for c in wanted if c in found)} ({len(keep)} of {len(records)} images)"
+        + (f"; missing {','.join(missing)}" if missing else ""))
+    return keep
+
+
+class EarlyStopping:
+    """CNNDetection's early-stopping rule (UnivFD's reference code reuses it): an epoch *improves* when its
+    validation accuracy is at least ``best + delta`` (the first epoch always does); after ``patience`` epochs
+    in a row without improvement, :meth:`step` says stop (the caller then lowers the learning rate)."""
+
+    def __init__(self, patience: int, delta: float = 0.001):
+        self.patience, self.delta = patience, delta
+        self.best: float | None = None
+        self.counter = 0
+        self.improved = False  # whether the last step improved (CNNDetection saves its checkpoint then)
+
+    def step(self, acc: float) -> bool:
+        """Record one epoch's validation accuracy; True when training at this learning rate should stop."""
+        self.improved = self.best is None or acc >= self.best + self.delta
+        if self.improved:
+            self.best, self.counter = acc, 0
+            return False
+        self.counter += 1
+        return self.counter >= self.patience
+
+
+def lower_lr(optimizer: Any, divisor: float = 10.0, min_lr: float = 1e-6) -> bool:
+    """Divide every group's learning rate by ``divisor`` (CNNDetection's ``adjust_learning_rate``); False once
+    one falls below ``min_lr``, which ends training."""
+    ok = True
+    for group in optimizer.param_groups:
+        group["lr"] /= divisor
+        ok = ok and group["lr"] >= min_lr
+    return ok
+
+
+def bce_epoch(score: Callable[[dict[str, "torch.Tensor"]], "torch.Tensor"],
+              batches: Iterable[tuple[dict[str, "torch.Tensor"], "torch.Tensor"]], optimizer: Any,
+              device: str) -> tuple[float, int]:
+    """One training epoch of binary cross-entropy with logits (mean over each batch) over ``batches`` of
+    (inputs, labels), one optimiser step per batch; returns (mean loss per image, images seen)."""
+    import torch
+
+    total, seen = 0.0, 0
+    for inputs, labels in batches:
+        inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+        labels = labels.to(device)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(score(inputs).float(), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(labels)
+        seen += len(labels)
+    return total / max(seen, 1), seen
+
+
+def accuracy(logits: "np.ndarray", labels: "np.ndarray") -> float:
+    """Accuracy at P(fake) > 0.5, i.e. logit > 0 (the reference scripts' ``sigmoid(x) > 0.5``)."""
+    return float(((logits > 0) == (labels > 0.5)).mean()) if len(labels) else float("nan")

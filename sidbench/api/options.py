@@ -16,7 +16,7 @@ from .errors import SidbenchError
 
 SPECIAL = {"preprocess": str}  # options every detector takes (the protocol override)
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
-          tuple: "a list", dict: "a table"}
+          tuple: "a list", dict: "a table", type(None): "none"}
 
 
 def option_types(default: Any) -> tuple[type, ...] | None:

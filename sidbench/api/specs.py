@@ -89,6 +89,7 @@ class DetectorSpec:
     option_types: Mapping[str, Any] = field(default_factory=dict)
     # option overrides the quickstart uses (e.g. fewer epochs on its 400 images); the published defaults stay in options
     quickstart_options: Mapping[str, Any] = field(default_factory=dict)
+    quickstart: bool = True  # whether ``sidbench run`` with no arguments includes this family's default
     training_data: tuple[str, ...] = ()  # generators (or data sets) seen in training
     official_weights: OfficialWeights | None = None  # the published checkpoint (``NAME@official``)
     paper: str = ""

@@ -25,12 +25,23 @@ def main(args: argparse.Namespace) -> int:
 
     cache = FeatureCache()
     if args.action == "clear":
-        n = cache.clear(args.backbone)
-        print(f"removed {n} entries from {cache.path}")
+        done = cache.clear(args.backbone)
+        if done.damaged:
+            print(f"removed the damaged feature cache {cache.path} ({done.damaged})")
+        else:
+            print(f"removed {done.entries} entries from {cache.path}")
+        old = [f for f in done.removed if not f.startswith(str(cache.path))]
+        if old and not done.damaged:
+            print(f"removed {len(old)} file(s) of an older cache format: {', '.join(old)}")
         return 0
     info = cache.info()
     print(f"feature cache: {info['path']}")
+    if info["damaged"]:
+        hint = "; `sidbench cache clear` removes it" if cache.root.is_dir() else ""
+        print(f"damaged: {info['damaged']}{hint}")
     print(f"{info['entries']} entries, {human(info['bytes_on_disk'])} on disk")
+    if info["old_files"]:
+        print(f"older cache format (no longer read; `sidbench cache clear` removes it): {', '.join(info['old_files'])}")
     if info["groups"]:
         from tabulate import tabulate
 

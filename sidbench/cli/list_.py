@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _headers(kind: str) -> list[str]:
     return {
-        "detectors": ["name", "backbone", "features", "protocol", "fit", "trained on", "origin"],
+        "detectors": ["name", "input", "backbone", "features", "protocol", "fit", "trained on", "origin"],
         "datasets": ["name", "description", "origin"],
         "perturbations": ["name", "defaults", "description"],
         "backbones": ["name", "description"],
@@ -58,7 +58,15 @@ def _row(kind: str, s) -> tuple:
     if kind == "detectors":
         fit = "needs fit" if s.needs_fit else "-"
         name = s.name + (" (default)" if s.default else "")
-        return (name, s.backbone, ",".join(s.features), s.preprocess, fit, ", ".join(s.training_data) or "-", _short(s.origin))
+        if s.input == "pixels":  # its own network: no backbone; the protocol's size is its own
+            from ..data.preprocess import VARIABLE_SIZE
+
+            size = "" if s.preprocess in VARIABLE_SIZE else f" {s.pixels.image_size}"
+            backbone, protocol = "- (own network)", s.preprocess + size
+        else:
+            backbone, protocol = s.backbone, s.preprocess
+        return (name, s.input, backbone, ",".join(s.features), protocol, fit, ", ".join(s.training_data) or "-",
+                _short(s.origin))
     if kind == "datasets":
         return (s.name, s.description, _short(s.origin))
     if kind == "perturbations":

@@ -11,7 +11,11 @@ the engine averages the 10 crop logits.
 (Pillow's ``draft``: 1/2, 1/4 or 1/8 in the DCT domain, never below the crop size) before the resize.
 The pixels differ slightly from a full decode, so it is a protocol of its own (recorded, cache-keyed).
 ``native``: the whole image at its own resolution, no resize and no crop (fully convolutional pixel
-detectors); images of equal size are batched together.
+detectors: Corvi 2023); images of equal size are batched together.
+``native_even``: as ``native``, with the last row (column) dropped when the height (width) is odd - NPR's
+fix for odd sizes (its README, AIGCDetectBenchmark), whose down/up-sampling residual needs even sizes.
+``resize_square``: both sides resized to the image size (bilinear, antialiased, aspect ratio not kept),
+no crop - NPR's ``test.py`` (``transforms.Resize((256, 256))``).
 """
 from __future__ import annotations
 
@@ -31,8 +35,10 @@ PROTOCOLS = {
     "resize_center_crop_fast": "resize_center_crop, large JPEGs first decoded at 1/2, 1/4 or 1/8 scale "
                                "(Pillow draft, DCT domain; slightly different pixels, much faster)",
     "native": "the whole image at native resolution (no resize, no crop); equal sizes batched together",
+    "native_even": "native, the last row/column dropped when the height/width is odd (NPR's odd-size fix)",
+    "resize_square": "both sides resized to the size (bilinear, antialiased; aspect ratio not kept), no crop",
 }
-VARIABLE_SIZE = ("native",)  # protocols whose tensors differ in size from image to image
+VARIABLE_SIZE = ("native", "native_even")  # protocols whose tensors differ in size from image to image
 
 
 class InputInfo(Protocol):
@@ -78,6 +84,12 @@ class Preprocess:
 
         s = self.size
         if self.protocol == "native":
+            return self._normalise(TF.to_tensor(img))
+        if self.protocol == "native_even":
+            w, h = img.size
+            return self._normalise(TF.to_tensor(img.crop((0, 0, w - w % 2, h - h % 2)) if (w % 2 or h % 2) else img))
+        if self.protocol == "resize_square":
+            img = TF.resize(img, [s, s], interpolation=TF.InterpolationMode.BILINEAR)
             return self._normalise(TF.to_tensor(img))
         if self.protocol in ("resize_center_crop", "resize_center_crop_fast"):
             check_short_side_resize(*img.size, s)

@@ -7,21 +7,39 @@ seed) and the SHA-256 of the image file's bytes, so a changed byte or setting ca
 stale entry. Entries are stored per feature name: a detector that needs another feature computes only
 that, and every detector and run over the same images shares the rest.
 
-Storage is one SQLite database in WAL mode (``$SIDBENCH_CACHE/features/features.sqlite``): each
-batch of entries is one transaction, so a process killed at any moment (SIGKILL included) leaves
-either the whole batch or none of it, and readers (DataLoader workers, other ranks, other runs)
-never see a half-written entry. One file per entry with tmp+rename would be as safe but costs an
-inode and a directory walk per image (millions for a benchmark) and makes ``info`` slow; SQLite
-keeps it one file with indexed look-ups. Keep the folder on a local disk: SQLite's locking is not
-reliable over NFS.
+Storage is one SQLite database in WAL mode (``$SIDBENCH_CACHE/features/features-v2.sqlite``): each
+transaction writes whole entries, so a process killed at any moment (SIGKILL included) leaves every
+entry whole or absent, and readers (DataLoader workers, other ranks, other runs) never see a
+half-written one. Each entry records its torch dtype (features computed in fp16/bf16 on a GPU are
+stored in that precision, half the bytes of fp32; fp32 on CPU) and a CRC-32 of its key, dtype, shape
+and bytes: a blob damaged on disk is a miss, never served. One file per entry with tmp+rename would be
+as safe but costs an inode and a directory walk per image; SQLite keeps it one file with indexed
+look-ups. Keep the folder on a local disk: SQLite's locking is not reliable over NFS.
+
+Writes happen off the hot path (:meth:`FeatureCache.store`): a background thread takes batches from a
+bounded queue and commits them in large transactions. They are flushed at the end of every extraction
+pass (:meth:`FeatureCache.flush`), not before each chunk's scores are written, and that is on purpose:
+the cache is an optimisation and scores are the data. An entry always holds exactly the values the
+scoring path used, so whether a killed run had committed an image's features or not, the resumed run
+computes (or is served) the same bits; a kill loses at most the queued entries, which cost only
+recomputation. What resume needs is that committed entries are whole and correct (transactions and
+checksums) and that ``scores.csv`` rows are fsynced before they count as done (``ScoreLog``).
+
+A cache that cannot be opened, read or written (damaged file, read-only or full disk, a file where
+its folder should be) is reported once, in one line, and the run goes on without it (reads stay on
+when only writing fails): no image is ever skipped because of the cache.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import queue
 import sqlite3
-from dataclasses import dataclass
+import threading
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -31,7 +49,8 @@ if TYPE_CHECKING:
     from ..api.records import Record
 
 FORMAT = 2  # bump when anything that shapes cached features changes meaning (2: blur into uint8, torchvision RRC fallback)
-DB_NAME = "features.sqlite"
+DB_NAME = "features-v2.sqlite"  # v2: per-entry torch dtype and CRC-32 (a new file, so old caches never break runs)
+OLD_DB_NAMES = ("features.sqlite",)  # v1 (fp32 numpy blobs, no checksum): never opened; `cache clear` removes it
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (
     key TEXT PRIMARY KEY,
@@ -39,10 +58,19 @@ CREATE TABLE IF NOT EXISTS features (
     backbone TEXT NOT NULL,
     dtype TEXT NOT NULL,
     shape TEXT NOT NULL,
+    crc INTEGER NOT NULL,
     data BLOB NOT NULL,
     created REAL NOT NULL DEFAULT (julianday('now'))
 )
 """
+COLUMNS = ("key", "feature", "backbone", "dtype", "shape", "crc", "data", "created")
+DTYPES = ("float32", "float16", "bfloat16", "float64")  # what an entry may hold (torch dtype names)
+WRITE_QUEUE = 8  # batches waiting for the writer thread: bounds the memory the cache holds back
+TXN_BYTES = 64 << 20  # one transaction commits up to this many queued bytes
+PAGE_SIZE = 16384  # new databases: fewer overflow pages per feature blob than SQLite's default 4096
+
+log = logging.getLogger("sidbench.cache")
+_FORKED_AWAY: list = []  # connections inherited through fork(): never used or closed in the child
 
 
 def default_cache_root() -> Path:
@@ -51,13 +79,47 @@ def default_cache_root() -> Path:
     return cache_dir() / "features"
 
 
-def file_digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def text_key(identity: str, numerics: str, prompt: str) -> str:
     """The entry key of one prompt's text embedding (cached like image features, so warm runs need no backbone)."""
     return hashlib.sha256(json.dumps([FORMAT, "text", identity, numerics, prompt]).encode()).hexdigest()
+
+
+def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rwc'}"
+    return sqlite3.connect(uri, uri=True, timeout=120, isolation_level=None, check_same_thread=False)
+
+
+def _read_rows(db: sqlite3.Connection, keys: Sequence[str]) -> list[tuple]:
+    """The stored rows of ``keys`` (the one read call; a test patches it to simulate a damaged page)."""
+    marks = ",".join("?" * len(keys))
+    return db.execute(f"SELECT key, dtype, shape, crc, data FROM features WHERE key IN ({marks})", list(keys)).fetchall()
+
+
+def _write_rows(db: sqlite3.Connection, rows: list[tuple]) -> None:
+    """One transaction of encoded entries (the one write call; a test patches it to simulate a full disk)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany("INSERT OR REPLACE INTO features (key, feature, backbone, dtype, shape, crc, data) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        db.execute("COMMIT")
+    except BaseException as exc:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the failed COMMIT already ended it; the original error is the one to report
+        raise exc
+
+
+def advice(root: Path, exc: BaseException) -> str:
+    """How to fix a cache that failed with ``exc``: one clause for the one-line report."""
+    text = str(exc).lower()
+    if isinstance(exc, (NotADirectoryError, FileExistsError)) or (root.exists() and not root.is_dir()):
+        return f"{root} is not a folder: move that file away or set SIDBENCH_CACHE to another folder"
+    if "full" in text or getattr(exc, "errno", None) == 28:
+        return "free some space or set SIDBENCH_CACHE to another disk"
+    if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
+        return f"make {root} writable or set SIDBENCH_CACHE to a writable folder"
+    return "`sidbench cache clear` removes the damaged database"
 
 
 class FeatureCache:
@@ -68,101 +130,335 @@ class FeatureCache:
         self.path = self.root / DB_NAME
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        self._owner = os.getpid()  # the process that reports faults; DataLoader workers send theirs back
         self.hits = 0
         self.stored = 0
+        self.readable = True
+        self.writable = True
+        self.faults: dict[str, str] = {}  # what failed -> the one line reported
+        self._unsent: list[tuple[str, str]] = []  # faults met in a worker, returned with its items
+        self._writer: _Writer | None = None
+        self._lock = threading.Lock()
 
-    # sqlite connections must not cross fork(): DataLoader workers open their own.
+    # sqlite connections and threads must not cross fork(): DataLoader workers open their own connection.
     def __getstate__(self) -> dict:
-        return {"root": self.root, "path": self.path, "_conn": None, "_pid": -1, "hits": 0, "stored": 0}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_conn", "_writer", "_lock", "_unsent")}
+        return {**state, "_conn": None, "_pid": -1, "_writer": None, "_unsent": [], "hits": 0, "stored": 0}
 
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None or self._pid != os.getpid():
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- connections and faults --------------------------------------------------------------
+    def _open(self, readonly: bool = False) -> sqlite3.Connection:
+        if readonly:
+            conn = _connect(self.path, readonly=True)
+        else:
             self.root.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=120, isolation_level=None, check_same_thread=False)
+            conn = _connect(self.path)
+            if not self.path.stat().st_size:
+                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after any crash
             conn.execute(SCHEMA)
-            self._conn, self._pid = conn, os.getpid()
+        cols = tuple(r[1] for r in conn.execute("PRAGMA table_info(features)"))
+        if cols != COLUMNS:
+            conn.close()
+            raise sqlite3.DatabaseError(f"not a sidbench feature cache (table columns {list(cols) or 'missing'})")
+        return conn
+
+    def _db(self) -> sqlite3.Connection | None:
+        """This process's reading connection (None once the cache failed)."""
+        if self._conn is not None and self._pid != os.getpid():
+            _FORKED_AWAY.append(self._conn)  # closing it here could disturb the parent's locks
+            self._conn = None
+        if self._conn is None and self.readable:
+            try:
+                self._conn, self._pid = self._open(), os.getpid()
+            except (sqlite3.Error, OSError) as exc:
+                self._fault("open", exc)
         return self._conn
 
+    def usable(self) -> bool:
+        """Open the cache now (in the main process, before any worker starts); False after a fault."""
+        return self._db() is not None
+
+    def _fault(self, what: str, exc: BaseException) -> None:
+        """Turn the cache (or only its writes) off and report it once: which file, what failed, how to fix it."""
+        rest = "without writing to it" if what == "write" else "without it"
+        msg = (f"feature cache {self.path}: {what} failed ({type(exc).__name__}: {exc}); the run continues "
+               f"{rest} (scores are unaffected): {advice(self.root, exc)}")
+        if os.getpid() == self._owner:
+            self.absorb([(what, msg)])
+        elif self._disable(what, msg):
+            self._unsent.append((what, msg))
+
+    def _disable(self, what: str, msg: str) -> bool:
+        """Stop writing (a write fault) or using the cache at all; True the first time ``what`` failed."""
+        with self._lock:
+            self.writable = False
+            if what != "write":
+                self.readable = False
+            first = what not in self.faults
+            self.faults.setdefault(what, msg)
+        return first
+
+    def take_unsent(self) -> list[tuple[str, str]]:
+        """Faults met in this (worker) process since the last call, for the main process to report."""
+        out, self._unsent = self._unsent, []
+        return out
+
+    def absorb(self, faults: Iterable[tuple[str, str]]) -> None:
+        """Report faults (this process's, or those a DataLoader worker sent back) once each, and stop
+        using the cache accordingly."""
+        for what, msg in faults:
+            if self._disable(what, msg):
+                log.warning(msg)
+
+    # -- reading and writing -----------------------------------------------------------------
     def get_many(self, keys: Sequence[str]) -> dict[str, "torch.Tensor"]:
-        """The entries of ``keys`` that exist and decode intact (anything else is a miss)."""
-        if not keys:
+        """The entries of ``keys`` that exist and decode intact (anything else, or a failing cache, is a miss)."""
+        if not keys or not self.readable:
             return {}
-        marks = ",".join("?" * len(keys))
-        rows = self._db().execute(f"SELECT key, dtype, shape, data FROM features WHERE key IN ({marks})", list(keys))
+        db = self._db()
+        if db is None:
+            return {}
+        try:
+            rows = _read_rows(db, keys)
+        except sqlite3.Error as exc:
+            self._fault("read", exc)
+            return {}
         out = {}
-        for key, dtype, shape, data in rows:
-            tensor = _decode(dtype, shape, data)
+        for key, dtype, shape, crc, data in rows:
+            tensor = _decode(key, dtype, shape, crc, data)
             if tensor is not None:
                 out[key] = tensor
         return out
 
     def put_many(self, items: Iterable[tuple[str, str, str, "torch.Tensor"]]) -> None:
-        """Store (key, feature name, backbone identity, tensor) entries in one transaction."""
-        rows = [(k, f, b, *_encode(t)) for k, f, b, t in items]
+        """Store (key, feature name, backbone identity, tensor) entries now, in one transaction."""
+        db = self._db() if self.writable else None
+        rows = [_row(k, f, b, t) for k, f, b, t in items] if db is not None else []
         if not rows:
             return
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT OR REPLACE INTO features (key, feature, backbone, dtype, shape, data) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", rows)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            _write_rows(db, rows)
+        except (sqlite3.Error, OSError) as exc:
+            self._fault("write", exc)
+            return
         self.stored += len(rows)
 
-    def info(self) -> dict:
-        """Location, entry count, size on disk, and entries/bytes per (backbone, feature)."""
-        files = [self.path, self.path.with_name(DB_NAME + "-wal"), self.path.with_name(DB_NAME + "-shm")]
-        size = sum(f.stat().st_size for f in files if f.exists())
-        out = {"path": str(self.path), "exists": self.path.exists(), "bytes_on_disk": size, "entries": 0, "groups": []}
-        if not self.path.exists():
-            return out
-        rows = self._db().execute("SELECT backbone, feature, COUNT(*), SUM(LENGTH(data)) FROM features "
-                                  "GROUP BY backbone, feature ORDER BY backbone, feature").fetchall()
-        out["groups"] = [{"backbone": b, "feature": f, "entries": n, "bytes": s} for b, f, n, s in rows]
-        out["entries"] = sum(g["entries"] for g in out["groups"])
-        return out
+    def store(self, keys: Sequence[str], feature: str, backbone: str, values: "torch.Tensor",
+              narrow: "torch.dtype | None" = None) -> None:
+        """Queue ``values[j]`` under ``keys[j]`` for the background writer (blocks while the queue is full).
+        With ``narrow`` (fp16/bf16), each entry is stored in that dtype when that loses no bit of it."""
+        if not keys or not self.writable:
+            return
+        if os.getpid() != self._owner:  # no writer threads in forked workers
+            self.put_many(_split(keys, feature, backbone, values, narrow))
+            return
+        if self._writer is None:
+            self._writer = _Writer(self)
+        self._writer.put((list(keys), feature, backbone, values, narrow))
 
-    def clear(self, backbone: str | None = None) -> int:
-        """Delete every entry (or one backbone identity's); returns how many were removed."""
-        if not self.path.exists():
-            return 0
-        db = self._db()
-        where, args = ("WHERE backbone = ?", [backbone]) if backbone else ("", [])
-        n = db.execute(f"DELETE FROM features {where}", args).rowcount
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        db.execute("VACUUM")
-        return n
+    def flush(self) -> None:
+        """Wait until every queued entry is committed (or dropped after a fault); the writer thread ends."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.finish()
 
     def close(self) -> None:
+        self.flush()
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
         self._conn = None
 
+    # -- maintenance -------------------------------------------------------------------------
+    def files(self) -> list[Path]:
+        """The database, its WAL and shared-memory files, and old-format databases, where they exist."""
+        names = [n + s for n in (DB_NAME, *OLD_DB_NAMES) for s in ("", "-wal", "-shm")]
+        return [self.root / n for n in names if (self.root / n).is_file()] if self.root.is_dir() else []
 
-def _encode(t: "torch.Tensor") -> tuple[str, str, bytes]:
-    import numpy as np
+    def info(self) -> dict:
+        """Location, entry count, size on disk, entries/bytes per (backbone, feature), and any damage."""
+        old = [str(self.root / n) for n in OLD_DB_NAMES if self.root.is_dir() and (self.root / n).is_file()]
+        size = sum(f.stat().st_size for f in self.files())
+        out = {"path": str(self.path), "exists": self.path.is_file(), "bytes_on_disk": size, "entries": 0,
+               "groups": [], "damaged": None, "old_files": old}
+        if self.root.exists() and not self.root.is_dir():
+            out["damaged"] = advice(self.root, NotADirectoryError())
+            return out
+        if not out["exists"]:
+            return out
+        try:
+            db = self._open(readonly=True)
+            try:
+                rows = db.execute("SELECT backbone, feature, COUNT(*), SUM(LENGTH(data)) FROM features "
+                                  "GROUP BY backbone, feature ORDER BY backbone, feature").fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            out["damaged"] = f"{type(exc).__name__}: {exc}"
+            return out
+        out["groups"] = [{"backbone": b, "feature": f, "entries": n, "bytes": s} for b, f, n, s in rows]
+        out["entries"] = sum(g["entries"] for g in out["groups"])
+        return out
 
-    arr = np.asarray(t.detach().cpu().numpy(), order="C")  # (ascontiguousarray would make a scalar 1-d)
-    return arr.dtype.str, json.dumps(list(arr.shape)), arr.tobytes()
+    def clear(self, backbone: str | None = None) -> "Cleared":
+        """Delete every entry (or one backbone identity's); a damaged database (and old-format ones, on a
+        full clear) is removed as a file."""
+        from ..api.errors import SidbenchError
+
+        if self.root.exists() and not self.root.is_dir():
+            raise SidbenchError(f"feature cache: {advice(self.root, NotADirectoryError())} (not removed: "
+                                "sidbench only deletes its own files)")
+        result = Cleared()
+        if self.path.is_file():
+            try:
+                result.entries = self._delete(backbone)
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise SidbenchError(f"feature cache {self.path} is in use by another process ({exc}); "
+                                        "try again when it has finished") from None
+                result.damaged = f"{type(exc).__name__}: {exc}"
+            except sqlite3.DatabaseError as exc:
+                result.damaged = f"{type(exc).__name__}: {exc}"
+        old = {self.root / (n + s) for n in OLD_DB_NAMES for s in ("", "-wal", "-shm")}
+        doomed = self.files() if result.damaged else [f for f in self.files() if f in old and backbone is None]
+        for f in doomed:
+            f.unlink(missing_ok=True)
+            result.removed.append(str(f))
+        return result
+
+    def _delete(self, backbone: str | None) -> int:
+        db = self._open()
+        try:
+            where, args = ("WHERE backbone = ?", [backbone]) if backbone else ("", [])
+            n = db.execute(f"DELETE FROM features {where}", args).rowcount
+            try:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                db.execute("VACUUM")
+            except sqlite3.OperationalError:
+                pass  # entries are gone; shrinking the file needs free space the disk may not have
+            return n
+        finally:
+            db.close()
 
 
-def _decode(dtype: str, shape: str, data: bytes) -> "torch.Tensor | None":
-    import numpy as np
+@dataclass
+class Cleared:
+    """What ``cache clear`` did: entries deleted, files removed, and why the database was removed whole."""
+
+    entries: int = 0
+    removed: list[str] = field(default_factory=list)
+    damaged: str | None = None
+
+
+_STOP = object()
+
+
+class _Writer:
+    """The background writer: a bounded queue of batches, committed in transactions of up to ``TXN_BYTES``."""
+
+    def __init__(self, cache: FeatureCache):
+        self.cache = cache
+        self.error: BaseException | None = None  # a bug in the writer: re-raised by finish(), in the caller's thread
+        self.queue: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE)
+        self.thread = threading.Thread(target=self._run, name="sidbench-cache-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, item: tuple) -> None:
+        self.queue.put(item)
+
+    def finish(self) -> None:
+        self.queue.put(_STOP)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        db, stop = None, False
+        while not stop:
+            items = [self.queue.get()]
+            size = _nbytes(items[0])
+            while size < TXN_BYTES and items[-1] is not _STOP:
+                try:
+                    items.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+                size += _nbytes(items[-1])
+            stop = items[-1] is _STOP
+            batches = [i for i in items if i is not _STOP]
+            if batches and self.cache.writable and self.error is None:
+                try:
+                    db = self._commit(db, batches)
+                except BaseException as exc:  # noqa: BLE001 - not a cache fault: a bug, surfaced by finish()
+                    self.error = exc
+        if db is not None:
+            db.close()
+
+    def _commit(self, db: sqlite3.Connection | None, batches: list[tuple]) -> sqlite3.Connection | None:
+        try:
+            db = db or self.cache._open()
+            rows = [r for b in batches for r in _split(*b)]
+            _write_rows(db, rows)
+            self.cache.stored += len(rows)
+        except (sqlite3.Error, OSError) as exc:
+            self.cache._fault("write", exc)
+        return db
+
+
+def _nbytes(item: object) -> int:
+    return 0 if item is _STOP else item[3].element_size() * item[3].numel()  # type: ignore[index]
+
+
+def _split(keys: Sequence[str], feature: str, backbone: str, values: "torch.Tensor",
+           narrow: "torch.dtype | None") -> list[tuple]:
+    """Encoded rows of one batch, each in ``narrow`` where that is exact (else as computed)."""
     import torch
 
+    v = values.detach().cpu()
+    exact = None
+    if narrow is not None and v.dtype == torch.float32 and len(v):
+        small = v.to(narrow)
+        wide = small.float()
+        exact = [True] * len(v) if torch.equal(wide, v) else (wide == v).reshape(len(v), -1).all(1).tolist()
+    return [_row(k, feature, backbone, small[j] if exact and exact[j] else v[j]) for j, k in enumerate(keys)]
+
+
+def _row(key: str, feature: str, backbone: str, t: "torch.Tensor") -> tuple:
+    """(key, feature, backbone, dtype, shape, crc, data) of one entry; the bytes are the tensor's own (no copy)."""
+    import torch
+
+    t = t.detach().cpu().contiguous()
+    dtype, shape = str(t.dtype).removeprefix("torch."), json.dumps(list(t.shape))
+    data = t.reshape(-1).view(torch.uint8).numpy()
+    return key, feature, backbone, dtype, shape, _crc(key, dtype, shape, data), memoryview(data)
+
+
+def _crc(key: str, dtype: str, shape: str, data) -> int:
+    return zlib.crc32(data, zlib.crc32(f"{key}|{dtype}|{shape}".encode()))
+
+
+def _decode(key: str, dtype: str, shape: str, crc: int, data: bytes) -> "torch.Tensor | None":
+    """The stored tensor, widened to fp32 when stored in half precision; None for anything not intact."""
+    import torch
+
+    if dtype not in DTYPES or not isinstance(data, bytes):
+        return None
     try:
-        dims = json.loads(shape)
-        dt = np.dtype(dtype)
+        dims = [int(d) for d in json.loads(shape)]
     except (ValueError, TypeError):
         return None
-    if len(data) != int(np.prod(dims, dtype=np.int64)) * dt.itemsize:
-        return None  # never serve a torn or foreign blob
-    return torch.from_numpy(np.frombuffer(data, dtype=dt).reshape(dims).copy())
+    dt = getattr(torch, dtype)
+    n = 1
+    for d in dims:
+        n *= d
+    if min(dims, default=1) < 0 or len(data) != n * dt.itemsize or _crc(key, dtype, shape, data) != crc:
+        return None  # never serve a torn, damaged or foreign blob
+    t = torch.frombuffer(bytearray(data), dtype=dt) if n else torch.empty(0, dtype=dt)
+    t = t.reshape(dims)
+    return t.float() if dt in (torch.float16, torch.bfloat16) else t
 
 
 @dataclass(frozen=True)
@@ -199,7 +495,7 @@ class CacheLookup:
         return {n: hashlib.sha256(f"{base}|{n}".encode()).hexdigest() for n in self.names}
 
     def fetch(self, keys: dict[str, str]) -> dict[str, "torch.Tensor"] | None:
-        """All requested features, or None when any is missing."""
+        """All requested features, or None when any is missing (or the cache failed: a miss, never an error)."""
         found = self.cache.get_many(list(keys.values()))
         if len(found) < len(keys):
             return None

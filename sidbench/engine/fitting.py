@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -81,7 +81,8 @@ class EngineFitData(FitData):
 
     def __init__(self, train: Sequence[Record], val: Sequence[Record] | None = None, *, protocol: str = "center_crop",
                  seed: int = 0, options: ExtractOptions | None = None, backbone: "BackboneSource | None" = None,
-                 pixels: "PixelInput | None" = None, device: str | None = None, names: Sequence[str] = (),
+                 pixels: "PixelInput | None" = None, device: str | None = None,
+                 names: Sequence[str] | Mapping[str, Sequence[str]] = (),
                  perturbation: Perturbation = NONE, share_subsets: bool = False, keep_bytes: int = KEEP_BYTES,
                  on_extract: Callable[[dict[str, Any]], None] | None = None, _memo: _Memo | None = None):
         if not train:
@@ -97,7 +98,8 @@ class EngineFitData(FitData):
         self.options = options or ExtractOptions()
         self._backbone, self.pixels = backbone, pixels
         self._device = str(device or (backbone.device if backbone is not None else "cpu"))
-        self.names, self.perturbation = tuple(names), perturbation
+        self.names = names if isinstance(names, Mapping) else tuple(names)  # extracted along with any request
+        self.perturbation = perturbation
         self.share_subsets, self.on_extract = share_subsets, on_extract
         self._memo = _memo or _Memo(keep_bytes)
         self._parent: EngineFitData | None = None
@@ -139,13 +141,18 @@ class EngineFitData(FitData):
             found = self._memo.superset(paths, view_key)
             if found is not None and all(n in found.features for n in names):
                 return found.select(lambda r: r.path in paths).only(names)
-        missing = tuple(n for n in dict.fromkeys((*self.names, *names)) if fs is None or n not in fs.features)
+        missing = tuple(n for n in dict.fromkeys((*self._along(view_key[2]), *names)) if fs is None or n not in fs.features)
         if missing:
             new = self._extract(split, records, missing, augment, view, view_key[2])
             fs = new if fs is None else FeatureSet({**fs.features, **new.features}, fs.records, fs.skipped)
             self._memo.sets[(digest, *view_key)] = fs
             self._memo.records[digest] = paths
         return fs.only(names)
+
+    def _along(self, protocol: str) -> tuple[str, ...]:
+        """The features extracted with any request under ``protocol``: the union that the detectors fitted
+        together read (per protocol when ``names`` maps protocols to features), so each view passes once."""
+        return tuple(self.names.get(protocol, ())) if isinstance(self.names, Mapping) else self.names
 
     def _extract(self, split: str, records: list[Record], names: tuple[str, ...], augment: Augment | None,
                  view: int, protocol: str) -> FeatureSet:
@@ -196,7 +203,8 @@ class EngineFitData(FitData):
                 feats = self.backbone.features(batch.pixels, names)
                 yield {n: feats[n].cpu().clone() for n in names}, labels
 
-    def scores(self, detector: "Detector", split: str = "val") -> tuple[np.ndarray, np.ndarray]:
+    def scores(self, detector: "Detector", split: str = "val", *,
+               augment: Augment | None = None) -> tuple[np.ndarray, np.ndarray]:
         from .scoring import score_features, source_outputs
 
         protocol = detector.preprocess if detector.input == "features" else self.protocol
@@ -204,10 +212,11 @@ class EngineFitData(FitData):
             from .sources import LOGIT, PixelSource
 
             opts = dataclasses.replace(self.options, cache=None, desc=f"{split} scores")  # the weights are changing
+            transform = ViewTransform(augment, 0, self.seed) if augment is not None else None
             fs = extract(PixelSource(detector, self.device), self.records(split), (LOGIT,), protocol=protocol,
-                         perturbation=self.perturbation, options=opts)
+                         perturbation=self.perturbation, transform=transform, options=opts)
         else:
-            fs = self.features(split, source_outputs(detector), protocol=protocol)
+            fs = self.features(split, source_outputs(detector), augment=augment, protocol=protocol)
         was_training = any(m.training for m in detector.modules().values())
         detector.eval()
         try:

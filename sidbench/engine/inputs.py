@@ -69,20 +69,28 @@ def iter_outputs(
     workers = default_workers(source.device) if opts.workers is None else opts.workers
     loader = make_loader(dataset, opts.batch_size, workers, source.device)
     pending = _Pending(source, names, n_views(protocol), opts.batch_size, lookup, protocol in VARIABLE_SIZE)
-    with tqdm(total=len(records), desc=opts.desc, unit="img", disable=not opts.progress, leave=False) as bar:
-        for batch in isolated_iter(loader):
-            if files is not None:
-                files.update(batch.files)
-            if batch.cached or batch.skipped:
+    if lookup is not None:
+        lookup.cache.flush()  # no writer thread mid-transaction while the loader forks its workers
+    try:
+        with tqdm(total=len(records), desc=opts.desc, unit="img", disable=not opts.progress, leave=False) as bar:
+            for batch in isolated_iter(loader):
+                if files is not None:
+                    files.update(batch.files)
                 if lookup is not None:
+                    lookup.cache.absorb(batch.faults)
                     lookup.cache.hits += len(batch.cached)
-                yield list(batch.cached), _stack_cached(batch.cached, names), batch.skipped
-            pending.add(batch)
-            while (shape := pending.ready()) is not None:
-                yield pending.run(shape)
-            bar.update(len(batch.index) + len(batch.cached) + len(batch.skipped))
-        while (shape := pending.next_shape()) is not None:
-            yield pending.run(shape)
+                if batch.cached or batch.skipped:
+                    yield list(batch.cached), _stack_cached(batch.cached, names), batch.skipped
+                pending.add(batch)
+                while (shape := pending.ready()) is not None:
+                    yield from pending.submit(shape)
+                bar.update(len(batch.index) + len(batch.cached) + len(batch.skipped))
+            while (shape := pending.next_shape()) is not None:
+                yield from pending.submit(shape)
+            yield from pending.submit(None)
+    finally:
+        if lookup is not None:
+            lookup.cache.flush()  # the flush point: every entry of this pass committed before the caller goes on
 
 
 def isolated_iter(loader) -> Iterator:
@@ -97,7 +105,7 @@ def isolated_iter(loader) -> Iterator:
 
 def cache_lookup(source: "Source", names: tuple[str, ...], protocol: str, perturbation: Perturbation,
                  transform: Callable | None, view_id: str | None, opts: ExtractOptions) -> "CacheLookup | None":
-    if opts.cache is None or (transform is not None and not view_id):
+    if opts.cache is None or (transform is not None and not view_id) or not opts.cache.usable():
         return None
     from .cache import CacheContext, CacheLookup
 
@@ -124,19 +132,34 @@ def pad_rows(x: "torch.Tensor", n: int) -> "torch.Tensor":
 
 
 class _Pending:
-    """Decoded images waiting for the source, bucketed by tensor shape; run in fixed-size, zero-padded batches."""
+    """Decoded images waiting for the source, bucketed by tensor shape; run in fixed-size, zero-padded batches.
+
+    A bucket holds blocks (record indices, pixels [k, ...]) as the loader delivered them: a loader batch that
+    is exactly one source batch goes to the device as is (pinned on GPU, no copy on the main thread); blocks
+    are cut or concatenated only when cache hits, skips or mixed sizes misalign them.
+    """
 
     def __init__(self, source: "Source", names: tuple[str, ...], views: int, batch_size: int,
                  lookup: "CacheLookup | None", variable: bool):
         self.source, self.names, self.views, self.lookup = source, names, views, lookup
         self.batch_size, self.variable = batch_size, variable
-        self.buckets: dict[tuple, list[tuple[int, "torch.Tensor"]]] = {}
+        self.buckets: dict[tuple, list[tuple[list[int], "torch.Tensor"]]] = {}
         self.keys: dict[int, dict[str, str]] = {}
+        self.inflight: tuple[list[int], Outputs] | None = None  # launched, not yet finished (one at most)
 
     def add(self, batch) -> None:
-        for i, x in zip(batch.index, batch.tensors()):
-            self.buckets.setdefault(tuple(x.shape), []).append((i, x))
+        if batch.pixels is None:
+            return
+        if isinstance(batch.pixels, list):  # images of several sizes: one block each
+            blocks = [([i], x.unsqueeze(0)) for i, x in zip(batch.index, batch.pixels)]
+        else:
+            blocks = [(list(batch.index), batch.pixels)]
+        for index, x in blocks:
+            self.buckets.setdefault(tuple(x.shape[1:]), []).append((index, x))
         self.keys.update(batch.keys)
+
+    def count(self, shape: tuple) -> int:
+        return sum(len(index) for index, _ in self.buckets[shape])
 
     def size_for(self, shape: tuple) -> int:
         """The batch size of a shape: fixed, or bounded by the source's pixel budget for native resolution."""
@@ -148,45 +171,80 @@ class _Pending:
     def ready(self) -> tuple | None:
         """A shape whose bucket is full; for native resolution also the largest bucket once pending
         images exceed the pixel budget (memory stays bounded however many sizes there are)."""
-        for shape, items in self.buckets.items():
-            if len(items) >= self.size_for(shape):
+        for shape in self.buckets:
+            if self.count(shape) >= self.size_for(shape):
                 return shape
         if self.variable and self.source.max_batch_pixels and self.buckets:
-            total = sum(len(v) * s[-1] * s[-2] for s, v in self.buckets.items())
+            total = sum(self.count(s) * s[-1] * s[-2] for s in self.buckets)
             if total > self.source.max_batch_pixels:
-                return max(self.buckets, key=lambda s: len(self.buckets[s]) * s[-1] * s[-2])
+                return max(self.buckets, key=lambda s: self.count(s) * s[-1] * s[-2])
         return None
 
     def next_shape(self) -> tuple | None:
         return next(iter(self.buckets), None)
 
-    def run(self, shape: tuple) -> tuple[list[int], Outputs, list]:
+    def take(self, shape: tuple, n: int) -> tuple[list[int], "torch.Tensor"]:
+        """The first ``n`` pending images of ``shape`` (fewer at the end), zero-padded to ``n`` rows."""
         import torch
 
-        n = self.size_for(shape)
-        items, rest = self.buckets[shape][:n], self.buckets[shape][n:]
-        if rest:
-            self.buckets[shape] = rest
-        else:
+        blocks, index, parts = self.buckets[shape], [], []
+        while blocks and len(index) < n:
+            ix, x = blocks[0]
+            need = n - len(index)
+            if len(ix) <= need:
+                blocks.pop(0)
+            else:
+                blocks[0] = (ix[need:], x[need:])
+                ix, x = ix[:need], x[:need]
+            index += ix
+            parts.append(x)
+        if not blocks:
             del self.buckets[shape]
-        index = [i for i, _ in items]
-        pixels = pad_rows(torch.stack([x for _, x in items]), n)
+        return index, pad_rows(parts[0] if len(parts) == 1 else torch.cat(parts), n)
+
+    def launch(self, shape: tuple) -> tuple[list[int], Outputs]:
+        """Start the source on the next batch of ``shape``: on CUDA this only queues the copy and the kernels."""
+        index, pixels = self.take(shape, self.size_for(shape))
         if self.views > 1:
             pixels = pixels.flatten(0, 1)
-        out = self.source.outputs(pixels, self.names)
-        out = {k: v[: len(items) * self.views].cpu() for k, v in out.items()}
+        return index, self.source.outputs(pixels, self.names)
+
+    def finish(self, launched: tuple[list[int], Outputs]) -> tuple[list[int], Outputs, list]:
+        """Wait for a launched batch: its outputs on the CPU (padding dropped), queued for the cache."""
+        index, out = launched
+        out = {k: v[: len(index) * self.views].cpu() for k, v in out.items()}
         if self.views > 1:
             out = {k: v.unflatten(0, (-1, self.views)) for k, v in out.items()}
         self._store(index, out)
         return index, out, []
 
+    def submit(self, shape: tuple | None) -> list[tuple[list[int], Outputs, list]]:
+        """Launch a batch (None: none), then finish the one before it: the device computes batch k+1 while
+        the caller scores and writes batch k, instead of idling between batches."""
+        launched = self.launch(shape) if shape is not None else None
+        done, self.inflight = self.inflight, launched
+        return [self.finish(done)] if done is not None else []
+
     def _store(self, index: list[int], out: Outputs) -> None:
+        """Queue this batch's outputs for the cache's background writer, in the source's precision where exact."""
         if self.lookup is None:
             return
-        ident = self.lookup.context.backbone
-        items = [(keys[name], name, ident, out[name][j])
-                 for j, i in enumerate(index) if (keys := self.keys.pop(i, None)) for name in self.names]
-        self.lookup.cache.put_many(items)
+        rows = [(j, keys) for j, i in enumerate(index) if (keys := self.keys.pop(i, None))]
+        if not rows or not self.lookup.cache.writable:
+            return
+        whole = len(rows) == len(index)  # the usual case: a slice, not a copy
+        pos = [j for j, _ in rows]
+        for name in self.names:
+            values = out[name][: len(index)] if whole else out[name][pos]
+            self.lookup.cache.store([k[name] for _, k in rows], name, self.lookup.context.backbone, values,
+                                    storage_dtype(self.source.precision))
+
+
+def storage_dtype(precision: str) -> "torch.dtype | None":
+    """The dtype a source running in ``precision`` computes its outputs in (None: fp32, stored as is)."""
+    import torch
+
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
 
 
 def extract(source: "Source", records: Sequence[Record], names: Sequence[str], **kwargs) -> FeatureSet:

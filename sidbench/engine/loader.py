@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 from ..api.records import Record
 from ..data.images import FileState, UnreadableImage, content_sha256, read_file, read_image
@@ -24,6 +24,7 @@ class Batch:
     skipped: list[tuple[int, str]]
     cached: dict[int, dict[str, "torch.Tensor"]] = field(default_factory=dict)  # served by the feature cache
     keys: dict[int, dict[str, str]] = field(default_factory=dict)  # cache keys of the computed ones
+    faults: list[tuple[str, str]] = field(default_factory=list)  # cache faults met by the workers
     files: dict[int, "FileInfo"] = field(default_factory=dict)  # content hash and state of each image read
 
     def pin_memory(self) -> "Batch":
@@ -33,12 +34,6 @@ class Batch:
         elif self.pixels is not None:
             self.pixels = self.pixels.pin_memory()
         return self
-
-    def tensors(self) -> "list[torch.Tensor]":
-        """The loaded images one by one."""
-        if self.pixels is None:
-            return []
-        return list(self.pixels) if isinstance(self.pixels, list) else list(self.pixels.unbind(0))
 
 
 @dataclass(frozen=True)
@@ -65,42 +60,60 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int):
-        """(index, pixels | None, skip reason | None, cached features | None, cache keys | None, FileInfo | None)."""
+    def __getitem__(self, i: int) -> "Item":
+        """The image's pixels, or its cached features, or why it was skipped. The file is read once (bytes
+        and state through one descriptor); the cache is consulted outside the decoding ``try``: it reports
+        its own faults (returned with the item) and never skips an image."""
         rec = self.records[i]
-        keys, info = None, None
+        keys, info, faults = None, None, []
         try:
             data, state = read_file(rec.path)
-            if self.lookup is not None or self.digest:
-                info = FileInfo(content_sha256(data), state)
-            if self.lookup is not None:
-                keys = self.lookup.keys(info.sha256, rec)
-                hit = self.lookup.fetch(keys)
-                if hit is not None:
-                    return i, None, None, hit, None, info
+        except UnreadableImage as exc:
+            return Item(i, None, exc.reason, None, None, faults, None)
+        if self.lookup is not None or self.digest:
+            info = FileInfo(content_sha256(data), state)
+        if self.lookup is not None:
+            keys = self.lookup.keys(info.sha256, rec)
+            hit = self.lookup.fetch(keys)
+            faults = self.lookup.cache.take_unsent()
+            if hit is not None:
+                return Item(i, None, None, hit, None, faults, info)
+        try:
             img = read_image(rec.path, draft=getattr(self.preprocess, "draft", None), data=data)
             img = self.perturbation.apply(img, rec.key)
             if self.transform is not None:
                 img = self.transform(img, rec, i)
-            return i, self.preprocess(img), None, None, keys, info
+            return Item(i, self.preprocess(img), None, None, keys, faults, info)
         except UnreadableImage as exc:
-            return i, None, exc.reason, None, None, None
+            return Item(i, None, exc.reason, None, None, faults, None)
         except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the run
-            return i, None, f"failed to process ({type(exc).__name__}: {exc})", None, None, None
+            return Item(i, None, f"failed to process ({type(exc).__name__}: {exc})", None, None, faults, None)
 
 
-def collate(items: list) -> Batch:
+class Item(NamedTuple):
+    """What the dataset returns for one record: exactly one of pixels, skip reason, cached features is set."""
+
+    index: int
+    pixels: "torch.Tensor | None"
+    skip: str | None
+    cached: "dict[str, torch.Tensor] | None"
+    keys: dict[str, str] | None  # cache keys of an image to compute (stored once its outputs exist)
+    faults: list[tuple[str, str]]  # cache faults a worker met, reported once by the main process
+    info: "FileInfo | None"  # content hash and file state, when asked for (scoring) or cached
+
+
+def collate(items: list[Item]) -> Batch:
     import torch
 
-    ok = [(i, x) for i, x, *_ in items if x is not None]
-    skipped = [(i, r) for i, x, r, *_ in items if r is not None]
-    cached = {i: c for i, _, _, c, _, _ in items if c is not None}
-    keys = {i: k for i, x, _, _, k, _ in items if x is not None and k}
-    files = {i: f for i, *_, f in items if f is not None}
+    ok = [(it.index, it.pixels) for it in items if it.pixels is not None]
+    skipped = [(it.index, it.skip) for it in items if it.skip is not None]
+    cached = {it.index: it.cached for it in items if it.cached is not None}
+    keys = {it.index: it.keys for it in items if it.pixels is not None and it.keys}
+    files = {it.index: it.info for it in items if it.info is not None}
     tensors = [x for _, x in ok]
     same = len({tuple(x.shape) for x in tensors}) <= 1
     pixels = (torch.stack(tensors) if same else tensors) if ok else None
-    return Batch([i for i, _ in ok], pixels, skipped, cached, keys, files)
+    return Batch([i for i, _ in ok], pixels, skipped, cached, keys, [f for it in items for f in it.faults], files)
 
 
 def cpu_count() -> int:

@@ -174,7 +174,7 @@ class PixelSource(Source):
     """A pixel detector's own network: ``outputs`` is ``{"logit": detector.score({"pixels": x})}``."""
 
     def __init__(self, det: "Detector", device: str):
-        pixels: "PixelInput" = det.spec.pixels
+        pixels: "PixelInput" = det.pixel_input
         self.det, self.name, self.info = det, det.name, pixels
         self.device = str(device)
         self.precision = check_precision(det.options.get("precision", pixels.precision), device)

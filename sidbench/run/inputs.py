@@ -51,22 +51,23 @@ def suite_run_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
 
 
 QUICKSTART_PERTURB = "jpeg:75"  # the test splits again after JPEG compression
-# Native centre crop for every detector: one backbone pass serves all of them, and the 256 -> 224 resize
-# of the resize protocol would erase the quickstart's pixel-level traces (as it does on real benchmarks).
+# Native centre crop for every feature detector: one backbone pass serves all of them, and the 256 -> 224 resize
+# of the resize protocol would erase the quickstart's pixel-level traces (as it does on real benchmarks). Pixel
+# detectors read their own protocol (their quickstart_options may set one).
 QUICKSTART_PROTOCOL = "center_crop"
 
 
 def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
-    """The quickstart: every built-in family's default detector on clip-tiny, fitted on the generated train split."""
+    """The quickstart: every built-in family's default detector (feature detectors on clip-tiny), fitted on the
+    generated train split."""
     from ..data.quickstart import QuickstartLayout, ensure_quickstart
 
     root = ensure_quickstart()
     layout = QuickstartLayout()
     detectors = cfg.detectors or default_detectors(plugins)
-    quick = {n: dict(plugins.detector(spec_name(n)).quickstart_options) for n in detectors}
-    options = {n: {**quick.get(n, {}), **cfg.detector_options.get(n, {})} for n in detectors}
+    options = {n: quickstart_options(plugins.detector(spec_name(n)), cfg.detector_options.get(n, {})) for n in detectors}
     cfg = dataclasses.replace(cfg, detectors=detectors, detector_options=options, backbone=cfg.backbone or "clip-tiny",
-                              perturb=cfg.perturb or QUICKSTART_PERTURB, protocol=cfg.protocol or QUICKSTART_PROTOCOL)
+                              perturb=cfg.perturb or QUICKSTART_PERTURB)
     data = RunData(
         test=layout.records(root, split="test"),
         train=layout.records(root, split="train"),
@@ -76,12 +77,19 @@ def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     return cfg, data
 
 
+def quickstart_options(spec: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """A detector's quickstart options: the centre crop for feature detectors, its ``quickstart_options``, then
+    what the user gave (``--protocol`` still overrides the protocol of every detector)."""
+    base = {"preprocess": QUICKSTART_PROTOCOL} if spec.pixels is None else {}
+    return {**base, **dict(spec.quickstart_options), **given}
+
+
 def default_detectors(plugins: Any) -> list[str]:
-    """One detector per built-in family: its default variant."""
-    families: dict[str, str] = {}
+    """One detector per built-in family: its default variant (families whose default opts out are left out)."""
+    families: dict[str, Any] = {}
     for spec in plugins.detectors.values():
         if "/detectors/" not in spec.origin.replace("\\", "/"):
             continue
         if spec.default or spec.family not in families:
-            families[spec.family] = spec.name
-    return sorted(families.values())
+            families[spec.family] = spec
+    return sorted(s.name for s in families.values() if s.quickstart)

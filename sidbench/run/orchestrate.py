@@ -4,7 +4,7 @@ metrics, the leaderboard and run.json."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -38,8 +38,8 @@ def build_detectors(cfg: RunConfig, plugins: "Plugins") -> list["Detector"]:
         raise SidbenchError("no detectors given: --detectors NAME[,NAME...] (see `sidbench list detectors`)")
     dets, seen = [], set()
     for name in cfg.detectors:
-        det = load_detector(name, backbone=cfg.backbone, plugins=plugins,
-                            **({"preprocess": cfg.protocol} if cfg.protocol else {}), **cfg.detector_options.get(name, {}))
+        options = {**cfg.detector_options.get(name, {}), **({"preprocess": cfg.protocol} if cfg.protocol else {})}
+        det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **options)
         if det.name in seen:
             raise SidbenchError(f"detector {det.name!r} is listed twice in --detectors")
         seen.add(det.name)
@@ -137,8 +137,14 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
     check_val_for_operating_points(cfg, data)
     check = RowCheck(detectors, perturbations, data, cfg)
     folder = dist.on_main(lambda: open_results(out, overwrite, cfg, check))
+    scratch = None
     try:
         cache = None if cfg.no_cache else feature_cache()
+        if cache is None and data.val and data.train:
+            # --no-cache leaves the user's cache alone; the validation images the fit extracted are still
+            # scored from that pass (a run-private cache, deleted at the end), not sent through the backbone again
+            scratch = scratch_cache()
+            cache = scratch[1]
         opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache)
         ctx = RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log)
         with dist.main_first():  # rank 0 fits and saves; the other ranks load its checkpoints
@@ -158,6 +164,9 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
             folder.abandon()
         raise
     finally:
+        if scratch is not None:
+            scratch[1].close()
+            scratch[0].cleanup()
         if folder is not None:
             folder.release()
         dist.close()
@@ -185,35 +194,36 @@ def score_test(ctx: RunContext, detectors: Sequence["Detector"], perturbations: 
     from . import distributed
 
     cfg, data, dist = ctx.cfg, ctx.data, ctx.dist
-    score = ScoreContext(distributed.open_scores(ctx.out, dist), ctx.options, shard=(dist.rank, dist.world),
+    options = ctx.options if not cfg.no_cache else replace(ctx.options, cache=None)  # a scratch cache is for val only
+    score = ScoreContext(distributed.open_scores(ctx.out, dist), options, shard=(dist.rank, dist.world),
                          index=FileIndex(ctx.out / INDEX_NAME))
     try:
         score_all(score, ctx.pool, detectors, assign(detectors, data, cfg), perturbations, ctx.timings, data.plan)
     finally:
         score.scores.close()
-    cache = ctx.options.cache
+    cache = options.cache
     if cache is not None:
         ctx.log(f"feature cache: {cache.hits} image(s) served, {cache.stored} entries stored ({cache.root})")
     skipped = score.skipped
     for other in dist.gather(skipped)[1:]:  # every rank has finished scoring after this
         skipped.update(other)
     return skipped
-    try:
-        score_all(score, ctx.pool, detectors, assign(detectors, data, cfg), perturbations, ctx.timings, data.plan)
-    finally:
-        score.scores.close()
-    cache = ctx.options.cache
-    if cache is not None:
-        ctx.log(f"feature cache: {cache.hits} image(s) served, {cache.stored} entries stored ({cache.root})")
-    skipped = score.skipped
-    for other in dist.gather(skipped)[1:]:  # every rank has finished scoring after this
-        skipped.update(other)
 
 
 def feature_cache() -> "FeatureCache":
     from ..engine.cache import FeatureCache
 
     return FeatureCache()
+
+
+def scratch_cache() -> "tuple[tempfile.TemporaryDirectory, FeatureCache]":
+    """A feature cache private to one run, in a temporary folder the caller deletes."""
+    import tempfile
+
+    from ..engine.cache import FeatureCache
+
+    folder = tempfile.TemporaryDirectory(prefix="sidbench-run-cache-")
+    return folder, FeatureCache(Path(folder.name))
 
 
 def assign(detectors: Sequence["Detector"], data: RunData, cfg: RunConfig,
@@ -328,15 +338,19 @@ def checkpoint_path(out: Path, det: "Detector") -> Path:
 
 
 def fit_data_for(ctx: RunContext, det: "Detector", group: Sequence["Detector"]):
-    """The FitData of ``group`` (detectors on one source): the union of their features is extracted at once."""
+    """The FitData of ``group`` (detectors on one source): the union of their features under each protocol is
+    extracted at once."""
     from ..engine.fitting import EngineFitData
     from ..engine.scoring import source_outputs
 
     common = dict(protocol=det.preprocess, seed=ctx.cfg.seed, options=ctx.options, device=ctx.pool.device)
     if det.input == "pixels":
-        return EngineFitData(ctx.data.train, ctx.data.val, pixels=det.spec.pixels, **common)
-    names = tuple(sorted({f for d in group for f in source_outputs(d)}))
-    return EngineFitData(ctx.data.train, ctx.data.val, backbone=ctx.pool.source(det), names=names, **common)
+        return EngineFitData(ctx.data.train, ctx.data.val, pixels=det.pixel_input, **common)
+    names: dict[str, set[str]] = {}  # per protocol: a resize-protocol fit need not carry RINE's cls_ln2
+    for d in group:
+        names.setdefault(d.preprocess, set()).update(source_outputs(d))
+    along = {p: tuple(sorted(v)) for p, v in names.items()}
+    return EngineFitData(ctx.data.train, ctx.data.val, backbone=ctx.pool.source(det), names=along, **common)
 
 
 def fit_and_save(ctx: RunContext, det: "Detector", data) -> None:

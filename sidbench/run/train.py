@@ -35,7 +35,7 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
     opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache)
     common = dict(protocol=det.preprocess, seed=cfg.seed, options=opts, device=device)
     if det.input == "pixels":
-        data = EngineFitData(train, val, pixels=det.spec.pixels, **common)
+        data = EngineFitData(train, val, pixels=det.pixel_input, **common)
         where = "its own network"
     else:
         source = BackboneSource(cfg.backbone or det.spec.backbone, plugins, weights=cfg.weights, device=device,

@@ -1,0 +1,382 @@
+"""The GPU check: one command, one table (issue 15, item 4). Under 8 minutes on one H100/H200:
+
+    python benchmarks/gpu_check.py --out results/gpu_check
+    python benchmarks/gpu_check.py --device cpu --backbone clip-tiny --images 32 --batch-size 8   # CPU smoke run
+
+Builds ``--backbone`` (default ``ViT-L-14:random``: the real architecture with RANDOM weights, for speed only),
+generates ``--images`` 256 px JPEGs, fits the CLIP detectors on a small generated train split (quickstart
+options, untimed) and prints one Markdown table:
+
+  (a) the reference way: fp32, batch 64, one backbone pass per detector, no cache (on at most 2,048 images);
+  (b) ``sidbench run`` with the CLIP detectors, default precision (fp16 on CUDA), cold feature cache;
+  (c) the same with ``--compile`` (CUDA only);
+  (d) the same command again from the warm cache;
+  (e) each registered pixel detector (``sidbench run`` with it alone, cold cache; none registered: skipped);
+  (f) the encoder alone on device-resident batches, in the same precision (eager, and compiled with (c)).
+
+Rates are steady-state: every ``sidbench run`` mode runs twice, on one batch and on all images, and the rate
+is the difference in images over the difference in seconds, so backbone construction, compilation and
+metrics (fixed costs, listed in the ``start-up s`` column) do not dilute it. ``passes`` is how many encoder
+passes each image needs (one per preprocessing protocol of the detectors); ``encoder img/s`` = img/s x passes
+is what compares with (f). The table, with hardware and date, goes to ``OUT/gpu_check.md`` (and the raw
+numbers to ``OUT/gpu_check.json``), ready to paste into benchmarks/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import gc
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+REFERENCE_IMAGES = 2048  # (a) is slow by design; its rate is per image, so a subset suffices
+MODES = "abcdef"
+
+
+@dataclass
+class Row:
+    mode: str
+    images: int = 0
+    seconds: float = 0.0
+    passes: int = 1
+    startup: float | None = None
+    peak_mib: float | None = None
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Check:
+    """The settings and shared state of one check."""
+
+    args: argparse.Namespace
+    work: Path
+    plugins: Any
+    clip: list[str] = field(default_factory=list)  # CLIP detector names, with @checkpoint where fitted
+    pixel: list[str] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+    @property
+    def cuda(self) -> bool:
+        return self.args.device.startswith("cuda")
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+def make_jpegs(root: Path, n: int, size: int, seed: int = 0) -> Path:
+    """``root/{0_real,1_fake}/*.jpg``: n random-texture JPEGs of size x size (quality 90); returns root."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        sub = root / ("1_fake" if i % 2 else "0_real")
+        sub.mkdir(parents=True, exist_ok=True)
+        base = rng.integers(0, 255, (size // 16 + 1, size // 16 + 1, 3)).astype(np.uint8)
+        Image.fromarray(base).resize((size, size), Image.BICUBIC).save(sub / f"{seed:02d}{i:06d}.jpg", quality=90)
+    return root
+
+
+# -- detectors -----------------------------------------------------------------------------------
+
+def registered(plugins, kind: str, builtin_only: bool = False) -> list[str]:
+    """One spec per family whose input is ``kind`` ("features" or "pixels"): the family's default variant."""
+    families: dict[str, str] = {}
+    for spec in sorted(plugins.detectors.values(), key=lambda s: s.name):
+        if spec.input != kind or (builtin_only and "/detectors/" not in spec.origin.replace("\\", "/")):
+            continue
+        if spec.default or spec.family not in families:
+            families[spec.family] = spec.name
+    return sorted(families.values())
+
+
+def fit_untimed(check: Check, names: list[str], train: Path) -> list[str]:
+    """Fit the detectors that need it (quickstart options: small and quick) and return NAME@CHECKPOINT names."""
+    from sidbench.data.layout import resolve_records
+    from sidbench.run import RunConfig, RunData, run
+
+    needs = [n for n in names if check.plugins.detectors[n].needs_fit]
+    if not needs:
+        return names
+    recs = resolve_records(str(train), check.plugins)
+    options = {n: dict(check.plugins.detectors[n].quickstart_options) for n in needs}
+    cfg = RunConfig(detectors=needs, detector_options=options, backbone=check.args.backbone, device=check.args.device,
+                    batch_size=check.args.batch_size, progress=False, no_cache=True)
+    out = check.work / "fit" / "-".join(needs)[:80]
+    run(cfg, RunData(recs[:2], train=recs, val=recs), out, check.plugins, log=lambda m: None)
+    return [f"{n}@{out / 'checkpoints' / f'{n}.safetensors'}" if n in needs else n for n in names]
+
+
+# -- measuring -----------------------------------------------------------------------------------
+
+def sync(check: Check) -> None:
+    if check.cuda:
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def fresh_peak(check: Check) -> None:
+    gc.collect()
+    if check.cuda:
+        import torch
+
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak(check: Check) -> float | None:
+    if not check.cuda:
+        return None
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def timed(check: Check, fn: Callable[[], Any]) -> float:
+    sync(check)
+    t = time.perf_counter()
+    fn()
+    sync(check)
+    return time.perf_counter() - t
+
+
+def sidbench_run(check: Check, data: Path, detectors: list[str], out: Path, cache: Path, extra: list[str]) -> None:
+    from sidbench.cli import main
+
+    os.environ["SIDBENCH_CACHE"] = str(cache)
+    argv = ["run", "--data", str(data), "--detectors", ",".join(detectors), "--backbone", check.args.backbone,
+            "--device", check.args.device, "--batch-size", str(check.args.batch_size), "--out", str(out),
+            "--no-progress", *extra]
+    for folder in check.args.plugins_dir:
+        argv += ["--plugins-dir", folder]
+    if check.args.workers is not None:
+        argv += ["--workers", str(check.args.workers)]
+    with open(check.work / "runs.log", "a") as log, contextlib.redirect_stdout(log):
+        code = main(argv)
+    if code:
+        raise RuntimeError(f"sidbench run failed with exit code {code}: {' '.join(argv)}")
+
+
+def steady(check: Check, mode: str, detectors: list[str], cache: str, extra: list[str] = (), passes: int = 1,
+           warmup: bool = False) -> Row:
+    """A ``sidbench run`` mode on one batch, then on all images (same cache folder): steady-state rate.
+    ``warmup`` first runs the small set once into a scratch cache (untimed), so that both timed runs find
+    torch.compile's on-disk caches equally warm."""
+    small, full = check.work / "small", check.work / "test"
+    if warmup:
+        sidbench_run(check, small, detectors, check.work / "out" / f"{mode}-warmup", check.work / f"{cache}-warmup",
+                     list(extra))
+    fresh_peak(check)
+    t_small = timed(check, lambda: sidbench_run(check, small, detectors, check.work / "out" / f"{mode}-small",
+                                                check.work / cache, list(extra)))
+    t_full = timed(check, lambda: sidbench_run(check, full, detectors, check.work / "out" / f"{mode}-full",
+                                               check.work / cache, list(extra)))
+    n_small, n_full = check.args.batch_size, check.args.images
+    seconds = max(t_full - t_small, 1e-9)
+    startup = max(t_small - n_small * seconds / (n_full - n_small), 0.0)
+    return Row(mode, n_full - n_small, seconds, passes, startup, peak(check))
+
+
+def reference(check: Check) -> Row:
+    """(a): fp32, batch 64, each detector its own pass over the images, no cache (the reference scripts' way)."""
+    import torch
+
+    from sidbench.data.layout import resolve_records
+    from sidbench.engine import ExtractOptions, head_logits, iter_outputs, source_outputs
+    from sidbench.registry import build_backbone, load_detector
+
+    recs = resolve_records(str(check.work / "test"), check.plugins)[:REFERENCE_IMAGES]
+    fresh_peak(check)
+    backbone = build_backbone(check.args.backbone, device=check.args.device, plugins=check.plugins, precision="fp32")
+    dets = [load_detector(name, backbone=check.args.backbone, plugins=check.plugins) for name in check.clip]
+    for det in dets:
+        det.to(check.args.device).eval()
+        det.bind(backbone)
+
+    def go() -> None:
+        for det in dets:
+            opts = ExtractOptions(batch_size=64, workers=check.args.workers, progress=False)
+            with torch.inference_mode():
+                for index, feats, _ in iter_outputs(backbone, recs, source_outputs(det), protocol=det.preprocess,
+                                                     options=opts):
+                    if index:
+                        head_logits(det, feats).cpu()
+
+    seconds = timed(check, go)
+    return Row("(a) reference: fp32, batch 64, one pass per detector, no cache", len(recs), seconds, len(dets),
+               None, peak(check), f"{len(dets)} detectors, {len(recs)} images")
+
+
+def encoder(check: Check, compiled: bool) -> Row:
+    """(f): the backbone alone on random batches already on the device, default precision."""
+    import torch
+
+    from sidbench.engine import source_outputs
+    from sidbench.registry import build_backbone, load_detector
+
+    names = sorted({f for n in check.clip for f in source_outputs(load_detector(n.split("@")[0], backbone=check.args.backbone,
+                                                                                 plugins=check.plugins))})
+    fresh_peak(check)
+    bb = build_backbone(check.args.backbone, device=check.args.device, plugins=check.plugins)
+    if compiled:
+        bb = bb.compile()
+    size = bb.info.image_size
+    x = torch.randn(check.args.batch_size, 3, size, size, generator=torch.Generator().manual_seed(0)).to(check.args.device)
+    for _ in range(3):  # warm-up (and compilation)
+        bb.features(x, names)
+    iters = max(3, -(-check.args.images // check.args.batch_size))
+    seconds = timed(check, lambda: [bb.features(x, names) for _ in range(iters)])
+    label = "(f) encoder alone, compiled" if compiled else "(f) encoder alone"
+    return Row(f"{label} ({bb.precision}, batch {check.args.batch_size})", iters * check.args.batch_size, seconds, 1,
+               None, peak(check), f"features {','.join(names)}")
+
+
+# -- the check -----------------------------------------------------------------------------------
+
+def modes(check: Check) -> list[tuple[str, Callable[[], Row]]]:
+    """(key, measure) in the order they run: the cheap and most important first, compilation last."""
+    protocols = len({check.plugins.detectors[n.split("@")[0]].preprocess for n in check.clip})
+    dets = ",".join(n.split("@")[0] for n in check.clip)
+    out: list[tuple[str, Callable[[], Row]]] = [
+        ("f", lambda: encoder(check, compiled=False)),
+        ("a", lambda: reference(check)),
+        ("b", lambda: labelled(steady(check, "b", check.clip, "cache-b", passes=protocols),
+                               "(b) sidbench run, default precision, cold cache", dets)),
+        ("d", lambda: labelled(steady(check, "d", check.clip, "cache-b", passes=0),
+                               "(d) sidbench run, warm cache", dets)),
+    ]
+    if check.cuda:
+        out += [("c", lambda: labelled(steady(check, "c", check.clip, "cache-c", ["--compile"], protocols, warmup=True),
+                                       "(c) sidbench run --compile, cold cache", dets)),
+                ("f", lambda: encoder(check, compiled=True))]
+    for name in check.pixel:
+        out.append(("e", lambda n=name: labelled(steady(check, f"e-{n.split('@')[0]}", [n], f"cache-e-{n.split('@')[0]}"),
+                                                 f"(e) pixel detector {n.split('@')[0]}, cold cache", "")))
+    return out
+
+
+def labelled(row: Row, mode: str, note: str) -> Row:
+    row.mode, row.note = mode, note
+    return row
+
+
+def run_check(check: Check) -> list[Row]:
+    wanted = set(check.args.modes)
+    todo = [(k, fn) for k, fn in modes(check) if k in wanted]
+    if "c" in wanted and not check.cuda:
+        check.rows.append(Row("(c) sidbench run --compile", note="skipped: torch.compile is measured on CUDA only"))
+    if "e" in wanted and not check.pixel:
+        check.rows.append(Row("(e) pixel detectors", note="skipped: no pixel detector is registered"))
+    for key, measure in todo:
+        if time.time() - check.started > check.args.budget:
+            check.rows.append(Row(f"({key})", note=f"skipped: the {check.args.budget:.0f} s budget was spent"))
+            continue
+        try:
+            check.rows.append(measure())
+        except Exception as exc:  # noqa: BLE001 - one failing mode must not lose the others' numbers
+            check.rows.append(Row(f"({key})", note=f"failed: {type(exc).__name__}: {exc}"[:300]))
+        print(table_row(check.rows[-1], reference_rate(check.rows)), flush=True)
+    return check.rows
+
+
+def reference_rate(rows: list[Row]) -> float | None:
+    return next((r.rate for r in rows if r.mode.startswith("(a)") and r.seconds), None)
+
+
+HEADER = ("| mode | images | seconds | img/s | passes | encoder img/s | vs reference | start-up s | peak GPU MiB | notes |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
+
+
+def table_row(r: Row, ref: float | None) -> str:
+    if not r.seconds:
+        return f"| {r.mode} | | | | | | | | | {r.note} |"
+    enc = f"{r.rate * r.passes:.0f}" if r.passes else "-"
+    vs = f"{r.rate / ref:.1f}x" if ref else "-"
+    start = f"{r.startup:.1f}" if r.startup is not None else "-"
+    mem = f"{r.peak_mib:.0f}" if r.peak_mib is not None else "-"
+    return f"| {r.mode} | {r.images} | {r.seconds:.2f} | {r.rate:.1f} | {r.passes} | {enc} | {vs} | {start} | {mem} | {r.note} |"
+
+
+def hardware(check: Check) -> str:
+    import torch
+
+    from sidbench.engine.loader import default_workers
+
+    workers = check.args.workers if check.args.workers is not None else default_workers(check.args.device)
+    gpu = torch.cuda.get_device_name(check.args.device) if check.cuda else "no GPU"
+    return (f"{datetime.date.today().isoformat()}: {gpu}, {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+            f"torch {torch.__version__} (CUDA {torch.version.cuda}), backbone {check.args.backbone}, "
+            f"{check.args.images} JPEGs of {check.args.size}x{check.args.size}, batch {check.args.batch_size}, "
+            f"{workers} decode workers, device {check.args.device}")
+
+
+def report(check: Check) -> str:
+    ref = reference_rate(check.rows)
+    lines = [f"GPU check, {hardware(check)}", "", HEADER, *(table_row(r, ref) for r in check.rows), "",
+             f"CLIP detectors: {', '.join(n.split('@')[0] for n in check.clip)}; total {time.time() - check.started:.0f} s.",
+             "img/s: steady state (two runs: one batch, all images); (d) runs no encoder; "
+             "encoder img/s = img/s x passes compares with (f)."]
+    return "\n".join(lines) + "\n"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="ViT-L-14:random", help="backbone of the CLIP detectors (default ViT-L-14:random)")
+    p.add_argument("--device", default=None, help="cuda (default when available) or cpu")
+    p.add_argument("--images", type=int, default=8192, help="test JPEGs (default 8192)")
+    p.add_argument("--size", type=int, default=256, help="JPEG side in pixels (default 256)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per backbone batch (default 256)")
+    p.add_argument("--workers", type=int, default=None, help="decode workers (default: sidbench's, up to 16 on GPU)")
+    p.add_argument("--train-images", type=int, default=64, help="train split for the untimed fits (default 64)")
+    p.add_argument("--modes", default=MODES, help="which of a,b,c,d,e,f to measure (default all)")
+    p.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", help="extra plugins (e.g. pixel detectors)")
+    p.add_argument("--budget", type=float, default=440.0, help="seconds after which remaining modes are skipped (default 440)")
+    p.add_argument("--out", default=None, help="folder for gpu_check.md/.json and the work files (default: a temp folder)")
+    args = p.parse_args(argv)
+    args.modes = args.modes.replace(",", "")
+    if args.images <= args.batch_size:
+        p.error("--images must be larger than --batch-size (the steady-state rate needs two run sizes)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    import torch
+
+    from sidbench.registry import load_plugins
+
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sidbench-gpu-check-"))
+    work = out / "work"
+    check = Check(args, work, load_plugins(args.plugins_dir))
+    make_jpegs(work / "test", args.images, args.size, seed=0)
+    make_jpegs(work / "small", args.batch_size, args.size, seed=1)
+    train = make_jpegs(work / "train", args.train_images, args.size, seed=2)
+    check.clip = registered(check.plugins, "features", builtin_only=True)
+    if set(args.modes) & set("abcd"):  # (f) needs only their feature names
+        check.clip = fit_untimed(check, check.clip, train)
+    check.pixel = fit_untimed(check, registered(check.plugins, "pixels"), train) if "e" in args.modes else []
+    print(f"GPU check, {hardware(check)}\n\n{HEADER}", flush=True)
+    run_check(check)
+    text = report(check)
+    (out / "gpu_check.md").write_text(text)
+    (out / "gpu_check.json").write_text(json.dumps([r.__dict__ | {"rate": r.rate} for r in check.rows], indent=1))
+    print(f"\n{text}\ntable written to {out / 'gpu_check.md'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""CNNDetection: a ResNet-50 trained on ProGAN images with blur and JPEG augmentation.
+
+Wang, Wang, Zhang, Owens & Efros, "CNN-generated images are surprisingly easy to spot... for now",
+CVPR 2020 (PeterWang512/CNNDetection, CC BY-NC-SA 4.0). The network is torchvision's ResNet-50 with
+``fc = Linear(2048, 1)``; the released ``blur_jpg_prob0.5.pth`` / ``blur_jpg_prob0.1.pth`` are training
+dumps ``{'model': state_dict, 'optimizer': ..., 'total_steps': ...}`` and load as they are
+(``--detectors cnndetection@blur_jpg_prob0.5.pth``). Test protocol of its ``eval.py``: no resize,
+centre crop 224 (zero padding below), ImageNet mean/std.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from sidbench.api import (DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, PixelInput, SidbenchError,
+                          WeightsError, accuracy, bce_epoch, hookimpl, lower_lr, pick_classes)
+from sidbench.data.augment import BlurJpegCrop
+
+if TYPE_CHECKING:
+    import torch
+
+    from sidbench.api import FitData
+
+PAPER = ("Wang et al., CNN-generated images are surprisingly easy to spot... for now, CVPR 2020 "
+         "(arXiv 1912.11035)")
+LICENSE = "CC BY-NC-SA 4.0 (PeterWang512/CNNDetection)"
+REPOSITORY = "https://github.com/PeterWang512/CNNDetection"
+# the 20 LSUN classes of CNNDetection's ProGAN training set (all of them are used)
+TRAINING_DATA = ("progan",)
+IMAGENET_WEIGHTS = "https://download.pytorch.org/models/resnet50-0676ba61.pth"  # torchvision IMAGENET1K_V1
+
+
+class CNNDetection(NetworkDetector):
+    """ResNet-50 on the preprocessed pixels, one logit per image (P(fake) = sigmoid); the official ``model``
+    state dict has torchvision's ResNet-50 key names."""
+
+    def build_network(self) -> "torch.nn.Module":
+        return build_network()
+
+    def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+        return self.net(features["pixels"]).squeeze(1)
+
+    # -- training -----------------------------------------------------------------------------------
+    def augmentations(self) -> tuple[BlurJpegCrop, BlurJpegCrop]:
+        """(training view, validation view) of CNNDetection's ``data/datasets.py``: shorter side to
+        ``load_size``, blur and JPEG with their probabilities, crop (random / centre), flip (training only).
+        Validation keeps the probabilities with sigma and quality fixed at the middle of their ranges."""
+        o = self.options
+        lo, hi = (float(v) for v in o["blur_sigma"])
+        qlo, qhi = (int(v) for v in o["jpeg_quality"])
+        common = dict(crop=int(o["image_size"]), resize=int(o["load_size"]), blur_prob=float(o["blur_prob"]),
+                      jpeg_prob=float(o["jpeg_prob"]))
+        tag = f"b{o['blur_prob']:g}s{lo:g}-{hi:g}j{o['jpeg_prob']:g}q{qlo}-{qhi}l{o['load_size']}c{o['image_size']}"
+        train = BlurJpegCrop(f"cnndetection-train-{tag}", blur_sigma=(lo, hi), jpeg_quality=(qlo, qhi), **common)
+        mid, qmid = (lo + hi) / 2, int((qlo + qhi) / 2)
+        val = BlurJpegCrop(f"cnndetection-val-{tag}", blur_sigma=(mid, mid), jpeg_quality=(qmid, qmid),
+                           random_crop=False, flip=False, **common)
+        return train, val
+
+    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+        """The published recipe: ImageNet init, Adam lr 1e-4, BCE, blur+JPEG views, early stopping on validation."""
+        import torch
+
+        o = self.options
+        data = data.restrict(*(pick_classes(data.records(s), o["classes"], s, log) for s in ("train", "val")))
+        if not data.has_val and int(o["max_epochs"]) == int(self.spec.options["max_epochs"]):
+            raise SidbenchError(f"{self.name} trains until validation accuracy stops improving: give --val PATH, "
+                                "or --set max_epochs=N to train N epochs without validation")
+        self.net = build_network(imagenet_state(o["pretrained"], log)).to(data.device)
+        opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
+        train_view, val_view = self.augmentations()
+        stopper, best, summary = EarlyStopping(int(o["patience"]), 0.001), None, {}
+        for epoch in range(int(o["max_epochs"])):
+            self.net.train()
+            batches = data.batches("train", batch_size=int(o["batch_size"]), augment=train_view, epoch=epoch,
+                                   protocol="native")
+            loss, seen = bce_epoch(self.score, batches, opt, data.device)
+            data.forget_views()
+            summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss, 5)}
+            if not data.has_val:
+                log(f"epoch {epoch + 1}: loss {loss:.4f}")
+                continue
+            acc = accuracy(*data.scores(self, "val", augment=val_view))
+            stop = stopper.step(acc)
+            log(f"epoch {epoch + 1}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.0e}")
+            if stopper.improved:  # CNNDetection saves model_epoch_best.pth here; the last one saved is released
+                best = (epoch + 1, acc, copy.deepcopy(self.net.state_dict()))
+            if stop and not lower_lr(opt, 10.0, float(o["min_lr"])):
+                break
+            if stop:  # a fresh stopper, as the reference restarts it after each learning-rate drop
+                stopper = EarlyStopping(int(o["patience"]), 0.002)
+        if best is not None:
+            self.net.load_state_dict(best[2])
+            summary.update(kept_epoch=best[0], val_acc=round(best[1], 4))
+        self.eval()
+        return summary
+
+
+def build_network(imagenet: dict[str, "torch.Tensor"] | None = None) -> "torch.nn.Module":
+    """torchvision's ResNet-50 with ``fc = Linear(2048, 1)``; with ``imagenet``, the backbone starts from those
+    weights and fc from N(0, 0.02) (bias: PyTorch's default), as CNNDetection's trainer does."""
+    import torch
+    import torchvision
+
+    net = torchvision.models.resnet50(weights=None, num_classes=1)
+    if imagenet is not None:
+        body = {k: v for k, v in imagenet.items() if not k.startswith("fc.")}
+        missing, unexpected = net.load_state_dict(body, strict=False)
+        if unexpected or any(not k.startswith("fc.") for k in missing):
+            raise WeightsError(f"the ImageNet weights do not fit a ResNet-50: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        torch.nn.init.normal_(net.fc.weight, 0.0, 0.02)
+    return net
+
+
+def imagenet_state(pretrained: Any, log: Callable[[str], None]) -> dict[str, "torch.Tensor"] | None:
+    """The ImageNet ResNet-50 to start from: ``true`` torchvision's IMAGENET1K_V1 (the weights CNNDetection
+    loads as resnet50-19c8e357.pth), a path to such a state dict, or ``false`` for a random start."""
+    from sidbench.api.checkpoints import load_tensors
+
+    if pretrained in (False, None, "false", "none"):
+        log("random initialisation (pretrained=false)")
+        return None
+    if isinstance(pretrained, str) and pretrained not in ("true", "imagenet"):
+        return load_tensors(pretrained)[0]
+    import torch
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_WEIGHTS.rsplit("/", 1)[1]
+    if cached.is_file():
+        return load_tensors(cached)[0]
+    try:
+        return torch.hub.load_state_dict_from_url(IMAGENET_WEIGHTS, map_location="cpu", progress=False, weights_only=True)
+    except OSError as exc:  # URLError (offline), HTTP errors, a read-only cache folder
+        raise WeightsError(
+            f"ImageNet ResNet-50 weights are not cached at {cached} and could not be downloaded ({exc}); "
+            f"put {IMAGENET_WEIGHTS} there, or pass --set pretrained=PATH (a ResNet-50 state dict) or "
+            "--set pretrained=false (random initialisation)") from None
+
+
+def _spec(variant: str, prob: float, filename: str, url: str, default: bool) -> DetectorSpec:
+    return DetectorSpec(
+        name=f"cnndetection.{variant}",
+        factory=CNNDetection,
+        preprocess="center_crop",
+        pixels=PixelInput(image_size=224),
+        needs_fit=True,
+        default=default,
+        quickstart=False,  # ImageNet init cannot be fetched offline, and a ResNet-50 is slow to train on 2 cores
+        description=f"CNNDetection ResNet-50, ProGAN blur+JPEG p={prob:g}; official: cnndetection.{variant}@{filename}",
+        options={"pretrained": True, "lr": 1e-4, "batch_size": 64, "load_size": 256, "image_size": 224,
+                 "blur_prob": prob, "blur_sigma": [0.0, 3.0], "jpeg_prob": prob, "jpeg_quality": [30, 100],
+                 "patience": 5, "min_lr": 1e-6, "max_epochs": 10000, "classes": "all"},
+        option_types={"classes": (str, list)},  # "all" or a list of class names
+        training_data=TRAINING_DATA,
+        official_weights=OfficialWeights(url=url, filename=filename, repository=REPOSITORY,
+                                         note="Dropbox link of weights/download_weights.sh; no checksum published"),
+        paper=PAPER,
+        license=LICENSE,
+    )
+
+
+@hookimpl
+def sidbench_detectors() -> list[DetectorSpec]:
+    return [
+        _spec("prob05", 0.5, "blur_jpg_prob0.5.pth",
+              "https://www.dropbox.com/s/2g2jagq2jn1fd0i/blur_jpg_prob0.5.pth?dl=1", default=True),
+        _spec("prob01", 0.1, "blur_jpg_prob0.1.pth",
+              "https://www.dropbox.com/s/h7tkpcgiwuftb6g/blur_jpg_prob0.1.pth?dl=1", default=False),
+    ]

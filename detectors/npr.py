@@ -1,0 +1,182 @@
+"""NPR: Neighbouring Pixel Relationships, the residual of a nearest 2x down/up-sampling, into a short ResNet.
+
+Tan et al., "Rethinking the Up-Sampling Operations in CNN-based Generative Network for Generalizable
+Deepfake Detection", CVPR 2024 (chuangchuangtan/NPR-DeepfakeDetection; no licence file). The network of its
+``networks/resnet.py``: ``NPR = x - up(down(x, 1/2))`` (legacy ``nearest``, on the normalised image), then
+``conv1(NPR * 2/3)`` - a 3x3/2 stem - BN, ReLU, max-pool, ResNet-50's layer1 and layer2 only, global average
+pool and ``fc1 = Linear(512, 1)``. Both released checkpoints load as published: ``NPR.pth`` (a training dump
+``{'model': ...}`` of a DataParallel model, keys under ``module.``) and ``model_epoch_last_3090.pth`` (a bare
+state dict).
+"""
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, Callable
+
+from sidbench.api import (DataError, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError,
+                          accuracy, bce_epoch, hookimpl, pick_classes)
+from sidbench.data.augment import BlurJpegCrop
+
+if TYPE_CHECKING:
+    import torch
+
+    from sidbench.api import FitData
+
+PAPER = ("Tan et al., Rethinking the Up-Sampling Operations in CNN-based Generative Network for Generalizable "
+         "Deepfake Detection, CVPR 2024 (arXiv 2312.10461)")
+LICENSE = "no licence file in chuangchuangtan/NPR-DeepfakeDetection (all rights reserved by default)"
+REPOSITORY = "https://github.com/chuangchuangtan/NPR-DeepfakeDetection"
+RAW = REPOSITORY + "/raw/main/"
+KEEP = ("last", "best")
+
+
+class NPR(NetworkDetector):
+    """The NPR network on the preprocessed pixels (even height and width), one logit per image. Loads
+    ``NPR.pth`` (``module.`` keys inside ``model``) and bare state dicts (``model_epoch_last_3090.pth``)."""
+
+    def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
+        super().__init__(spec, backbone, **options)
+        if self.options["keep"] not in KEEP:
+            raise SidbenchError(f"{spec.name}: keep must be one of {', '.join(KEEP)}, got {self.options['keep']!r}")
+
+    def build_network(self) -> "torch.nn.Module":
+        return build_network()
+
+    def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+        x = features["pixels"]
+        if x.shape[-2] % 2 or x.shape[-1] % 2:
+            raise DataError(f"{self.name} needs even image sizes (got {x.shape[-2]}x{x.shape[-1]} under protocol "
+                            f"{self.preprocess!r}): use --protocol native_even, which drops the odd last row/column "
+                            "as NPR's README does")
+        return forward(self.net, x)
+
+    # -- training -----------------------------------------------------------------------------------
+    def augmentation(self) -> BlurJpegCrop:
+        """NPR's training view: both sides resized to ``load_size`` (bilinear), random ``crop_size`` crop, flip."""
+        o = self.options
+        resize = None if o["load_size"] is None else int(o["load_size"])
+        return BlurJpegCrop(f"npr-train-l{resize}-c{o['crop_size']}-f{int(bool(o['flip']))}", crop=int(o["crop_size"]),
+                            resize=resize, square=True, flip=bool(o["flip"]))
+
+    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+        """The published recipe: from scratch, Adam lr 2e-4, batch 32, BCE, lr x 0.9 after every 10th epoch,
+        50 epochs, the last epoch kept (validation accuracy is logged; ``keep=best`` selects on it instead)."""
+        import torch
+
+        o = self.options
+        data = data.restrict(*(pick_classes(data.records(s), o["classes"], s, log) for s in ("train", "val")))
+        self.net = build_network().to(data.device)
+        opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=float(o["lr"]),
+                               betas=(0.9, 0.999))
+        view, best, summary = self.augmentation(), None, {}
+        for epoch in range(int(o["epochs"])):
+            self.net.train()
+            batches = data.batches("train", batch_size=int(o["batch_size"]), augment=view, epoch=epoch,
+                                   protocol="native")
+            loss, seen = bce_epoch(self.score, batches, opt, data.device)
+            if epoch % int(o["decay_every"]) == 0 and epoch != 0:  # at the end of epochs 10, 20, ... (0-based)
+                for group in opt.param_groups:
+                    group["lr"] *= float(o["lr_decay"])
+            summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss, 5)}
+            text = f"epoch {epoch + 1}: loss {loss:.4f}, lr {opt.param_groups[0]['lr']:.3g}"
+            if data.has_val:
+                acc = accuracy(*data.scores(self, "val"))
+                text += f", val acc {acc:.4f}"
+                if best is None or acc > best[1]:
+                    best = (epoch + 1, acc, copy.deepcopy(self.net.state_dict()))
+            log(text)
+        if o["keep"] == "best" and best is not None:
+            self.net.load_state_dict(best[2])
+            summary.update(kept_epoch=best[0], val_acc=round(best[1], 4))
+        self.eval()
+        return summary
+
+
+def build_network() -> "torch.nn.Module":
+    """conv1 (3x3/2) / bn1 / layer1 / layer2 / fc1 with NPR's key names and initialisation (convs Kaiming
+    normal, fan-out; BatchNorm 1 and 0; fc1 PyTorch's default)."""
+    from torch import nn
+
+    net = nn.Module()
+    net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=2, padding=1, bias=False)
+    net.bn1 = nn.BatchNorm2d(64)
+    net.relu = nn.ReLU(inplace=True)
+    net.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+    net.layer1 = _layer(64, 64, 3, stride=1)
+    net.layer2 = _layer(256, 128, 4, stride=2)
+    net.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+    net.fc1 = nn.Linear(512, 1)
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+    return net
+
+
+def _layer(inplanes: int, planes: int, blocks: int, stride: int) -> "torch.nn.Sequential":
+    """A ResNet-50 stage of torchvision Bottlenecks (stride on the 3x3 conv), projection shortcut on block 0."""
+    from torch import nn
+    from torchvision.models.resnet import Bottleneck, conv1x1
+
+    down = nn.Sequential(conv1x1(inplanes, planes * 4, stride), nn.BatchNorm2d(planes * 4))
+    return nn.Sequential(Bottleneck(inplanes, planes, stride, down),
+                         *(Bottleneck(planes * 4, planes) for _ in range(blocks - 1)))
+
+
+def npr_residual(x: "torch.Tensor") -> "torch.Tensor":
+    """``x - up(down(x))``: nearest down-sampling by 1/2 and back, as NPR's ``interpolate(img, 0.5)``."""
+    import torch.nn.functional as F
+
+    down = F.interpolate(x, scale_factor=0.5, mode="nearest", recompute_scale_factor=True)
+    return x - F.interpolate(down, scale_factor=2.0, mode="nearest", recompute_scale_factor=True)
+
+
+def forward(net: "torch.nn.Module", x: "torch.Tensor") -> "torch.Tensor":
+    """Logits [B] of NPR's ``ResNet.forward``."""
+    x = net.conv1(npr_residual(x) * 2.0 / 3.0)
+    x = net.maxpool(net.relu(net.bn1(x)))
+    x = net.layer2(net.layer1(x))
+    return net.fc1(net.avgpool(x).flatten(1)).squeeze(1)
+
+
+OPTIONS = {"epochs": 50, "lr": 2e-4, "batch_size": 32, "lr_decay": 0.9, "decay_every": 10, "load_size": 256,
+           "crop_size": 224, "image_size": 256, "flip": True, "classes": ["car", "cat", "chair", "horse"],
+           "keep": "last"}
+# classes: "all" or a list of names; load_size: None trains on the images as they are (no resize)
+OPTION_TYPES = {"classes": (str, list), "load_size": (int, type(None))}
+
+
+@hookimpl
+def sidbench_detectors() -> list[DetectorSpec]:
+    common = dict(factory=NPR, needs_fit=True, option_types=OPTION_TYPES, training_data=("progan",), paper=PAPER, license=LICENSE)
+    return [
+        DetectorSpec(
+            name="npr.progan4",
+            preprocess="resize_square",
+            pixels=PixelInput(image_size=256),
+            default=True,
+            description="NPR (up-sampling residual, short ResNet) on ProGAN car/cat/chair/horse; test.py protocol "
+                        "(256x256 resize); official: npr@NPR.pth",
+            options=OPTIONS,
+            # 400 images of 256 px on 2 cores: 32 px crops, no resize (the quickstart traces are pixel-level)
+            quickstart_options={"preprocess": "center_crop", "image_size": 32, "crop_size": 32, "load_size": None,
+                                "epochs": 3, "batch_size": 16, "lr": 2e-3, "keep": "best"},
+            official_weights=OfficialWeights(url=RAW + "NPR.pth", filename="NPR.pth", repository=REPOSITORY,
+                                             note="git blob 2430d34a6d6a1143d46d4276a05536770b1a2a97; no SHA-256 published"),
+            **common,
+        ),
+        DetectorSpec(
+            name="npr.aigcbench",
+            preprocess="native_even",
+            pixels=PixelInput(image_size=256),
+            description="NPR, the ProGAN 4-class checkpoint of the AIGCDetectBenchmark table: native size, odd "
+                        "last row/column dropped; official: npr.aigcbench@model_epoch_last_3090.pth",
+            options=OPTIONS,
+            official_weights=OfficialWeights(url=RAW + "model_epoch_last_3090.pth", filename="model_epoch_last_3090.pth",
+                                             repository=REPOSITORY,
+                                             note="git blob f3efe21a3cb98da75b50451c3891ad0d2fa9fb2b; no SHA-256 published"),
+            **common,
+        ),
+    ]
