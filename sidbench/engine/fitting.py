@@ -24,6 +24,7 @@ from ..api.fitting import Augment, FeatureSet, FitData
 from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
 from .inputs import ExtractOptions, extract, isolated_iter
+from .loader import DecodedImages
 
 if TYPE_CHECKING:
     import torch
@@ -102,6 +103,8 @@ class EngineFitData(FitData):
         self.perturbation = perturbation
         self.share_subsets, self.on_extract = share_subsets, on_extract
         self._memo = _memo or _Memo(keep_bytes)
+        if self.options.decoded is None:  # pixel fits decode each image once, not once per epoch
+            self.options = dataclasses.replace(self.options, decoded=DecodedImages())
         self._parent: EngineFitData | None = None
         self.skipped: list[tuple[Record, str]] = []
 
@@ -182,13 +185,14 @@ class EngineFitData(FitData):
         records, protocol = self.records(split), protocol or self.protocol
         info = self.pixels if self.pixels is not None else self.backbone.info
         transform = ViewTransform(augment, epoch, self.seed) if augment is not None else None
-        dataset = ImageDataset(records, make_preprocess(protocol, info), self.perturbation, transform)
+        workers = default_workers(self.device) if self.options.workers is None else self.options.workers
+        dataset = ImageDataset(records, make_preprocess(protocol, info), self.perturbation, transform,
+                               decoded=self.options.decoded if workers == 0 else None)
         if shuffle:
             gen = generator or torch.Generator().manual_seed(int(view_rng("order", "shuffle", epoch, self.seed).integers(2**62)))
             order = torch.randperm(len(records), generator=gen).tolist()
         else:
             order = list(range(len(records)))
-        workers = default_workers(self.device) if self.options.workers is None else self.options.workers
         for batch in isolated_iter(make_loader(dataset, batch_size, workers, self.device, order=order)):
             self.skipped += [(records[i], reason) for i, reason in batch.skipped]
             if batch.pixels is None:

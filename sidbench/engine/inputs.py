@@ -15,7 +15,7 @@ from ..api.fitting import FeatureSet
 from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
 from ..data.preprocess import VARIABLE_SIZE, make_preprocess, n_views, protocol_key
-from .loader import ImageDataset, default_workers, make_loader
+from .loader import DecodedImages, ImageDataset, default_workers, make_loader
 
 if TYPE_CHECKING:
     import torch
@@ -32,6 +32,7 @@ class ExtractOptions:
     progress: bool = True
     desc: str = "features"
     cache: "FeatureCache | None" = None  # serve/store outputs on disk (None: always run the source)
+    decoded: DecodedImages | None = None  # a fit's memo of decoded images (used when loading in-process)
 
 
 Outputs = dict[str, "torch.Tensor"]
@@ -64,9 +65,9 @@ def iter_outputs(
     opts = options or ExtractOptions()
     names = tuple(names)
     lookup = cache_lookup(source, names, protocol, perturbation, transform, view_id, opts)
-    dataset = ImageDataset(records, make_preprocess(protocol, source.info), perturbation, transform, lookup,
-                           digest=files is not None)
     workers = default_workers(source.device) if opts.workers is None else opts.workers
+    dataset = ImageDataset(records, make_preprocess(protocol, source.info), perturbation, transform, lookup,
+                           digest=files is not None, decoded=opts.decoded if workers == 0 else None)
     loader = make_loader(dataset, opts.batch_size, workers, source.device)
     pending = _Pending(source, names, n_views(protocol), opts.batch_size, lookup, protocol in VARIABLE_SIZE)
     if lookup is not None:

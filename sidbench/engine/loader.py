@@ -11,6 +11,7 @@ from ..data.perturb import NONE, Perturbation
 
 if TYPE_CHECKING:
     import torch
+    from PIL import Image
 
     from .cache import CacheLookup
 
@@ -44,6 +45,29 @@ class FileInfo:
     state: FileState
 
 
+DECODED_BYTES = 1 << 30  # decoded images a CPU run keeps in memory (about 5,000 of 256x256)
+
+
+class DecodedImages:
+    """Decoded images kept in memory up to ``max_bytes`` (by path and draft size), with the content hash and
+    state of the file they came from: a CPU run reads and decodes each file once for all its protocols,
+    perturbations and training epochs. Only for in-process loading (``workers=0``): a DataLoader worker's
+    copy would be lost with it. Pillow operations return new images, so a kept one is never changed."""
+
+    def __init__(self, max_bytes: int | None = None):
+        self.max_bytes, self.nbytes = DECODED_BYTES if max_bytes is None else max_bytes, 0
+        self.images: dict[tuple[str, int | None], tuple["Image.Image", "FileInfo"]] = {}
+
+    def get(self, path: str, draft: int | None) -> "tuple[Image.Image, FileInfo] | None":
+        return self.images.get((path, draft))
+
+    def keep(self, path: str, draft: int | None, img: "Image.Image", info: "FileInfo") -> None:
+        size = img.width * img.height * len(img.getbands())
+        if (path, draft) not in self.images and self.nbytes + size <= self.max_bytes:
+            self.images[(path, draft)] = (img, info)
+            self.nbytes += size
+
+
 class ImageDataset:
     """Map-style dataset: read, perturb, preprocess; an unreadable image becomes a skip, not an error.
 
@@ -51,8 +75,10 @@ class ImageDataset:
     records the content hash) or a cache lookup the bytes are hashed here, in the worker."""
 
     def __init__(self, records: Sequence[Record], preprocess: Callable, perturbation: Perturbation = NONE,
-                 transform: Callable | None = None, lookup: "CacheLookup | None" = None, digest: bool = False):
+                 transform: Callable | None = None, lookup: "CacheLookup | None" = None, digest: bool = False,
+                 decoded: DecodedImages | None = None):
         self.records, self.preprocess, self.perturbation = records, preprocess, perturbation
+        self.decoded = decoded  # in-process memo of decoded images (and their files' hashes)
         self.transform = transform  # e.g. a training augmentation: (img, record, index) -> img
         self.lookup = lookup  # feature cache: hit -> features without decoding; miss -> pixels + keys
         self.digest = digest
@@ -65,21 +91,36 @@ class ImageDataset:
         and state through one descriptor); the cache is consulted outside the decoding ``try``: it reports
         its own faults (returned with the item) and never skips an image."""
         rec = self.records[i]
-        keys, info, faults = None, None, []
-        try:
-            data, state = read_file(rec.path)
-        except UnreadableImage as exc:
-            return Item(i, None, exc.reason, None, None, faults, None)
-        if self.lookup is not None or self.digest:
-            info = FileInfo(content_sha256(data), state)
+        keys, faults, data = None, [], None
+        draft = getattr(self.preprocess, "draft", None)
+        img, info = (self.decoded.get(rec.path, draft) if self.decoded is not None else None) or (None, None)
+        if img is None:
+            try:
+                data, state = read_file(rec.path)
+            except UnreadableImage as exc:
+                return Item(i, None, exc.reason, None, None, faults, None)
+            if self.lookup is not None or self.digest or self.decoded is not None:
+                info = FileInfo(content_sha256(data), state)
         if self.lookup is not None:
             keys = self.lookup.keys(info.sha256, rec)
             hit = self.lookup.fetch(keys)
             faults = self.lookup.cache.take_unsent()
             if hit is not None:
                 return Item(i, None, None, hit, None, faults, info)
+        if img is None:
+            try:
+                img = read_image(rec.path, draft=draft, data=data)
+            except UnreadableImage as exc:
+                return Item(i, None, exc.reason, None, None, faults, None)
+            except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the run
+                return Item(i, None, f"failed to process ({type(exc).__name__}: {exc})", None, None, faults, None)
+            if self.decoded is not None:
+                self.decoded.keep(rec.path, draft, img, info)
+        return self._item(i, rec, img, keys, faults, info)
+
+    def _item(self, i: int, rec: Record, img: "Image.Image", keys, faults, info) -> "Item":
+        """Perturb, transform and preprocess a decoded image."""
         try:
-            img = read_image(rec.path, draft=getattr(self.preprocess, "draft", None), data=data)
             img = self.perturbation.apply(img, rec.key)
             if self.transform is not None:
                 img = self.transform(img, rec, i)

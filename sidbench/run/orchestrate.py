@@ -121,6 +121,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
 
     from ..data.perturb import parse_perturbations
     from ..engine.inputs import ExtractOptions
+    from ..engine.loader import DecodedImages
     from . import distributed
     from .resume import RowCheck
 
@@ -145,7 +146,8 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
             # scored from that pass (a run-private cache, deleted at the end), not sent through the backbone again
             scratch = scratch_cache()
             cache = scratch[1]
-        opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache)
+        # on CPU (in-process loading) each file is read and decoded once for all protocols, perturbations and fits
+        opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, decoded=DecodedImages())
         ctx = RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log)
         with dist.main_first():  # rank 0 fits and saves; the other ranks load its checkpoints
             fit_all(ctx, detectors)
