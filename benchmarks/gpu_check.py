@@ -30,6 +30,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -102,6 +103,16 @@ def registered(plugins, kind: str, builtin_only: bool = False) -> list[str]:
     return sorted(families.values())
 
 
+def speed_only_options(spec) -> dict:
+    """Quickstart options, one epoch, no downloaded initialisation (CNNDetection's ImageNet weights): the
+    fitted weights only have to exist, since this check measures speed."""
+    options = dict(spec.quickstart_options)
+    options.update({k: 1 for k in ("epochs", "max_epochs") if k in spec.options})
+    if "pretrained" in spec.options:
+        options["pretrained"] = False
+    return options
+
+
 def fit_untimed(check: Check, names: list[str], train: Path) -> list[str]:
     """Fit the detectors that need it (quickstart options: small and quick) and return NAME@CHECKPOINT names."""
     from sidbench.data.layout import resolve_records
@@ -111,12 +122,26 @@ def fit_untimed(check: Check, names: list[str], train: Path) -> list[str]:
     if not needs:
         return names
     recs = resolve_records(str(train), check.plugins)
-    options = {n: dict(check.plugins.detectors[n].quickstart_options) for n in needs}
+    options = {n: speed_only_options(check.plugins.detectors[n]) for n in needs}
     cfg = RunConfig(detectors=needs, detector_options=options, backbone=check.args.backbone, device=check.args.device,
                     batch_size=check.args.batch_size, progress=False, no_cache=True)
     out = check.work / "fit" / "-".join(needs)[:80]
     run(cfg, RunData(recs[:2], train=recs, val=recs), out, check.plugins, log=lambda m: None)
     return [f"{n}@{out / 'checkpoints' / f'{n}.safetensors'}" if n in needs else n for n in names]
+
+
+def random_checkpoints(check: Check, names: list[str]) -> list[str]:
+    """NAME@CHECKPOINT of each pixel detector's randomly initialised network (speed does not depend on the
+    weights, and Corvi 2023 cannot be fitted here: it publishes no training code)."""
+    from sidbench.registry import load_detector
+
+    folder = check.work / "pixel-weights"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in names:
+        det = load_detector(name, plugins=check.plugins)
+        out.append(f"{name}@{det.save(str(folder / f'{name}.safetensors'))}")
+    return out
 
 
 # -- measuring -----------------------------------------------------------------------------------
@@ -343,6 +368,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train-images", type=int, default=64, help="train split for the untimed fits (default 64)")
     p.add_argument("--modes", default=MODES, help="which of a,b,c,d,e,f to measure (default all)")
     p.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", help="extra plugins (e.g. pixel detectors)")
+    p.add_argument("--pixels", metavar="NAMES", default=None,
+                   help="pixel detectors for (e), comma-separated (default: every registered family's default variant)")
     p.add_argument("--budget", type=float, default=440.0, help="seconds after which remaining modes are skipped (default 440)")
     p.add_argument("--out", default=None, help="folder for gpu_check.md/.json and the work files (default: a temp folder)")
     args = p.parse_args(argv)
@@ -350,6 +377,21 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.images <= args.batch_size:
         p.error("--images must be larger than --batch-size (the steady-state rate needs two run sizes)")
     return args
+
+
+MARKER = ".sidbench-gpu-check"
+
+
+def fresh_work_folder(work: Path) -> Path:
+    """An empty work folder: a cold-cache mode must never find the caches of an earlier check. Only a folder
+    this script made (it holds MARKER) is cleared; anything else is refused."""
+    if work.exists():
+        if not (work / MARKER).exists():
+            raise SystemExit(f"gpu_check: {work} exists and was not made by this script; choose another --out")
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    (work / MARKER).write_text("made by benchmarks/gpu_check.py; cleared at its next start\n")
+    return work
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sidbench-gpu-check-"))
-    work = out / "work"
+    work = fresh_work_folder(out / "work")
     check = Check(args, work, load_plugins(args.plugins_dir))
     make_jpegs(work / "test", args.images, args.size, seed=0)
     make_jpegs(work / "small", args.batch_size, args.size, seed=1)
@@ -368,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     check.clip = registered(check.plugins, "features", builtin_only=True)
     if set(args.modes) & set("abcd"):  # (f) needs only their feature names
         check.clip = fit_untimed(check, check.clip, train)
-    check.pixel = fit_untimed(check, registered(check.plugins, "pixels"), train) if "e" in args.modes else []
+    pixels = args.pixels.split(",") if args.pixels else registered(check.plugins, "pixels")
+    check.pixel = random_checkpoints(check, pixels) if "e" in args.modes else []
     print(f"GPU check, {hardware(check)}\n\n{HEADER}", flush=True)
     run_check(check)
     text = report(check)
