@@ -45,7 +45,7 @@ class FileInfo:
     state: FileState
 
 
-DECODED_BYTES = 1 << 30  # decoded images a CPU run keeps in memory (about 5,000 of 256x256)
+DECODED_BYTES = 512 << 20  # decoded images a CPU run keeps in memory (about 2,700 of 256x256), then no more
 
 
 class DecodedImages:
