@@ -31,11 +31,27 @@ def folders(tmp_path: Path) -> tuple[Path, Path, Path]:
 def test_detectors_fitted_together_pass_each_image_once_per_view(tmp_path, monkeypatch):
     """clip_svm (cls_final, resized crop), univfd (image_embed) and rine (cls_ln2, both on the native crop): every
     image of train, val and test passes the backbone exactly once per preprocessing, though four features are read."""
+    from sidbench.engine.cache import FeatureCache
+    from sidbench.run import orchestrate
+
     log = tmp_path / "encoded.txt"
     monkeypatch.setenv("SIDBENCH_TEST_COUNT_LOG", str(log))
+    monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "user-cache"))
+    scratch = tmp_path / "scratch"  # the run-private cache of --no-cache, kept here to look into
+
+    class Kept:
+        def cleanup(self):
+            pass
+
+    monkeypatch.setattr(orchestrate, "scratch_cache", lambda: (Kept(), FeatureCache(scratch)))
     train, val, test = folders(tmp_path)
     assert run_cli("--backbone", "count-tiny", "--detectors", FITTED, "--data", str(test), "--train", str(train),
                    "--val", str(val), "--out", str(tmp_path / "out"), "--no-cache") == 0
+    assert not (tmp_path / "user-cache").exists()  # --no-cache: the user's cache is neither read nor written
+    stored = FeatureCache(scratch).info()["groups"]
+    # only the 4 validation images, under each protocol with the features read there (cls_final on the resized
+    # crop for clip_svm; image_embed and cls_ln2 on the native crop): no training feature is written
+    assert sum(g["entries"] for g in stored) == 4 * 3
     encoded = Counter(log.read_text().split())
     protocols = {d["preprocess"] for d in json.loads((tmp_path / "out" / "run.json").read_text())["detectors"]}
     assert protocols == {"center_crop", "resize_center_crop"}

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from ..api.detector import Detector
     from ..api.specs import PixelInput
+    from .cache import FeatureCache
     from .sources import BackboneSource
 
 KEEP_BYTES = 2 << 30  # augmented views stay in memory up to this size, so later fits reuse them
@@ -85,7 +86,8 @@ class EngineFitData(FitData):
                  pixels: "PixelInput | None" = None, device: str | None = None,
                  names: Sequence[str] | Mapping[str, Sequence[str]] = (),
                  perturbation: Perturbation = NONE, share_subsets: bool = False, keep_bytes: int = KEEP_BYTES,
-                 on_extract: Callable[[dict[str, Any]], None] | None = None, _memo: _Memo | None = None):
+                 on_extract: Callable[[dict[str, Any]], None] | None = None, val_cache: "FeatureCache | None" = None,
+                 _memo: _Memo | None = None):
         if not train:
             raise DataError("no training images: give --train PATH with 0_real/ and 1_fake/ folders")
         if backbone is None and pixels is None:
@@ -102,6 +104,7 @@ class EngineFitData(FitData):
         self.names = names if isinstance(names, Mapping) else tuple(names)  # extracted along with any request
         self.perturbation = perturbation
         self.share_subsets, self.on_extract = share_subsets, on_extract
+        self.val_cache = val_cache  # without options.cache: where the validation features go for later scoring
         self._memo = _memo or _Memo(keep_bytes)
         if self.options.decoded is None:  # pixel fits decode each image once, not once per epoch
             self.options = dataclasses.replace(self.options, decoded=DecodedImages())
@@ -168,6 +171,8 @@ class EngineFitData(FitData):
             self.on_extract({"what": desc, "perturbation": self.perturbation.name, "protocol": protocol,
                              "images": len(records), "features": list(names)})
         opts = dataclasses.replace(self.options, desc=desc)
+        if split == "val" and opts.cache is None and self.val_cache is not None:
+            opts = dataclasses.replace(opts, cache=self.val_cache)
         return extract(self.backbone, records, names, protocol=protocol, perturbation=self.perturbation,
                        transform=transform, options=opts, **extra)
 
@@ -235,7 +240,7 @@ class EngineFitData(FitData):
         child = EngineFitData(train, val, protocol=self.protocol, seed=self.seed, options=self.options,
                               backbone=self._backbone, pixels=self.pixels, device=self._device, names=self.names,
                               perturbation=self.perturbation, share_subsets=self.share_subsets,
-                              on_extract=self.on_extract, _memo=self._memo)
+                              on_extract=self.on_extract, val_cache=self.val_cache, _memo=self._memo)
         child._parent = self._parent or self
         return child
 

@@ -108,6 +108,7 @@ class RunContext:
     options: "ExtractOptions"
     log: Log
     timings: dict[str, float] = field(default_factory=dict)
+    val_cache: "FeatureCache | None" = None  # --no-cache: a run-private cache of the fit's validation features
 
 
 def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log = print,
@@ -138,17 +139,17 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
     check_val_for_operating_points(cfg, data)
     check = RowCheck(detectors, perturbations, data, cfg)
     folder = dist.on_main(lambda: open_results(out, overwrite, cfg, check))
-    scratch = None
+    cache = scratch = None
     try:
         cache = None if cfg.no_cache else feature_cache()
         if cache is None and data.val and data.train:
             # --no-cache leaves the user's cache alone; the validation images the fit extracted are still
             # scored from that pass (a run-private cache, deleted at the end), not sent through the backbone again
             scratch = scratch_cache()
-            cache = scratch[1]
         # on CPU (in-process loading) each file is read and decoded once for all protocols, perturbations and fits
         opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, decoded=DecodedImages())
-        ctx = RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log)
+        ctx = RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log,
+                         val_cache=scratch[1] if scratch else None)
         with dist.main_first():  # rank 0 fits and saves; the other ranks load its checkpoints
             fit_all(ctx, detectors)
         with dist.main_first():  # rank 0 drops the rows of changed or deleted images before anyone resumes
@@ -166,6 +167,8 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
             folder.abandon()
         raise
     finally:
+        if cache is not None:
+            cache.close()
         if scratch is not None:
             scratch[1].close()
             scratch[0].cleanup()
@@ -196,14 +199,13 @@ def score_test(ctx: RunContext, detectors: Sequence["Detector"], perturbations: 
     from . import distributed
 
     cfg, data, dist = ctx.cfg, ctx.data, ctx.dist
-    options = ctx.options if not cfg.no_cache else replace(ctx.options, cache=None)  # a scratch cache is for val only
-    score = ScoreContext(distributed.open_scores(ctx.out, dist), options, shard=(dist.rank, dist.world),
+    score = ScoreContext(distributed.open_scores(ctx.out, dist), ctx.options, shard=(dist.rank, dist.world),
                          index=FileIndex(ctx.out / INDEX_NAME))
     try:
         score_all(score, ctx.pool, detectors, assign(detectors, data, cfg), perturbations, ctx.timings, data.plan)
     finally:
         score.scores.close()
-    cache = options.cache
+    cache = ctx.options.cache
     if cache is not None:
         ctx.log(f"feature cache: {cache.hits} image(s) served, {cache.stored} entries stored ({cache.root})")
     skipped = score.skipped
@@ -286,7 +288,8 @@ def score_validation(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
 
     if not ctx.data.val:
         return
-    score = ScoreContext(ScoreLog(ctx.out / VAL_SCORES), ctx.options)
+    options = replace(ctx.options, cache=ctx.val_cache) if ctx.val_cache is not None else ctx.options
+    score = ScoreContext(ScoreLog(ctx.out / VAL_SCORES), options)
     try:
         score_all(score, ctx.pool, detectors, assign(detectors, ctx.data, ctx.cfg, ctx.data.val), [NONE], ctx.timings,
                   label="score val")
@@ -345,7 +348,8 @@ def fit_data_for(ctx: RunContext, det: "Detector", group: Sequence["Detector"]):
     from ..engine.fitting import EngineFitData
     from ..engine.scoring import source_outputs
 
-    common = dict(protocol=det.preprocess, seed=ctx.cfg.seed, options=ctx.options, device=ctx.pool.device)
+    common = dict(protocol=det.preprocess, seed=ctx.cfg.seed, options=ctx.options, device=ctx.pool.device,
+                  val_cache=ctx.val_cache)
     if det.input == "pixels":
         return EngineFitData(ctx.data.train, ctx.data.val, pixels=det.pixel_input, **common)
     names: dict[str, set[str]] = {}  # per protocol: a resize-protocol fit need not carry RINE's cls_ln2
