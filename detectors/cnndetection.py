@@ -150,7 +150,8 @@ def _spec(variant: str, prob: float, filename: str, url: str, default: bool) -> 
         options={"pretrained": True, "lr": 1e-4, "batch_size": 64, "load_size": 256, "image_size": 224,
                  "blur_prob": prob, "blur_sigma": [0.0, 3.0], "jpeg_prob": prob, "jpeg_quality": [30, 100],
                  "patience": 5, "min_lr": 1e-6, "max_epochs": 10000, "classes": "all"},
-        option_types={"classes": (str, list)},  # "all" or a list of class names
+        option_types={"classes": (str, list),  # "all" or a list of class names
+                      "pretrained": (bool, str)},  # true (ImageNet), false (random), or a ResNet-50 state dict's path
         training_data=TRAINING_DATA,
         official_weights=OfficialWeights(url=url, filename=filename, repository=REPOSITORY,
                                          note="Dropbox link of weights/download_weights.sh; no checksum published"),

@@ -65,3 +65,12 @@ def test_escape_helpers():
     assert markdown_escape("rine[tie=false]") == "rine\\[tie=false\\]"
     assert terminal_safe("caf\udce9\tok\n") == "caf\\xe9\tok\n"
     assert latex_escape("50%_{x}^~\\") == "50\\%\\_\\{x\\}\\textasciicircum{}\\textasciitilde{}\\textbackslash{}"
+
+
+def test_layout_notes_escape_control_characters_in_folder_names(capsys):
+    from sidbench.data.trees import note, warn
+
+    note("read set 'ev\x1b[31mil' as group 'other'")
+    warn("set 'ev\x1b[31mil' is missing")
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and err.count("\\x1b") == 2

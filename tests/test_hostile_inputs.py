@@ -164,3 +164,21 @@ def test_workers_are_capped_at_the_cpu_count(caplog):
         cfg = config_from({"workers": 100_000})
     assert cfg.workers == cpu_count() and "workers = 100000" in caplog.text
     assert make_loader(ImageDataset([], lambda x: x), 2, 100_000, "cpu").num_workers == cpu_count()
+
+
+def test_the_empty_label_folder_message_ends_on_symlink_loops(tmp_path):
+    """The walk behind "your 0_real/1_fake folders are empty" follows each real folder once, like iter_files."""
+    import threading
+
+    from sidbench.data.layout import empty_label_dirs
+
+    a = tmp_path / "data" / "a"
+    (a / "0_real").mkdir(parents=True)
+    (a / "x").symlink_to("..")
+    (a / "y").symlink_to("..")
+    found = []
+    walker = threading.Thread(target=lambda: found.append(empty_label_dirs(tmp_path / "data")), daemon=True)
+    walker.start()
+    walker.join(timeout=20)
+    assert not walker.is_alive(), "empty_label_dirs did not end on a folder with two '..' links"
+    assert found == [[a / "0_real"]]

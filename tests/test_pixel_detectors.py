@@ -230,3 +230,18 @@ def test_specs_carry_metadata_and_published_weights(plugins):
     assert plugins.detector("cnndetection").name == "cnndetection.prob05"
     assert plugins.detector("corvi2023").name == "corvi2023.ldm"
     assert plugins.detector("npr").preprocess == "resize_square"
+
+
+def test_cnndetection_takes_an_initialisation_file_as_its_error_message_says(tmp_path, plugins):
+    """`--set pretrained=PATH` (the fix the offline error suggests) passes the option check and loads the file."""
+    from safetensors.torch import save_file
+
+    from sidbench.api.options import check_options
+    from sidbench.detectors.cnndetection import imagenet_state
+
+    spec = plugins.detector("cnndetection")
+    check_options(spec, {"pretrained": str(tmp_path / "resnet50.safetensors")})
+    check_options(spec, {"pretrained": False})
+    save_file({"fc.weight": torch.ones(1000, 2048)}, str(tmp_path / "resnet50.safetensors"))
+    state = imagenet_state(str(tmp_path / "resnet50.safetensors"), log=lambda m: None)
+    assert torch.equal(state["fc.weight"], torch.ones(1000, 2048))

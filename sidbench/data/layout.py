@@ -46,8 +46,21 @@ def iter_files(root: Path) -> Iterable[Path]:
     root = Path(root)
     if not root.is_dir():  # a file (a CSV list, a stray image) holds no files below it: nothing to say
         return
-    seen = {_identity(root)}
     notes: dict[str, list[str]] = {"hidden": [], "linked": [], "unreadable": []}
+    for dirpath, _, filenames in walk_folders(root, notes):
+        for name in sorted(filenames):
+            if name.startswith("."):
+                notes["hidden"].append(os.path.relpath(os.path.join(dirpath, name), root))
+            else:
+                yield Path(dirpath) / name
+    _report_skips(root, notes)
+
+
+def walk_folders(root: Path, notes: dict[str, list[str]] | None = None) -> Iterable[tuple[str, list[str], list[str]]]:
+    """``os.walk`` of ``root`` following links to folders, each real folder once (a link loop ends), hidden
+    folders left out, sorted; what it left out is added to ``notes`` (hidden, linked, unreadable)."""
+    notes = notes if notes is not None else {"hidden": [], "linked": [], "unreadable": []}
+    seen = {_identity(root)}
 
     def unreadable(exc: OSError) -> None:
         notes["unreadable"].append(f"{exc.filename} ({exc.strerror})")
@@ -65,12 +78,7 @@ def iter_files(root: Path) -> Iterable[Path]:
                 seen.add(ident)
                 keep.append(d)
         dirnames[:] = keep
-        for name in sorted(filenames):
-            if name.startswith("."):
-                notes["hidden"].append(os.path.relpath(os.path.join(dirpath, name), root))
-            else:
-                yield Path(dirpath) / name
-    _report_skips(root, notes)
+        yield dirpath, dirnames, filenames
 
 
 def _identity(folder: Path) -> tuple[int, int] | None:
@@ -161,8 +169,7 @@ class FolderLayout:
 def empty_label_dirs(root: Path) -> list[Path]:
     """The ``0_real``/``1_fake`` folders below ``root`` that hold no file."""
     found = []
-    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    for dirpath, dirnames, _ in walk_folders(Path(root)):  # loop-safe: a link back up the tree ends the walk
         found += [Path(dirpath) / d for d in dirnames if d in LABEL_DIRS and not any(iter_files(Path(dirpath) / d))]
     return found
 

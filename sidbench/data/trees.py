@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..api.errors import DataError
+from ..api.escape import one_line
 from ..api.records import FAKE, REAL, Record
 from .layout import SIDECAR_SUFFIXES, files_in, iter_files
 
@@ -20,12 +21,13 @@ CLASS_FOLDERS = {"0_real", "1_fake", "ai", "nature", "real", "fake"}
 
 
 def note(message: str) -> None:
-    """One line to stderr about what a layout read or left out (not an error)."""
-    print(f"sidbench: {message}", file=sys.stderr, flush=True)
+    """One line to stderr about what a layout read or left out (not an error); control characters in folder
+    names are escaped."""
+    print(f"sidbench: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def warn(message: str) -> None:
-    print(f"sidbench: warning: {message}", file=sys.stderr, flush=True)
+    print(f"sidbench: warning: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 def subdirs(folder: Path) -> list[Path]:
