@@ -77,14 +77,10 @@ def write_async(root: Path, batches: int, batch: int, pace: float = 0.0) -> tupl
 
 
 def bench_write(args: argparse.Namespace) -> None:
-    from sidbench.engine.cache import FeatureCache
-
     n = args.batches * args.batch * len(VIT_L)
-    ways = [("synchronous, fp32, one transaction per batch", write_sync)]
-    if hasattr(FeatureCache, "store"):
-        ways.append(("background writer, fp16, caller as fast as it can", write_async))
-        ways.append((f"background writer, fp16, caller at {args.pace:.0f} img/s",
-                     lambda root, n, b: write_async(root, n, b, args.pace)))
+    ways = [("synchronous, fp32, one transaction per batch", write_sync),
+            ("background writer, fp16, caller as fast as it can", write_async),
+            (f"background writer, fp16, caller at {args.pace:.0f} img/s", lambda root, n, b: write_async(root, n, b, args.pace))]
     print(f"{n} entries ({args.batches} batches of {args.batch} ViT-L/14 images x {len(VIT_L)} features)\n")
     print("| writer | entries/s committed | MiB/s | caller's thread per entry |\n|---|---|---|---|")
     for label, fn in ways:

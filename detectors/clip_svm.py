@@ -99,7 +99,7 @@ class ClipSVM(Detector):
         o, attribution = self.options, self.options["attribution"]
         key = class_of if attribution else (lambda r: r.label)
         train = few_shot(data.records("train"), o["shots"], data.seed, key)
-        fit_data = data if len(train) == len(data.records("train")) else data.subset(train)
+        fit_data = data.subset(train)
         x, y = self._xy(fit_data.features("train", ("cls_final",)), attribution)
         val = self._xy(data.features("val", ("cls_final",)), attribution) if data.has_val else None
         if len(set(y)) < 2:

@@ -213,7 +213,7 @@ class TipAdapter(ClipZeroShot):
         from sidbench.api import few_shot
 
         train = few_shot(data.records("train"), self.options["shots"], data.seed)
-        return data if len(train) == len(data.records("train")) else data.subset(train)
+        return data.subset(train)
 
     def build_cache(self, data: "FitData", log: Callable[[str], None]) -> int:
         """Keys: image_embed averaged over the augmented views, then L2-normalised; values: one-hot labels."""

@@ -50,6 +50,11 @@ def test_set_errors(capsys, image_folder, tmp_path, setting, message):
     assert message in err
 
 
+def test_set_without_detectors_says_that_detectors_are_missing(capsys, image_folder, tmp_path):
+    err = one_line_error(capsys, ["run", "--data", str(image_folder), "--out", str(tmp_path / "o"), "--set", "epochs=3"])
+    assert "no detectors given" in err
+
+
 def test_unknown_config_key_suggests_the_right_one(tmp_path, capsys):
     toml = tmp_path / "run.toml"
     toml.write_text('detector = ["clip_zeroshot"]\nbatchsize = 8\n')

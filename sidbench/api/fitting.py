@@ -101,8 +101,8 @@ class FitData:
         raise NotImplementedError
 
     def batches(self, split: str = "train", names: Sequence[str] = ("pixels",), *, batch_size: int,
-                augment: Augment | None = None, epoch: int = 0, shuffle: bool = True,
-                protocol: str | None = None) -> Iterator[tuple[dict[str, "torch.Tensor"], "torch.Tensor"]]:
+                augment: Augment | None = None, epoch: int = 0, shuffle: bool = True, protocol: str | None = None,
+                generator: "torch.Generator | None" = None) -> Iterator[tuple[dict[str, "torch.Tensor"], "torch.Tensor"]]:
         raise NotImplementedError
 
     def scores(self, detector: "Detector", split: str = "val", *,
@@ -112,7 +112,8 @@ class FitData:
         raise NotImplementedError
 
     def subset(self, train: Sequence[Record]) -> "FitData":
-        """The same data with the training split restricted to ``train`` (few-shot fits, class selection)."""
+        """The same data with the training split restricted to ``train`` (few-shot fits, class selection);
+        the same object when ``train`` holds the whole training split (in any order)."""
         raise NotImplementedError
 
     def restrict(self, train: Sequence[Record], val: Sequence[Record]) -> "FitData":

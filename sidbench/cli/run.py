@@ -110,7 +110,9 @@ def main(args: argparse.Namespace) -> int:
         from ..run.config import with_settings
         from ..run.inputs import default_detectors
 
-        cfg = with_settings(cfg, args.set, plugins, cfg.detectors or ([] if cfg.data else default_detectors(plugins)))
+        targets = cfg.detectors or ([] if cfg.data else default_detectors(plugins))
+        if targets:  # without detectors the run stops below with "no detectors given", the error that matters
+            cfg = with_settings(cfg, args.set, plugins, targets)
     if cfg.suite and not cfg.data:
         from ..api.errors import SidbenchError
 

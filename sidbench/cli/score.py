@@ -20,8 +20,8 @@ def register(sub, common) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     p.add_argument("--detectors", required=True, metavar="A,B",
                    help="spec or family names; NAME@CHECKPOINT or NAME@official for detectors that need fitting")
-    p.add_argument("--format", choices=FORMATS, help="table (default on a terminal), csv or json (one row per image "
-                   "and detector: path, detector, logit, prob, protocol, skipped); default: from --out's suffix")
+    p.add_argument("--format", choices=FORMATS, help="table, csv or json (one row per image and detector: path, "
+                   "detector, logit, prob, protocol, skipped); default: from --out's suffix, else table")
     p.add_argument("--out", metavar="FILE", help="write there instead of printing (.csv or .json)")
     p.add_argument("--protocol", choices=tuple(PROTOCOLS), help="override every detector's preprocessing")
     add_backbone_args(p)

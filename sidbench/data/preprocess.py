@@ -23,8 +23,6 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from PIL import Image
 
-from .images import check_short_side_resize
-
 if TYPE_CHECKING:
     import torch
 
@@ -92,6 +90,8 @@ class Preprocess:
             img = TF.resize(img, [s, s], interpolation=TF.InterpolationMode.BILINEAR)
             return self._normalise(TF.to_tensor(img))
         if self.protocol in ("resize_center_crop", "resize_center_crop_fast"):
+            from .images import check_short_side_resize  # here: the CLI imports this module to list protocols
+
             check_short_side_resize(*img.size, s)
             img = TF.resize(img, s, interpolation=TF.InterpolationMode.BICUBIC)
         if self.protocol == "ten_crop":

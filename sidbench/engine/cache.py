@@ -31,6 +31,7 @@ when only writing fails): no image is ever skipped because of the cache.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -476,6 +477,7 @@ class CacheContext:
         """Perturbations and augmentations are seeded from the record key, so it is part of the key."""
         return self.perturbation != "none" or bool(self.view)
 
+    @functools.cached_property
     def digest(self) -> str:
         text = json.dumps([FORMAT, self.backbone, self.numerics, self.protocol, self.perturbation, self.view])
         return hashlib.sha256(text.encode()).hexdigest()
@@ -491,7 +493,7 @@ class CacheLookup:
 
     def keys(self, content: str, record: "Record") -> dict[str, str]:
         """Feature name -> entry key for an image whose bytes hash to ``content``."""
-        base = f"{self.context.digest()}|{content}|{record.key if self.context.per_record else ''}"
+        base = f"{self.context.digest}|{content}|{record.key if self.context.per_record else ''}"
         return {n: hashlib.sha256(f"{base}|{n}".encode()).hexdigest() for n in self.names}
 
     def fetch(self, keys: dict[str, str]) -> dict[str, "torch.Tensor"] | None:

@@ -254,6 +254,8 @@ class EngineFitData(FitData):
 
     def subset(self, train: Sequence[Record]) -> "EngineFitData":
         known = {r.path for r in self.records("train")}
+        if len(train) == len(known) and {r.path for r in train} == known:
+            return self  # the whole split (in any order): the same data, features and memo
         if any(r.path not in known for r in train):
             raise SidbenchError("FitData.subset: the subset holds images that are not in the training split")
         return self._derived(train, self.records("val"))
