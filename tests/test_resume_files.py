@@ -113,3 +113,23 @@ def test_checkpoint_hash_notices_a_file_rewritten_in_place(tmp_path):
     os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
     os.replace(other, path)  # replaced by another file: new inode, same size and mtime
     assert file_sha256(path) == hashlib.sha256(b"C" * 64).hexdigest()
+
+
+def test_validation_rows_follow_their_files_too(tmp_path, capsys):
+    """val_scores.csv (what --threshold val and --calibrate fit on) is checked on resume like scores.csv."""
+    rng = np.random.default_rng(1)
+    data, val = tmp_path / "d", tmp_path / "v"
+    for root in (data, val):
+        for i in range(2):
+            write_image(root / "s" / "0_real" / f"{i:03d}.png", rng)
+            write_image(root / "s" / "1_fake" / f"{i:03d}.png", rng, fake=True)
+    changed, deleted = val / "s" / "0_real" / "000.png", val / "s" / "1_fake" / "001.png"
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    assert main([*run_args(data, out), "--val", str(val)]) == 0
+    write_image(changed, np.random.default_rng(99))
+    deleted.unlink()
+    capsys.readouterr()
+    assert main([*run_args(data, out), "--val", str(val)]) == 0
+    assert "dropped 2 validation score row(s)" in capsys.readouterr().out
+    assert main([*run_args(data, clean), "--val", str(val)]) == 0
+    assert (out / "val_scores.csv").read_text() == (clean / "val_scores.csv").read_text()

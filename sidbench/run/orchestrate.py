@@ -155,6 +155,11 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
         with dist.main_first():  # rank 0 drops the rows of changed or deleted images before anyone resumes
             if dist.is_main:
                 prune_stale_rows(out, check, log)
+                if data.val:  # validation rows follow their files too: --threshold val fits on them
+                    from ..data.perturb import NONE
+
+                    val_check = RowCheck(detectors, [NONE], data, cfg, records=data.val)
+                    prune_stale_rows(out, val_check, log, files=[out / VAL_SCORES], what="validation score")
         skipped = score_test(ctx, detectors, perturbations)
         if not dist.is_main:
             return None

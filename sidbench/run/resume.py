@@ -30,10 +30,11 @@ def protocol_for(det: "Detector", r: Record, data: RunData, cfg: RunConfig) -> s
 class RowCheck:
     """Whether an earlier run's score row belongs to this run's configuration."""
 
-    def __init__(self, detectors: Sequence["Detector"], perturbations: Sequence[Any], data: RunData, cfg: RunConfig):
+    def __init__(self, detectors: Sequence["Detector"], perturbations: Sequence[Any], data: RunData, cfg: RunConfig,
+                 records: Sequence[Record] | None = None):
         self.detectors = {d.name: d for d in detectors}
         self.perturbations = {p.name for p in perturbations}
-        self.records = {(r.split, r.path): r for r in data.test}
+        self.records = {(r.split, r.path): r for r in (data.test if records is None else records)}
         self.data, self.cfg = data, cfg
 
     def problem(self, detector: str, perturbation: str, split: str, path: str, protocol: str) -> str | None:
@@ -75,14 +76,15 @@ def score_files(out: Path) -> list[Path]:
     return [p for p in [out / "scores.csv", *sorted(out.glob("scores.rank*-of-*.csv"))] if p.exists()]
 
 
-def prune_stale_rows(out: Path, check: RowCheck, log: Log) -> None:
-    """Drop every row that no longer holds (see the module docstring) from every score file in ``out``,
-    so the resume scores those images again; says in one line what went and why."""
+def prune_stale_rows(out: Path, check: RowCheck, log: Log, files: Sequence[Path] | None = None,
+                     what: str = "score") -> None:
+    """Drop every row that no longer holds (see the module docstring) from every score file in ``out`` (or
+    ``files``), so the resume scores those images again; says in one line what went and why."""
     import numpy as np
 
     from ..results.resume import INDEX_NAME, FileIndex, current_digests, repaired_scores, write_scores
 
-    frames = {f: repaired_scores(f) for f in score_files(out)}
+    frames = {f: repaired_scores(f) for f in (score_files(out) if files is None else [f for f in files if f.exists()])}
     if not frames:
         return
     listed = {p for df in frames.values() for s, p in zip(df["split"], df["path"]) if (s, p) in check.records}
@@ -102,4 +104,4 @@ def prune_stale_rows(out: Path, check: RowCheck, log: Log) -> None:
             "other": "of another protocol (scored again)"}
     parts = [f"{n} {said[k]}" for k, n in counts.items() if n]
     if parts:
-        log(f"resume: dropped {sum(counts.values())} score row(s) that no longer hold: {', '.join(parts)}")
+        log(f"resume: dropped {sum(counts.values())} {what} row(s) that no longer hold: {', '.join(parts)}")
