@@ -185,14 +185,13 @@ class EngineFitData(FitData):
         import torch
 
         from ..data.preprocess import make_preprocess
-        from .loader import ImageDataset, default_workers, make_loader
+        from .loader import ImageDataset, make_loader
 
         records, protocol = self.records(split), protocol or self.protocol
         info = self.pixels if self.pixels is not None else self.backbone.info
         transform = ViewTransform(augment, epoch, self.seed) if augment is not None else None
-        workers = default_workers(self.device) if self.options.workers is None else self.options.workers
-        dataset = ImageDataset(records, make_preprocess(protocol, info), self.perturbation, transform,
-                               decoded=self.options.decoded if workers == 0 else None)
+        workers, decoded = self.options.loading(self.device)
+        dataset = ImageDataset(records, make_preprocess(protocol, info), self.perturbation, transform, decoded=decoded)
         if shuffle:
             gen = generator or torch.Generator().manual_seed(int(view_rng("order", "shuffle", epoch, self.seed).integers(2**62)))
             order = torch.randperm(len(records), generator=gen).tolist()

@@ -32,7 +32,12 @@ class ExtractOptions:
     progress: bool = True
     desc: str = "features"
     cache: "FeatureCache | None" = None  # serve/store outputs on disk (None: always run the source)
-    decoded: DecodedImages | None = None  # a fit's memo of decoded images (used when loading in-process)
+    decoded: DecodedImages | None = None  # a run's memo of decoded images (used when loading in-process)
+
+    def loading(self, device: str) -> tuple[int, DecodedImages | None]:
+        """(DataLoader workers on ``device``, the memo of decoded images when they load in this process)."""
+        workers = default_workers(device) if self.workers is None else self.workers
+        return workers, self.decoded if workers == 0 else None
 
 
 Outputs = dict[str, "torch.Tensor"]
@@ -65,9 +70,9 @@ def iter_outputs(
     opts = options or ExtractOptions()
     names = tuple(names)
     lookup = cache_lookup(source, names, protocol, perturbation, transform, view_id, opts)
-    workers = default_workers(source.device) if opts.workers is None else opts.workers
+    workers, decoded = opts.loading(source.device)
     dataset = ImageDataset(records, make_preprocess(protocol, source.info), perturbation, transform, lookup,
-                           digest=files is not None, decoded=opts.decoded if workers == 0 else None)
+                           digest=files is not None, decoded=decoded)
     loader = make_loader(dataset, opts.batch_size, workers, source.device)
     pending = _Pending(source, names, n_views(protocol), opts.batch_size, lookup, protocol in VARIABLE_SIZE)
     if lookup is not None:

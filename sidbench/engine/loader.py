@@ -107,20 +107,11 @@ class ImageDataset:
             faults = self.lookup.cache.take_unsent()
             if hit is not None:
                 return Item(i, None, None, hit, None, faults, info)
-        if img is None:
-            try:
-                img = read_image(rec.path, draft=draft, data=data)
-            except UnreadableImage as exc:
-                return Item(i, None, exc.reason, None, None, faults, None)
-            except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the run
-                return Item(i, None, f"failed to process ({type(exc).__name__}: {exc})", None, None, faults, None)
-            if self.decoded is not None:
-                self.decoded.keep(rec.path, draft, img, info)
-        return self._item(i, rec, img, keys, faults, info)
-
-    def _item(self, i: int, rec: Record, img: "Image.Image", keys, faults, info) -> "Item":
-        """Perturb, transform and preprocess a decoded image."""
         try:
+            if img is None:
+                img = read_image(rec.path, draft=draft, data=data)
+                if self.decoded is not None:
+                    self.decoded.keep(rec.path, draft, img, info)
             img = self.perturbation.apply(img, rec.key)
             if self.transform is not None:
                 img = self.transform(img, rec, i)

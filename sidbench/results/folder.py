@@ -85,7 +85,9 @@ class ResultsFolder:
 
 def has_results(out: Path) -> bool:
     """A scores file with at least one row, or a checkpoint (fitting may have taken hours)."""
-    for scores in [out / "scores.csv", *out.glob("scores.rank*-of-*.csv")]:
+    from .scores import score_files
+
+    for scores in score_files(out):
         try:
             with open(scores, "rb") as f:
                 if len(f.read(1 << 16).splitlines()) > 1:

@@ -170,6 +170,16 @@ def write_calibrated(path: Path, scores: "pd.DataFrame", op: "OperatingPoints") 
     return df
 
 
+def rank_score_files(out: Path) -> list[Path]:
+    """The per-rank score files of a torchrun run in ``out`` (merged into scores.csv when it ends)."""
+    return sorted(out.glob("scores.rank*-of-*.csv"))
+
+
+def score_files(out: Path) -> list[Path]:
+    """``out``'s score files that exist: scores.csv and any per-rank file."""
+    return [p for p in [out / "scores.csv", *rank_score_files(out)] if p.exists()]
+
+
 def done_rows(path: Path) -> set[tuple[str, str, str, str]]:
     """The row keys of a (possibly torn) scores file."""
     with open(path, newline="", encoding=ENCODING, errors=ERRORS) as f:

@@ -120,18 +120,18 @@ def scores_path(out: Path, d: Dist) -> Path:
 
 def open_scores(out: Path, d: Dist):
     """This rank's ScoreLog, knowing every row any earlier run (single or distributed) finished."""
-    from ..results.scores import ScoreLog, done_rows
+    from ..results.scores import ScoreLog, done_rows, score_files
 
     log = ScoreLog(scores_path(out, d))
     if d.active:
-        for other in [out / "scores.csv", *sorted(out.glob("scores.rank*-of-*.csv"))]:
-            if other != log.path and other.exists():
+        for other in score_files(out):
+            if other != log.path:
                 log.done |= done_rows(other)
     return log
 
 
 def merge_scores(out: Path) -> None:
     """Rank 0, after every rank finished: fold the rank files into ``scores.csv`` and remove them."""
-    from ..results.scores import merge_score_files
+    from ..results.scores import merge_score_files, rank_score_files
 
-    merge_score_files(out / "scores.csv", sorted(out.glob("scores.rank*-of-*.csv")))
+    merge_score_files(out / "scores.csv", rank_score_files(out))

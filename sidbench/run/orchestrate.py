@@ -15,6 +15,8 @@ from .config import RunConfig, RunData, pick_device
 from .resume import prune_stale_rows
 
 if TYPE_CHECKING:
+    import tempfile
+
     import pandas as pd
 
     from ..api.detector import Detector
@@ -313,8 +315,8 @@ def fit_all(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
     for det in detectors:
         if det.fitted:
             continue
-        ckpt = checkpoint_path(ctx.out, det)
-        if ckpt.exists() and written_by_sidbench(ckpt):  # fitted by an earlier, interrupted run of the same command
+        ckpt = earlier_checkpoint(ctx.out, det)
+        if ckpt is not None:  # fitted by an earlier, interrupted run of the same command
             det.load(str(ckpt))
             det.trained_on = generators(ctx.data.train)
             ctx.log(f"{det.name}: loaded the checkpoint fitted by the earlier run ({ckpt})")
@@ -334,8 +336,7 @@ def fit_all(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
 def check_fittable(detectors: Sequence["Detector"], data: RunData, out: Path) -> None:
     """Every detector that needs fitting has training data or a checkpoint (checked before ``out`` is touched)."""
     for det in detectors:
-        ckpt = checkpoint_path(out, det)
-        if not det.fitted and not data.train and not (ckpt.exists() and written_by_sidbench(ckpt)):
+        if not det.fitted and not data.train and earlier_checkpoint(out, det) is None:
             raise FitRequiredError(
                 f"detector {det.name!r} must be fitted: give --train PATH (and --val PATH), "
                 f"or a checkpoint with --detectors {det.name}@CHECKPOINT"
@@ -345,6 +346,12 @@ def check_fittable(detectors: Sequence["Detector"], data: RunData, out: Path) ->
 def checkpoint_path(out: Path, det: "Detector") -> Path:
     """Where a detector fitted during the run is saved (and found again on resume)."""
     return out / "checkpoints" / f"{det.name}.safetensors"
+
+
+def earlier_checkpoint(out: Path, det: "Detector") -> Path | None:
+    """The checkpoint an earlier, interrupted run of this command fitted for ``det`` in ``out``, if any."""
+    ckpt = checkpoint_path(out, det)
+    return ckpt if ckpt.exists() and written_by_sidbench(ckpt) else None
 
 
 def fit_data_for(ctx: RunContext, det: "Detector", group: Sequence["Detector"]):

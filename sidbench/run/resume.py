@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..api.records import Record
+from ..results.scores import score_files
 from .config import RunConfig, RunData
 
 if TYPE_CHECKING:
@@ -70,10 +71,6 @@ class RowCheck:
                     reason = "an image this run does not list" if problem == "deleted" else problem
                     return f"{path.name} has a row of {det!r} on {split}/{Path(p).name}: {reason}"
         return None
-
-
-def score_files(out: Path) -> list[Path]:
-    return [p for p in [out / "scores.csv", *sorted(out.glob("scores.rank*-of-*.csv"))] if p.exists()]
 
 
 def prune_stale_rows(out: Path, check: RowCheck, log: Log, files: Sequence[Path] | None = None,
