@@ -16,7 +16,7 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from sidbench.api import DataError, Detector, DetectorSpec, SidbenchError, hookimpl
+from sidbench.api import DataError, Detector, DetectorSpec, hookimpl
 
 if TYPE_CHECKING:
     import numpy as np

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from sidbench.api import (DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, PixelInput, SidbenchError,
-                          WeightsError, accuracy, bce_epoch, hookimpl, lower_lr, pick_classes)
+                          WeightsError, accuracy, bce_epoch, hookimpl)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class CNNDetection(NetworkDetector):
         import torch
 
         o = self.options
-        data = data.restrict(*(pick_classes(data.records(s), o["classes"], s, log) for s in ("train", "val")))
+        data = data.with_classes(o["classes"], log)
         if not data.has_val and int(o["max_epochs"]) == int(self.spec.options["max_epochs"]):
             raise SidbenchError(f"{self.name} trains until validation accuracy stops improving: give --val PATH, "
                                 "or --set max_epochs=N to train N epochs without validation")
@@ -82,14 +82,12 @@ class CNNDetection(NetworkDetector):
                 log(f"epoch {epoch + 1}: loss {loss:.4f}")
                 continue
             acc = accuracy(*data.scores(self, "val", augment=val_view))
-            stop = stopper.step(acc)
             log(f"epoch {epoch + 1}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.0e}")
+            end = stopper.schedule(acc, opt, float(o["min_lr"]))  # lr /10 after `patience` flat epochs, restarted
             if stopper.improved:  # CNNDetection saves model_epoch_best.pth here; the last one saved is released
                 best = (epoch + 1, acc, copy.deepcopy(self.net.state_dict()))
-            if stop and not lower_lr(opt, 10.0, float(o["min_lr"])):
+            if end:
                 break
-            if stop:  # a fresh stopper, as the reference restarts it after each learning-rate drop
-                stopper = EarlyStopping(int(o["patience"]), 0.002)
         if best is not None:
             self.net.load_state_dict(best[2])
             summary.update(kept_epoch=best[0], val_acc=round(best[1], 4))

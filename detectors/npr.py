@@ -14,7 +14,7 @@ import copy
 from typing import TYPE_CHECKING, Any, Callable
 
 from sidbench.api import (DataError, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError,
-                          accuracy, bce_epoch, hookimpl, pick_classes)
+                          accuracy, bce_epoch, hookimpl)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class NPR(NetworkDetector):
         import torch
 
         o = self.options
-        data = data.restrict(*(pick_classes(data.records(s), o["classes"], s, log) for s in ("train", "val")))
+        data = data.with_classes(o["classes"], log)
         self.net = build_network().to(data.device)
         opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=float(o["lr"]),
                                betas=(0.9, 0.999))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from sidbench.data.perturb import JPEG, Blur
-from sidbench.api import Detector, DetectorSpec, OfficialWeights, SidbenchError, WeightsError, hookimpl, pick_classes
+from sidbench.api import Detector, DetectorSpec, OfficialWeights, SidbenchError, WeightsError, hookimpl
 
 if TYPE_CHECKING:
     import torch
@@ -328,7 +328,7 @@ class Rine(Detector):
         import torch
 
         o, seed = self.options, data.seed
-        data = data.restrict(*(pick_classes(data.records(s), o["classes"], s, log) for s in ("train", "val")))
+        data = data.with_classes(o["classes"], log)
         self.net = self._build(seed)
         self._initial_alpha = self.net.alpha.detach().cpu().clone() if self.tie else None
         aug = self.augment()

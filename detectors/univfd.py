@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import Detector, DetectorSpec, EarlyStopping, OfficialWeights, WeightsError, hookimpl, lower_lr
+from sidbench.api import Detector, DetectorSpec, EarlyStopping, OfficialWeights, WeightsError, hookimpl
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -72,14 +72,11 @@ class UnivFD(Detector):
                 best = copy.deepcopy(self.fc.state_dict())
                 continue
             acc = self._accuracy(val)
-            stop = stopper.step(acc)
             log(f"epoch {epoch}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.0e}")
             if best_acc is None or acc > best_acc:  # keep the best validation epoch overall
                 best, best_acc = copy.deepcopy(self.fc.state_dict()), acc
-            if stop and not lower_lr(opt, 10.0, o["min_lr"]):
+            if stopper.schedule(acc, opt, o["min_lr"]):  # lr /10 after `patience` flat epochs, restart at delta 0.002
                 break
-            if stop:
-                stopper = EarlyStopping(o["patience"], delta=0.002)  # the reference restarts with delta 0.002
         self.fc.load_state_dict(best)
         self.eval()
         return {"epochs": epoch, "val_acc": best_acc}

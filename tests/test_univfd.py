@@ -41,6 +41,18 @@ def test_early_stopping_follows_the_reference_rule():
     assert [lower_lr(opt, 10.0, 1e-6) for _ in range(3)] == [True, True, False]  # 1e-5, 1e-6, then below 1e-6
 
 
+def test_the_schedule_lowers_the_rate_restarts_with_the_larger_delta_and_ends_below_min_lr():
+    from sidbench.api import EarlyStopping
+
+    opt = torch.optim.AdamW(torch.nn.Linear(2, 1).parameters(), lr=1e-4)
+    stop = EarlyStopping(patience=1, delta=0.001)
+    ends = [stop.schedule(a, opt, min_lr=1e-6) for a in (0.5, 0.5)]  # flat: lr 1e-4 -> 1e-5, fresh count
+    assert ends == [False, False] and opt.param_groups[0]["lr"] == pytest.approx(1e-5)
+    assert stop.best is None and stop.delta == 0.002
+    assert [stop.schedule(a, opt, min_lr=1e-6) for a in (0.6, 0.6015)] == [False, False]  # +0.0015 < 0.002: lr 1e-6
+    assert stop.schedule(0.7, opt, min_lr=1e-6) is False and stop.schedule(0.7, opt, min_lr=1e-6) is True  # < 1e-6
+
+
 def test_augment_is_seeded_and_crops_to_the_backbone_size():
     from PIL import Image
 

@@ -120,6 +120,10 @@ class FitData:
         """The same data with both splits restricted."""
         raise NotImplementedError
 
+    def with_classes(self, classes: Any, log: Callable[[str], None] = print) -> "FitData":
+        """Both splits restricted to the named training classes (:func:`pick_classes`: ``"all"`` keeps all)."""
+        return self.restrict(*(pick_classes(self.records(s), classes, s, log) for s in ("train", "val")))
+
     def forget_views(self) -> None:
         """Release memoised augmented views (a detector calls it after each epoch)."""
 
@@ -182,6 +186,18 @@ class EarlyStopping:
             return False
         self.counter += 1
         return self.counter >= self.patience
+
+    def schedule(self, acc: float, optimizer: Any, min_lr: float, divisor: float = 10.0,
+                 restart_delta: float = 0.002) -> bool:
+        """One epoch of CNNDetection's schedule (UnivFD's too): :meth:`step`; when it says stop, lower the
+        learning rate (:func:`lower_lr`) and start counting again from scratch with ``delta = restart_delta``,
+        as the reference restarts its stopper. True when training ends (the rate fell below ``min_lr``)."""
+        if not self.step(acc):
+            return False
+        if not lower_lr(optimizer, divisor, min_lr):
+            return True
+        self.best, self.counter, self.delta = None, 0, restart_delta
+        return False
 
 
 def lower_lr(optimizer: Any, divisor: float = 10.0, min_lr: float = 1e-6) -> bool:
