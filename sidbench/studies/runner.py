@@ -162,23 +162,27 @@ class Study:
 
     # -- detectors ----------------------------------------------------------------------------
     def protocol(self, name: str) -> str:
-        """The preprocessing ``name`` runs with in this study (its own, or the quickstart's)."""
+        """The preprocessing ``name`` runs with in this study: as in `sidbench run`, its own, or on the
+        quickstart what its quickstart options say (the native centre crop for feature detectors)."""
         from ..api.names import spec_name
-        from ..run.inputs import QUICKSTART_PROTOCOL
 
-        return QUICKSTART_PROTOCOL if self.data.quickstart else self.plugins.detector(spec_name(name)).preprocess
+        spec = self.plugins.detector(spec_name(name))
+        return self._quick(spec).get("preprocess") or spec.preprocess
 
     def detector(self, name: str, backbone: str, **options: Any) -> "Detector":
         """``name`` on ``backbone`` with quickstart options (on the quickstart), ``--set`` and ``options``."""
         from ..api.names import spec_name
         from ..registry.lookup import load_detector
-        from ..run.inputs import QUICKSTART_PROTOCOL
 
-        quick = {}
-        if self.data.quickstart:  # as `sidbench run`: quickstart options and the native centre crop for all
-            quick = {**self.plugins.detector(spec_name(name)).quickstart_options, "preprocess": QUICKSTART_PROTOCOL}
+        quick = self._quick(self.plugins.detector(spec_name(name)))
         return load_detector(name, backbone=backbone, plugins=self.plugins,
                              **{**quick, **self.config.get("set", {}), **options})
+
+    def _quick(self, spec: Any) -> dict[str, Any]:
+        """The quickstart options of ``spec`` when the study runs on the quickstart data (as `sidbench run`)."""
+        from ..run.inputs import quickstart_options
+
+        return quickstart_options(spec, {}) if self.data.quickstart else {}
 
     def fit(self, det: "Detector", data: "EngineFitData", label: str) -> dict[str, Any]:
         """Fit under the study's seed (every variant starts from the same random state)."""
