@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from sidbench.data.perturb import JPEG, Blur
+from sidbench.api.names import label
 from sidbench.api import Detector, DetectorSpec, OfficialWeights, SidbenchError, WeightsError, hookimpl
 
 if TYPE_CHECKING:
@@ -302,7 +303,7 @@ class Rine(Detector):
         self._configure()
         arch = {k: v for k, v in changed.items() if k in ARCHITECTURE}
         if arch and not self.label:
-            self.label = self.spec.name + "[" + ",".join(f"{k}={_text(v)}" for k, v in arch.items()) + "]"
+            self.label = label(self.spec.name, arch)
 
     def load_extra_metadata(self, extra: dict[str, Any]) -> None:
         import torch
@@ -405,12 +406,6 @@ class Rine(Detector):
         acc = float(((logits > 0).astype(int) == y).mean())
         ap = float(average_precision_score(y, logits)) if 0 < y.sum() < len(y) else float("nan")
         return {"val_acc": acc, "val_ap": ap}
-
-
-def _text(v: Any) -> str:
-    import json
-
-    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
 
 
 def _copy_state(net: "torch.nn.Module") -> dict[str, "torch.Tensor"]:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .checkpoints import load_tensors, non_finite_tensor, save_tensors, strip_prefix
 from .errors import SidbenchError, WeightsError
-from .names import split_options
+from .names import option_text, split_options
 from .options import check_options
 from .specs import DetectorSpec, PixelInput
 
@@ -157,8 +157,8 @@ class Detector:
                 continue
             if key in self.explicit_options:
                 raise WeightsError(
-                    f"{self.name}: option {key}={_text(self.explicit_options[key])} contradicts {path}, which was "
-                    f"fitted with {key}={_text(value)}; drop the option (the checkpoint's value is used) or attach "
+                    f"{self.name}: option {key}={option_text(self.explicit_options[key])} contradicts {path}, which was "
+                    f"fitted with {key}={option_text(value)}; drop the option (the checkpoint's value is used) or attach "
                     "a checkpoint fitted with it")
             adopted[key] = value
         if adopted:
@@ -276,10 +276,6 @@ TEST_TIME_OPTIONS = ("preprocess", "precision")
 def _same(a: Any, b: Any) -> bool:
     """Equal once both went through JSON (a checkpoint stores tuples as lists)."""
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
-
-
-def _text(v: Any) -> str:
-    return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), default=str)
 
 
 def _jsonable(v: Any) -> bool:

@@ -56,7 +56,7 @@ def parse_key_values(items: Iterable[str], where: str) -> dict[str, Any]:
 
 def option_text(value: Any) -> str:
     """How an option value is written in a name: strings bare, everything else as compact JSON."""
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
 
 
 def label(name: str, options: dict[str, Any]) -> str:

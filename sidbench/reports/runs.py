@@ -146,9 +146,13 @@ class Merged:
 
     def seen_in_training(self, detector: str, split: str) -> bool:
         """Whether any generator of ``split`` is in the detector's training data."""
+        return self._seen(detector, split)
+
+    @cached_property
+    def _seen(self):
         from ..results.leaderboard import seen_marker
 
-        return seen_marker(self.training_data, self.split_generators)(detector, split)
+        return seen_marker(self.training_data, self.split_generators)
 
 
 def calibrated_logits(scores: "pd.DataFrame", calibrations: dict[str, dict[str, float]]):
@@ -157,9 +161,11 @@ def calibrated_logits(scores: "pd.DataFrame", calibrations: dict[str, dict[str, 
 
     logits = scores["logit"].to_numpy(dtype=np.float64)
     out = logits.copy()
+    from ..results.operating import Calibration
+
     for det, cal in calibrations.items():
         rows = (scores["detector"] == det).to_numpy()
-        out[rows] = float(cal["scale"]) * logits[rows] + float(cal["bias"])
+        out[rows] = Calibration("", float(cal["scale"]), float(cal["bias"])).apply(logits[rows])
     return out
 
 
