@@ -133,3 +133,22 @@ def test_validation_rows_follow_their_files_too(tmp_path, capsys):
     assert "dropped 2 validation score row(s)" in capsys.readouterr().out
     assert main([*run_args(data, clean), "--val", str(val)]) == 0
     assert (out / "val_scores.csv").read_text() == (clean / "val_scores.csv").read_text()
+
+
+def test_a_touched_image_is_hashed_once_not_on_every_resume(tmp_path, monkeypatch):
+    from sidbench.results import resume
+
+    rng = np.random.default_rng(2)
+    data = tmp_path / "d"
+    touched = write_image(data / "s" / "0_real" / "000.png", rng)
+    write_image(data / "s" / "1_fake" / "000.png", rng, fake=True)
+    out = tmp_path / "out"
+    assert main(run_args(data, out)) == 0
+    st = touched.stat()
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # same bytes, another mtime
+    assert main(run_args(data, out)) == 0  # hashes it again (the row stays: same content)
+    read = []
+    real = resume.read_file
+    monkeypatch.setattr(resume, "read_file", lambda p: read.append(p) or real(p))
+    assert main(run_args(data, out)) == 0
+    assert str(touched) not in read  # its new state went into .sidbench-hashes

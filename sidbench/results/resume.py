@@ -60,8 +60,10 @@ class FileIndex:
         return known
 
 
-def current_digests(paths: Iterable[str], known: dict[str, tuple[FileState, str]], threads: int = 8) -> dict[str, str | None]:
-    """path -> the SHA-256 of its bytes now (None: gone or unreadable); unchanged files are not read."""
+def current_digests(paths: Iterable[str], known: dict[str, tuple[FileState, str]], threads: int = 8,
+                    fresh: list[tuple[str, str, FileState]] | None = None) -> dict[str, str | None]:
+    """path -> the SHA-256 of its bytes now (None: gone or unreadable); unchanged files are not read. The files
+    that were read are added to ``fresh`` as (path, sha256, state), for the index."""
     def one(path: str) -> tuple[str, str | None]:
         try:
             state = FileState.of(os.stat(path))
@@ -71,10 +73,13 @@ def current_digests(paths: Iterable[str], known: dict[str, tuple[FileState, str]
         if hit is not None and hit[0] == state:
             return path, hit[1]
         try:
-            data, _ = read_file(path)
+            data, now = read_file(path)
         except UnreadableImage:
             return path, None
-        return path, content_sha256(data)
+        sha = content_sha256(data)
+        if fresh is not None:
+            fresh.append((path, sha, now))  # list.append is atomic under the GIL
+        return path, sha
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         return dict(pool.map(one, list(dict.fromkeys(paths))))

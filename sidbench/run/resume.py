@@ -85,7 +85,9 @@ def prune_stale_rows(out: Path, check: RowCheck, log: Log, files: Sequence[Path]
     if not frames:
         return
     listed = {p for df in frames.values() for s, p in zip(df["split"], df["path"]) if (s, p) in check.records}
-    digests = current_digests(listed, FileIndex(out / INDEX_NAME).load())
+    index, fresh = FileIndex(out / INDEX_NAME), []
+    digests = current_digests(listed, index.load(), fresh=fresh)
+    index.append(fresh)  # a touched but unchanged image is not read again on the next resume
     counts = {"changed": 0, "deleted": 0, "other": 0}
     for f, df in frames.items():
         mask = []
