@@ -92,17 +92,6 @@ def make_jpegs(root: Path, n: int, size: int, seed: int = 0) -> Path:
 
 # -- detectors -----------------------------------------------------------------------------------
 
-def registered(plugins, kind: str, builtin_only: bool = False) -> list[str]:
-    """One spec per family whose input is ``kind`` ("features" or "pixels"): the family's default variant."""
-    families: dict[str, str] = {}
-    for spec in sorted(plugins.detectors.values(), key=lambda s: s.name):
-        if spec.input != kind or (builtin_only and "/detectors/" not in spec.origin.replace("\\", "/")):
-            continue
-        if spec.default or spec.family not in families:
-            families[spec.family] = spec.name
-    return sorted(families.values())
-
-
 def speed_only_options(spec) -> dict:
     """Quickstart options, one epoch, no downloaded initialisation (CNNDetection's ImageNet weights): the
     fitted weights only have to exist, since this check measures speed."""
@@ -399,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from sidbench.registry import load_plugins
+    from sidbench.run.inputs import default_detectors
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="sidbench-gpu-check-"))
@@ -407,10 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     make_jpegs(work / "test", args.images, args.size, seed=0)
     make_jpegs(work / "small", args.batch_size, args.size, seed=1)
     train = make_jpegs(work / "train", args.train_images, args.size, seed=2)
-    check.clip = registered(check.plugins, "features", builtin_only=True)
+    check.clip = default_detectors(check.plugins, kind="features", quickstart_only=False)
     if set(args.modes) & set("abcd"):  # (f) needs only their feature names
         check.clip = fit_untimed(check, check.clip, train)
-    pixels = args.pixels.split(",") if args.pixels else registered(check.plugins, "pixels")
+    pixels = args.pixels.split(",") if args.pixels else default_detectors(check.plugins, kind="pixels",
+                                                                          builtin_only=False, quickstart_only=False)
     check.pixel = random_checkpoints(check, pixels) if "e" in args.modes else []
     print(f"GPU check, {hardware(check)}\n\n{HEADER}", flush=True)
     run_check(check)

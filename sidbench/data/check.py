@@ -54,16 +54,19 @@ def jpeg_quality(tables: dict) -> int | None:
 
 def inspect(path: str) -> FileInfo:
     """Format, size and JPEG quality from the header; a full decode with ``read_image`` finds bad files."""
+    import io
+
     from PIL import Image
 
-    from .images import UnreadableImage, read_image
+    from .images import UnreadableImage, read_file, read_image
 
     try:
-        img = read_image(path)
+        data, _ = read_file(path)  # one read: the decode and the header come from the same bytes
+        img = read_image(path, data=data)
     except UnreadableImage as exc:
         return FileInfo(error=exc.reason)
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             q = jpeg_quality(getattr(im, "quantization", None)) if im.format == "JPEG" else None
             return FileInfo(im.format or "?", img.size, q)
     except Exception as exc:  # noqa: BLE001

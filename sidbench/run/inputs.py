@@ -84,12 +84,16 @@ def quickstart_options(spec: Any, given: dict[str, Any]) -> dict[str, Any]:
     return {**base, **dict(spec.quickstart_options), **given}
 
 
-def default_detectors(plugins: Any) -> list[str]:
-    """One detector per built-in family: its default variant (families whose default opts out are left out)."""
+def default_detectors(plugins: Any, kind: str | None = None, builtin_only: bool = True,
+                      quickstart_only: bool = True) -> list[str]:
+    """One detector per family: its default variant; by default of the built-in families whose default takes
+    part in the quickstart. ``kind``: only detectors whose input is ``"features"`` or ``"pixels"``."""
     families: dict[str, Any] = {}
-    for spec in plugins.detectors.values():
-        if "/detectors/" not in spec.origin.replace("\\", "/"):
+    for spec in sorted(plugins.detectors.values(), key=lambda s: s.name):
+        if builtin_only and "/detectors/" not in spec.origin.replace("\\", "/"):
+            continue
+        if kind is not None and spec.input != kind:
             continue
         if spec.default or spec.family not in families:
             families[spec.family] = spec
-    return sorted(s.name for s in families.values() if s.quickstart)
+    return sorted(s.name for s in families.values() if s.quickstart or not quickstart_only)
