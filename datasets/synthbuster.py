@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sidbench.data.layout import files_in
-from sidbench.api import DataError, DatasetSpec, FAKE, REAL, Record, hookimpl
+from sidbench.data.trees import paired, subdirs, warn
+from sidbench.api import DataError, DatasetSpec, Record, hookimpl
 
 GENERATORS = ("dalle2", "dalle3", "firefly", "glide", "midjourney-v5", "stable-diffusion-1-3",
               "stable-diffusion-1-4", "stable-diffusion-2", "stable-diffusion-xl")
@@ -71,8 +72,6 @@ class SynthbusterLayout:
                             f"{gen.parent}/RAISEpng/ (every generator is scored against all of them)")
         others = self.real_folders(Path(root), gen)[1:]
         if others:
-            from sidbench.datasets.ufd import warn
-
             warn(f"Synthbuster reals: using {reals}, not {', '.join(map(str, others))}")
         real = files_in(reals, drop_metadata=True)
         if not real:
@@ -84,8 +83,7 @@ class SynthbusterLayout:
                 continue
             fake = files_in(folder, drop_metadata=True)
             if fake:
-                out += [Record(str(p), REAL, folder.name, GROUP, "") for p in real]
-                out += [Record(str(p), FAKE, folder.name, GROUP, folder.name) for p in fake]
+                out += paired(folder.name, GROUP, real, fake)
         self._warn_missing(gen, wanted, {r.split for r in out})
         if not out:
             raise DataError(f"{gen}: no generator folder with images")
@@ -94,7 +92,7 @@ class SynthbusterLayout:
     @staticmethod
     def generator_folders(gen: Path) -> list[Path]:
         """Every visible sub-folder that is not a folder of reals."""
-        return sorted(p for p in gen.iterdir() if p.is_dir() and not p.name.startswith(".") and not is_real_folder(p))
+        return [p for p in subdirs(gen) if not is_real_folder(p)]
 
     @staticmethod
     def _warn_missing(gen: Path, wanted: set[str] | None, found: set[str]) -> None:
@@ -102,8 +100,6 @@ class SynthbusterLayout:
         expected = wanted if wanted is not None else (set(GENERATORS) if found & set(GENERATORS) else set())
         missing = sorted(expected - found)
         if missing:
-            from sidbench.datasets.ufd import warn
-
             warn(f"{gen}: Synthbuster generator folder(s) missing or empty, left out: {', '.join(missing)}")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sidbench.data.layout import files_in
-from sidbench.data.trees import SetsRead, child, find_dir, read_sets, subdirs, warn  # noqa: F401 (warn: used by synthbuster)
+from sidbench.data.trees import SetsRead, child, find_dir, read_sets, subdirs
 from sidbench.api import DataError, DatasetSpec, hookimpl
 
 NESTED = ("progan", "stylegan", "stylegan2", "cyclegan")
