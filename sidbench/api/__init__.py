@@ -17,12 +17,13 @@ from .fitting import Augment, EarlyStopping, FeatureSet, FitData, accuracy, bce_
 from .hookspecs import hookimpl, hookspec
 from .names import parse_key_values, split_name, split_options
 from .records import FAKE, REAL, UNKNOWN, Record
-from .specs import BackboneSpec, DatasetSpec, DetectorSpec, OfficialWeights, PerturbationSpec, PixelInput
+from .specs import (BackboneSpec, DatasetSpec, DetectorSpec, ImageInput, OfficialWeights, PerturbationSpec, PixelInput,
+                    ProtocolSpec)
 
 __all__ = [
     "accuracy", "bce_epoch", "Augment", "Backbone", "BackboneInfo", "BackboneSpec", "CLIP_MEAN", "CLIP_STD", "DataError", "DatasetSpec",
-    "Detector", "DetectorSpec", "EarlyStopping", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "IMAGENET_MEAN", "IMAGENET_STD", "NetworkDetector",
-    "OfficialWeights", "PerturbationSpec", "PixelInput", "PluginError", "REAL", "Record", "SidbenchError", "UNKNOWN", "UnknownNameError",
+    "Detector", "DetectorSpec", "EarlyStopping", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "ImageInput", "IMAGENET_MEAN", "IMAGENET_STD", "NetworkDetector",
+    "OfficialWeights", "PerturbationSpec", "PixelInput", "PluginError", "ProtocolSpec", "REAL", "Record", "SidbenchError", "UNKNOWN", "UnknownNameError",
     "WeightsError", "few_shot", "hookimpl", "hookspec", "lower_lr", "parse_key_values", "pick_classes", "split_name",
     "split_options", "strip_prefix",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 Factory = "Callable[..., Any] | str"
 
@@ -37,6 +37,38 @@ def check_name(name: str, kind: str) -> None:
         )
 
 
+class ImageInput(NamedTuple):
+    """What a detector's own protocol (:class:`ProtocolSpec`) receives for one image: the decoded RGB image
+    (after any perturbation or training augmentation), the file's bytes when ``image`` is exactly the file
+    as read (no perturbation, no augmentation; None otherwise) and the file's path."""
+
+    image: Any  # PIL.Image.Image
+    data: bytes | None
+    path: str
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """A preprocessing protocol a pixel detector brings with it (``PixelInput.protocols``), for what the
+    built-in protocols cannot express: an OpenCV decode and resize, crops on a token grid, a JPEG-domain
+    input read from the file's bytes.
+
+    ``factory(info)`` (``info``: the detector's :class:`PixelInput`) returns a picklable callable
+    ``(ImageInput) -> Tensor`` of shape [3, H, W] (or [views, 3, H, W] when ``views`` > 1: the engine
+    averages the views' logits). ``variable_size``: tensors differ in size from image to image (equal
+    sizes are batched together). ``reads_file``: it needs the file's bytes (``ImageInput.data``), so the
+    engine reads the file again instead of serving a decoded copy. ``version`` enters every cache key:
+    change it when the protocol's pixels change."""
+
+    name: str
+    factory: Callable[..., Any] | str
+    description: str = ""
+    views: int = 1
+    variable_size: bool = False
+    reads_file: bool = False
+    version: str = "1"
+
+
 @dataclass(frozen=True)
 class PixelInput:
     """How a pixel detector's own network sees an image (the protocol itself is ``DetectorSpec.preprocess``):
@@ -48,6 +80,8 @@ class PixelInput:
     precision: str = "fp32"
     # native-resolution protocols batch equal sizes together; at most this many pixels per batch (memory bound)
     max_batch_pixels: int = 64 * 512 * 512
+    # protocols of the detector's own (e.g. Effort's OpenCV resize), usable by name like the built-in ones
+    protocols: tuple[ProtocolSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +97,9 @@ class OfficialWeights:
     repository: str = ""
     note: str = ""
     git_blob: str | None = None
+    md5: str | None = None  # where the authors publish an MD5 instead of a SHA-256
+    member: str | None = None  # the url serves a zip: this member is the checkpoint (unpacked into the cache)
+    revision: str | None = None  # the commit or revision the url is pinned to, where the host has one
 
 
 @dataclass(frozen=True)
@@ -94,6 +131,12 @@ class DetectorSpec:
     official_weights: OfficialWeights | None = None  # the published checkpoint (``NAME@official``)
     paper: str = ""
     license: str = ""
+    # the detector's card (`sidbench list detectors NAME`, docs/detectors/): the numbers its paper reports on
+    # sets sidbench reads (``{"GenImage, mean acc": "88.1"}``; anchors, not reproduced here) and what
+    # sidbench does differently from the official code or where an ambiguity was settled (and from what)
+    published: Mapping[str, str] = field(default_factory=dict)
+    notes: str = ""
+    repository: str = ""  # the official code this detector was written from
     origin: str = ""  # filled in by the plugin manager
 
     def __post_init__(self) -> None:

@@ -33,6 +33,9 @@ def main(args: argparse.Namespace) -> int:
         from ..data.preprocess import PROTOCOLS
 
         rows = [(k, v) for k, v in PROTOCOLS.items()]
+        plugins = load_plugins_from(args)
+        rows += [(p.name, f"{p.description} (detector {s.name})") for s in plugins.detectors.values()
+                 if s.pixels is not None for p in s.pixels.protocols]
     else:
         plugins = load_plugins_from(args)
         rows = [_row(args.kind, s) for s in getattr(plugins, args.kind).values()]
@@ -59,9 +62,9 @@ def _row(kind: str, s) -> tuple:
         fit = "needs fit" if s.needs_fit else "-"
         name = s.name + (" (default)" if s.default else "")
         if s.input == "pixels":  # its own network: no backbone; the protocol's size is its own
-            from ..data.preprocess import VARIABLE_SIZE
+            from ..data.preprocess import variable_size
 
-            size = "" if s.preprocess in VARIABLE_SIZE else f" {s.pixels.image_size}"
+            size = "" if variable_size(s.preprocess, s.pixels) else f" {s.pixels.image_size}"
             backbone, protocol = "- (own network)", s.preprocess + size
         else:
             backbone, protocol = s.backbone, s.preprocess

@@ -26,7 +26,8 @@ def register(sub, common) -> None:
     p.add_argument("--detectors", metavar="A,B", help="spec or family names, NAME@CHECKPOINT to attach weights")
     add_backbone_args(p)
     p.add_argument("--perturb", metavar="SPEC", help="e.g. 'jpeg:40,65,90' or 'blur:1+jpeg:75;webp:75' (clean rows always included)")
-    p.add_argument("--protocol", choices=tuple(PROTOCOLS), help="override every detector's preprocessing (`sidbench list protocols`)")
+    p.add_argument("--protocol", metavar="NAME", help="override every detector's preprocessing: "
+                   f"{', '.join(PROTOCOLS)}, or a pixel detector's own (`sidbench list protocols`)")
     p.add_argument("--train", metavar="PATH", help="fit detectors that need it on this folder (a GenImage generator or "
                    "WildRF root gives its train/)")
     p.add_argument("--val", metavar="PATH", help="validation folder for fitting (hyper-parameters, epochs; a WildRF "

@@ -23,7 +23,8 @@ def register(sub, common) -> None:
     p.add_argument("--format", choices=FORMATS, help="table, csv or json (one row per image and detector: path, "
                    "detector, logit, prob, protocol, skipped); default: from --out's suffix, else table")
     p.add_argument("--out", metavar="FILE", help="write there instead of printing (.csv or .json)")
-    p.add_argument("--protocol", choices=tuple(PROTOCOLS), help="override every detector's preprocessing")
+    p.add_argument("--protocol", metavar="NAME", help=f"override every detector's preprocessing: {', '.join(PROTOCOLS)}, "
+                   "or a pixel detector's own (`sidbench list protocols`)")
     add_backbone_args(p)
     p.set_defaults(func=main)
 

@@ -16,6 +16,9 @@ detectors: Corvi 2023); images of equal size are batched together.
 fix for odd sizes (its README, AIGCDetectBenchmark), whose down/up-sampling residual needs even sizes.
 ``resize_square``: both sides resized to the image size (bilinear, antialiased, aspect ratio not kept),
 no crop - NPR's ``test.py`` (``transforms.Resize((256, 256))``).
+
+A pixel detector may bring protocols of its own (:class:`sidbench.api.ProtocolSpec` in its
+``PixelInput.protocols``): they are found by name through the ``info`` every function here takes.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from PIL import Image
 
 if TYPE_CHECKING:
     import torch
+
+    from ..api.specs import ProtocolSpec
 
 PROTOCOLS = {
     "center_crop": "native resolution, centre crop (zero-padded when smaller)",
@@ -47,27 +52,75 @@ class InputInfo(Protocol):
     std: tuple[float, float, float]
 
 
-def check_protocol(name: str) -> str:
-    if name not in PROTOCOLS:
+def own_protocol(name: str, info: "InputInfo | None") -> "ProtocolSpec | None":
+    """The detector's own protocol of that name (``info.protocols``), or None (a built-in one, or unknown)."""
+    for spec in getattr(info, "protocols", ()) or ():
+        if spec.name == name:
+            return spec
+    return None
+
+
+def protocol_names(info: "InputInfo | None" = None) -> dict[str, str]:
+    """Every protocol usable with ``info``: the built-in ones and the detector's own (name -> description)."""
+    return {**PROTOCOLS, **{p.name: p.description for p in getattr(info, "protocols", ()) or ()}}
+
+
+def check_protocol(name: str, info: "InputInfo | None" = None) -> str:
+    if name not in PROTOCOLS and own_protocol(name, info) is None:
         from ..api.errors import UnknownNameError
 
-        raise UnknownNameError("protocol", name, PROTOCOLS)
+        raise UnknownNameError("protocol", name, protocol_names(info))
     return name
 
 
-def n_views(protocol: str) -> int:
+def n_views(protocol: str, info: "InputInfo | None" = None) -> int:
     """How many crops a protocol feeds the network per image."""
+    own = own_protocol(protocol, info)
+    if own is not None:
+        return int(own.views)
     return 10 if protocol == "ten_crop" else 1
 
 
+def variable_size(protocol: str, info: "InputInfo | None" = None) -> bool:
+    """Whether the protocol's tensors differ in size from image to image (equal sizes are batched together)."""
+    own = own_protocol(protocol, info)
+    return bool(own.variable_size) if own is not None else protocol in VARIABLE_SIZE
+
+
 def protocol_key(protocol: str, info: InputInfo) -> str:
-    """Everything that fixes a protocol's tensors, for cache keys: ``center_crop|224|mean|std``."""
-    return f"{protocol}|{info.image_size}|{tuple(info.mean)}|{tuple(info.std)}"
+    """Everything that fixes a protocol's tensors, for cache keys: ``center_crop|224|mean|std`` (a detector's
+    own protocol adds its version: ``effort_cv2@v1|224|...``)."""
+    own = own_protocol(protocol, info)
+    name = protocol if own is None else f"{protocol}@v{own.version}"
+    return f"{name}|{info.image_size}|{tuple(info.mean)}|{tuple(info.std)}"
 
 
 def make_preprocess(protocol: str, info: InputInfo) -> Callable[[Image.Image], "torch.Tensor"]:
-    """A picklable callable PIL -> [3, S, S] (or [10, 3, S, S] for ten_crop, [3, H, W] for native) normalised tensor."""
-    return Preprocess(check_protocol(protocol), info.image_size, tuple(info.mean), tuple(info.std))
+    """A picklable callable PIL -> [3, S, S] (or [10, 3, S, S] for ten_crop, [3, H, W] for native) normalised
+    tensor; for a detector's own protocol, an :class:`OwnPreprocess` (called with an ImageInput)."""
+    own = own_protocol(check_protocol(protocol, info), info)
+    if own is not None:
+        from ..api.specs import resolve_factory
+
+        return OwnPreprocess(protocol, resolve_factory(own.factory)(info), bool(own.reads_file))
+    return Preprocess(protocol, info.image_size, tuple(info.mean), tuple(info.std))
+
+
+class OwnPreprocess:
+    """A detector's own protocol: ``fn(ImageInput) -> Tensor``. ``wants_input`` tells the loader to pass the
+    image with the file's bytes and path; ``reads_file``, to read the bytes even when a decoded copy is kept."""
+
+    wants_input = True
+    draft = None
+
+    def __init__(self, name: str, fn: Callable, reads_file: bool):
+        self.name, self.fn, self.reads_file = name, fn, reads_file
+
+    def __call__(self, item) -> "torch.Tensor":
+        return self.fn(item)
+
+    def __repr__(self) -> str:
+        return f"OwnPreprocess({self.name})"
 
 
 class Preprocess:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 from ..api.fitting import FeatureSet
 from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
-from ..data.preprocess import VARIABLE_SIZE, make_preprocess, n_views, protocol_key
+from ..data.preprocess import make_preprocess, n_views, protocol_key, variable_size
 from .loader import DecodedImages, ImageDataset, default_workers, make_loader
 
 if TYPE_CHECKING:
@@ -74,7 +74,8 @@ def iter_outputs(
     dataset = ImageDataset(records, make_preprocess(protocol, source.info), perturbation, transform, lookup,
                            digest=files is not None, decoded=decoded)
     loader = make_loader(dataset, opts.batch_size, workers, source.device)
-    pending = _Pending(source, names, n_views(protocol), opts.batch_size, lookup, protocol in VARIABLE_SIZE)
+    pending = _Pending(source, names, n_views(protocol, source.info), opts.batch_size, lookup,
+                       variable_size(protocol, source.info))
     if lookup is not None:
         lookup.cache.flush()  # no writer thread mid-transaction while the loader forks its workers
     try:

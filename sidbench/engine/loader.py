@@ -93,7 +93,9 @@ class ImageDataset:
         rec = self.records[i]
         keys, faults, data = None, [], None
         draft = getattr(self.preprocess, "draft", None)
-        img, info = (self.decoded.get(rec.path, draft) if self.decoded is not None else None) or (None, None)
+        wants_input = getattr(self.preprocess, "wants_input", False)  # a detector's own protocol (ImageInput)
+        memo = self.decoded if not getattr(self.preprocess, "reads_file", False) else None
+        img, info = (memo.get(rec.path, draft) if memo is not None else None) or (None, None)
         if img is None:
             try:
                 data, state = read_file(rec.path)
@@ -110,11 +112,16 @@ class ImageDataset:
         try:
             if img is None:
                 img = read_image(rec.path, draft=draft, data=data)
-                if self.decoded is not None:
-                    self.decoded.keep(rec.path, draft, img, info)
+                if memo is not None:
+                    memo.keep(rec.path, draft, img, info)
+            original = img
             img = self.perturbation.apply(img, rec.key)
             if self.transform is not None:
                 img = self.transform(img, rec, i)
+            if wants_input:
+                from ..api.specs import ImageInput
+
+                img = ImageInput(img, data if img is original else None, rec.path)
             return Item(i, self.preprocess(img), None, None, keys, faults, info)
         except UnreadableImage as exc:
             return Item(i, None, exc.reason, None, None, faults, None)

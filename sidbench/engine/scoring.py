@@ -73,7 +73,7 @@ def score_features(det: "Detector", fs: FeatureSet, protocol: str | None = None,
     import numpy as np
     import torch
 
-    views = n_views(protocol or det.preprocess)
+    views = n_views(protocol or det.preprocess, det.pixel_input)
     names = source_outputs(det)
     out = []
     with torch.inference_mode():
@@ -165,7 +165,7 @@ class _Plan:
         rows = []
         with torch.inference_mode():
             for det in self.group:
-                logits = head_logits(det, outs, n_views(protocol), self.ctx.options.batch_size).cpu().tolist()
+                logits = head_logits(det, outs, n_views(protocol, det.pixel_input), self.ctx.options.batch_size).cpu().tolist()
                 for (img, _, info), logit in zip(loaded, logits):
                     sha = info.sha256 if info is not None else ""
                     rows += [score_row(det.name, r, self.pert.name, protocol, logit, sha)

@@ -7,6 +7,7 @@ from ..api.detector import Detector
 from ..api.errors import SidbenchError
 from ..api.names import label, split_name, split_options
 from ..api.specs import resolve_factory
+from ..data.preprocess import check_protocol
 from .weights import OFFICIAL, fetch_official
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ def load_detector(
         raise SidbenchError(f"detector {spec.name!r}: invalid option value ({exc})") from None
     if not isinstance(det, Detector):
         raise SidbenchError(f"detector {spec.name!r} factory ({spec.origin}) returned {type(det).__name__}, not a Detector")
+    check_protocol(det.preprocess, det.pixel_input)  # a built-in protocol, or one of the detector's own
     if name_options:
         det.label = label(spec.name, name_options)
     if weights == OFFICIAL:
