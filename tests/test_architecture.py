@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 CORE = REPO / "sidbench"
 PLUGIN_DIRS = (REPO / "detectors", REPO / "datasets")
-PLUGIN_MAY_IMPORT = ("sidbench.api", "sidbench.data")
+PLUGIN_MAY_IMPORT = ("sidbench.api", "sidbench.data", "sidbench.nets")
 
 
 def imports_of(path: Path, package: str) -> set[str]:
