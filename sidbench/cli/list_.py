@@ -108,6 +108,11 @@ def detector_details(s) -> str:
         here = "fetched" if official_path(s).is_file() else "not fetched yet"
         lines.append(f"official:      {ow.url} ({here}; `sidbench weights fetch {s.name}`)")
     lines.append(f"origin:        {s.origin}")
+    lines += [f"code:          {s.repository}"] if s.repository else []
+    if s.input == "pixels" and s.pixels.protocols:
+        lines += [f"own protocols: {', '.join(f'{p.name} ({p.description})' for p in s.pixels.protocols)}"]
+    lines += [f"published:     {k}: {v}" for k, v in s.published.items()]
+    lines += [f"notes:         {s.notes}"] if s.notes else []
     types = types_of(s)
     rows = [(k, _text(v), describe(types[k]), _text(s.quickstart_options[k]) if k in s.quickstart_options else "")
             for k, v in s.options.items()]
