@@ -40,20 +40,23 @@ def source_outputs(det: "Detector") -> tuple[str, ...]:
     return (LOGIT,) if det.input == "pixels" else tuple(det.required_features)
 
 
-def head_logits(det: "Detector", outputs: dict[str, "torch.Tensor"], views: int = 1, pad_to: int = 0) -> "torch.Tensor":
+def head_logits(det: "Detector", outputs: dict[str, "torch.Tensor"], views: int = 1, pad_to: int = 0,
+                check: bool = True) -> "torch.Tensor":
     """Logits [b] of ``det`` from its source outputs; multi-crop outputs [b, n, ...] give n logits per image,
-    averaged. Feature heads see their input zero-padded to ``pad_to`` images (fixed batch shapes)."""
+    averaged. Feature heads see their input zero-padded to ``pad_to`` images (fixed batch shapes).
+    ``check=False`` leaves the NaN/Inf check (a device sync) to the caller, done on the host."""
+    finite = finite_logits if check else (lambda _det, logits: logits)
     if det.input == "pixels":  # the source already ran the network: one logit per crop
         logit = outputs[LOGIT].float()
-        return finite_logits(det, logit.view(logit.shape[0], -1).mean(1) if views > 1 else logit)
-    needed = {k: outputs[k].to(det.device) for k in det.required_features}
+        return finite(det, logit.view(logit.shape[0], -1).mean(1) if views > 1 else logit)
+    needed = {k: outputs[k].to(det.device, non_blocking=True) for k in det.required_features}
     b = next(iter(needed.values())).shape[0]
     if pad_to > b:
         needed = {k: pad_rows(v, pad_to) for k, v in needed.items()}
     if views > 1:
         flat = {k: v.flatten(0, 1) for k, v in needed.items()}
-        return finite_logits(det, det.score(flat).float().view(-1, views).mean(1)[:b])
-    return finite_logits(det, det.score(needed).float()[:b])
+        return finite(det, det.score(flat).float().view(-1, views).mean(1)[:b])
+    return finite(det, det.score(needed).float()[:b])
 
 
 def finite_logits(det: "Detector", logits: "torch.Tensor") -> "torch.Tensor":
@@ -108,7 +111,7 @@ def score_group(ctx: ScoreContext, group: Sequence["Detector"], source: "Source"
         return
     names = tuple(sorted({f for d in group for f in source_outputs(d)}))
     opts = dataclasses.replace(ctx.options, desc=f"{'+'.join(d.name for d in group)} [{pert.name}]")
-    arrived: dict[int, dict | None] = {}  # index into todo -> its outputs (None: skipped)
+    arrived = _Arrived()
     starts = [0]
     for c in todo_chunks:
         starts.append(starts[-1] + len(c))
@@ -119,13 +122,60 @@ def score_group(ctx: ScoreContext, group: Sequence["Detector"], source: "Source"
                                           files=files):
         for i, reason in skip:
             ctx.skipped.setdefault(todo[i].path, (reason, todo[i].split))
-            arrived[i] = None
-        for j, i in enumerate(index):
-            arrived[i] = {k: v[j] for k, v in outs.items()}
-        while next_chunk < len(spans) and all(i in arrived for i in spans[next_chunk]):
-            items = [(todo[i], arrived.pop(i), files.pop(i, None)) for i in spans[next_chunk]]
-            plan.write_chunk(protocol, items)
+        arrived.add(index, outs, [i for i, _ in skip])
+        while next_chunk < len(spans) and arrived.has(spans[next_chunk]):
+            span = spans[next_chunk]
+            loaded, outputs = arrived.take(span)
+            plan.write_chunk(protocol, [(todo[i], files.get(i)) for i in loaded], outputs)
+            for i in span:
+                files.pop(i, None)
             next_chunk += 1
+
+
+class _Arrived:
+    """Source outputs as batches delivered them, kept whole (no per-image slices): a chunk of images is
+    served as slices of the batches that hold it, concatenated only where it spans several."""
+
+    def __init__(self) -> None:
+        self.where: dict[int, tuple[int, int] | None] = {}  # image -> (batch id, row), None: skipped
+        self.batches: dict[int, list] = {}  # batch id -> [outputs, rows not yet taken]
+        self.next_id = 0
+
+    def add(self, index: list[int], outs: dict, skipped: list[int]) -> None:
+        for i in skipped:
+            self.where[i] = None
+        if index:
+            self.batches[self.next_id] = [outs, len(index)]
+            self.where.update((i, (self.next_id, j)) for j, i in enumerate(index))
+            self.next_id += 1
+
+    def has(self, span: range) -> bool:
+        return all(i in self.where for i in span)
+
+    def take(self, span: range) -> tuple[list[int], dict]:
+        """(the span's images that loaded, in order; their outputs stacked in that order)."""
+        import torch
+
+        loaded, runs = [], []  # runs of consecutive rows of one batch: [batch id, first row, end row]
+        for i in span:
+            at = self.where.pop(i)
+            if at is None:
+                continue
+            loaded.append(i)
+            if runs and runs[-1][0] == at[0] and runs[-1][2] == at[1]:
+                runs[-1][2] += 1
+            else:
+                runs.append([at[0], at[1], at[1] + 1])
+        if not runs:
+            return loaded, {}
+        names = list(self.batches[runs[0][0]][0])
+        parts = {k: [self.batches[b][0][k][a:e] for b, a, e in runs] for k in names}
+        outputs = {k: v[0] if len(v) == 1 else torch.cat(v) for k, v in parts.items()}
+        for b, a, e in runs:
+            self.batches[b][1] -= e - a
+            if self.batches[b][1] == 0:
+                del self.batches[b]  # every row served: the batch's tensors can go
+        return loaded, outputs
 
 
 class _Plan:
@@ -153,23 +203,29 @@ class _Plan:
         return (r.split, r.path) in self.wanted[det.name] and \
             (det.name, self.pert.name, r.split, r.path) not in self.ctx.scores.done
 
-    def write_chunk(self, protocol: str, items: list[tuple[Record, dict | None, "FileInfo | None"]]) -> None:
-        """Score one chunk's loaded images with every detector and write their owed rows at once, each with
-        the content hash of the bytes it was scored from."""
+    def write_chunk(self, protocol: str, loaded: list[tuple[Record, "FileInfo | None"]], outs: dict) -> None:
+        """Score one chunk's loaded images (``outs``: their source outputs, in order) with every detector and
+        write their owed rows at once, each with the content hash of the bytes it was scored from."""
         import torch
 
-        loaded = [(r, f, info) for r, f, info in items if f is not None]
         if not loaded:
             return
-        outs = {k: torch.stack([f[k] for _, f, _ in loaded]) for k in loaded[0][1]}
-        rows = []
+        rows, pert, done = [], self.pert.name, self.ctx.scores.done
         with torch.inference_mode():
-            for det in self.group:
-                logits = head_logits(det, outs, n_views(protocol, det.pixel_input), self.ctx.options.batch_size).cpu().tolist()
-                for (img, _, info), logit in zip(loaded, logits):
-                    sha = info.sha256 if info is not None else ""
-                    rows += [score_row(det.name, r, self.pert.name, protocol, logit, sha)
-                             for r in self.by_path[img.path] if self._owed(det, r)]
+            on_device: dict[str, dict] = {}  # the chunk's outputs moved once per device, for every head there
+            heads = [head_logits(det, on_device.setdefault(det.device, {k: v.to(det.device, non_blocking=True)
+                                                                         for k, v in outs.items()}),
+                                 n_views(protocol, det.pixel_input), self.ctx.options.batch_size, check=False).float()
+                     for det in self.group]
+            # every head queued on the device, then one transfer of all their logits (one sync per chunk)
+            heads = torch.stack([h.to(heads[0].device) for h in heads]).cpu()
+        for det, head in zip(self.group, heads):
+            logits = finite_logits(det, head).tolist()
+            name, wanted = det.name, self.wanted[det.name]  # _owed, inlined: this loop runs per image and detector
+            for (img, info), logit in zip(loaded, logits):
+                sha = info.sha256 if info is not None else ""
+                rows += [score_row(name, r, pert, protocol, logit, sha) for r in self.by_path[img.path]
+                         if (r.split, r.path) in wanted and (name, pert, r.split, r.path) not in done]
         self.ctx.scores.write(rows)
         if self.ctx.index is not None:
-            self.ctx.index.append((img.path, info.sha256, info.state) for img, _, info in loaded if info is not None)
+            self.ctx.index.append((img.path, info.sha256, info.state) for img, info in loaded if info is not None)

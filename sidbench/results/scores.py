@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import csv
 import math
+import operator
 import os
+import queue
+import threading
+import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -26,18 +30,21 @@ if TYPE_CHECKING:
     from ..api.records import Record
     from .operating import OperatingPoints
 
+FSYNC_EVERY = 1.0  # seconds between fsyncs of scores.csv (each batch still reaches the OS at once)
+QUEUED_BATCHES = 64  # batches of rows waiting for the writer thread before write() waits (memory bound)
 CALIBRATED = "prob_calibrated"  # with --calibrate: P(fake) after the detector's calibration (added when finished)
 SCORE_COLUMNS = ("detector", "split", "group", "generator", "perturbation", "protocol", "path", "label", "logit", "prob",
                  "sha256")
 TEXT_COLUMNS = ("detector", "split", "group", "generator", "perturbation", "protocol", "path", "sha256")
 ROW_KEY = ("detector", "perturbation", "split", "path")
 _KEY_INDEX = tuple(SCORE_COLUMNS.index(c) for c in ROW_KEY)
+_KEY_OF_TUPLE = operator.itemgetter(*_KEY_INDEX)
 
 
 def row_key(row: Mapping[str, Any] | tuple) -> tuple[str, str, str, str]:
     """The key of a score row (a mapping with the column names, or a tuple in ``SCORE_COLUMNS`` order)."""
-    if isinstance(row, tuple):
-        return tuple(str(row[i]) for i in _KEY_INDEX)  # type: ignore[return-value]
+    if isinstance(row, tuple):  # score_row's: the key cells are strings already
+        return _KEY_OF_TUPLE(row)
     return tuple(str(row[c]) for c in ROW_KEY)  # type: ignore[return-value]
 
 
@@ -55,8 +62,13 @@ def score_row(detector: str, record: "Record", perturbation: str, protocol: str,
 
 
 class ScoreLog:
-    """Append-only ``scores.csv``: each batch is flushed and fsynced, so a killed run loses at
-    most the batch in flight; on reopening, a torn last line is cut off and finished rows are known.
+    """Append-only ``scores.csv``, written by a background thread so that formatting rows and the disk are
+    off the scoring loop's critical path: each batch reaches the operating system as soon as the thread has
+    formatted it, so a killed run loses at most the batches in flight (a SIGKILL does not lose what the OS
+    holds); the file is fsynced at most once a second (``FSYNC_EVERY``) and when closed, so a power loss
+    costs at most that last second. Whatever is lost, a resume scores again, bit-identically (rows are
+    written by whole chunks). A write error (full disk) is raised by the next ``write`` or by ``close``.
+    On reopening, a torn last line is cut off and finished rows are known.
     A file of an older format (other columns) is rewritten in this one first (unknown cells empty)."""
 
     def __init__(self, path: Path):
@@ -69,12 +81,17 @@ class ScoreLog:
                 write_atomic(self.path, to_csv(read_scores(self.path)))
             self.done = done_rows(self.path)
         new = not self.path.exists() or self.path.stat().st_size == 0
+        self._synced = 0.0  # time.monotonic() of the last fsync
         self._f = open(self.path, "a", newline="", encoding=ENCODING, errors=ERRORS)
         self._w = csv.writer(self._f)
         if new:
             note_written(self.path)
             self._w.writerow(SCORE_COLUMNS)
             self._flush()
+        self._queue: "queue.Queue[list[tuple] | None]" = queue.Queue(maxsize=QUEUED_BATCHES)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="sidbench-scores", daemon=True)
+        self._thread.start()
 
     def _repair(self) -> None:
         data = self.path.read_bytes()
@@ -83,17 +100,45 @@ class ScoreLog:
                 f.truncate(data.rfind(b"\n") + 1)
 
     def write(self, rows: Iterable[tuple]) -> None:
-        for row in rows:
-            self._w.writerow(row)
-            self.done.add(row_key(row))
-        self._flush()
+        """Queue ``rows`` (tuples from :func:`score_row`) for the writer thread; they count as done at once."""
+        if self._error is not None:
+            self._raise()
+        rows = list(rows)
+        self.done.update(map(row_key, rows))
+        self._queue.put(rows)
 
-    def _flush(self) -> None:
+    def _drain(self) -> None:
+        while (rows := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._w.writerows(rows)
+                    self._flush()
+                except BaseException as exc:  # noqa: BLE001 - handed to the scoring thread, raised there
+                    self._error = exc
+
+    def _raise(self) -> None:
+        error, self._error = self._error, None
+        raise error
+
+    def _flush(self, sync: bool = False) -> None:
         self._f.flush()
-        os.fsync(self._f.fileno())
+        now = time.monotonic()
+        if sync or now - self._synced >= FSYNC_EVERY:
+            os.fsync(self._f.fileno())
+            self._synced = now
 
     def close(self) -> None:
-        self._f.close()
+        """Write what is queued, fsync and close; raises a write error the thread met."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        try:
+            if self._error is None and not self._f.closed:
+                self._flush(sync=True)
+        finally:
+            self._f.close()
+        if self._error is not None:
+            self._raise()
 
 
 class ScoreRows:
