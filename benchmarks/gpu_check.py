@@ -77,16 +77,26 @@ class Check:
 # -- data ----------------------------------------------------------------------------------------
 
 def make_jpegs(root: Path, n: int, size: int, seed: int = 0) -> Path:
-    """``root/{0_real,1_fake}/*.jpg``: n random-texture JPEGs of size x size (quality 90); returns root."""
+    """``root/{0_real,1_fake}/*.jpg``: n photo-like JPEGs of size x size (quality 90); returns root.
+
+    Photo-like (the quickstart's natural-image model: dead leaves, 1/f texture, sensor noise) rather than
+    smooth noise, since JPEG decoding cost grows with the detail an image holds (smooth noise decodes in
+    about half the time of a photo). A few distinct images are generated and varied per file (crop offset,
+    flip, brightness), which keeps generation fast while every file's bytes differ."""
     import numpy as np
     from PIL import Image
 
+    from sidbench.data.quickstart import natural_image
+
     rng = np.random.default_rng(seed)
+    bases = [natural_image(rng, size + 32) for _ in range(min(n, 8))]
     for i in range(n):
         sub = root / ("1_fake" if i % 2 else "0_real")
         sub.mkdir(parents=True, exist_ok=True)
-        base = rng.integers(0, 255, (size // 16 + 1, size // 16 + 1, 3)).astype(np.uint8)
-        Image.fromarray(base).resize((size, size), Image.BICUBIC).save(sub / f"{seed:02d}{i:06d}.jpg", quality=90)
+        y, x = rng.integers(0, 33, 2)
+        img = bases[i % len(bases)][y:y + size, x:x + size]
+        img = np.clip(img.astype(np.float32) * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
+        Image.fromarray(img[:, ::-1] if i % 3 else img).save(sub / f"{seed:02d}{i:06d}.jpg", quality=90)
     return root
 
 
@@ -204,12 +214,33 @@ def steady(check: Check, mode: str, detectors: list[str], cache: str, extra: lis
     return Row(mode, n_full - n_small, seconds, passes, startup, peak(check))
 
 
+class ReferenceImages:
+    """The reference scripts' dataset: PIL open, the detector's crop or resize, ``to_tensor``, ``normalize``
+    (fp32 from the worker), one label; written here, not sidbench's loader."""
+
+    def __init__(self, paths: list[str], protocol: str, size: int, mean, std):
+        self.paths, self.protocol, self.size, self.mean, self.std = paths, protocol, size, mean, std
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        import torchvision.transforms.functional as TF
+        from PIL import Image
+
+        img = Image.open(self.paths[i]).convert("RGB")
+        if self.protocol.startswith("resize"):
+            img = TF.resize(img, self.size, interpolation=TF.InterpolationMode.BICUBIC)
+        return TF.normalize(TF.to_tensor(TF.center_crop(img, self.size)), self.mean, self.std), 0
+
+
 def reference(check: Check) -> Row:
-    """(a): fp32, batch 64, each detector its own pass over the images, no cache (the reference scripts' way)."""
+    """(a): the reference scripts' way, not sidbench's engine: for each detector, a plain DataLoader over the
+    images (fp32 tensors from the workers), the backbone in fp32, the head, one pass per detector, no cache."""
     import torch
+    from torch.utils.data import DataLoader
 
     from sidbench.data.layout import resolve_records
-    from sidbench.engine import ExtractOptions, head_logits, iter_outputs, source_outputs
     from sidbench.registry import build_backbone, load_detector
 
     recs = resolve_records(str(check.work / "test"), check.plugins)[:REFERENCE_IMAGES]
@@ -219,15 +250,17 @@ def reference(check: Check) -> Row:
     for det in dets:
         det.to(check.args.device).eval()
         det.bind(backbone)
+    info = backbone.info
+    workers = check.args.workers if check.args.workers is not None else (8 if check.cuda else 0)
 
     def go() -> None:
         for det in dets:
-            opts = ExtractOptions(batch_size=64, workers=check.args.workers, progress=False)
+            data = ReferenceImages([r.path for r in recs], det.preprocess, info.image_size, info.mean, info.std)
+            loader = DataLoader(data, batch_size=64, num_workers=workers, pin_memory=check.cuda)
             with torch.inference_mode():
-                for index, feats, _ in iter_outputs(backbone, recs, source_outputs(det), protocol=det.preprocess,
-                                                     options=opts):
-                    if index:
-                        head_logits(det, feats).cpu()
+                for x, _ in loader:
+                    feats = backbone.features(x.to(check.args.device), det.required_features)
+                    det.score(feats).float().cpu()
 
     seconds = timed(check, go)
     return Row("(a) reference: fp32, batch 64, one pass per detector, no cache", len(recs), seconds, len(dets),
@@ -352,7 +385,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cuda (default when available) or cpu")
     p.add_argument("--images", type=int, default=8192, help="test JPEGs (default 8192)")
     p.add_argument("--size", type=int, default=256, help="JPEG side in pixels (default 256)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per backbone batch (default 256)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per backbone batch (default 64, sidbench run's)")
     p.add_argument("--workers", type=int, default=None, help="decode workers (default: sidbench's, up to 16 on GPU)")
     p.add_argument("--train-images", type=int, default=64, help="train split for the untimed fits (default 64)")
     p.add_argument("--modes", default=MODES, help="which of a,b,c,d,e,f to measure (default all)")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 if TYPE_CHECKING:
     import torch
@@ -36,6 +36,21 @@ class BackboneInfo:
             "cls_final": (self.width,),
             "image_embed": (self.embed_dim,),
         }[name]
+
+
+def network_input(images: "torch.Tensor", mean: Sequence[float], std: Sequence[float], device: str) -> "torch.Tensor":
+    """``images`` on ``device``, normalised there when they come as uint8 (the engine's loader sends uint8:
+    a quarter of the bytes); float tensors (already normalised) pass unchanged. The arithmetic is
+    torchvision's ``to_tensor`` + ``normalize`` (float32, /255, - mean, / std), so values are bit-identical
+    to normalising on the host."""
+    import torch
+
+    x = images.to(device, non_blocking=True)
+    if x.dtype != torch.uint8:
+        return x
+    m = torch.tensor(tuple(mean), dtype=torch.float32, device=x.device).view(-1, 1, 1)
+    s = torch.tensor(tuple(std), dtype=torch.float32, device=x.device).view(-1, 1, 1)
+    return x.float().div_(255).sub_(m).div_(s)
 
 
 def check_precision(precision: str | None, device: str) -> str:
@@ -106,7 +121,7 @@ class Backbone:
         """Non-blocking copy from (pinned) host memory; channels-last on CUDA, the layout its convolutions prefer."""
         import torch
 
-        x = images.to(self.device, non_blocking=True)
+        x = network_input(images, self.info.mean, self.info.std, self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.device.startswith("cuda") else x
 
     # -- to implement -------------------------------------------------------------

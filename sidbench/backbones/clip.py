@@ -62,12 +62,15 @@ class ClipBackbone(Backbone):
     def _forward(self, images: "torch.Tensor", names: tuple[str, ...]) -> dict[str, "torch.Tensor"]:
         import torch
 
-        self._captured = {k: [] for k in ("cls_ln2", "cls_blocks", "cls_final") if k in names}
+        # A compiled tower captures every feature whatever is asked for: the hooks' choice is traced into the
+        # graph, so one graph serves every feature set (no recompilation per set of names)
+        self._captured = {k: [] for k in ("cls_ln2", "cls_blocks", "cls_final") if k in names or self.compiled}
         try:
             embed = self.model.visual(images)
             out = {}
             for key, parts in self._captured.items():
-                out[key] = parts[0] if key == "cls_final" else torch.stack(parts, dim=1)
+                if key in names:
+                    out[key] = parts[0] if key == "cls_final" else torch.stack(parts, dim=1)
             if "image_embed" in names:
                 out["image_embed"] = embed
             return out

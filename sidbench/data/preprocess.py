@@ -95,15 +95,20 @@ def protocol_key(protocol: str, info: InputInfo) -> str:
     return f"{name}|{info.image_size}|{tuple(info.mean)}|{tuple(info.std)}"
 
 
-def make_preprocess(protocol: str, info: InputInfo) -> Callable[[Image.Image], "torch.Tensor"]:
+def make_preprocess(protocol: str, info: InputInfo, uint8: bool = False) -> Callable[[Image.Image], "torch.Tensor"]:
     """A picklable callable PIL -> [3, S, S] (or [10, 3, S, S] for ten_crop, [3, H, W] for native) normalised
-    tensor; for a detector's own protocol, an :class:`OwnPreprocess` (called with an ImageInput)."""
+    tensor; for a detector's own protocol, an :class:`OwnPreprocess` (called with an ImageInput).
+
+    With ``uint8`` the built-in protocols stop before normalising: the pixels as uint8 (a quarter of the
+    bytes through worker queues, shared memory and the host-to-device copy), normalised where the network
+    runs by :func:`sidbench.api.backbone.network_input`, with the same arithmetic (bit-identical values).
+    A detector's own protocol returns what it returns (floats pass ``network_input`` unchanged)."""
     own = own_protocol(check_protocol(protocol, info), info)
     if own is not None:
         from ..api.specs import resolve_factory
 
         return OwnPreprocess(protocol, resolve_factory(own.factory)(info), bool(own.reads_file))
-    return Preprocess(protocol, info.image_size, tuple(info.mean), tuple(info.std))
+    return Preprocess(protocol, info.image_size, tuple(info.mean), tuple(info.std), uint8)
 
 
 class OwnPreprocess:
@@ -124,8 +129,8 @@ class OwnPreprocess:
 
 
 class Preprocess:
-    def __init__(self, protocol: str, size: int, mean: tuple, std: tuple):
-        self.protocol, self.size, self.mean, self.std = protocol, size, mean, std
+    def __init__(self, protocol: str, size: int, mean: tuple, std: tuple, uint8: bool = False):
+        self.protocol, self.size, self.mean, self.std, self.uint8 = protocol, size, mean, std, uint8
         # JPEG decoding may shrink the image by a power of two, never below the crop size
         self.draft = size if protocol == "resize_center_crop_fast" else None
 
@@ -135,13 +140,12 @@ class Preprocess:
 
         s = self.size
         if self.protocol == "native":
-            return self._normalise(TF.to_tensor(img))
+            return self._tensor(img)
         if self.protocol == "native_even":
             w, h = img.size
-            return self._normalise(TF.to_tensor(img.crop((0, 0, w - w % 2, h - h % 2)) if (w % 2 or h % 2) else img))
+            return self._tensor(img.crop((0, 0, w - w % 2, h - h % 2)) if (w % 2 or h % 2) else img)
         if self.protocol == "resize_square":
-            img = TF.resize(img, [s, s], interpolation=TF.InterpolationMode.BILINEAR)
-            return self._normalise(TF.to_tensor(img))
+            return self._tensor(TF.resize(img, [s, s], interpolation=TF.InterpolationMode.BILINEAR))
         if self.protocol in ("resize_center_crop", "resize_center_crop_fast"):
             from .images import check_short_side_resize  # here: the CLI imports this module to list protocols
 
@@ -151,14 +155,16 @@ class Preprocess:
             w, h = img.size
             if w < s or h < s:
                 img = TF.center_crop(img, [max(h, s), max(w, s)])
-            crops = TF.ten_crop(img, s)
-            return torch.stack([self._normalise(TF.to_tensor(c)) for c in crops])
-        return self._normalise(TF.to_tensor(TF.center_crop(img, s)))
+            return torch.stack([self._tensor(c) for c in TF.ten_crop(img, s)])
+        return self._tensor(TF.center_crop(img, s))
 
-    def _normalise(self, x: "torch.Tensor") -> "torch.Tensor":
+    def _tensor(self, img: Image.Image) -> "torch.Tensor":
+        """[3, H, W]: uint8 as decoded, or float normalised (``to_tensor`` then ``normalize``)."""
         import torchvision.transforms.functional as TF
 
-        return TF.normalize(x, self.mean, self.std)
+        if self.uint8:
+            return TF.pil_to_tensor(img)
+        return TF.normalize(TF.to_tensor(img), self.mean, self.std)
 
     def __repr__(self) -> str:
         return f"Preprocess({self.protocol}, {self.size})"

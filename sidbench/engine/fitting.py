@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..api.backbone import network_input
 from ..api.errors import DataError, SidbenchError
 from ..api.fitting import Augment, FeatureSet, FitData
 from ..api.records import Record
@@ -191,7 +192,8 @@ class EngineFitData(FitData):
         info = self.pixels if self.pixels is not None else self.backbone.info
         transform = ViewTransform(augment, epoch, self.seed) if augment is not None else None
         workers, decoded = self.options.loading(self.device)
-        dataset = ImageDataset(records, make_preprocess(protocol, info), self.perturbation, transform, decoded=decoded)
+        dataset = ImageDataset(records, make_preprocess(protocol, info, uint8=True), self.perturbation, transform,
+                               decoded=decoded)
         if shuffle:
             gen = generator or torch.Generator().manual_seed(int(view_rng("order", "shuffle", epoch, self.seed).integers(2**62)))
             order = torch.randperm(len(records), generator=gen).tolist()
@@ -206,7 +208,7 @@ class EngineFitData(FitData):
                                     "own size; use an augmentation or protocol that crops")
             labels = torch.tensor([records[i].label for i in batch.index], dtype=torch.float32)
             if tuple(names) == ("pixels",):
-                yield {"pixels": batch.pixels}, labels
+                yield {"pixels": network_input(batch.pixels, info.mean, info.std, "cpu")}, labels
             else:
                 feats = self.backbone.features(batch.pixels, names)
                 yield {n: feats[n].cpu().clone() for n in names}, labels

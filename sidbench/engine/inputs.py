@@ -9,7 +9,7 @@ bit-identically. Native-resolution protocols batch images of equal size together
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Sequence
 
 from ..api.fitting import FeatureSet
 from ..api.records import Record
@@ -71,7 +71,7 @@ def iter_outputs(
     names = tuple(names)
     lookup = cache_lookup(source, names, protocol, perturbation, transform, view_id, opts)
     workers, decoded = opts.loading(source.device)
-    dataset = ImageDataset(records, make_preprocess(protocol, source.info), perturbation, transform, lookup,
+    dataset = ImageDataset(records, make_preprocess(protocol, source.info, uint8=True), perturbation, transform, lookup,
                            digest=files is not None, decoded=decoded)
     loader = make_loader(dataset, opts.batch_size, workers, source.device)
     pending = _Pending(source, names, n_views(protocol, source.info), opts.batch_size, lookup,
@@ -152,7 +152,7 @@ class _Pending:
         self.batch_size, self.variable = batch_size, variable
         self.buckets: dict[tuple, list[tuple[list[int], "torch.Tensor"]]] = {}
         self.keys: dict[int, dict[str, str]] = {}
-        self.inflight: tuple[list[int], Outputs] | None = None  # launched, not yet finished (one at most)
+        self.inflight: "_Launched | None" = None  # launched, not yet finished (one at most)
 
     def add(self, batch) -> None:
         if batch.pixels is None:
@@ -209,21 +209,33 @@ class _Pending:
             del self.buckets[shape]
         return index, pad_rows(parts[0] if len(parts) == 1 else torch.cat(parts), n)
 
-    def launch(self, shape: tuple) -> tuple[list[int], Outputs]:
-        """Start the source on the next batch of ``shape``: on CUDA this only queues the copy and the kernels."""
+    def launch(self, shape: tuple) -> "_Launched":
+        """Start the source on the next batch of ``shape``: on CUDA this only queues the upload, the kernels
+        and the download of the outputs (padding dropped) behind them. Images of a shape that does not fit
+        in the device's memory even alone are skipped with that reason."""
+        from .sources import DeviceMemoryError
+
         index, pixels = self.take(shape, self.size_for(shape))
         if self.views > 1:
             pixels = pixels.flatten(0, 1)
-        return index, self.source.outputs(pixels, self.names)
+        halvings = self.source.oom_halvings[0]
+        try:
+            out = self.source.outputs(pixels, self.names)
+        except DeviceMemoryError as exc:  # every image here has this shape: none fits
+            return _Launched([], {}, HostCopy(), [(i, str(exc)) for i in index], False)
+        halved = self.source.oom_halvings[0] != halvings
+        return _Launched(index, *HostCopy.start(out, len(index) * self.views), [], halved)
 
-    def finish(self, launched: tuple[list[int], Outputs]) -> tuple[list[int], Outputs, list]:
-        """Wait for a launched batch: its outputs on the CPU (padding dropped), queued for the cache."""
-        index, out = launched
-        out = {k: v[: len(index) * self.views].cpu() for k, v in out.items()}
+    def finish(self, launched: "_Launched") -> tuple[list[int], Outputs, list]:
+        """Wait for a launched batch's download (not for batches launched after it): its outputs on the CPU,
+        queued for the cache unless the batch had to be halved (its numerics are not the full batch's)."""
+        index, out, copy, skipped, halved = launched
+        copy.wait()
         if self.views > 1:
             out = {k: v.unflatten(0, (-1, self.views)) for k, v in out.items()}
-        self._store(index, out)
-        return index, out, []
+        if not halved:
+            self._store(index, out)
+        return index, out, skipped
 
     def submit(self, shape: tuple | None) -> list[tuple[list[int], Outputs, list]]:
         """Launch a batch (None: none), then finish the one before it: the device computes batch k+1 while
@@ -245,6 +257,44 @@ class _Pending:
             values = out[name][: len(index)] if whole else out[name][pos]
             self.lookup.cache.store([k[name] for _, k in rows], name, self.lookup.context.backbone, values,
                                     storage_dtype(self.source.precision))
+
+
+class _Launched(NamedTuple):
+    index: list[int]
+    outputs: Outputs
+    copy: "HostCopy"
+    skipped: list[tuple[int, str]]
+    halved: bool  # out-of-memory halvings ran: outputs at a smaller batch size than the cache key says
+
+
+class HostCopy:
+    """The download of a batch's outputs, queued on the device right behind the kernels that make them:
+    non-blocking into pinned host memory, with an event recorded after it. Waiting for that event returns as
+    soon as this batch is on the host, while the device already computes the next one (a plain ``.cpu()``
+    issued after the next launch would wait for that one too). On the CPU there is nothing to wait for."""
+
+    def __init__(self, event: "torch.cuda.Event | None" = None):
+        self.event = event
+
+    @staticmethod
+    def start(out: Outputs, rows: int) -> tuple[Outputs, "HostCopy"]:
+        """(host tensors of the first ``rows`` rows of each output, valid once ``wait`` returns; the copy)."""
+        import torch
+
+        first = next(iter(out.values()), None)
+        if first is None or first.device.type != "cuda":
+            return {k: v[:rows] for k, v in out.items()}, HostCopy()
+        host = {}
+        for k, v in out.items():
+            host[k] = torch.empty((rows, *v.shape[1:]), dtype=v.dtype, pin_memory=True)
+            host[k].copy_(v[:rows], non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return host, HostCopy(event)
+
+    def wait(self) -> None:
+        if self.event is not None:
+            self.event.synchronize()
 
 
 def storage_dtype(precision: str) -> "torch.dtype | None":

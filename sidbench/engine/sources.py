@@ -12,7 +12,8 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ..api.backbone import autocast, check_precision
+from ..api.backbone import autocast, check_precision, network_input
+from ..api.errors import SidbenchError
 
 if TYPE_CHECKING:
     import torch
@@ -37,20 +38,30 @@ def numerics(device: str, precision: str, compiled: bool, batch_size: int) -> st
     return text
 
 
-def with_oom_backoff(fn: Callable[["torch.Tensor"], dict[str, "torch.Tensor"]],
-                     x: "torch.Tensor") -> dict[str, "torch.Tensor"]:
-    """``fn(x)``, retried on CUDA out-of-memory in halves of the batch (concatenated again)."""
+class DeviceMemoryError(SidbenchError):
+    """One image of this shape does not fit in the device's memory even alone."""
+
+
+def with_oom_backoff(fn: Callable[["torch.Tensor"], dict[str, "torch.Tensor"]], x: "torch.Tensor",
+                     halvings: list[int] | None = None) -> dict[str, "torch.Tensor"]:
+    """``fn(x)``, retried on CUDA out-of-memory in halves of the batch (concatenated again); each halving is
+    counted in ``halvings[0]``. The retry runs after the ``except`` block, so the failed attempt's tensors
+    (held by the exception's frames) are freed first. One row that does not fit raises DeviceMemoryError."""
     import torch
 
     try:
         return fn(x)
     except torch.cuda.OutOfMemoryError:
-        if x.shape[0] <= 1:
-            raise
-        torch.cuda.empty_cache()
-        half = x.shape[0] // 2
-        a, b = with_oom_backoff(fn, x[:half]), with_oom_backoff(fn, x[half:])
-        return {k: torch.cat([a[k], b[k]]) for k in a}
+        pass  # leave the handler: the traceback and the failed attempt's activations go with it
+    torch.cuda.empty_cache()
+    if x.shape[0] <= 1:
+        raise DeviceMemoryError(f"an input of shape {tuple(x.shape[1:])} does not fit in the GPU's memory even "
+                                "alone; score such images with --device cpu")
+    if halvings is not None:
+        halvings[0] += 1
+    half = x.shape[0] // 2
+    a, b = with_oom_backoff(fn, x[:half], halvings), with_oom_backoff(fn, x[half:], halvings)
+    return {k: torch.cat([a[k], b[k]]) for k in a}
 
 
 class Source:
@@ -62,6 +73,13 @@ class Source:
     precision: str
     compiled: bool = False
     max_batch_pixels: int | None = None  # variable-size protocols: memory bound of one batch
+    halvings: list[int]  # out-of-memory halvings so far (with_oom_backoff): outputs of a halved batch differ
+
+    @property
+    def oom_halvings(self) -> list[int]:
+        if not hasattr(self, "halvings"):
+            self.halvings = [0]
+        return self.halvings
 
     @property
     def identity(self) -> str:
@@ -120,7 +138,7 @@ class BackboneSource(Source):
 
     def outputs(self, pixels: "torch.Tensor", names: Sequence[str]) -> dict[str, "torch.Tensor"]:
         backbone = self.backbone
-        return with_oom_backoff(lambda x: backbone.features(x, names), pixels)
+        return with_oom_backoff(lambda x: backbone.features(x, names), pixels, self.oom_halvings)
 
     def features(self, pixels: "torch.Tensor", names: Sequence[str]) -> dict[str, "torch.Tensor"]:
         """The backbone's features (the Backbone interface, so a source can stand in for it)."""
@@ -202,13 +220,13 @@ class PixelSource(Source):
     def outputs(self, pixels: "torch.Tensor", names: Sequence[str] = (LOGIT,)) -> dict[str, "torch.Tensor"]:
         import torch
 
-        det = self.det
+        det, info = self.det, self.info
 
         def run(x: "torch.Tensor") -> dict[str, "torch.Tensor"]:
             with torch.inference_mode(), autocast(self.device, self.precision):
-                return {LOGIT: det.score({"pixels": x.to(self.device, non_blocking=True)}).float()}
+                return {LOGIT: det.score({"pixels": network_input(x, info.mean, info.std, self.device)}).float()}
 
-        return with_oom_backoff(run, pixels)
+        return with_oom_backoff(run, pixels, self.oom_halvings)
 
 
 def state_digest(det: "Detector") -> str:

@@ -38,10 +38,17 @@ class Dist:
         return self.rank == 0
 
     def device(self, device: str) -> str:
-        """One GPU per rank: ``cuda`` becomes ``cuda:LOCAL_RANK``."""
-        if self.active and device == "cuda":
+        """One GPU per rank: ``cuda`` (or any ``cuda:N``: under torchrun a fixed index would put every rank on
+        one GPU) becomes ``cuda:LOCAL_RANK``."""
+        if self.active and str(device).split(":")[0] == "cuda":
             import torch
 
+            if str(device) not in ("cuda", f"cuda:{self.local_rank}"):
+                import logging
+
+                logging.getLogger("sidbench").warning(
+                    "--device %s under torchrun: rank %d uses cuda:%d (one GPU per local rank)", device, self.rank,
+                    self.local_rank)
             torch.cuda.set_device(self.local_rank)
             return f"cuda:{self.local_rank}"
         return device
