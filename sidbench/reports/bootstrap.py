@@ -60,6 +60,7 @@ def weighted_metrics(labels: np.ndarray, logits: np.ndarray, weights: np.ndarray
             "f1": np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1e-300), 0.0),
         }
         out["bal_acc"] = (out["real_acc"] + out["fake_acc"]) / 2
+        out["fpr"] = 1 - out["real_acc"]
         out.update(_ranking_metrics(y, s, w, w_real, w_fake, fpr_targets,
                                     curve=only is None or bool(only - {"ap", "auc", *THRESHOLDED})))
         if only is None or only & {"ece", "brier", "nll"}:
@@ -152,10 +153,11 @@ def bootstrap_intervals(scores: "pd.DataFrame", n_boot: int, metrics: Iterable[s
             reps[split] = split_replicates(sdf["label"].to_numpy(), sdf["logit"].to_numpy(), n_boot,
                                            split_rng(seed, split, pert), metrics, threshold=threshold,
                                            calibrated=calibrated, oracle=source == "oracle")
-            groups[split] = str(sdf["group"].iloc[0])
-        members = {f"mean:{g}": [s for s in reps if groups[s] == g] for g in sorted(set(groups.values()))}
-        members["mean:all"] = list(reps)
-        for name, values in [*reps.items(), *((k, _mean(reps, v, metrics)) for k, v in members.items())]:
+            if (sdf["label"] == 0).any() and (sdf["label"] == 1).any():  # one-class splits stay out of the means
+                groups[split] = str(sdf["group"].iloc[0])
+        members = {f"mean:{g}": [s for s in groups if groups[s] == g] for g in sorted(set(groups.values()))}
+        members["mean:all"] = list(groups)
+        for name, values in [*reps.items(), *((k, _mean(reps, v, metrics)) for k, v in members.items() if v)]:
             for m in metrics:
                 lo, hi = _percentiles(values[m], level)
                 rows.append((det, name, pert, m, lo, hi))

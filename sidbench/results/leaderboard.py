@@ -19,7 +19,7 @@ from .metrics import LOWER_IS_BETTER, THRESHOLDED, tpr_target
 
 METRIC_NAMES = {"acc": "Accuracy", "real_acc": "Real accuracy", "fake_acc": "Fake accuracy",
                 "ap": "Average precision", "auc": "ROC-AUC", "f1": "F1", "bal_acc": "Balanced accuracy",
-                "eer": "Equal error rate", "ece": "Expected calibration error", "brier": "Brier score",
+                "eer": "Equal error rate", "fpr": "False-positive rate (reals called fake)", "ece": "Expected calibration error", "brier": "Brier score",
                 "nll": "Negative log-likelihood"}
 PLAIN = frozenset({"brier", "nll"})  # shown as numbers (3 decimals); the others as percentages
 DAGGER = "†"
@@ -220,7 +220,7 @@ def leaderboards_of(metrics: "pd.DataFrame", metrics_shown: Sequence[str], inter
     if is_oracle(metrics).any():
         boards += [leaderboard(metrics, m, p, intervals, seen, oracle=True)
                    for p in perts for m in metrics_shown if m in THRESHOLDED]
-    return [b for b in boards if len(b.values)]
+    return [b for b in boards if len(b.values) and b.values.notna().to_numpy().any()]  # no table of dashes only
 
 
 def leaderboard_markdown(metrics: "pd.DataFrame", metrics_shown: Sequence[str] = ("acc", "ap"),
