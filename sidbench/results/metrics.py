@@ -146,8 +146,8 @@ def metrics_table(scores: "pd.DataFrame", op: OperatingPoints | None = None) -> 
                      **binary_metrics(y, s, threshold, op.calibrated(det, s), op.fpr_targets, op.ap_from),
                      "protocol": _protocols(df), "threshold": threshold, "threshold_source": source,
                      "ap_from": op.ap_from})
-    columns = [*KEYS, "n_real", "n_fake", *metric_names(op.fpr_targets), "threshold", "threshold_source", "protocol",
-               "ap_from"]
+    columns = [*KEYS, "n_real", "n_fake", *metric_names(op.fpr_targets), "threshold", "threshold_source", "ap_from",
+               "protocol"]
     table = pd.DataFrame(rows, columns=columns)
     return pd.concat([table, group_means(table)], ignore_index=True)[columns]
 
