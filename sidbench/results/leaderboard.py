@@ -49,6 +49,7 @@ class Leaderboard:
     seen: "pd.DataFrame | None" = None
     oracle: bool = False  # accuracies at oracle thresholds (their own tables, labelled)
     comparable: bool = True  # False: the detectors' means cover different splits (not ranked, no best mean)
+    note: str = ""  # one line under the title (merged reports: each row's threshold policy and calibration)
 
     @property
     def title(self) -> str:
@@ -207,7 +208,8 @@ def to_markdown(boards: Sequence[Leaderboard]) -> str:
                 for det, cells in board_cells(b, lambda t: f"**{t}**", DAGGER, lambda lo, hi: f" [{lo}, {hi}]")]
         headers = ["detector", *map(markdown_escape, b.values.columns)]  # names from folders: `|`, `\\`, `*` ...
         body = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-        parts.append(f"### {b.title.replace(b.perturbation, f'`{b.perturbation}`')}\n\n{body}\n")
+        note = f"{markdown_escape(b.note)}\n\n" if b.note else ""
+        parts.append(f"### {b.title.replace(b.perturbation, f'`{b.perturbation}`')}\n\n{note}{body}\n")
     return "\n".join(parts)
 
 
