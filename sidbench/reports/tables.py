@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 def leaderboards(merged: "Merged", metrics: Sequence[str], intervals: "pd.DataFrame | None" = None) -> list[Leaderboard]:
     """One leaderboard per perturbation (clean first) and metric, then the labelled oracle-threshold tables."""
     boards = leaderboards_of(merged.metrics, metrics, intervals, merged.seen_in_training)
-    note = merged.operating_note()
+    from ..results.metrics import one_class_note
+
+    one_class = one_class_note(merged.metrics)
+    note = " ".join(filter(None, [merged.operating_note(), f"Note: {one_class}." if one_class else ""]))
     for b in boards:
         b.note = note
     return boards
