@@ -54,10 +54,13 @@ def _known_sets(folder: Path) -> int:
 
 
 def is_diffusion_root(folder: Path) -> bool:
-    """A ``diffusion_datasets`` folder: it holds two of the diffusion fake sets, or one and a reals folder."""
-    names = {d.name.lower() for d in subdirs(folder)}
-    fakes = len(names & set(DIFFUSION))
-    return fakes >= 2 or (fakes == 1 and bool(names & set(DIFFUSION.values())))
+    """A ``diffusion_datasets`` folder: one of the diffusion fake sets, and either that name or the reals
+    folder (``imagenet/0_real`` or ``laion/0_real``); a folder of your own named ``dalle/`` is not enough."""
+    kids = {d.name.lower(): d for d in subdirs(folder)}
+    if not set(kids) & set(DIFFUSION):
+        return False
+    return folder.name.lower() == DIFFUSION_DIR or any(
+        (kids[r] / "0_real").is_dir() for r in set(DIFFUSION.values()) if r in kids)
 
 
 def cnn_root(root: Path, least: int = 1) -> Path | None:

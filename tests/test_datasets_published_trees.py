@@ -158,3 +158,13 @@ def test_csv_image_with_both_labels_in_one_split_is_refused_naming_both_lines(tm
     grip.write_text("filename,typ\nx.png,real\ny.png,dalle3\nx.png,dalle3\n")
     with pytest.raises(DataError, match="lines 2 and 4"):
         resolve_records(grip, plugins)
+
+
+def test_a_folder_of_your_own_named_like_a_diffusion_set_is_not_taken_for_ufd(tmp_path, plugins):
+    from sidbench.data.layout import resolve_records
+
+    for split in ("dalle", "guided"):
+        touch(tmp_path / "mine" / split / "0_real", 2)
+        touch(tmp_path / "mine" / split / "1_fake", 3)
+    c = counts(resolve_records(tmp_path / "mine", plugins))
+    assert c == {("dalle", 0): 2, ("dalle", 1): 3, ("guided", 0): 2, ("guided", 1): 3}  # their own reals
