@@ -74,3 +74,27 @@ def test_run_records_ap_from_in_run_json_and_every_metrics_row_and_reuses_scores
         assert row["ap"] == pytest.approx(average_precision_score(df["label"], p), abs=1e-12)
         assert row["auc"] == pytest.approx(roc_auc_score(df["label"], p), abs=1e-12)
     assert "float32 sigmoids" in (out / "leaderboard.md").read_text()
+
+
+def test_bootstrap_uses_the_rows_convention():
+    """With unit weights the bootstrap's AP/AUC under sigmoid32 are sklearn's on float32 sigmoids; a metrics row
+    marked sigmoid32 makes the intervals resample that convention."""
+    from sidbench.reports.bootstrap import bootstrap_intervals, weighted_metrics
+
+    y, z = saturated()
+    p = sigmoid32(z)
+    ones = np.ones((1, len(y)))
+    m = weighted_metrics(y, z, ones, ap_from="sigmoid32")
+    assert m["ap"][0] == pytest.approx(average_precision_score(y, p), abs=1e-9)
+    assert m["auc"][0] == pytest.approx(roc_auc_score(y, p), abs=1e-9)
+    assert m["eer"][0] == weighted_metrics(y, z, ones)["eer"][0]  # EER stays on the logit
+    scores = pd.DataFrame({"detector": "d", "split": "s", "group": "g", "perturbation": "none",
+                           "path": [f"{i:04d}" for i in range(len(y))], "label": y, "logit": z})
+    table = pd.DataFrame({"detector": ["d"], "split": ["s"], "perturbation": ["none"], "threshold": [0.0],
+                          "threshold_source": ["fixed"], "ap_from": ["sigmoid32"]})
+    sig = bootstrap_intervals(scores, 200, ["ap"], thresholds=table)
+    logit = bootstrap_intervals(scores, 200, ["ap"], thresholds=table.assign(ap_from="logit"))
+    sig, logit = sig[sig.split == "s"].iloc[0], logit[logit.split == "s"].iloc[0]
+    ap_sig, ap_logit = average_precision_score(y, p), average_precision_score(y, z)
+    assert sig.lo <= ap_sig <= sig.hi and logit.lo <= ap_logit <= logit.hi
+    assert sig.lo + sig.hi < logit.lo + logit.hi  # the saturated convention's interval sits lower
