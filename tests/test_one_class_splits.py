@@ -70,3 +70,11 @@ def test_data_on_a_real_only_folder_exits_0_with_fpr_and_one_line(tmp_path, caps
     assert len(notes) == 1 and "real-only: photos" in notes[0] and "AP/AUC undefined" in notes[0]
     assert "False-positive rate" in board and "Average precision" not in board  # no table of dashes
     assert "one-class" in capsys.readouterr().out
+
+    from sidbench.cli import main
+
+    assert main(["report", str(out), "--format", "md"]) == 0  # a report of one-class splits only works too
+    assert "real-only: photos" in capsys.readouterr().out
+    assert main(["report", str(out), "--out", str(tmp_path / "html")]) == 0
+    page = (tmp_path / "html" / "index.html").read_text()
+    assert "real-only: photos" in page and "older sidbench" not in page
