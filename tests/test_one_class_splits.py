@@ -37,6 +37,18 @@ def test_one_class_rows_keep_accuracy_and_fpr_and_stay_out_of_the_means():
     assert one_class_note(metrics_table(scores_table()[lambda d: d.split == "both"])) is None
 
 
+def test_oracle_policy_keeps_the_fixed_threshold_on_one_class_splits():
+    """The oracle maximises balanced accuracy, which one class does not have: calling every real real would
+    be its trivial answer, so a one-class row keeps the published threshold and says so."""
+    from sidbench.results.metrics import metrics_table
+    from sidbench.results.operating import OperatingPoints, ThresholdPolicy
+
+    table = metrics_table(scores_table(), OperatingPoints(ThresholdPolicy("oracle"))).set_index("split")
+    assert table.loc["reals", "threshold"] == 0.0 and table.loc["reals", "threshold_source"] == "fixed"
+    assert table.loc["reals", "fpr"] == 0.25
+    assert table.loc["both", "threshold_source"] == "oracle"
+
+
 def test_bootstrap_means_leave_one_class_splits_out():
     from sidbench.reports.bootstrap import bootstrap_intervals
 

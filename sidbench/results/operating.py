@@ -219,7 +219,8 @@ class OperatingPoints:
 
     def threshold(self, detector: str, labels: np.ndarray, logits: np.ndarray) -> tuple[float, str]:
         """(threshold on the raw logit, its source) for one row's scores."""
-        if self.policy.kind == "oracle":
+        one_class = not (np.any(labels == 0) and np.any(labels == 1))
+        if self.policy.kind == "oracle" and not one_class:  # one class has no balanced accuracy: the fixed threshold
             return best_balanced_threshold(labels, logits), "oracle"
         if self.policy.kind == "val":
             return self.thresholds[detector], "val"

@@ -413,9 +413,9 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
     if DAGGER in board:
         board += f"\n{DAGGER} = the split's generator is in the detector's training data.\n"
     counts = f"{scores['path'].nunique()} images scored, {n_skipped} skipped"
-    one_class = one_class_note(metrics)
+    note = one_class_note(metrics)
     header = (f"# sidbench leaderboard: {data.name}\n\n{counts} (see skipped.csv); {op.summary()}; "
-              "means are unweighted over splits.\n\n" + (f"Note: {one_class}.\n\n" if one_class else ""))
+              "means are unweighted over splits.\n\n" + (f"Note: {note}.\n\n" if note else ""))
     write_atomic(out / "leaderboard.md", header + board)
     write_run_json(out / "run.json", {
         "name": data.name,
