@@ -8,7 +8,8 @@ evaluation data, in the folder format its ``dataset_folder_based`` loader reads:
 One test split per generator folder, its ``real/`` against its ``fake/`` (label names ``real:0,fake:1``,
 the loader's default). Reals may also sit in folders of their own, as the README's local-data example shows
 (``ROOT/ImageNet/real``, ``ROOT/LAION/real``): they are pooled and paired with every generator folder that
-holds only ``fake/``; with no such generator, each is read as a real-only split (its false-positive rate). The Hugging Face release (``OwensLab/CommunityForensics-Eval``) is parquet: export
+holds only ``fake/``; with no such generator, each is read as a real-only split (its false-positive rate).
+The Hugging Face release (``OwensLab/CommunityForensics-Eval``) is parquet: export
 it to this tree (one folder per ``model_name``, images under ``real``/``fake`` by ``label``) to read it.
 """
 from __future__ import annotations
@@ -65,7 +66,8 @@ class CommunityForensicsLayout:
                 read.add(name, GROUP, reals, fakes, need_both=False)
             return read.finish(base, "Community Forensics", [], "no Community Forensics folder holds images")
         return self.test_sets(base, folders).finish(
-            base, "Community Forensics", [], "no Community Forensics generator folder has fake/ images with reals to pair")
+            base, "Community Forensics", [],
+            "no Community Forensics generator folder has fake/ images with reals to pair")
 
     @staticmethod
     def test_sets(base: Path, folders: dict[str, tuple[list[Path], list[Path]]]) -> SetsRead:

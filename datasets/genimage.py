@@ -43,7 +43,8 @@ def folder_key(name: str) -> str:
 
 
 # Generator folder -> split: the archives' names and the README's ("Stable Diffusion V1.4", "GLIDE", "Wukong").
-BY_FOLDER = {**{folder_key(g): g for g in GENERATORS}, "sdv14": "stable_diffusion_v_1_4", "sdv15": "stable_diffusion_v_1_5"}
+BY_FOLDER = {**{folder_key(g): g for g in GENERATORS},
+             "sdv14": "stable_diffusion_v_1_4", "sdv15": "stable_diffusion_v_1_5"}
 GROUP = "genimage"
 PARTS = {"test": "val", "val": "val", "train": "train"}
 

@@ -131,7 +131,8 @@ class UFDLayout:
         elsewhere = set().union(*(sets_of(Path(c)) for c in companion_roots() if not _same(Path(c), root)))
         expected = [s for s in (wanted or SPLITS) if s not in elsewhere]
         where = test if diff is None else diff if test is None else Path(root)
-        return read.finish(where, TITLE, expected, "none of the UniversalFakeDetect sets has both 0_real and 1_fake images")
+        return read.finish(where, TITLE, expected,
+                           "none of the UniversalFakeDetect sets has both 0_real and 1_fake images")
 
     @staticmethod
     def diffusion(base: Path | None, read: SetsRead) -> None:

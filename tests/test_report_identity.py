@@ -47,7 +47,8 @@ def test_two_differently_fitted_clip_svm_runs_give_two_rows(tmp_path, capsys):
             for metric in ("acc", "ap"):
                 value = got[(got.detector == shown) & (got.split == split) & (got.perturbation == "none")
                             & (got.metric == metric)]["value"].item()
-                assert value == pytest.approx(float(own[(own.split == split) & (own.perturbation == "none")][metric].item()))
+                mine = own[(own.split == split) & (own.perturbation == "none")][metric].item()
+                assert value == pytest.approx(float(mine))
     assert set(got.threshold_policy) == {"fixed"} and set(got.calibration) == {"none"}
 
     assert main(["report", str(tmp_path / "r1"), str(tmp_path / "r2"), "--format", "md"]) == 0

@@ -140,9 +140,10 @@ def bootstrap_intervals(scores: "pd.DataFrame", n_boot: int, metrics: Iterable[s
     rows: columns detector, split, perturbation, metric, lo, hi.
 
     ``thresholds`` (the metrics table's detector, split, perturbation, threshold, threshold_source[, ap_from])
-    gives each row's threshold (default 0) and what its AP and AUC rank (default the logit). A fixed or validation threshold, and a calibration (the
-    ``logit_calibrated`` column of ``scores``, used by ECE, Brier and NLL), come from outside the test
-    images and are held fixed; an oracle threshold is chosen again on every resample."""
+    gives each row's threshold (default 0) and what its AP and AUC rank (default the logit). A fixed or
+    validation threshold, and a calibration (the ``logit_calibrated`` column of ``scores``, used by ECE,
+    Brier and NLL), come from outside the test images and are held fixed; an oracle threshold is chosen
+    again on every resample."""
     import pandas as pd
 
     metrics = list(metrics)

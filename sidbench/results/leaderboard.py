@@ -19,8 +19,8 @@ from .metrics import LOWER_IS_BETTER, THRESHOLDED, tpr_target
 
 METRIC_NAMES = {"acc": "Accuracy", "real_acc": "Real accuracy", "fake_acc": "Fake accuracy",
                 "ap": "Average precision", "auc": "ROC-AUC", "f1": "F1", "bal_acc": "Balanced accuracy",
-                "eer": "Equal error rate", "fpr": "False-positive rate (reals called fake)", "ece": "Expected calibration error", "brier": "Brier score",
-                "nll": "Negative log-likelihood"}
+                "eer": "Equal error rate", "fpr": "False-positive rate (reals called fake)",
+                "ece": "Expected calibration error", "brier": "Brier score", "nll": "Negative log-likelihood"}
 PLAIN = frozenset({"brier", "nll"})  # shown as numbers (3 decimals); the others as percentages
 DAGGER = "†"
 ORACLE_NOTE = "ORACLE threshold, chosen on the test labels: a diagnostic, not a result"

@@ -30,7 +30,7 @@ METRICS = ("acc", "real_acc", "fake_acc", "ap", "auc", "f1")  # the stable colum
 KEYS = ("detector", "split", "group", "perturbation")
 THRESHOLDED = ("acc", "real_acc", "fake_acc", "f1", "bal_acc", "fpr")  # depend on the row's threshold
 LOWER_IS_BETTER = frozenset({"eer", "ece", "brier", "nll", "fpr"})
-AP_FROM = ("logit", "sigmoid32")  # what AP and ROC-AUC rank: the logit (default) or float32 sigmoids (reference scripts)
+AP_FROM = ("logit", "sigmoid32")  # what AP and ROC-AUC rank: the logit (default) or float32 sigmoids
 ECE_BINS = 15
 _TPR = re.compile(r"tpr_fpr(\d+)")
 

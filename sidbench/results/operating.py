@@ -231,7 +231,8 @@ class OperatingPoints:
         """One phrase for leaderboard headers: which threshold the accuracy columns use."""
         cal = f", P(fake) calibrated by {self.method} scaling on validation" if self.calibration else ""
         if self.ap_from == "sigmoid32":
-            cal += "; AP and ROC-AUC on float32 sigmoids (--ap-from sigmoid32: saturated logits tie, as in the reference scripts)"
+            cal += ("; AP and ROC-AUC on float32 sigmoids (--ap-from sigmoid32: saturated logits tie, "
+                    "as in the reference scripts)")
         if self.policy.kind == "oracle":
             return ("ORACLE thresholds: accuracies at the best threshold on each test split's own labels, "
                     f"a diagnostic, not a result{cal}")

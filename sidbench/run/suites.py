@@ -157,7 +157,8 @@ def part_records(layout: Any, roots: list[Path], part: Part) -> list:
             got = layout.records(root, role="test", **({"splits": part.splits} if part.splits else {}))
             for split in sorted({r.split for r in got}):
                 if root_of.setdefault(split, root) != root:
-                    raise DataError(f"--suite: split {split!r} is in both {root_of[split]} and {root}; give one of them")
+                    raise DataError(f"--suite: split {split!r} is in both {root_of[split]} and {root}; "
+                                    "give one of them")
             recs += got
     return recs
 
