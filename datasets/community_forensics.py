@@ -6,7 +6,10 @@ evaluation data, in the folder format its ``dataset_folder_based`` loader reads:
     ROOT/index.csv                               written by the official loader; ignored here
 
 One test split per generator folder, its ``real/`` against its ``fake/`` (label names ``real:0,fake:1``,
-the loader's default). The Hugging Face release (``OwensLab/CommunityForensics-Eval``) is parquet: export
+the loader's default). Reals may also sit in folders of their own, as the README's local-data example shows
+(``ROOT/ImageNet/real``, ``ROOT/LAION/real``): they are pooled and paired with every generator folder that
+holds only ``fake/``; with no such generator, each is read as a real-only split (its false-positive rate).
+The Hugging Face release (``OwensLab/CommunityForensics-Eval``) is parquet: export
 it to this tree (one folder per ``model_name``, images under ``real``/``fake`` by ``label``) to read it.
 """
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 from sidbench.api import DataError, DatasetSpec, hookimpl
 from sidbench.data.layout import files_in
-from sidbench.data.trees import SetsRead, children, find_dir, subdirs
+from sidbench.data.trees import SetsRead, children, find_dir, note, subdirs
 
 GROUP = "community_forensics"
 
@@ -56,10 +59,36 @@ class CommunityForensicsLayout:
         base = self.root_of(root)
         if base is None:
             raise DataError(f"{root}: no Community Forensics folders (<generator>/real/, <generator>/fake/)")
+        folders = {f.name: label_folders(f) for f in self.claims(root)}
+        if role != "test":  # training data: each folder as it is (one class is fine)
+            read = SetsRead()
+            for name, (reals, fakes) in folders.items():
+                read.add(name, GROUP, reals, fakes, need_both=False)
+            return read.finish(base, "Community Forensics", [], "no Community Forensics folder holds images")
+        return self.test_sets(base, folders).finish(
+            base, "Community Forensics", [],
+            "no Community Forensics generator folder has fake/ images with reals to pair")
+
+    @staticmethod
+    def test_sets(base: Path, folders: dict[str, tuple[list[Path], list[Path]]]) -> SetsRead:
+        """Each folder with real/ and fake/ as one split; reals that sit in their own source folders
+        (``ImageNet/real``, ``LAION/real``) are pooled and paired with every generator folder holding only
+        fakes; without such generators each source is a real-only split (its false-positive rate)."""
         read = SetsRead()
-        for folder in self.claims(root):
-            read.add(folder.name, GROUP, *label_folders(folder), need_both=role == "test")
-        return read.finish(base, "Community Forensics", [], "no Community Forensics generator folder has both real/ and fake/ images")
+        sources = {n: r for n, (r, f) in folders.items() if r and not f}
+        lone = [n for n, (r, f) in folders.items() if f and not r]
+        pooled = [p for reals in sources.values() for p in reals]
+        for name, (reals, fakes) in folders.items():
+            if reals and fakes:
+                read.add(name, GROUP, reals, fakes)
+            elif fakes:
+                read.add(name, GROUP, pooled, fakes)
+            elif reals and not lone:
+                read.add(name, GROUP, reals, [], need_both=False)
+        if sources and lone:
+            note(f"{base}: the reals of {', '.join(sources)} are paired with each generator folder holding only "
+                 f"fakes: {', '.join(lone)}")
+        return read
 
 
 @hookimpl

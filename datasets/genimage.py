@@ -6,6 +6,10 @@ each with its own ImageNet reals. As unpacked (the names of DRCT's ``GenImage_LI
     Midjourney/imagenet_midjourney    stable_diffusion_v_1_4/imagenet_ai_0419_sdv4
     stable_diffusion_v_1_5/imagenet_ai_0424_sdv5    VQDM/imagenet_ai_0419_vqdm    wukong/imagenet_ai_0424_wukong
 
+The README (GenImage-Dataset/GenImage) shows the generator folders as ``Midjourney``, ``Stable Diffusion V1.4``,
+``Stable Diffusion V1.5``, ``ADM``, ``GLIDE``, ``Wukong``, ``VQDM``, ``BigGAN`` holding ``train/`` and ``val/``
+directly; those names (any case, spaces or punctuation) give the same eight splits.
+
 A generator's test split is its ``val/`` (nature against ai), named after the generator folder; ``--train``
 reads ``train/`` (``--train ROOT/stable_diffusion_v_1_4``: the usual SD v1.4 protocol). The tree is found
 from its ``{train,val}/{ai,nature}`` folders at any depth, so copies without the generator level, with
@@ -14,6 +18,7 @@ split of group ``other``.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,17 @@ SUBFOLDERS = {
     "imagenet_ai_0424_sdv5": "stable_diffusion_v_1_5", "imagenet_ai_0419_vqdm": "VQDM",
     "imagenet_ai_0424_wukong": "wukong",
 }
-BY_FOLDER = {g.lower(): g for g in GENERATORS}
+
+
+def folder_key(name: str) -> str:
+    """A generator folder name without case, spaces or punctuation: the README's ``Stable Diffusion V1.4``,
+    the archives' ``stable_diffusion_v_1_4`` and ``stable-diffusion-v1.4`` are one key."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+# Generator folder -> split: the archives' names and the README's ("Stable Diffusion V1.4", "GLIDE", "Wukong").
+BY_FOLDER = {**{folder_key(g): g for g in GENERATORS},
+             "sdv14": "stable_diffusion_v_1_4", "sdv15": "stable_diffusion_v_1_5"}
 GROUP = "genimage"
 PARTS = {"test": "val", "val": "val", "train": "train"}
 
@@ -48,7 +63,7 @@ def is_unit(folder: Path) -> bool:
 def generator_of(unit: Path) -> tuple[str, str]:
     """(split name, group) of a subfolder: the generator it belongs to, from its own name or its parent's."""
     for name in (unit.name, unit.parent.name):
-        gen = SUBFOLDERS.get(name.lower()) or BY_FOLDER.get(name.lower())
+        gen = SUBFOLDERS.get(name.lower()) or BY_FOLDER.get(folder_key(name))
         if gen:
             return gen, GROUP
     return unit.name, OTHER

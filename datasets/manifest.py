@@ -121,6 +121,7 @@ class ManifestLayout:
             if not rows:
                 raise DataError(f"{path}: no rows with {role_col} = {role} (present: {', '.join(present)})")
         base, stem, out = path.parent, path.stem, []
+        seen: dict[str, list[tuple[int, int, str]]] = {}  # image -> (line, label, split) of the rows listing it
         for line, row in rows:
             try:
                 file, label, split, generator, group = dialect.row(row, stem, line)
@@ -128,10 +129,24 @@ class ManifestLayout:
                 raise DataError(f"{path}: {exc}") from None
             if not file:
                 raise DataError(f"{path}: line {line}: empty {dialect.needs[0]}")
-            out.append(Record(os.path.join(base, file), label, split, group, generator))
+            full = os.path.join(base, file)
+            check_labels(path, seen.setdefault(os.path.normpath(full), []), line, label, split, file)
+            out.append(Record(full, label, split, group, generator))
         if not out:
             raise DataError(f"{path}: the CSV list has no rows")
         return shared_reals(out, stem) if dialect.name == "grip" else out
+
+
+def check_labels(path: Path, earlier: list[tuple[int, int, str]], line: int, label: int, split: str, file: str) -> None:
+    """Refuse an image listed with both labels in one split (a split "" is every split: a grip list's reals),
+    naming both lines; then remember this row."""
+    for other_line, other_label, other_split in earlier:
+        if other_label != label and (other_split == split or "" in (other_split, split)):
+            where = f" in split {split!r}" if split else ""
+            raise DataError(f"{path}: lines {other_line} and {line} give {file!r} both labels{where} "
+                            f"({'real' if other_label == REAL else 'fake'} and {'real' if label == REAL else 'fake'}); "
+                            "keep the right one")
+    earlier.append((line, label, split))
 
 
 def shared_reals(records: list[Record], stem: str) -> list[Record]:

@@ -265,7 +265,7 @@ def test_metrics_table_uses_val_thresholds_and_calibration_and_means_them():
     table = metrics_table(scores, op)
     assert list(table.columns[:12]) == ["detector", "split", "group", "perturbation", "n_real", "n_fake", "acc",
                                         "real_acc", "fake_acc", "ap", "auc", "f1"]  # the stable columns first
-    assert list(table.columns[12:]) == [*NEW, "threshold", "threshold_source", "protocol"]
+    assert list(table.columns[12:]) == [*NEW, "fpr", "threshold", "threshold_source", "ap_from", "protocol"]
     for row in table[~table.split.str.startswith("mean:")].itertuples():
         df = scores[(scores.detector == row.detector) & (scores.split == row.split)]
         cal = op.calibration[row.detector]

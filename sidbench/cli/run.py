@@ -54,6 +54,9 @@ def add_operating_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calibrate", choices=("temperature", "platt"),
                    help="fit temperature or Platt scaling of the logit per detector on --val, applied before the "
                         "thresholded and probability metrics (scores.csv gains prob_calibrated)")
+    g.add_argument("--ap-from", choices=("logit", "sigmoid32"),
+                   help="what AP and ROC-AUC rank: logit (default: no float32 saturation ties) or sigmoid32 (float32 "
+                        "P(fake), the reference scripts' convention: saturated logits tie; for comparing with papers)")
     g.add_argument("--fpr-targets", type=_fractions, metavar="A,B",
                    help="more false-positive rates for TPR columns, e.g. 0.001,0.1 (tpr_fpr01 and tpr_fpr05 are always there)")
 

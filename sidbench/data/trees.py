@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from ..api.errors import DataError
 from ..api.escape import one_line
@@ -15,9 +17,27 @@ from ..api.records import FAKE, REAL, Record
 from .layout import SIDECAR_SUFFIXES, files_in, iter_files
 
 OTHER = "other"  # the group of a set a layout does not know
+# The other roots of the same command (``--data A --data B``), so a layout split over two roots (UFD's
+# ``datasets/test`` and ``diffusion_datasets``) does not call the sets of the other root missing.
+_COMPANIONS: ContextVar[tuple[str, ...]] = ContextVar("sidbench_companion_roots", default=())
 MAX_FANOUT = 256  # a folder with more sub-folders than this is data, not a benchmark root: not searched below
 # Folders that hold images of one class: never searched for a layout below them.
 CLASS_FOLDERS = {"0_real", "1_fake", "ai", "nature", "real", "fake"}
+
+
+def companion_roots() -> tuple[str, ...]:
+    """Every data root of the command being read (empty outside :func:`reading_roots`)."""
+    return _COMPANIONS.get()
+
+
+@contextmanager
+def reading_roots(roots: Iterable[str | Path]) -> Iterator[None]:
+    """Layouts read inside this block know the command's other roots (:func:`companion_roots`)."""
+    token = _COMPANIONS.set(tuple(str(r) for r in roots))
+    try:
+        yield
+    finally:
+        _COMPANIONS.reset(token)
 
 
 def note(message: str) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-from ..results.metrics import ECE_BINS, METRICS, THRESHOLDED, ece_bins, tpr_name, tpr_target
+from ..results.metrics import ECE_BINS, METRICS, THRESHOLDED, ece_bins, ranking_scores, tpr_name, tpr_target
 from ..results.operating import FPR_TARGETS, balanced_accuracy_at, nll_terms, p_fake, pick_threshold, threshold_candidates
 
 if TYPE_CHECKING:
@@ -35,7 +35,8 @@ def stratified_counts(labels: np.ndarray, n_boot: int, rng: np.random.Generator)
 
 def weighted_metrics(labels: np.ndarray, logits: np.ndarray, weights: np.ndarray, threshold: float = 0.0,
                      calibrated: np.ndarray | None = None, oracle: bool = False,
-                     fpr_targets: Sequence[float] = FPR_TARGETS, only: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+                     fpr_targets: Sequence[float] = FPR_TARGETS, only: Iterable[str] | None = None,
+                     ap_from: str = "logit") -> dict[str, np.ndarray]:
     """The metrics of ``sidbench.results.metrics.binary_metrics`` for each row of ``weights`` [B, n] (sample
     weights) at ``threshold``; ``oracle``: at each resample's own best balanced-accuracy threshold, as the
     oracle policy chooses it on the test split. ``only`` skips the ROC and probability metrics not named."""
@@ -60,8 +61,12 @@ def weighted_metrics(labels: np.ndarray, logits: np.ndarray, weights: np.ndarray
             "f1": np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1e-300), 0.0),
         }
         out["bal_acc"] = (out["real_acc"] + out["fake_acc"]) / 2
+        out["fpr"] = 1 - out["real_acc"]
         out.update(_ranking_metrics(y, s, w, w_real, w_fake, fpr_targets,
                                     curve=only is None or bool(only - {"ap", "auc", *THRESHOLDED})))
+        if ap_from != "logit":  # AP and AUC on the run's other convention; EER and TPR stay on the logit
+            ranked = ranking_scores(s, ap_from).astype(np.float64)
+            out.update(_ranking_metrics(y, ranked, w, w_real, w_fake, fpr_targets, curve=False))
         if only is None or only & {"ece", "brier", "nll"}:
             out.update(_probability_metrics(y, s if calibrated is None else np.asarray(calibrated, dtype=np.float64), w))
     return out
@@ -110,14 +115,15 @@ def _probability_metrics(y, z, w) -> dict[str, np.ndarray]:
 
 def split_replicates(labels: np.ndarray, logits: np.ndarray, n_boot: int, rng: np.random.Generator,
                      metrics: Iterable[str] = METRICS, *, threshold: float = 0.0,
-                     calibrated: np.ndarray | None = None, oracle: bool = False) -> dict[str, np.ndarray]:
+                     calibrated: np.ndarray | None = None, oracle: bool = False,
+                     ap_from: str = "logit") -> dict[str, np.ndarray]:
     """[n_boot] bootstrap values of each metric on one split (see :func:`weighted_metrics` for the rest)."""
     metrics = list(metrics)
     targets = tuple(t for t in map(tpr_target, metrics) if t is not None)
     parts: dict[str, list] = {m: [] for m in metrics}
     for start in range(0, n_boot, CHUNK):
         w = stratified_counts(labels, min(CHUNK, n_boot - start), rng)
-        values = weighted_metrics(labels, logits, w, threshold, calibrated, oracle, targets, metrics)
+        values = weighted_metrics(labels, logits, w, threshold, calibrated, oracle, targets, metrics, ap_from)
         for m in metrics:
             parts[m].append(values[m])
     return {m: np.concatenate(v) for m, v in parts.items()}
@@ -133,14 +139,16 @@ def bootstrap_intervals(scores: "pd.DataFrame", n_boot: int, metrics: Iterable[s
     """Percentile intervals per detector x split x perturbation and for the ``mean:<group>``/``mean:all``
     rows: columns detector, split, perturbation, metric, lo, hi.
 
-    ``thresholds`` (the metrics table's detector, split, perturbation, threshold, threshold_source) gives
-    each row's threshold (default 0). A fixed or validation threshold, and a calibration (the
-    ``logit_calibrated`` column of ``scores``, used by ECE, Brier and NLL), come from outside the test
-    images and are held fixed; an oracle threshold is chosen again on every resample."""
+    ``thresholds`` (the metrics table's detector, split, perturbation, threshold, threshold_source[, ap_from])
+    gives each row's threshold (default 0) and what its AP and AUC rank (default the logit). A fixed or
+    validation threshold, and a calibration (the ``logit_calibrated`` column of ``scores``, used by ECE,
+    Brier and NLL), come from outside the test images and are held fixed; an oracle threshold is chosen
+    again on every resample."""
     import pandas as pd
 
     metrics = list(metrics)
     points = _row_thresholds(thresholds)
+    conventions = _row_ap_from(thresholds)
     rows = []
     for (det, pert), df in scores.groupby(["detector", "perturbation"], sort=True):
         reps: dict[str, dict[str, np.ndarray]] = {}
@@ -148,14 +156,16 @@ def bootstrap_intervals(scores: "pd.DataFrame", n_boot: int, metrics: Iterable[s
         for split, sdf in df.groupby("split", sort=True):
             sdf = sdf.sort_values("path", kind="stable")
             threshold, source = points.get((det, split, pert), (0.0, "fixed"))
+            ap_from = conventions.get((det, split, pert), "logit")
             calibrated = sdf["logit_calibrated"].to_numpy() if "logit_calibrated" in sdf else None
             reps[split] = split_replicates(sdf["label"].to_numpy(), sdf["logit"].to_numpy(), n_boot,
                                            split_rng(seed, split, pert), metrics, threshold=threshold,
-                                           calibrated=calibrated, oracle=source == "oracle")
-            groups[split] = str(sdf["group"].iloc[0])
-        members = {f"mean:{g}": [s for s in reps if groups[s] == g] for g in sorted(set(groups.values()))}
-        members["mean:all"] = list(reps)
-        for name, values in [*reps.items(), *((k, _mean(reps, v, metrics)) for k, v in members.items())]:
+                                           calibrated=calibrated, oracle=source == "oracle", ap_from=ap_from)
+            if (sdf["label"] == 0).any() and (sdf["label"] == 1).any():  # one-class splits stay out of the means
+                groups[split] = str(sdf["group"].iloc[0])
+        members = {f"mean:{g}": [s for s in groups if groups[s] == g] for g in sorted(set(groups.values()))}
+        members["mean:all"] = list(groups)
+        for name, values in [*reps.items(), *((k, _mean(reps, v, metrics)) for k, v in members.items() if v)]:
             for m in metrics:
                 lo, hi = _percentiles(values[m], level)
                 rows.append((det, name, pert, m, lo, hi))
@@ -171,6 +181,14 @@ def _row_thresholds(table: "pd.DataFrame | None") -> dict[tuple[str, str, str], 
     sources = table["threshold_source"] if "threshold_source" in table else ["fixed"] * len(table)
     return {(d, s, p): (float(t), str(src)) for d, s, p, t, src in
             zip(table["detector"], table["split"], table["perturbation"], values, sources)}
+
+
+def _row_ap_from(table: "pd.DataFrame | None") -> dict[tuple[str, str, str], str]:
+    """What each metrics row's AP and AUC ranked (the ``ap_from`` column; older runs: the logit)."""
+    if table is None or "ap_from" not in table:
+        return {}
+    return {(d, s, p): str(a) if str(a) in ("logit", "sigmoid32") else "logit"
+            for d, s, p, a in zip(table["detector"], table["split"], table["perturbation"], table["ap_from"])}
 
 
 def _mean(reps: dict[str, dict[str, np.ndarray]], splits: list[str], metrics: list[str]) -> dict[str, np.ndarray]:

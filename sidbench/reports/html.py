@@ -65,6 +65,9 @@ def _operating_section(merged: "Merged", intervals) -> str:
     rows_all = m[(m["split"] == "mean:all") & (m["perturbation"] == "none")].set_index("detector")
     tprs = sorted((c for c in m.columns if tpr_target(c) is not None), key=tpr_target)
     cols = [c for c in (*tprs, *OPERATING) if c in rows_all and rows_all[c].notna().any()]
+    if tprs and not len(rows_all):
+        return ('<p class="note">No mean over splits: every split holds one class (real-only or fake-only), '
+                "so ROC-based metrics are undefined; see the per-split tables.</p>")
     if not cols or not len(rows_all):
         return '<p class="note">These results hold no operating-point columns (written by an older sidbench).</p>'
     ci = {} if intervals is None or not len(intervals) else {

@@ -15,7 +15,14 @@ if TYPE_CHECKING:
 
 def leaderboards(merged: "Merged", metrics: Sequence[str], intervals: "pd.DataFrame | None" = None) -> list[Leaderboard]:
     """One leaderboard per perturbation (clean first) and metric, then the labelled oracle-threshold tables."""
-    return leaderboards_of(merged.metrics, metrics, intervals, merged.seen_in_training)
+    boards = leaderboards_of(merged.metrics, metrics, intervals, merged.seen_in_training)
+    from ..results.metrics import one_class_note
+
+    one_class = one_class_note(merged.metrics)
+    note = " ".join(filter(None, [merged.operating_note(), f"Note: {one_class}." if one_class else ""]))
+    for b in boards:
+        b.note = note
+    return boards
 
 
 LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -39,7 +46,8 @@ def to_latex(boards: Sequence[Leaderboard]) -> str:
     parts = []
     for b in boards:
         cols = list(b.values.columns)
-        lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(b.title)}}}",
+        caption = b.title + (f". {b.note}" if b.note else "")
+        lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(caption)}}}",
                  rf"\begin{{tabular}}{{l{'r' * len(cols)}}}", r"\toprule",
                  " & ".join(["Detector", *map(latex_escape, cols)]) + r" \\", r"\midrule"]
         for det, cells in board_cells(b, lambda t: rf"\textbf{{{t}}}", r"$^\dagger$",
@@ -52,12 +60,14 @@ def to_latex(boards: Sequence[Leaderboard]) -> str:
 
 def long_table(merged: "Merged", metrics: Sequence[str], intervals: "pd.DataFrame | None" = None) -> "pd.DataFrame":
     """Tidy rows (detector, split, group, perturbation[, threshold_source], metric, value[, lo, hi],
-    seen_in_training) for CSV."""
+    seen_in_training, threshold_policy, calibration) for CSV."""
     keys = ["detector", "split", "group", "perturbation"] + (["threshold_source"] if "threshold_source" in merged.metrics else [])
     df = merged.metrics.melt(id_vars=keys, value_vars=list(metrics), var_name="metric", value_name="value")
     if intervals is not None and len(intervals):
         df = df.merge(intervals, on=["detector", "split", "perturbation", "metric"], how="left")
     df["seen_in_training"] = [merged.seen_in_training(d, s) for d, s in zip(df["detector"], df["split"])]
+    df["threshold_policy"] = [merged.keys[d].threshold if d in merged.keys else "" for d in df["detector"]]
+    df["calibration"] = [merged.keys[d].calibration if d in merged.keys else "" for d in df["detector"]]
     return df
 
 
@@ -71,5 +81,6 @@ def to_html(board: Leaderboard) -> str:
                              lambda lo, hi: f'<span class="ci">[{lo}, {hi}]</span>'):
         tds = "".join(f"<td{k}>{c}</td>" for c, k in zip(cells, cls))
         rows.append(f"<tr><th>{html.escape(det)}</th>{tds}</tr>")
-    return (f'<table class="board"><caption>{html.escape(board.title)}</caption>'
+    note = f'<br><span class="note">{html.escape(board.note)}</span>' if board.note else ""
+    return (f'<table class="board"><caption>{html.escape(board.title)}{note}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")

@@ -19,8 +19,8 @@ from .metrics import LOWER_IS_BETTER, THRESHOLDED, tpr_target
 
 METRIC_NAMES = {"acc": "Accuracy", "real_acc": "Real accuracy", "fake_acc": "Fake accuracy",
                 "ap": "Average precision", "auc": "ROC-AUC", "f1": "F1", "bal_acc": "Balanced accuracy",
-                "eer": "Equal error rate", "ece": "Expected calibration error", "brier": "Brier score",
-                "nll": "Negative log-likelihood"}
+                "eer": "Equal error rate", "fpr": "False-positive rate (reals called fake)",
+                "ece": "Expected calibration error", "brier": "Brier score", "nll": "Negative log-likelihood"}
 PLAIN = frozenset({"brier", "nll"})  # shown as numbers (3 decimals); the others as percentages
 DAGGER = "†"
 ORACLE_NOTE = "ORACLE threshold, chosen on the test labels: a diagnostic, not a result"
@@ -49,6 +49,7 @@ class Leaderboard:
     seen: "pd.DataFrame | None" = None
     oracle: bool = False  # accuracies at oracle thresholds (their own tables, labelled)
     comparable: bool = True  # False: the detectors' means cover different splits (not ranked, no best mean)
+    note: str = ""  # one line under the title (merged reports: each row's threshold policy and calibration)
 
     @property
     def title(self) -> str:
@@ -207,7 +208,8 @@ def to_markdown(boards: Sequence[Leaderboard]) -> str:
                 for det, cells in board_cells(b, lambda t: f"**{t}**", DAGGER, lambda lo, hi: f" [{lo}, {hi}]")]
         headers = ["detector", *map(markdown_escape, b.values.columns)]  # names from folders: `|`, `\\`, `*` ...
         body = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-        parts.append(f"### {b.title.replace(b.perturbation, f'`{b.perturbation}`')}\n\n{body}\n")
+        note = f"{markdown_escape(b.note)}\n\n" if b.note else ""
+        parts.append(f"### {b.title.replace(b.perturbation, f'`{b.perturbation}`')}\n\n{note}{body}\n")
     return "\n".join(parts)
 
 
@@ -220,7 +222,7 @@ def leaderboards_of(metrics: "pd.DataFrame", metrics_shown: Sequence[str], inter
     if is_oracle(metrics).any():
         boards += [leaderboard(metrics, m, p, intervals, seen, oracle=True)
                    for p in perts for m in metrics_shown if m in THRESHOLDED]
-    return [b for b in boards if len(b.values)]
+    return [b for b in boards if len(b.values) and b.values.notna().to_numpy().any()]  # no table of dashes only
 
 
 def leaderboard_markdown(metrics: "pd.DataFrame", metrics_shown: Sequence[str] = ("acc", "ap"),

@@ -210,6 +210,7 @@ class OperatingPoints:
     thresholds: dict[str, float] = field(default_factory=dict)  # detector -> threshold (val policies)
     calibration: dict[str, Calibration] = field(default_factory=dict)
     fpr_targets: tuple[float, ...] = FPR_TARGETS
+    ap_from: str = "logit"  # what AP and ROC-AUC rank: logit or sigmoid32 (sidbench.results.metrics.AP_FROM)
 
     def calibrated(self, detector: str, logits: np.ndarray) -> np.ndarray:
         """The logits the probability metrics (ECE, Brier, NLL) use."""
@@ -218,7 +219,8 @@ class OperatingPoints:
 
     def threshold(self, detector: str, labels: np.ndarray, logits: np.ndarray) -> tuple[float, str]:
         """(threshold on the raw logit, its source) for one row's scores."""
-        if self.policy.kind == "oracle":
+        one_class = not (np.any(labels == 0) and np.any(labels == 1))
+        if self.policy.kind == "oracle" and not one_class:  # one class has no balanced accuracy: the fixed threshold
             return best_balanced_threshold(labels, logits), "oracle"
         if self.policy.kind == "val":
             return self.thresholds[detector], "val"
@@ -228,6 +230,9 @@ class OperatingPoints:
     def summary(self) -> str:
         """One phrase for leaderboard headers: which threshold the accuracy columns use."""
         cal = f", P(fake) calibrated by {self.method} scaling on validation" if self.calibration else ""
+        if self.ap_from == "sigmoid32":
+            cal += ("; AP and ROC-AUC on float32 sigmoids (--ap-from sigmoid32: saturated logits tie, "
+                    "as in the reference scripts)")
         if self.policy.kind == "oracle":
             return ("ORACLE thresholds: accuracies at the best threshold on each test split's own labels, "
                     f"a diagnostic, not a result{cal}")
@@ -248,16 +253,17 @@ class OperatingPoints:
                      "val": (f"lowest threshold with FPR <= {self.policy.fpr:g} on the validation reals"
                              if self.policy.fpr is not None else "max balanced accuracy on the validation split")}
         method = self.method
-        return {"threshold": str(self.policy), "criterion": criterion[self.policy.kind],
+        return {"threshold": str(self.policy), "criterion": criterion[self.policy.kind], "ap_from": self.ap_from,
                 "thresholds": dict(self.thresholds), "fpr_targets": list(self.fpr_targets),
                 "calibration": {"method": method, "fitted_on": "val" if method else None,
                                 "detectors": {d: c.describe() for d, c in self.calibration.items()}}}
 
 
 def operating_points(policy: ThresholdPolicy, calibrate: str | None, detectors: Sequence[str],
-                     val_scores: "pd.DataFrame | None", extra_fpr: Sequence[float] = ()) -> OperatingPoints:
+                     val_scores: "pd.DataFrame | None", extra_fpr: Sequence[float] = (),
+                     ap_from: str = "logit") -> OperatingPoints:
     """Fit each detector's calibration and validation threshold on its clean validation scores."""
-    op = OperatingPoints(policy, fpr_targets=fpr_targets(extra_fpr))
+    op = OperatingPoints(policy, fpr_targets=fpr_targets(extra_fpr), ap_from=ap_from)
     if not policy.needs_val and not calibrate:
         return op
     for det in detectors:

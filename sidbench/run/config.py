@@ -42,6 +42,7 @@ class RunConfig:
     threshold: str = "fixed"  # fixed | val | oracle | val-fpr:X (sidbench.results.operating)
     calibrate: str | None = None  # temperature | platt, fitted on the validation split per detector
     fpr_targets: list[float] = field(default_factory=list)  # TPR columns at these FPRs besides 1% and 5%
+    ap_from: str = "logit"  # what AP/AUC rank: logit, or sigmoid32 (the reference scripts' float32 P(fake))
 
     def __post_init__(self) -> None:
         """Values of the wrong kind fail here with one line (TOML files are not type-checked)."""
@@ -82,11 +83,15 @@ class RunConfig:
         if not isinstance(self.fpr_targets, list):
             raise SidbenchError(f"fpr_targets must be a list of fractions, got {self.fpr_targets!r}")
         fpr_targets(self.fpr_targets)
+        from ..results.metrics import AP_FROM
+
+        if self.ap_from not in AP_FROM:
+            raise SidbenchError(f"--ap-from {self.ap_from}: choose {' or '.join(map(str, AP_FROM))}")
 
     def identity(self) -> dict[str, Any]:
         """What fixes the scores (not where they go, how fast or with which progress bars; nor the
         threshold, calibration and FPR targets, which only change the metrics computed from the scores)."""
-        skip = ("out", "progress", "workers", "device", "no_cache", "threshold", "calibrate", "fpr_targets")
+        skip = ("out", "progress", "workers", "device", "no_cache", "threshold", "calibrate", "fpr_targets", "ap_from")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def digest(self) -> str:

@@ -17,15 +17,18 @@ def records_of(paths: list[str] | str | None, plugins: Any, dataset: str | None 
     (``flag`` names their option in errors)."""
     if not paths:
         return []
+    from ..data.trees import reading_roots
+
     paths = [paths] if isinstance(paths, str) else paths
     out, root_of = [], {}
-    for p in paths:
-        recs = resolve_records(p, plugins, dataset, role, flag=flag, **options)
-        for split in sorted({r.split for r in recs}):
-            if root_of.setdefault(split, p) != p:
-                raise DataError(f"split {split!r} is in both {root_of[split]} and {p}: two data folders would merge "
-                                "into one split; rename one of the folders or run them separately")
-        out += recs
+    with reading_roots(paths):  # a layout split over two roots (UFD's test/ and diffusion_datasets/) reads as one
+        for p in paths:
+            recs = resolve_records(p, plugins, dataset, role, flag=flag, **options)
+            for split in sorted({r.split for r in recs}):
+                if root_of.setdefault(split, p) != p:
+                    raise DataError(f"split {split!r} is in both {root_of[split]} and {p}: two data folders would "
+                                    "merge into one split; rename one of the folders or run them separately")
+            out += recs
     return out
 
 

@@ -399,7 +399,7 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
     from ..api.paths import write_atomic
     from ..results.folder import environment, write_run_json, write_skipped
     from ..results.leaderboard import DAGGER, coverage_warning, leaderboard_markdown, seen_marker, split_names
-    from ..results.metrics import metrics_table
+    from ..results.metrics import metrics_table, one_class, one_class_note
 
     out, cfg, data = ctx.out, ctx.cfg, ctx.data
     scores, op = operating_scores(ctx, detectors)
@@ -408,12 +408,14 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
     write_atomic(out / "metrics.csv", metrics.to_csv(index=False))
     training = {d.name: d.trained_on if d.trained_on is not None else d.spec.training_data for d in detectors}
     seen = seen_marker(training, split_names(scores[["split", "generator"]].drop_duplicates().itertuples(index=False)))
-    board = leaderboard_markdown(metrics, seen=seen)
+    real_only = one_class(metrics) & (metrics["n_fake"] == 0)
+    board = leaderboard_markdown(metrics, ("acc", "ap", *(("fpr",) if real_only.any() else ())), seen=seen)
     if DAGGER in board:
         board += f"\n{DAGGER} = the split's generator is in the detector's training data.\n"
     counts = f"{scores['path'].nunique()} images scored, {n_skipped} skipped"
+    note = one_class_note(metrics)
     header = (f"# sidbench leaderboard: {data.name}\n\n{counts} (see skipped.csv); {op.summary()}; "
-              "means are unweighted over splits.\n\n")
+              "means are unweighted over splits.\n\n" + (f"Note: {note}.\n\n" if note else ""))
     write_atomic(out / "leaderboard.md", header + board)
     write_run_json(out / "run.json", {
         "name": data.name,
@@ -443,7 +445,7 @@ def operating_scores(ctx: RunContext, detectors: Sequence["Detector"]):
     val_path = ctx.out / VAL_SCORES
     val = finalize_scores(val_path) if val_path.exists() else None
     op = operating_points(parse_threshold(ctx.cfg.threshold), ctx.cfg.calibrate, [d.name for d in detectors], val,
-                          ctx.cfg.fpr_targets)
+                          ctx.cfg.fpr_targets, ctx.cfg.ap_from)
     if val is not None:
         write_calibrated(val_path, val, op)
     return write_calibrated(ctx.out / "scores.csv", finalize_scores(ctx.out / "scores.csv"), op), op

@@ -146,6 +146,23 @@ def published_only(suite: str, dataset: str, layout: Any, records: list) -> list
     return [r for r in records if r.split in set(keep)]
 
 
+def part_records(layout: Any, roots: list[Path], part: Part) -> list:
+    """The records of one suite part from every root its layout recognises (UFD's ``datasets/test`` and
+    ``diffusion_datasets`` given as two roots); a split two roots both hold is refused."""
+    from ..data.trees import reading_roots
+
+    recs, root_of = [], {}
+    with reading_roots(roots):
+        for root in roots:
+            got = layout.records(root, role="test", **({"splits": part.splits} if part.splits else {}))
+            for split in sorted({r.split for r in got}):
+                if root_of.setdefault(split, root) != root:
+                    raise DataError(f"--suite: split {split!r} is in both {root_of[split]} and {root}; "
+                                    "give one of them")
+            recs += got
+    return recs
+
+
 def suite_data(name: str, roots: list[str], plugins: Any, perturb: str | None = None) -> tuple[list, ScorePlan, str]:
     """The suite's records under ``roots``, its plan, and the merged ``--perturb`` string."""
     from ..api.specs import resolve_factory
@@ -157,10 +174,10 @@ def suite_data(name: str, roots: list[str], plugins: Any, perturb: str | None = 
     records, found = [], []
     for part in suite.parts:
         layout = resolve_factory(plugins.dataset(part.dataset).factory)()
-        root = next((Path(r) for r in roots if layout.matches(Path(r).expanduser())), None)
-        if root is None:
+        matching = [Path(r).expanduser() for r in roots if layout.matches(Path(r).expanduser())]
+        if not matching:
             continue
-        recs = layout.records(root.expanduser(), role="test", **({"splits": part.splits} if part.splits else {}))
+        recs = part_records(layout, matching, part)
         recs = published_only(name, part.dataset, layout, recs)
         recs = part.sample(recs) if part.sample is not None else recs
         perts = {p.name for p in parse_perturbations(part.perturb, plugins, include_clean=False)}
