@@ -77,8 +77,9 @@ class FiveTokenCrops:
         import torchvision.transforms.functional as TF
 
         from sidbench.data.images import UnreadableImage
+        from sidbench.data.pil_decode import pil_convert_rgb
 
-        img, s, n = item.image, self.size, self.size // PATCH
+        img, s, n = pil_convert_rgb(item), self.size, self.size // PATCH
         rows, cols = img.size[1] // PATCH, img.size[0] // PATCH
         if rows == 0 or cols == 0:
             raise UnreadableImage(f"smaller than one {PATCH}x{PATCH} patch ({img.size[0]}x{img.size[1]}), which B-Free "
@@ -96,7 +97,8 @@ class FiveTokenCrops:
 PROTOCOL = ProtocolSpec(
     "bfree_5crops", FiveTokenCrops,
     "B-Free's wrapper: no resize; five 504-px crops on the 14-px token grid (centre, then the corners), grids under "
-    "36 tokens tiled; mean of the 5 logits", views=5, variable_size=True)
+    "36 tokens tiled; mean of the 5 logits; decoded as PIL's convert('RGB') (no EXIF rotation)", views=5,
+    variable_size=True, reads_file=True)
 
 NOTES = (
     "Read from code/networks/wrapper5crops.py and main_bfree.py at commit c6a9f89. The official wrapper crops the "
@@ -104,7 +106,8 @@ NOTES = (
     "same tokens (the embedding is a non-overlapping stride-14 convolution) and lets images of any size batch "
     "together: every image becomes five 504x504 views, at most max_batch_pixels per batch (the official script runs "
     "one image at a time). Images under 14 pixels a side, which the official code cannot embed, are skipped. "
-    "Normalisation: ImageNet mean/std (norm_type 'resnet' in the release's config.yaml). The released file holds "
+    "Decoding: Image.open(path).convert('RGB') as main_bfree.py does (no EXIF rotation; perturbed images use "
+    "sidbench's upright decode). Normalisation: ImageNet mean/std (norm_type 'resnet' in the release's config.yaml). The released file holds "
     "every weight (a full fine-tune; no base model is fetched). Runs in fp32 as main_bfree.py does.")
 
 

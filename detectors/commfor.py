@@ -75,8 +75,9 @@ class ResizeCenterCrop:
         import torchvision.transforms.functional as TF
 
         from sidbench.data.images import check_short_side_resize
+        from sidbench.data.pil_decode import pil_convert_rgb
 
-        img = item.image
+        img = pil_convert_rgb(item)
         check_short_side_resize(*img.size, self.resize)
         img = TF.resize(img, self.resize, interpolation=TF.InterpolationMode.BILINEAR)
         return TF.normalize(TF.to_tensor(TF.center_crop(img, [self.crop, self.crop])), self.mean, self.std)
@@ -85,12 +86,13 @@ class ResizeCenterCrop:
 PROTOCOL = ProtocolSpec(
     "commfor_resize_crop", ResizeCenterCrop,
     "Community Forensics' test transform: short side resized to 440 (256 for the 224 model; bilinear, antialiased), "
-    "centre crop 384 (224)")
+    "centre crop 384 (224); decoded as PIL's convert('RGB') (no EXIF rotation)", reads_file=True)
 
 NOTES = (
     "Read from models.py, dataloader.py (get_transform, test mode) and eval.py at commit 5ec815f. The official loader "
     "(PyTorchModelHubMixin.from_pretrained) does not load strictly; sidbench does, so a file missing a tensor is refused "
-    "instead of scoring with random weights. The released files hold the whole fine-tuned ViT (no base model is "
+    "instead of scoring with random weights. Decoding: PIL's convert('RGB') as dataloader.py does (no EXIF rotation; "
+    "perturbed images use sidbench's upright decode). The released files hold the whole fine-tuned ViT (no base model is "
     "fetched). Batched like any fixed-size protocol; fp32 as eval.py runs.")
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (CLIP_MEAN, CLIP_STD, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput,
-                          SidbenchError, hookimpl, strip_prefix)
+from sidbench.api import (CLIP_MEAN, CLIP_STD, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput,
+                          ProtocolSpec, SidbenchError, hookimpl, strip_prefix)
 
 if TYPE_CHECKING:
     import torch
@@ -75,13 +75,35 @@ def build_network(embed_dim: int = 1024, depth: int = 24, num_heads: int = 16) -
     return net
 
 
+class CenterCrop:
+    """inference.py's transform: torchvision's ``CenterCrop(336)`` on the PIL image (zero padding when smaller, no
+    resize), ToTensor, CLIP normalisation; the image decoded as ``Image.open(path).convert('RGB')``."""
+
+    def __init__(self, info: PixelInput):
+        self.size, self.mean, self.std = int(info.image_size), tuple(info.mean), tuple(info.std)
+
+    def __call__(self, item: ImageInput) -> "torch.Tensor":
+        import torchvision.transforms.functional as TF
+
+        from sidbench.data.pil_decode import pil_convert_rgb
+
+        img = TF.center_crop(pil_convert_rgb(item), [self.size, self.size])
+        return TF.normalize(TF.to_tensor(img), self.mean, self.std)
+
+
+PROTOCOL = ProtocolSpec(
+    "dda_center_crop", CenterCrop,
+    "DDA's inference.py: centre crop 336 (zero padding when smaller), no resize; decoded as PIL's convert('RGB') "
+    "(no EXIF rotation)", reads_file=True)
+
 NOTES = (
     "Read from Inference/inference.py and Inference/models/*.py (commit 21f1e39). sidbench merges the LoRA factors "
     "(rank 8, alpha 1, on every block's attn.qkv, attn.proj, mlp.fc1, mlp.fc2) into the frozen weights when the file "
     "loads, so the network is one plain ViT-L/14 (same logits to float precision); a file whose LoRA layers differ from "
     "those targets is refused. The released file holds the whole DINOv2 base (the official code loads it strictly), "
-    "so nothing else is fetched. Protocol: sidbench's center_crop at 336 (torchvision's CenterCrop: zero padding for "
-    "smaller images, no resize), CLIP mean/std; position embeddings resized the DINOv2 way, not timm's. The default "
+    "so nothing else is fetched. Protocol dda_center_crop: torchvision's CenterCrop(336) (zero padding for smaller "
+    "images, no resize), CLIP mean/std, decoded as Image.open(path).convert('RGB') (no EXIF rotation; perturbed "
+    "images use sidbench's upright decode); position embeddings resized the DINOv2 way, not timm's. The default "
     "weights are the February 2026 re-release (the README: the earlier upload 'slightly differed from the results "
     "reported in the paper'). Runs in fp32 as inference.py does (--precision fp16 halves the memory of the ViT-L).")
 
@@ -91,8 +113,8 @@ def sidbench_detectors() -> list[DetectorSpec]:
     return [DetectorSpec(
         name="dda",
         factory=DDA,
-        preprocess="center_crop",
-        pixels=PixelInput(image_size=CROP, mean=CLIP_MEAN, std=CLIP_STD),
+        preprocess="dda_center_crop",
+        pixels=PixelInput(image_size=CROP, mean=CLIP_MEAN, std=CLIP_STD, protocols=(PROTOCOL,)),
         default=True,
         needs_fit=True,  # scores only with weights attached (fit explains why it cannot train)
         quickstart=False,  # the weights cannot be fetched offline; training is not ported

@@ -193,6 +193,15 @@ def image(seed: int, w: int, h: int) -> Image.Image:
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
 
+def write_rotated_jpeg(path: Path, seed: int, w: int = 90, h: int = 60) -> Path:
+    """A JPEG whose EXIF orientation (6: rotate 90 degrees) plain PIL ignores and sidbench's reader applies."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image(seed, w, h).save(path, "JPEG", quality=95, exif=exif.tobytes())
+    return path
+
+
 def detector_logit(det, img: Image.Image) -> float:
     """The engine's path for one image: the detector's protocol, its network on every view, the views' mean."""
     from sidbench.api import ImageInput
@@ -358,6 +367,7 @@ def test_one_run_one_leaderboard_with_npr(tmp_path):
     import pandas as pd
 
     from sidbench.cli import main
+    from sidbench.data.images import read_image
 
     from conftest import make_folder, write_image
     from test_pixel_detectors import STAGES, npr_reference, official_shapes, trainer_dump
@@ -374,28 +384,51 @@ def test_one_run_one_leaderboard_with_npr(tmp_path):
              "commfor": write_commfor(w / "model.safetensors", states["commfor"])}
     data = make_folder(tmp_path / "data", splits=("gan",), n=1, size=(64, 64), seed=7)
     write_image(data / "gan" / "1_fake" / "odd.png", np.random.default_rng(3), (301, 517), fake=True)
+    write_rotated_jpeg(data / "gan" / "0_real" / "rotated.jpg", 4)
     out = tmp_path / "out"
     dets = ",".join(f"{n}{TINY_NAME}@{f}" for n, f in files.items()) + f",npr@{w / 'NPR.pth'}"
     assert main(["run", "--data", str(data), "--detectors", dets, "--out", str(out), "--batch-size", "2",
                  "--no-progress"]) == 0
     scores = pd.read_csv(out / "scores.csv")
-    assert scores.detector.nunique() == 4 and (scores.groupby("detector").path.nunique() == 3).all()
+    assert scores.detector.nunique() == 4 and (scores.groupby("detector").path.nunique() == 4).all()
     board = (out / "leaderboard.md").read_text()
     refs = {"bfree": bfree_reference, "dda": dda_reference, "commfor": commfor_reference}
     for row in scores.itertuples():
         img = Image.open(row.path).convert("RGB")
         family = row.detector.split("[")[0].split(".")[0]
         assert family in board
-        if family == "npr":  # test.py: Resize((256, 256)), ImageNet normalisation
+        if family == "npr":  # test.py: Resize((256, 256)), ImageNet normalisation; sidbench's upright decode
             x = transforms.Compose([transforms.Resize((256, 256)), transforms.ToTensor(),
-                                    transforms.Normalize(*IMAGENET)])(img)[None]
+                                    transforms.Normalize(*IMAGENET)])(read_image(row.path))[None]
             with torch.no_grad():
                 ref = float(npr_reference(npr, x)[0])
         else:
             ref = refs[family](states[family], img, 2)
         assert row.logit == pytest.approx(ref, abs=1e-4), (row.detector, row.path)
     assert dict(zip(scores.detector.str.split("[").str[0], scores.protocol)) == {
-        "bfree": "bfree_5crops", "dda": "center_crop", "commfor.384": "commfor_resize_crop", "npr.progan4": "resize_square"}
+        "bfree": "bfree_5crops", "dda": "dda_center_crop", "commfor.384": "commfor_resize_crop", "npr.progan4": "resize_square"}
+
+
+def test_own_protocols_decode_as_plain_pil_without_exif_rotation(tmp_path, plugins):
+    """Unperturbed files are decoded as the official scripts' Image.open(path).convert('RGB') (no EXIF
+    rotation); an ordinary file is not decoded a second time."""
+    from sidbench.api import ImageInput
+    from sidbench.data.images import read_image
+    from sidbench.data.pil_decode import pil_convert_rgb
+
+    path = write_rotated_jpeg(tmp_path / "r.jpg", 1)
+    upright = read_image(path)
+    assert upright.size == (60, 90)
+    plain = pil_convert_rgb(ImageInput(upright, path.read_bytes(), str(path)))
+    assert plain.size == (90, 60) and np.array_equal(np.asarray(plain), np.asarray(Image.open(path).convert("RGB")))
+    assert pil_convert_rgb(ImageInput(upright, None, str(path))) is upright  # perturbed: sidbench's decode
+    png = tmp_path / "p.png"
+    image(2, 30, 20).save(png)
+    decoded = read_image(png)
+    assert pil_convert_rgb(ImageInput(decoded, png.read_bytes(), str(png))) is decoded
+    for name in ("bfree", "dda", "commfor.384"):
+        spec = plugins.detector(name)
+        assert next(p for p in spec.pixels.protocols if p.name == spec.preprocess).reads_file
 
 
 # -- full sizes (slow) -----------------------------------------------------------------------------------------
