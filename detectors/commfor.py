@@ -109,7 +109,7 @@ def _spec(size: int, default: bool) -> DetectorSpec:
         options=OPTIONS,
         description=f"Community Forensics ViT-S/16 at {size} px: resize {RESIZE[size]}, centre crop {size}; "
                     f"official: commfor.{size}@official ({repo} model.safetensors)",
-        training_data=("community-forensics (2.7M images from 4803 generators, with real images from the same domains)",),
+        training_data=("community-forensics (2.7M images from 4803 generators, and real images)",),
         official_weights=OfficialWeights(
             url=f"https://huggingface.co/{repo}/resolve/{revision}/model.safetensors", filename="model.safetensors",
             sha256=sha256, revision=revision, repository=REPOSITORY,
