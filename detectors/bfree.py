@@ -107,7 +107,8 @@ NOTES = (
     "together: every image becomes five 504x504 views, at most max_batch_pixels per batch (the official script runs "
     "one image at a time). Images under 14 pixels a side, which the official code cannot embed, are skipped. "
     "Decoding: Image.open(path).convert('RGB') as main_bfree.py does (no EXIF rotation; perturbed images use "
-    "sidbench's upright decode). Normalisation: ImageNet mean/std (norm_type 'resnet' in the release's config.yaml). The released file holds "
+    "sidbench's upright decode). Normalisation: ImageNet mean/std (norm_type 'resnet' in the release's "
+    "config.yaml). The released file holds "
     "every weight (a full fine-tune; no base model is fetched). Runs in fp32 as main_bfree.py does.")
 
 

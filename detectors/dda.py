@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 PAPER = ("Chen et al., Dual Data Alignment Makes AI-Generated Image Detector Easier Generalizable, NeurIPS 2025 "
          "(arXiv 2505.14359)")
-LICENSE = "Apache-2.0 (roy-ch/Dual-Data-Alignment LICENSE; the Hugging Face model repository is the authors' release)"
+X
 REPOSITORY = "https://github.com/roy-ch/Dual-Data-Alignment"
 HF_REPO = "Junwei-Xi/Dual-Data-Alignment"
 HF_REVISION = "4390d9023899196b437480bb6a441915ef5d816c"
@@ -121,7 +121,8 @@ def sidbench_detectors() -> list[DetectorSpec]:
         options=OPTIONS,
         description="DDA (DINOv2 ViT-L/14 + LoRA r=8, merged at load); centre crop 336, no resize; "
                     "official: dda@official (DDA_ckpt.pth, 2026 re-release)",
-        training_data=("coco (MSCOCO train2017 reals)", "VAE reconstructions of the same images, pixel- and frequency-aligned (DDA fakes)"),
+        training_data=("coco (MSCOCO train2017 reals)",
+                       "VAE reconstructions of the same images, pixel- and frequency-aligned (DDA fakes)"),
         official_weights=OfficialWeights(
             url=f"https://huggingface.co/{HF_REPO}/resolve/{HF_REVISION}/DDA_ckpt.pth", filename="DDA_ckpt.pth",
             sha256="b27a31d39374803ddeff02bfabb2be76e190b04300490cddfafb24f683f37e3e", revision=HF_REVISION,

@@ -400,7 +400,8 @@ def test_one_run_one_leaderboard_with_npr(tmp_path):
         if family != "npr":  # NPR's logits against its official forward: tests/test_pixel_runs.py
             assert row.logit == pytest.approx(refs[family](states[family], img, 2), abs=1e-4), (row.detector, row.path)
     assert dict(zip(scores.detector.str.split("[").str[0], scores.protocol)) == {
-        "bfree": "bfree_5crops", "dda": "dda_center_crop", "commfor.384": "commfor_resize_crop", "npr.progan4": "resize_square"}
+        "bfree": "bfree_5crops", "dda": "dda_center_crop", "commfor.384": "commfor_resize_crop",
+        "npr.progan4": "resize_square"}
 
 
 def test_own_protocols_decode_as_plain_pil_without_exif_rotation(tmp_path, plugins):
@@ -423,6 +424,23 @@ def test_own_protocols_decode_as_plain_pil_without_exif_rotation(tmp_path, plugi
     for name in ("bfree", "dda", "commfor.384"):
         spec = plugins.detector(name)
         assert next(p for p in spec.pixels.protocols if p.name == spec.preprocess).reads_file
+
+
+# the official logits of code/demo_images/*.png (B-Free's results.csv), for a machine that has the released file
+BFREE_DEMO = {"img0000.png": -5.9374785, "img0001.png": -4.441922, "img0002.png": 4.430519, "img0003.png": 3.8499813}
+
+
+@pytest.mark.slow
+def test_bfree_released_file_reproduces_its_demo_logits(plugins):
+    """Opt-in: SIDBENCH_BFREE_WEIGHTS=.../model_epoch_best.pth SIDBENCH_BFREE_DEMO=.../code/demo_images."""
+    import os
+
+    weights, demo = os.environ.get("SIDBENCH_BFREE_WEIGHTS"), os.environ.get("SIDBENCH_BFREE_DEMO")
+    if not weights or not demo:
+        pytest.skip("set SIDBENCH_BFREE_WEIGHTS and SIDBENCH_BFREE_DEMO to the released file and demo images")
+    det = load("bfree", Path(weights), plugins, options={})
+    for name, logit in BFREE_DEMO.items():
+        assert detector_logit(det, Image.open(Path(demo) / name).convert("RGB")) == pytest.approx(logit, abs=1e-3), name
 
 
 # -- full sizes (slow) -----------------------------------------------------------------------------------------
