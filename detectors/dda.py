@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 PAPER = ("Chen et al., Dual Data Alignment Makes AI-Generated Image Detector Easier Generalizable, NeurIPS 2025 "
          "(arXiv 2505.14359)")
-X
+LICENSE = "Apache-2.0 (roy-ch/Dual-Data-Alignment LICENSE; the weights are the same authors' Hugging Face release)"
 REPOSITORY = "https://github.com/roy-ch/Dual-Data-Alignment"
 HF_REPO = "Junwei-Xi/Dual-Data-Alignment"
 HF_REVISION = "4390d9023899196b437480bb6a441915ef5d816c"
