@@ -191,3 +191,21 @@ def test_a_compiled_backbone_builds_one_graph_for_every_feature_set(monkeypatch)
     assert len(graphs) == 1, f"{len(graphs)} graphs"
     assert set(a) == {"cls_ln2"} and set(b) == {"image_embed", "cls_final"} and torch.equal(a["cls_ln2"], c["cls_ln2"])
     torch._dynamo.reset()
+
+
+def test_a_resume_on_other_numerics_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    from conftest import make_folder
+
+    from sidbench.cli import main
+    from sidbench.run.config import RunConfig
+
+    data = make_folder(tmp_path / "d", splits=("a",), n=2)
+    args = ["run", "--data", str(data), "--detectors", "clip_zeroshot", "--backbone", "clip-tiny", "--no-progress",
+            "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    assert RunConfig(device="cpu", precision="bf16").numerics() == "cpu-fp32"  # the CPU always runs fp32
+    monkeypatch.setattr(RunConfig, "numerics", lambda self: "cuda-bf16")  # as if resumed on a GPU in bf16
+    capsys.readouterr()
+    assert main(args) != 0
+    err = capsys.readouterr().err.strip()
+    assert "numerics" in err and "--overwrite" in err and len(err.splitlines()) == 1

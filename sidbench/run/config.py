@@ -92,7 +92,15 @@ class RunConfig:
         """What fixes the scores (not where they go, how fast or with which progress bars; nor the
         threshold, calibration and FPR targets, which only change the metrics computed from the scores)."""
         skip = ("out", "progress", "workers", "device", "no_cache", "threshold", "calibrate", "fpr_targets", "ap_from")
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        ident = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        ident["numerics"] = self.numerics()  # a resume on another device kind or precision never mixes rows
+        return ident
+
+    def numerics(self) -> str:
+        """The device kind and the backbones' effective precision, e.g. ``cuda-fp16``, ``cpu-fp32`` (which
+        GPU of a kind does not change the numbers; the CPU always runs fp32)."""
+        kind = pick_device(self.device).split(":")[0]
+        return f"{kind}-{'fp32' if kind == 'cpu' else self.precision or 'fp16'}"
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
