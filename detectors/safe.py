@@ -66,6 +66,7 @@ class SAFE(NetworkDetector):
         import torch
 
         o = self.options
+        data = data.with_classes(o["classes"], log)
         self.net = build_network().to(data.device)
         opt = torch.optim.AdamW(_param_groups(self.net, float(o["weight_decay"])), lr=float(o["lr"]))
         view, best, summary = SafeAugment(int(o["crop_size"])), None, {}
@@ -206,8 +207,10 @@ def forward(net: "torch.nn.Module", x: "torch.Tensor") -> "torch.Tensor":
 
 
 OPTIONS = {"epochs": 20, "lr": 1e-2 * 128 / 256, "min_lr": 1e-6, "warmup_epochs": 1, "weight_decay": 0.01,
-           "smoothing": 0.1, "batch_size": 32, "crop_size": 256, "image_size": 256}
-# lr: blr 1e-2 x (32 per GPU x 4 GPUs) / 256, as scripts/train.sh runs it
+           "smoothing": 0.1, "batch_size": 32, "crop_size": 256, "image_size": 256,
+           "classes": ["car", "cat", "chair", "horse"]}
+# lr: blr 1e-2 x (32 per GPU x 4 GPUs) / 256, as scripts/train.sh runs it; classes: the README's train_ForenSynths
+OPTION_TYPES = {"classes": (str, list)}
 
 
 @hookimpl
@@ -223,6 +226,7 @@ def sidbench_detectors() -> list[DetectorSpec]:
         description="SAFE (bior1.3 HH band, truncated ResNet-50) on ProGAN car/cat/chair/horse; eval.sh protocol "
                     "(centre crop 256, no resize, no normalisation); official: safe@checkpoint-best.pth",
         options=OPTIONS,
+        option_types=OPTION_TYPES,
         training_data=("progan",),
         paper=PAPER,
         license=LICENSE,
