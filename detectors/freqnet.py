@@ -176,8 +176,8 @@ def sidbench_detectors() -> list[DetectorSpec]:
             git_blob="3c6208db34138cea16da831bdecf03bbb568b630",
             note="committed in the repository root (the README's test command names it 4-classes-freqnet.pth); "
                  "no SHA-256 published"),
-        published={"ForenSynths (8 GANs) and GANGen-Detection (9 GANs), mean acc / AP":
-                   "in the paper's tables (anchors, not reproduced here)"},
+        published={"17 GANs (ForenSynths + GANGen-Detection), mean acc vs. the previous best":
+                   "+9.8 points with fewer parameters (abstract; anchor, not reproduced here)"},
         notes="Read from networks/freqnet.py (network, key names, initialisation), test.py, validate.py and "
               "data/datasets.py (protocols: ForenSynths no_resize=False/no_crop=True, i.e. Resize((256, 256)) "
               "bilinear on PIL, no crop; GANGen-Detection native size; ImageNet mean/std), train.py, "

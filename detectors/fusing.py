@@ -276,8 +276,9 @@ def sidbench_detectors() -> list[DetectorSpec]:
             note="the authors published no weights; SIDBench (mever-team/sidbench, models/models.py: "
                  "weights/fusing/PSM.pth, trained on ProGAN) hosts this file in its Hugging Face bundle; "
                  "revision not pinned yet (no commit id could be read offline), no checksum published"),
-        published={"19 generators of the paper's test set (CNNDetection sets, StyleGAN3, Taming Transformers, ...)":
-                   "per-generator acc/AP in the paper's tables (anchors, not reproduced here)"},
+        published={"test set of 19 generators (CNNDetection's sets, StyleGAN3, Taming Transformers, ...)":
+                   "per-generator acc / AUC / AP in the paper's tables (not reproduced here); SIDBench's own "
+                   "table reports this file on its benchmark"},
         notes="Read from networks/trainer.py (Patch5Model, COOI, SA_layer), networks/resnet.py (torchvision "
               "ResNet-50 layout, an unused 1000-way fc kept in the checkpoint), data/dataset_train.py and "
               "data/__init__.py (the two views, the scale), eval.py (no_resize: native size; {'model': sd} "

@@ -236,7 +236,9 @@ def sidbench_detectors() -> list[DetectorSpec]:
             git_blob="21e7aceb520a44ffcdf09234aae8f02b5986f80a", repository=REPOSITORY, revision=COMMIT,
             note="committed in the repository (checkpoint/checkpoint-best.pth); no SHA-256 published"),
         published={
-            "GPT-ImgEval GenEval / ReasoningEdit, acc": "98.92 / 96.32 (README, 2025/04; anchors, not reproduced here)",
+            "26 generators (GANs and diffusion), mean acc vs. the previous best": "+4.5 points (abstract, arXiv v1)",
+            "GPT-ImgEval GenEval / ReasoningEdit, acc": "98.92 / 96.32 (README, 2025/04)",
+            "parameters": "1.44 M (the network here has 1,438,274); anchors, not reproduced here",
         },
         notes="Read from models/resnet.py (network, _preprocess_dwt), data/datasets.py (the 'crop' transforms), "
               "main_finetune.py and utils.py (optimiser, schedule, label smoothing, checkpoint layout), "
