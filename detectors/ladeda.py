@@ -43,7 +43,7 @@ GRADIENT_KERNELS = {
 
 
 class LaDeDa(NetworkDetector):
-    """LaDeDa9 (``tiny=False``) or Tiny-LaDeDa on 256x256 resized images, one logit per image (the mean of
+    """LaDeDa9, or Tiny-LaDeDa (the ``tiny_ladeda`` family), on 256x256 resized images, one logit per image (the mean of
     the patch features through ``fc``). Loads the published bare state dicts as they are (saved on cuda:0;
     read on the CPU)."""
 
@@ -53,8 +53,12 @@ class LaDeDa(NetworkDetector):
             raise SidbenchError(f"{spec.name}: residual must be one of {', '.join(PREPROCESS)}, "
                                 f"got {self.options['residual']!r}")
 
+    @property
+    def tiny(self) -> bool:
+        return self.spec.name.split(".")[0] == "tiny_ladeda"
+
     def build_network(self) -> "torch.nn.Module":
-        return build_tiny() if self.spec.options.get("tiny") else build_ladeda9()
+        return build_tiny() if self.tiny else build_ladeda9()
 
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
         return forward(self.net, preprocess(features["pixels"], self.options["residual"])).squeeze(1)
@@ -73,7 +77,7 @@ class LaDeDa(NetworkDetector):
         import torch
 
         o = self.options
-        if self.spec.options.get("tiny"):
+        if self.tiny:
             raise SidbenchError(f"{self.name} is distilled from LaDeDa's patch scores (train_Tiny_LaDeDa.py), which "
                                 "sidbench does not run; attach a published file instead (tiny_ladeda@FILE)")
         data = data.with_classes(o["classes"], log)
@@ -240,7 +244,7 @@ def _tiny(variant: str, residual: str, data: tuple[str, ...], default: bool, blo
     return DetectorSpec(
         name=f"tiny_ladeda.{variant}", factory=LaDeDa, preprocess="resize_square", pixels=PixelInput(image_size=256),
         needs_fit=False, default=default, quickstart=False,
-        options={**OPTIONS, "residual": residual, "tiny": True}, option_types=OPTION_TYPES,
+        options={"residual": residual, "image_size": 256},
         description=f"Tiny-LaDeDa (4 convs, distilled from LaDeDa) trained on {variant}, input {residual}; "
                     f"official: tiny_ladeda.{variant}@official ({filename})",
         training_data=data, paper=PAPER, license=LICENSE, repository=REPOSITORY,

@@ -55,7 +55,10 @@ class SAFE(NetworkDetector):
 
         import torch
 
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+        if allow is None:  # older torch refuses the dump with the conversion command
+            return super().load(path)
+        with allow([argparse.Namespace]):
             return super().load(path)
 
     # -- training -----------------------------------------------------------------------------------
