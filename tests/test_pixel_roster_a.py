@@ -167,14 +167,14 @@ def ladeda_reference(sd: dict, x: torch.Tensor, tiny: bool, kind: str = "NPR") -
 
 @pytest.mark.parametrize("tiny", [False, True])
 def test_ladeda_files_score_as_the_official_networks(tmp_path, tiny):
-    """test.py: Resize((loadSize, loadSize)) bilinear on PIL, ImageNet mean/std (loadSize 64 here, 256 by default)."""
+    """test.py: Resize((loadSize, loadSize)) bilinear on PIL, ImageNet mean/std (loadSize 40 here, 256 by default)."""
     sd = tiny_state(3) if tiny else ladeda_state(3)
     path = tmp_path / ("ForenSynth_Tiny_LaDeDa.pth" if tiny else "WildRF_LaDeDa.pth")
     torch.save(sd, path)  # save_networks: the bare state dict
     name = "tiny_ladeda" if tiny else "ladeda"
     images = [image(20 + i, size) for i, size in enumerate(SIZES)]
-    for img, got in zip(images, detector_logits(name, path, images, image_size=64)):
-        assert close(got, ladeda_reference(sd, normalise(img.resize((64, 64), Image.BILINEAR)), tiny)), img.size
+    for img, got in zip(images, detector_logits(name, path, images, image_size=40)):
+        assert close(got, ladeda_reference(sd, normalise(img.resize((40, 40), Image.BILINEAR)), tiny)), img.size
 
 
 def test_tiny_ladeda_wildrf_reads_the_right_diagonal_gradient(tmp_path):
@@ -229,13 +229,13 @@ def freqnet_reference(sd, x) -> float:
 
 
 def test_freqnet_file_scores_as_the_official_network_under_both_test_protocols(tmp_path):
-    """ForenSynths: Resize((loadSize, loadSize)) (64 here); GANGen-Detection: native size (odd sizes too)."""
+    """ForenSynths: Resize((loadSize, loadSize)) (40 here); GANGen-Detection: native size (odd sizes too)."""
     sd = freqnet_state(5)
     torch.save(sd, tmp_path / "4-classes-freqnet-v2.pth")
     path = tmp_path / "4-classes-freqnet-v2.pth"
     images = [image(30 + i, size) for i, size in enumerate(SIZES)]
-    for img, got in zip(images, detector_logits("freqnet", path, images, image_size=64)):
-        assert close(got, freqnet_reference(sd, normalise(img.resize((64, 64), Image.BILINEAR)))), img.size
+    for img, got in zip(images, detector_logits("freqnet", path, images, image_size=40)):
+        assert close(got, freqnet_reference(sd, normalise(img.resize((40, 40), Image.BILINEAR)))), img.size
     img = image(33, (45, 61))
     assert close(detector_logits("freqnet", path, [img], preprocess="native")[0], freqnet_reference(sd, normalise(img)))
 
