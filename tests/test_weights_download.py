@@ -248,7 +248,7 @@ def test_offline_names_the_zip_member(plugins, monkeypatch, tmp_path):
 def test_a_google_drive_folder_says_what_to_do(online, plugins):
     url = "https://drive.google.com/drive/folders/abc?usp=sharing"
     with_official(plugins, url=url, filename="model.pth")
-    with pytest.raises(WeightsError, match=r"published in a Google Drive folder.*download model.pth and save it as"):
+    with pytest.raises(WeightsError, match=r"published in a Google Drive folder.*download the checkpoint it holds and save it as"):
         load_detector("univfd@official", backbone="clip-tiny", plugins=plugins)
 
 
@@ -261,4 +261,4 @@ def test_weights_list_shows_host_licence_checksum_and_revision(capsys):
     header = table.splitlines()[0].split()
     assert header[:6] == ["name", "fetched", "host", "checksum", "revision", "licence"]
     npr = next(line for line in table.splitlines() if line.startswith("npr.progan4 "))
-    assert "github.com" in npr and "git blob" in npr
+    assert "raw.githubusercontent.com" in npr and "git blob" in npr and "73cde1ced212" in npr

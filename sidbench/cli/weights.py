@@ -32,7 +32,7 @@ def list_main(args: argparse.Namespace) -> int:
         checked = ", ".join(checksums(ow)) or ("none published (SHA-256 recorded)" if recorded_sha256(path)
                                                else "none published (content checked)")
         source = host(ow.url) + (f" (zip member {ow.member})" if ow.member else "")
-        rows.append((s.name, fetched, source, checked, ow.revision or "-", short_licence(s.license), ow.url))
+        rows.append((s.name, fetched, source, checked, (ow.revision or "-")[:12], short_licence(s.license), ow.url))
     for row in rows:
         print(row[0])
     if rows:

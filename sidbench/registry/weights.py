@@ -92,8 +92,8 @@ def fetch_official(spec: "DetectorSpec", log: Log = _stderr) -> Path:
                            f"{fetch_instructions(ow, path)}")
     if "drive.google.com/drive/folders/" in ow.url:
         raise WeightsError(f"{spec.name}@official is published in a Google Drive folder, which sidbench cannot "
-                           f"download: open {ow.url} in a browser, download {ow.member or ow.filename} and save it "
-                           f"as {path}")
+                           f"download: open {ow.url} in a browser, download {ow.member or 'the checkpoint it holds'} and save "
+                           f"it as {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = download(direct_url(ow.url), path, lambda tmp, got: verify(tmp, got, ow, spec.name), member=ow.member)
     record(path, ow, digest)
