@@ -169,7 +169,8 @@ def test_a_run_under_ulimit_v_completes(tmp_path):
     make_folder(tmp_path / "test", splits=("gan",), n=3, size=(48, 48))
     make_folder(tmp_path / "train", splits=("progan",), n=4, size=(48, 48), seed=1)
     args = ["run", "--data", "test", "--train", "train", "--backbone", "clip-tiny", "--workers", "0", "--no-progress",
-            "--detectors", "clip_svm,npr.progan4,rine.progan4,univfd.progan", "--out", "out",
+            "--detectors", "clip_svm,clip_zeroshot,npr.progan4,rine.progan4,tip_adapter,tip_adapter_f,univfd.progan",
+            "--out", "out", "--set", "tip_adapter_f:epochs=1",
             "--set", "npr.progan4:epochs=1", "--set", "npr.progan4:image_size=32", "--set", "npr.progan4:crop_size=32",
             "--set", "npr.progan4:load_size=32", "--set", "npr.progan4:preprocess=center_crop",
             "--set", "univfd.progan:max_epochs=2", "--set", "rine.progan4:augment=false"]
