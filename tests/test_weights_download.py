@@ -240,9 +240,28 @@ def test_offline_names_the_zip_member(plugins, monkeypatch, tmp_path):
     monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SIDBENCH_OFFLINE", "1")
     with_official(plugins, url="https://example.org/models.zip", filename="fc_weights.pth", member="a/b.pth")
-    with pytest.raises(WeightsError, match=r"fetch https://example.org/models.zip \(a zip\), unpack its member a/b.pth "
-                                           r"where the network is reachable and save it as .*fc_weights.pth$"):
+    with pytest.raises(WeightsError, match=r"fetch https://example.org/models.zip \(a zip\) where the network is "
+                                           r"reachable and save it as .*fc_weights.pth.zip \(sidbench unpacks its "
+                                           r"member a/b.pth and checks it\), or save that member itself as "
+                                           r".*fc_weights.pth$"):
         load_detector("univfd@official", backbone="clip-tiny", plugins=plugins)
+
+
+def test_a_zip_saved_by_hand_is_unpacked_and_checked_offline(plugins, monkeypatch, tmp_path):
+    monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SIDBENCH_OFFLINE", "1")
+    member = "weights/Grag2021_latent/model_epoch_best.pth"
+    with_official(plugins, url="https://example.org/models.zip", filename="fc_weights.pth", member=member,
+                  md5="1" * 32)
+    folder().mkdir(parents=True)
+    (folder() / "fc_weights.pth.zip").write_bytes(ZIP)
+    with pytest.raises(WeightsError, match="not the published 1{32}; it was not kept"):
+        load_detector("univfd@official", backbone="clip-tiny", plugins=plugins)
+    assert not (folder() / "fc_weights.pth").exists()
+    with_official(plugins, url="https://example.org/models.zip", filename="fc_weights.pth", member=member,
+                  md5=hashlib.md5(ZIP).hexdigest())  # the zip's MD5, as an author would publish it
+    det = load_detector("univfd@official", backbone="clip-tiny", plugins=plugins)
+    assert det.fitted and (folder() / "fc_weights.pth").read_bytes() == HEAD
 
 
 def test_a_google_drive_folder_says_what_to_do(online, plugins):

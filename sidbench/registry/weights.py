@@ -72,11 +72,31 @@ def checksums(ow: "OfficialWeights") -> list[str]:
 
 
 def fetch_instructions(ow: "OfficialWeights", path: Path) -> str:
-    """What to do by hand: fetch the URL (and unpack the member) and save the checkpoint as ``path``."""
-    what = f"fetch {ow.url}"
+    """What to do by hand: fetch the URL and save it as ``path`` (a zip: as ``path.zip``, or its member as ``path``)."""
     if ow.member:
-        what += f" (a zip), unpack its member {ow.member}"
-    return f"{what} where the network is reachable and save it as {path}"
+        return (f"fetch {ow.url} (a zip) where the network is reachable and save it as {local_zip(path)} (sidbench "
+                f"unpacks its member {ow.member} and checks it), or save that member itself as {path}")
+    return f"fetch {ow.url} where the network is reachable and save it as {path}"
+
+
+def local_zip(path: Path) -> Path:
+    """Where a zip fetched by hand is put for sidbench to unpack: ``FILENAME.zip`` beside the checkpoint."""
+    return path.with_name(path.name + ".zip")
+
+
+def install_from_zip(archive: Path, path: Path, ow: "OfficialWeights", name: str) -> dict[str, str]:
+    """Unpack ``ow.member`` of a zip put in the cache by hand into ``path``, checked as a download is."""
+    digests = {f"archive_{h}": _file_digest(archive, h) for h in HASHES}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    fix = f"replace {archive} with the zip {ow.url} serves"
+    try:
+        digests.update(unpack_member(archive, ow.member, tmp, str(archive), fix))
+        verify(tmp, digests, ow, name)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digests
 
 
 def fetch_official(spec: "DetectorSpec", log: Log = _stderr) -> Path:
@@ -85,6 +105,10 @@ def fetch_official(spec: "DetectorSpec", log: Log = _stderr) -> Path:
     path = official_path(spec)
     if path.is_file():
         check(path, ow, spec.name)
+        return path
+    if ow.member and local_zip(path).is_file():  # a zip fetched by hand (offline, or from a browser)
+        record(path, ow, install_from_zip(local_zip(path), path, ow, spec.name))
+        log(f"{spec.name}@official: unpacked {ow.member} of {local_zip(path)} to {path} (checked)")
         return path
     var = offline()
     if var:
@@ -335,6 +359,8 @@ def check(path: Path, ow: "OfficialWeights", name: str) -> None:
     from ..api.checkpoints import file_sha256
 
     fix = f"delete it and fetch it again (`sidbench weights fetch {name}`)"
+    if ow.member and not recorded_sha256(path):  # put there by hand: the published checksum may be the zip's
+        fix += f", or save the zip itself as {local_zip(path)} for sidbench to unpack and check"
     want = ow.sha256 or recorded_sha256(path)
     if want:
         if (got := file_sha256(path)) != want.lower():
