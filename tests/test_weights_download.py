@@ -41,6 +41,15 @@ def zipped(members: dict[str, bytes]) -> bytes:
 
 
 HEAD, W, B = head_bytes()
+
+
+def safetensors_bytes() -> bytes:
+    from safetensors.torch import save
+
+    return save({"weight": W.contiguous(), "bias": B.contiguous()})
+
+
+SAFE = safetensors_bytes()
 ZIP = zipped({"weights/Grag2021_latent/model_epoch_best.pth": HEAD, "weights/Grag2021_progan/model_epoch_best.pth": b"x" * 99})
 
 
@@ -61,6 +70,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if name == "good.pth":
                 self._head(len(HEAD))
                 self.wfile.write(HEAD)
+            elif name == "good.safetensors":
+                self._head(len(SAFE))
+                self.wfile.write(SAFE)
             elif name == "drip.pth":  # one byte every 0.2 s, forever (or until the client gives up)
                 self._head(len(HEAD))
                 for i in range(len(HEAD)):
@@ -195,6 +207,13 @@ def test_a_good_file_without_hash_is_kept_with_its_sha256(server, online, plugin
     y = torch.randn(3, 32)
     torch.testing.assert_close(det.score({"image_embed": y}), (y @ W.T + B)[:, 0])
     assert weights_mod.recorded_sha256(folder() / "fc_weights.pth") == hashlib.sha256(HEAD).hexdigest()
+
+
+def test_a_safetensors_file_without_hash_is_content_checked_as_safetensors(server, online, plugins):
+    with_official(plugins, url=f"{server}/good.safetensors", filename="fc_weights.safetensors")
+    det = load_detector("univfd@official", backbone="clip-tiny", plugins=plugins)
+    y = torch.randn(3, 32)
+    torch.testing.assert_close(det.score({"image_embed": y}), (y @ W.T + B)[:, 0])
 
 
 def test_md5_is_checked_like_sha256(server, online, plugins):

@@ -87,7 +87,7 @@ def local_zip(path: Path) -> Path:
 def install_from_zip(archive: Path, path: Path, ow: "OfficialWeights", name: str) -> dict[str, str]:
     """Unpack ``ow.member`` of a zip put in the cache by hand into ``path``, checked as a download is."""
     digests = {f"archive_{h}": _file_digest(archive, h) for h in HASHES}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp = partial(path)
     fix = f"replace {archive} with the zip {ow.url} serves"
     try:
         digests.update(unpack_member(archive, ow.member, tmp, str(archive), fix))
@@ -148,13 +148,14 @@ def download(url: str, dest: Path, verify: Callable[[Path, dict[str, str]], None
     """Stream ``url`` to a temporary file beside ``dest`` (with ``member``: unpack that member of the zip it
     serves), ``verify(file, digests)`` it, then rename it; returns its digests (``sha256``, ``md5``, and for a
     zip ``archive_sha256``/``archive_md5``). Nothing is left behind when any step fails."""
+    import http.client
     import urllib.error
     import urllib.request
 
     from .. import __version__
 
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    archive = dest.with_name(f".{dest.name}.{os.getpid()}.zip.part")
+    tmp = partial(dest)
+    archive = dest.with_name(f".part-{os.getpid()}-{dest.name}.zip")
     fix = f"download it by hand and save it as {dest}" if not member else \
         f"download it by hand, unpack its member {member} and save it as {dest}"
     try:
@@ -176,12 +177,21 @@ def download(url: str, dest: Path, verify: Callable[[Path, dict[str, str]], None
         return digests
     except urllib.error.HTTPError as exc:
         raise WeightsError(f"{url}: HTTP {exc.code} {exc.reason}; {fix}") from None
+    except http.client.HTTPException as exc:  # e.g. IncompleteRead of a chunked body cut short
+        raise WeightsError(f"could not download {url} ({type(exc).__name__}: the connection ended early); nothing "
+                           f"was kept; {fix}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise WeightsError(f"could not download {url} ({reason}); {fix}") from None
     finally:
         tmp.unlink(missing_ok=True)
         archive.unlink(missing_ok=True)
+
+
+def partial(dest: Path) -> Path:
+    """The temporary file a download (or unpacked member) is written to beside ``dest``: hidden, with this
+    process's id, and ending like ``dest`` (so it is loaded as the format its suffix names)."""
+    return dest.with_name(f".part-{os.getpid()}-{dest.name}")
 
 
 def _content_length(value: str | None) -> int | None:
@@ -334,23 +344,14 @@ def check_content(path: Path, ow: "OfficialWeights", name: str) -> None:
     torch zip or legacy file, holding tensors (a cut body, a web page or random bytes does not)."""
     from ..api.checkpoints import load_tensors
 
-    suffix = Path(ow.filename).suffix.lower()
-    probe = path.with_name(path.name + (suffix if suffix in (".safetensors", ".npz") else ".pth"))
     try:
-        os.link(path, probe)
-    except OSError:
-        probe = path
-    try:
-        tensors, _ = load_tensors(probe)
+        tensors, _ = load_tensors(path)
         if not tensors:
             raise WeightsError("it holds no tensors")
     except WeightsError as exc:
-        reason = str(exc).split(": ", 1)[-1] if str(exc).startswith(str(probe)) else str(exc)
+        reason = str(exc).split(": ", 1)[-1] if str(exc).startswith(str(path)) else str(exc)
         raise WeightsError(f"{name}@official: the download of {ow.url} is not a loadable checkpoint ({reason}); "
                            "no checksum is published, so it was checked by loading it; it was not kept") from None
-    finally:
-        if probe != path:
-            probe.unlink(missing_ok=True)
 
 
 def check(path: Path, ow: "OfficialWeights", name: str) -> None:
