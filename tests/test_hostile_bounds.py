@@ -38,7 +38,7 @@ def npr_checkpoint(path: Path, options: dict) -> Path:
 
 
 # -- case 7: metadata that sizes memory ---------------------------------------------------------------------
-@pytest.mark.parametrize("value", [1_000_000, 12_000, -3, 0, "abc", 2.5, True])
+@pytest.mark.parametrize("value", [1_000_000, 12_000, -3, 0, "abc", 2.5, True, None, [224]])
 def test_checkpoint_metadata_sizes_are_refused_before_anything_is_built(tmp_path, plugins, value):
     path = npr_checkpoint(tmp_path / "npr.safetensors", {"image_size": value})
     with pytest.raises(WeightsError) as info:

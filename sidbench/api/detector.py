@@ -248,7 +248,7 @@ def _check_saved_options(spec: DetectorSpec, saved: dict[str, Any], path: str) -
     for key, value in saved.items():
         if key not in spec.options:
             continue
-        if value is not None and not accepts(types.get(key), value):
+        if not accepts(types.get(key), value) and not (value is None and spec.options[key] is None):
             raise WeightsError(f"{path}: checkpoint metadata option {key}={value!r} is not {describe(types.get(key))}; "
                                f"the file is damaged or not a {spec.name} checkpoint")
         if (problem := out_of_bounds(key, value)) is not None:
