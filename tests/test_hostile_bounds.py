@@ -18,12 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import make_folder
 from sidbench.api import SidbenchError, WeightsError
 from sidbench.registry import load_detector
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import make_folder  # noqa: E402
 
 
 def npr_checkpoint(path: Path, options: dict) -> Path:

@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from sidbench.api import ImageInput, WeightsError
