@@ -16,7 +16,7 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from sidbench.api import DataError, Detector, DetectorSpec, hookimpl
+from sidbench.api import DataError, Detector, DetectorSpec, OfficialWeights, WeightsError, hookimpl, strip_prefix
 
 if TYPE_CHECKING:
     import numpy as np
@@ -179,6 +179,22 @@ class ClipSVM(Detector):
 
             self._svm.confusion = torch.zeros(len(self.confusion_rows), n, dtype=torch.long)
 
+    def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        """GRIP's published linear detector (``clipdet_latent10k_plus/weights.pth``): the ``fc`` ChannelLinear
+        of its OpenClipLinear (``fc.weight`` [1, W], ``fc.bias`` [1], perhaps under ``module.``), applied to the
+        L2-normalised pre-projection CLS token, which is this detector's binary decision function."""
+        state = strip_prefix(state)
+        if set(state) != {"fc.weight", "fc.bias"}:
+            raise WeightsError(f"{self.name}: expected GRIP's linear detector (tensors fc.weight and fc.bias) or a "
+                               f"sidbench checkpoint, found {', '.join(sorted(state)[:4]) or 'no tensors'}")
+        if self.options["attribution"]:
+            raise WeightsError(f"{self.name}: GRIP's published detector is binary; drop attribution=true to load it")
+        weight, bias = state["fc.weight"], state["fc.bias"]
+        if weight.dim() != 2 or weight.shape[0] != 1 or bias.numel() != 1:
+            raise WeightsError(f"{self.name}: fc.weight {tuple(weight.shape)} / fc.bias {tuple(bias.shape)} is not one "
+                               "linear output")
+        return {"svm.coef": weight.float(), "svm.intercept": bias.float().reshape(1)}
+
     def save(self, path: str) -> str:
         """The checkpoint, plus ``<name>.confusion.csv`` next to it in attribution mode."""
         out = super().save(path)
@@ -211,6 +227,17 @@ def _balanced_accuracy(y_true: Sequence, y_pred: Sequence) -> float:
 # published backbone. ``clip_svm.openai`` shares the OpenAI pass of the other CLIP detectors instead.
 COMMONPOOL = "ViT-L-14:commonpool_xl_s13b_b90k"
 OPENAI = "ViT-L-14:openai"
+GRIP_REPOSITORY = "https://github.com/grip-unina/ClipBased-SyntheticImageDetection"
+GRIP_REVISION = "c76ef7f5e158c5aba9e55b8b94ab0079720d281e"
+# the repository's default detector (main.py --models): a linear layer trained on latent-diffusion images
+# ("latent10k_plus"), on CommonPool ViT-L/14's L2-normalised pre-projection CLS token (``proj = None``)
+PUBLISHED = OfficialWeights(
+    url=(f"https://media.githubusercontent.com/media/grip-unina/ClipBased-SyntheticImageDetection/{GRIP_REVISION}/"
+         "weights/clipdet_latent10k_plus/weights.pth"),
+    filename="clipdet_latent10k_plus.pth", sha256="1c9c9f48a47d975bde67e9924983aa4e4ccda96a15e7e983b6305f0c56d9ee18",
+    revision=GRIP_REVISION, repository=GRIP_REPOSITORY,
+    note="weights/clipdet_latent10k_plus/weights.pth (Git LFS; SHA-256 from its pointer): {'model': {fc.weight, "
+         "fc.bias}} of a linear layer (arch opencliplinearnext_clipL14commonpool, Clip224 resize + crop)")
 
 
 @hookimpl
@@ -230,7 +257,10 @@ def sidbench_detectors() -> list[DetectorSpec]:
     return [
         DetectorSpec(name="clip_svm", backbone=COMMONPOOL, default=True,
                      description="linear SVM on normalised CLIP cls_final (decision_function) of the published "
-                                 "LAION CommonPool XL ViT-L/14; attribution=True: one-vs-one", **common),
+                                 "LAION CommonPool XL ViT-L/14; attribution=True: one-vs-one; clip_svm@official: "
+                                 "GRIP's published linear detector clipdet_latent10k_plus",
+                     official_weights=PUBLISHED, **{**common, "license": "Apache-2.0 (grip-unina/ClipBased-"
+                                                    "SyntheticImageDetection: code and the clipdet weights)"}),
         DetectorSpec(name="clip_svm.openai", backbone=OPENAI,
                      description="clip_svm on OpenAI's ViT-L/14, sharing one backbone pass with the other CLIP "
                                  "detectors", **common),

@@ -13,8 +13,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (DataError, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError,
-                          accuracy, bce_epoch, hookimpl)
+from sidbench.api import (DataError, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput,
+                          ProtocolSpec, SidbenchError, accuracy, bce_epoch, hookimpl)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -26,7 +26,11 @@ PAPER = ("Tan et al., Rethinking the Up-Sampling Operations in CNN-based Generat
          "Deepfake Detection, CVPR 2024 (arXiv 2312.10461)")
 LICENSE = "no licence file in chuangchuangtan/NPR-DeepfakeDetection (all rights reserved by default)"
 REPOSITORY = "https://github.com/chuangchuangtan/NPR-DeepfakeDetection"
-RAW = REPOSITORY + "/raw/main/"
+# the commit the released files are read at (both are plain git blobs there, ids checked on download)
+REVISION = "73cde1ced21291bfb504a2add2b53fbe99c4f433"
+RAW = f"https://raw.githubusercontent.com/chuangchuangtan/NPR-DeepfakeDetection/{REVISION}/"
+# the README's "Pretrained checkpoint" of its GenImage section (trained on SD v1.4, seed 70): a Drive folder
+GENIMAGE_FOLDER = "https://drive.google.com/drive/folders/1_mD17F94xMbJqEAsWRW1gVsZ5db6YamI?usp=sharing"
 KEEP = ("last", "best")
 
 
@@ -141,6 +145,34 @@ def forward(net: "torch.nn.Module", x: "torch.Tensor") -> "torch.Tensor":
     return net.fc1(net.avgpool(x).flatten(1)).squeeze(1)
 
 
+class TileCenterCrop:
+    """NPR's GenImage test view (README, "GenImage" section): an image smaller than the crop on a side is
+    tiled ("translate and duplicate") until both sides reach it, then torchvision's centre crop, ImageNet
+    normalisation. Picklable (a DataLoader worker builds it once)."""
+
+    def __init__(self, info: PixelInput):
+        self.size, self.mean, self.std = int(info.image_size), list(info.mean), list(info.std)
+
+    def __call__(self, item: ImageInput) -> "torch.Tensor":
+        import math
+
+        import torchvision.transforms.functional as TF
+        from PIL import Image
+
+        img, size = item.image, self.size
+        w, h = img.size
+        if min(w, h) < size:
+            tiled = Image.new("RGB", (w * math.ceil(size / w), h * math.ceil(size / h)))
+            for x in range(0, tiled.size[0], w):
+                for y in range(0, tiled.size[1], h):
+                    tiled.paste(img, (x, y))
+            img = tiled
+        return TF.normalize(TF.to_tensor(TF.center_crop(img, [size, size])), self.mean, self.std)
+
+
+TILE_CROP = ProtocolSpec("tile_center_crop", TileCenterCrop,
+                         "NPR's GenImage test view: tile an image smaller than the crop, then centre crop")
+
 OPTIONS = {"epochs": 50, "lr": 2e-4, "batch_size": 32, "lr_decay": 0.9, "decay_every": 10, "load_size": 256,
            "crop_size": 224, "image_size": 256, "flip": True, "classes": ["car", "cat", "chair", "horse"],
            "keep": "last"}
@@ -164,7 +196,8 @@ def sidbench_detectors() -> list[DetectorSpec]:
             quickstart_options={"preprocess": "center_crop", "image_size": 32, "crop_size": 32, "load_size": None,
                                 "epochs": 3, "batch_size": 16, "lr": 2e-3, "keep": "best"},
             official_weights=OfficialWeights(url=RAW + "NPR.pth", filename="NPR.pth", repository=REPOSITORY,
-                                             note="git blob 2430d34a6d6a1143d46d4276a05536770b1a2a97; no SHA-256 published"),
+                                             git_blob="2430d34a6d6a1143d46d4276a05536770b1a2a97", revision=REVISION,
+                                             note="the README's NPR.pth, read at a pinned commit; no SHA-256 published"),
             **common,
         ),
         DetectorSpec(
@@ -175,8 +208,23 @@ def sidbench_detectors() -> list[DetectorSpec]:
                         "last row/column dropped; official: npr.aigcbench@model_epoch_last_3090.pth",
             options=OPTIONS,
             official_weights=OfficialWeights(url=RAW + "model_epoch_last_3090.pth", filename="model_epoch_last_3090.pth",
-                                             repository=REPOSITORY,
-                                             note="git blob f3efe21a3cb98da75b50451c3891ad0d2fa9fb2b; no SHA-256 published"),
+                                             repository=REPOSITORY, git_blob="f3efe21a3cb98da75b50451c3891ad0d2fa9fb2b",
+                                             revision=REVISION,
+                                             note="the AIGCDetectBenchmark checkpoint, read at a pinned commit; no "
+                                                  "SHA-256 published"),
             **common,
+        ),
+        DetectorSpec(
+            name="npr.genimage_sdv14",
+            preprocess="tile_center_crop",
+            pixels=PixelInput(image_size=224, protocols=(TILE_CROP,)),
+            description="NPR trained on GenImage's SD v1.4 split (README's GenImage recipe, seed 70); its test view: "
+                        "tile images under 224 px, centre crop 224; official: a Google Drive folder (fetched by hand)",
+            options={**OPTIONS, "image_size": 224, "load_size": None, "classes": "all", "epochs": 1},
+            official_weights=OfficialWeights(url=GENIMAGE_FOLDER, filename="model_genimage_sdv14.pth",
+                                             repository=REPOSITORY,
+                                             note="the README's GenImage 'Pretrained checkpoint': a Google Drive "
+                                                  "folder, no checksum published; download its checkpoint by hand"),
+            **{**common, "training_data": ("stable_diffusion_v_1_4",)},
         ),
     ]

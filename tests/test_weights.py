@@ -165,8 +165,8 @@ def test_offline_says_which_url_and_where(server, plugins, monkeypatch, tmp_path
 
 
 def test_a_detector_without_published_weights_says_so(plugins):
-    with pytest.raises(WeightsError, match="'clip_svm' has no published checkpoint"):
-        load_detector("clip_svm@official", backbone="clip-tiny", plugins=plugins)
+    with pytest.raises(WeightsError, match="'tip_adapter' has no published checkpoint"):
+        load_detector("tip_adapter@official", backbone="clip-tiny", plugins=plugins)
 
 
 def test_weights_cli_list_and_fetch(server, online, tmp_path, capsys):

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,22 +33,25 @@ def load_tensors(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[str,
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
                 raw = (f.metadata() or {}).get(META_KEY)
-                meta = json.loads(raw) if raw else {}
                 for key in f.keys():
                     tensors[key] = f.get_tensor(key)
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for corrupt files
             raise WeightsError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
-        return tensors, meta
+        return tensors, metadata_json(raw, path)
     if suffix == ".npz":
         import numpy as np
 
         try:
             with np.load(path, allow_pickle=False) as npz:
                 tensors = {k: torch.from_numpy(npz[k].copy()) for k in npz.files if k != f"__{META_KEY}__"}
-                meta = json.loads(str(npz[f"__{META_KEY}__"])) if f"__{META_KEY}__" in npz.files else {}
+                raw = str(npz[f"__{META_KEY}__"]) if f"__{META_KEY}__" in npz.files else None
         except ValueError as exc:
-            raise WeightsError(f"{path}: refused, the npz holds pickled objects ({exc})") from exc
-        return tensors, meta
+            if "allow_pickle" in str(exc) or "pickle" in str(exc).lower():
+                raise WeightsError(f"{path}: refused, the npz holds pickled objects ({exc})") from None
+            raise WeightsError(f"{path}: not a readable npz file ({exc})") from None
+        except (OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:  # a cut zip, or no zip at all
+            raise WeightsError(f"{path}: not a readable npz file ({type(exc).__name__}: {exc})") from None
+        return tensors, metadata_json(raw, path)
     with open(path, "rb") as f:
         magic = f.read(2)
     if magic not in (b"PK", b"\x80\x02"):  # torch zip archive, or legacy pickle protocol 2
@@ -65,12 +69,23 @@ def load_tensors(path: str | Path) -> tuple[dict[str, "torch.Tensor"], dict[str,
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
     meta: dict[str, Any] = {}
     if isinstance(obj, dict) and META_KEY in obj and isinstance(obj.get("state_dict"), dict):
-        meta = json.loads(obj[META_KEY]) if isinstance(obj[META_KEY], str) else {}
+        meta = metadata_json(obj[META_KEY], path) if isinstance(obj[META_KEY], str) else {}
         obj = obj["state_dict"]
     obj = unwrap_training_dump(obj)
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path}: expected a state dict of tensors, found {type(obj).__name__}")
     return dict(obj), meta
+
+
+def metadata_json(raw: str | None, path: Path) -> Any:
+    """sidbench's metadata string of a checkpoint, parsed (``{}`` when there is none); not JSON: one line."""
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise WeightsError(f"{path}: its sidbench metadata is not valid JSON ({type(exc).__name__}: "
+                           f"{str(exc)[:120]}); the file is damaged or was not written by sidbench") from None
 
 
 TRAINING_DUMP_KEYS = ("model", "state_dict", "net")  # where training scripts put the weights (in this order)

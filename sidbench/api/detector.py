@@ -152,6 +152,7 @@ class Detector:
         an option the caller set that contradicts the checkpoint is an error naming both. How the detector
         is fed at test time (``preprocess``, ``precision``) is not the checkpoint's to fix."""
         adopted = {}
+        _check_saved_options(self.spec, saved, path)
         for key, value in saved.items():
             if key in TEST_TIME_OPTIONS or key not in self.spec.options or _same(self.options[key], value):
                 continue
@@ -236,6 +237,23 @@ class NetworkDetector(Detector):
 
     def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
         return {f"net.{k}": v for k, v in strip_prefix(state).items()}
+
+
+def _check_saved_options(spec: DetectorSpec, saved: dict[str, Any], path: str) -> None:
+    """A checkpoint's options are of the types the detector takes and every size within its bounds, before
+    anything is built from them (``image_size=1000000`` in a 6 MB file must not allocate 20 GB)."""
+    from .options import accepts, describe, out_of_bounds, types_of
+
+    types = types_of(spec)
+    for key, value in saved.items():
+        if key not in spec.options:
+            continue
+        if not accepts(types.get(key), value) and not (value is None and spec.options[key] is None):
+            raise WeightsError(f"{path}: checkpoint metadata option {key}={value!r} is not {describe(types.get(key))}; "
+                               f"the file is damaged or not a {spec.name} checkpoint")
+        if (problem := out_of_bounds(key, value)) is not None:
+            raise WeightsError(f"{path}: checkpoint metadata option {key}={value!r} is refused ({problem}); the file "
+                               f"is damaged or not a {spec.name} checkpoint")
 
 
 def _checked_metadata(meta: Any, path: str) -> dict[str, Any]:

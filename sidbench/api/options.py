@@ -15,6 +15,14 @@ from typing import Any, Mapping
 from .errors import SidbenchError
 
 SPECIAL = {"preprocess": str}  # options every detector takes (the protocol override)
+# Options that size memory, with the range a value must lie in wherever it comes from (a flag, a TOML file, a
+# checkpoint's metadata): checked before anything is allocated from it. 4096 px is 8x the largest test crop
+# any detector here uses; a batch of 4096 images of 224 px is 2.4 GB of pixels (a run's --batch-size is
+# capped there too, with a message).
+SIZE_LIMITS: dict[str, tuple[int, int]] = {
+    "image_size": (1, 4096), "crop_size": (1, 4096), "load_size": (1, 4096), "batch_size": (1, 4096),
+    "proj_dim": (1, 65536), "cache_size": (0, 10_000_000),
+}
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
           tuple: "a list", dict: "a table", type(None): "none"}
 
@@ -75,3 +83,18 @@ def check_options(spec: Any, options: Mapping[str, Any]) -> None:
             default = spec.options.get(key)
             raise SidbenchError(f"detector {spec.name!r}: invalid option value {key}={value!r}: expected "
                                 f"{describe(types[key])}, like the default {default!r}")
+        if (problem := out_of_bounds(key, value)) is not None:
+            raise SidbenchError(f"detector {spec.name!r}: invalid option value {key}={value!r}: {problem}")
+
+
+def out_of_bounds(key: str, value: Any) -> str | None:
+    """Why ``value`` is not a usable size for option ``key`` (:data:`SIZE_LIMITS`), or None when it is (or
+    ``key`` sizes nothing)."""
+    if key not in SIZE_LIMITS or value is None:
+        return None
+    lo, hi = SIZE_LIMITS[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"a size must be an integer from {lo} to {hi}"
+    if not lo <= value <= hi:
+        return f"must be from {lo} to {hi}"
+    return None

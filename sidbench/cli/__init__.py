@@ -14,7 +14,8 @@ import traceback
 from ..api.errors import SidbenchError
 
 DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-FIXABLE_ERRNOS = DISK_FULL | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+FIXABLE_ERRNOS = DISK_FULL | {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
+                              errno.EFBIG}
 COMMANDS = ("run", "score", "train", "list_", "plugins", "datasets", "report", "ablate", "cache", "weights")
 
 
@@ -81,11 +82,26 @@ class _WarningsToStderr(logging.Handler):
         print(f"sidbench: warning: {one_line(record.getMessage())}", file=sys.stderr, flush=True)
 
 
+class _OthersToStderr(logging.StreamHandler):
+    """The root logger's handler for other libraries' warnings (``WARNING:name:message``, as
+    ``logging.basicConfig`` would print them). Being there, it stops a library's ``logging.info(...)`` from
+    installing basicConfig's handler, which would print each sidbench warning a second time, raw."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setLevel(logging.WARNING)
+        self.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+        self.addFilter(lambda r: r.name != "sidbench" and not r.name.startswith("sidbench."))
+
+
 def show_warnings() -> None:
     logger = logging.getLogger("sidbench")
     if not any(isinstance(h, _WarningsToStderr) for h in logger.handlers):
         handler = _WarningsToStderr(logging.WARNING)
         logger.addHandler(handler)
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(_OthersToStderr())
 
 
 def system_error(exc: BaseException) -> str | None:
@@ -96,7 +112,8 @@ def system_error(exc: BaseException) -> str | None:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in FIXABLE_ERRNOS:
             where = f"{exc.filename}: " if exc.filename else ""
-            hint = " (free some space, or choose another --out)" if exc.errno in DISK_FULL else ""
+            hint = " (free some space, or choose another --out)" if exc.errno in DISK_FULL else \
+                " (the file size limit of this shell, `ulimit -f`, is reached: raise it)" if exc.errno == errno.EFBIG else ""
             return f"{where}{exc.strerror or exc}{hint}"
         if type(exc).__module__ == "sqlite3" and "disk is full" in str(exc):
             return f"the feature cache database cannot grow ({exc}); free some space or use --no-cache"

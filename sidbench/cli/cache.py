@@ -39,6 +39,8 @@ def main(args: argparse.Namespace) -> int:
     if info["damaged"]:
         hint = "; `sidbench cache clear` removes it" if cache.root.is_dir() else ""
         print(f"damaged: {info['damaged']}{hint}")
+    if info.get("unreadable"):
+        print(f"not readable now: {info['unreadable']}")
     print(f"{info['entries']} entries, {human(info['bytes_on_disk'])} on disk")
     if info["old_files"]:
         print(f"older cache format (no longer read; `sidbench cache clear` removes it): {', '.join(info['old_files'])}")

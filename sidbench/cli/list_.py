@@ -87,7 +87,7 @@ def detector_details(s) -> str:
     from tabulate import tabulate
 
     from ..api.options import describe, types_of
-    from ..registry.weights import official_path
+    from ..registry.weights import checksums, official_path
 
     if s.input == "pixels":
         px = s.pixels
@@ -107,6 +107,9 @@ def detector_details(s) -> str:
         ow = s.official_weights
         here = "fetched" if official_path(s).is_file() else "not fetched yet"
         lines.append(f"official:      {ow.url} ({here}; `sidbench weights fetch {s.name}`)")
+        details = [f"zip member {ow.member}" if ow.member else "", f"revision {ow.revision}" if ow.revision else "",
+                   f"checked by {', '.join(checksums(ow)) or 'loading it (no checksum published)'}"]
+        lines.append(f"               {'; '.join(d for d in details if d)}")
     lines.append(f"origin:        {s.origin}")
     lines += [f"code:          {s.repository}"] if s.repository else []
     if s.input == "pixels" and s.pixels.protocols:

@@ -20,21 +20,32 @@ def register(sub, common) -> None:
 def list_main(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from ..registry.weights import official_path
+    from ..api.escape import one_line
+    from ..registry.weights import checksums, host, official_path, recorded_sha256
     from . import load_plugins_from
 
     specs = [s for s in load_plugins_from(args).detectors.values() if s.official_weights is not None]
     rows = []
     for s in specs:
         ow, path = s.official_weights, official_path(s)
-        checked = "sha256" if ow.sha256 else "git blob" if ow.git_blob else "none (hash recorded)"
-        rows.append((s.name, "yes" if path.is_file() else "no", checked, ow.url))
+        fetched = "yes" if path.is_file() else "no"
+        checked = ", ".join(checksums(ow)) or ("none published (SHA-256 recorded)" if recorded_sha256(path)
+                                               else "none published (content checked)")
+        source = host(ow.url) + (f" (zip member {ow.member})" if ow.member else "")
+        rows.append((s.name, fetched, source, checked, (ow.revision or "-")[:12], short_licence(s.license), ow.url))
     for row in rows:
         print(row[0])
     if rows:
         print()
-        print(tabulate(rows, headers=["name", "fetched", "checked by", "url"], tablefmt="simple"))
+        print(tabulate([[one_line(c) for c in row] for row in rows],
+                       headers=["name", "fetched", "host", "checksum", "revision", "licence", "url"], tablefmt="simple"))
     return 0
+
+
+def short_licence(text: str) -> str:
+    """The licence's name, without the explanation that follows it (``"Apache-2.0 (...)"`` -> ``"Apache-2.0"``)."""
+    head = (text or "not stated").split(":", 1)[0].split(" (", 1)[0].strip()
+    return head if len(head) <= 40 else head[:39] + "..."
 
 
 def fetch_main(args: argparse.Namespace) -> int:

@@ -13,8 +13,10 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .layout import SIDECAR_SUFFIXES
 
-# Above this many pixels a file is treated as a decompression bomb and skipped.
-MAX_PIXELS = 178_956_970  # Pillow's own error threshold (2 x its warning limit)
+# Above this many pixels a file is treated as a decompression bomb and skipped: the one limit, as the README
+# states it (178,956,970 pixels, ~179 MP). It is Pillow's own error threshold (2 x its warning limit, which
+# is not used as a limit: 89 MP cameras exist).
+MAX_PIXELS = 178_956_970
 # A side longer than this is refused too: a 100000 x 1 strip passes the pixel count, but a protocol that
 # resizes its short side to 224 would make it 22 million pixels wide (JPEG and WebP stop at 65535 anyway).
 MAX_SIDE = 65_535
@@ -79,9 +81,11 @@ def read_file(path: str | Path) -> tuple[bytes, FileState]:
         if st.st_size > MAX_FILE_BYTES:
             raise UnreadableImage(f"file too large ({st.st_size} bytes > {MAX_FILE_BYTES})")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            raise UnreadableImage(f"file too large (> {MAX_FILE_BYTES} bytes)")
+            # sized by the file, one byte over to see it grow: a buffer of MAX_FILE_BYTES would reserve 1 GiB
+            # of address space per read (a MemoryError under `ulimit -v`) and cost 5x the time
+            data = f.read(st.st_size + 1)
+        if len(data) > st.st_size:
+            raise UnreadableImage("file grew while it was read (still being written?)")
         return data, FileState.of(st)
     except OSError as exc:
         raise UnreadableImage(f"cannot read file ({exc.strerror or exc})") from None
@@ -125,7 +129,9 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, draft: int | None
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # the limit is MAX_PIXELS, checked below before any pixel is decoded; Pillow's warning fires at half
+            # of it (89 MP: a 12000 x 9000 camera JPEG) and its error at MAX_PIXELS itself
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 check_size(*img.size, max_pixels=max_pixels)
                 if draft and img.format == "JPEG":

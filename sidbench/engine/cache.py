@@ -31,6 +31,7 @@ when only writing fails): no image is ever skipped because of the cache.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
@@ -85,9 +86,19 @@ def text_key(identity: str, numerics: str, prompt: str) -> str:
     return hashlib.sha256(json.dumps([FORMAT, "text", identity, numerics, prompt]).encode()).hexdigest()
 
 
-def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
-    uri = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rwc'}"
+def _connect(path: Path, readonly: bool = False, immutable: bool = False) -> sqlite3.Connection:
+    mode = "ro&immutable=1" if immutable else "ro" if readonly else "rwc"
+    uri = f"{path.resolve().as_uri()}?mode={mode}"
     return sqlite3.connect(uri, uri=True, timeout=120, isolation_level=None, check_same_thread=False)
+
+
+def on_read_only_filesystem(path: Path) -> bool:
+    """Whether ``path`` (or its folder) lies on a file system mounted read-only (nobody can write to it, so its
+    database may be opened as immutable: no lock, no WAL index to create)."""
+    try:
+        return bool(os.statvfs(path if path.exists() else path.parent).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def _read_rows(db: sqlite3.Connection, keys: Sequence[str]) -> list[tuple]:
@@ -111,16 +122,52 @@ def _write_rows(db: sqlite3.Connection, rows: list[tuple]) -> None:
         raise exc
 
 
+DAMAGE = ("malformed", "not a database", "not a sidbench feature cache", "file is encrypted", "unsupported file format")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database file itself is damaged (only then is removing it the fix)."""
+    return isinstance(exc, sqlite3.DatabaseError) and any(d in str(exc).lower() for d in DAMAGE)
+
+
+def is_read_only(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return ("readonly" in text or "read-only" in text or isinstance(exc, PermissionError)
+            or getattr(exc, "errno", None) == errno.EROFS)
+
+
 def advice(root: Path, exc: BaseException) -> str:
-    """How to fix a cache that failed with ``exc``: one clause for the one-line report."""
+    """How to fix a cache that failed with ``exc``: one clause for the one-line report. Only a database found
+    damaged is worth clearing; every other fault is the disk's or the folder's, and clearing would throw away
+    healthy entries."""
     text = str(exc).lower()
     if isinstance(exc, (NotADirectoryError, FileExistsError)) or (root.exists() and not root.is_dir()):
         return f"{root} is not a folder: move that file away or set SIDBENCH_CACHE to another folder"
-    if "full" in text or getattr(exc, "errno", None) == 28:
+    for suffix, role in (("", "database"), ("-wal", "write-ahead log"), ("-shm", "shared-memory index")):
+        where = root / (DB_NAME + suffix)
+        if where.exists() and not where.is_file():
+            return f"{where} is not a file (SQLite keeps the cache's {role} under that name): move it away"
+    if "full" in text or getattr(exc, "errno", None) in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return "free some space or set SIDBENCH_CACHE to another disk"
-    if "readonly" in text or "read-only" in text or isinstance(exc, PermissionError):
-        return f"make {root} writable or set SIDBENCH_CACHE to a writable folder"
-    return "`sidbench cache clear` removes the damaged database"
+    if getattr(exc, "errno", None) == errno.EFBIG or ("i/o" in text and _file_size_limited()):
+        return "the file size limit of this shell (`ulimit -f`) stops the database from growing: raise it or use --no-cache"
+    if is_read_only(exc) or on_read_only_filesystem(root):
+        return (f"make {root} writable or set SIDBENCH_CACHE to a writable folder (its entries are still served "
+                "where it can be read)")
+    if is_damage(exc):
+        return "`sidbench cache clear` removes the damaged database"
+    return (f"check the disk and folder holding {root} (free space, file size limit, permissions); the database "
+            "was not found damaged, so do not clear it")
+
+
+def _file_size_limited() -> bool:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        return soft != resource.RLIM_INFINITY
+    except (ImportError, OSError, ValueError):
+        return False
 
 
 class FeatureCache:
@@ -153,7 +200,13 @@ class FeatureCache:
     # -- connections and faults --------------------------------------------------------------
     def _open(self, readonly: bool = False) -> sqlite3.Connection:
         if readonly:
-            conn = _connect(self.path, readonly=True)
+            try:
+                conn = _connect(self.path, readonly=True)
+                conn.execute("PRAGMA schema_version").fetchone()  # a WAL database opens lazily: read now
+            except sqlite3.Error:
+                if not on_read_only_filesystem(self.path):
+                    raise
+                conn = _connect(self.path, immutable=True)  # no WAL index can be made there, and no one writes
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             conn = _connect(self.path)
@@ -175,9 +228,17 @@ class FeatureCache:
             self._conn = None
         if self._conn is None and self.readable:
             try:
-                self._conn, self._pid = self._open(), os.getpid()
+                self._conn, self._pid = self._open(readonly=not self.writable), os.getpid()
             except (sqlite3.Error, OSError) as exc:
-                self._fault("open", exc)
+                if not ((is_read_only(exc) or on_read_only_filesystem(self.path)) and self.path.is_file()):
+                    self._fault("open", exc)
+                    return None
+                try:  # a read-only folder or file system: serve what is there, write nothing
+                    self._conn, self._pid = self._open(readonly=True), os.getpid()
+                except (sqlite3.Error, OSError) as exc2:
+                    self._fault("open", exc2)
+                    return None
+                self._fault("write", exc)
         return self._conn
 
     def usable(self) -> bool:
@@ -285,7 +346,7 @@ class FeatureCache:
         old = [str(self.root / n) for n in OLD_DB_NAMES if self.root.is_dir() and (self.root / n).is_file()]
         size = sum(f.stat().st_size for f in self.files())
         out = {"path": str(self.path), "exists": self.path.is_file(), "bytes_on_disk": size, "entries": 0,
-               "groups": [], "damaged": None, "old_files": old}
+               "groups": [], "damaged": None, "unreadable": None, "old_files": old}
         if self.root.exists() and not self.root.is_dir():
             out["damaged"] = advice(self.root, NotADirectoryError())
             return out
@@ -299,7 +360,10 @@ class FeatureCache:
             finally:
                 db.close()
         except sqlite3.Error as exc:
-            out["damaged"] = f"{type(exc).__name__}: {exc}"
+            if is_damage(exc):
+                out["damaged"] = f"{type(exc).__name__}: {exc}"
+            else:
+                out["unreadable"] = f"{type(exc).__name__}: {exc}; {advice(self.root, exc)}"
             return out
         out["groups"] = [{"backbone": b, "feature": f, "entries": n, "bytes": s} for b, f, n, s in rows]
         out["entries"] = sum(g["entries"] for g in out["groups"])
@@ -317,12 +381,13 @@ class FeatureCache:
         if self.path.is_file():
             try:
                 result.entries = self._delete(backbone)
-            except sqlite3.OperationalError as exc:
+            except (sqlite3.DatabaseError, OSError) as exc:
                 if "locked" in str(exc) or "busy" in str(exc):
                     raise SidbenchError(f"feature cache {self.path} is in use by another process ({exc}); "
                                         "try again when it has finished") from None
-                result.damaged = f"{type(exc).__name__}: {exc}"
-            except sqlite3.DatabaseError as exc:
+                if not is_damage(exc):  # a healthy database on a full, read-only or blocked disk stays
+                    raise SidbenchError(f"feature cache {self.path}: clear failed ({type(exc).__name__}: {exc}); "
+                                        f"{advice(self.root, exc)}") from None
                 result.damaged = f"{type(exc).__name__}: {exc}"
         old = {self.root / (n + s) for n in OLD_DB_NAMES for s in ("", "-wal", "-shm")}
         doomed = self.files() if result.damaged else [f for f in self.files() if f in old and backbone is None]

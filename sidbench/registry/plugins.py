@@ -12,6 +12,7 @@ import importlib.util
 import inspect
 import os
 import pkgutil
+import stat
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ from ..api.specs import BackboneSpec, DatasetSpec, DetectorSpec, PerturbationSpe
 ENTRY_POINT_GROUP = "sidbench"
 PLUGINS_DIR_ENV = "SIDBENCH_PLUGINS_DIR"
 TRACE_ENV = "SIDBENCH_TRACE_HOOKS"
+# what a plugin may raise while it loads and still be reported like any failed plugin (a plugin calling
+# sys.exit(3) at import must neither end sidbench silently nor stop the others from loading)
+PLUGIN_FAILURES = (Exception, SystemExit, KeyboardInterrupt)
 
 # hook name -> (spec type, registry kind)
 HOOKS = {
@@ -94,7 +98,7 @@ class Plugins:
                 raise PluginError(f"{exc}; known hooks: {known}") from None
             rec = LoadedPlugin(name, source, origin, version)
             specs = self._collect(obj, rec)
-        except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the others
+        except PLUGIN_FAILURES as exc:  # one broken plugin must not stop the others
             if self.pm.is_registered(obj):
                 self.pm.unregister(obj)
             self._fail(name, origin, exc)
@@ -134,7 +138,12 @@ class Plugins:
         table[spec.name] = spec
 
     def _fail(self, name: str, origin: str, exc: BaseException) -> None:
-        reason = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, SystemExit):
+            reason = f"it called sys.exit({exc.code!r}) while loading"
+        elif isinstance(exc, KeyboardInterrupt):
+            reason = "it raised KeyboardInterrupt while loading"
+        else:
+            reason = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
         if os.environ.get(TRACE_ENV):
             traceback.print_exception(exc)
         failure = FailedPlugin(name, origin, reason)
@@ -159,7 +168,7 @@ class Plugins:
                 origin = str(Path(info.module_finder.path) / f"{info.name}.py")  # type: ignore[union-attr]
                 try:
                     mod = importlib.import_module(modname)
-                except Exception as exc:  # noqa: BLE001
+                except PLUGIN_FAILURES as exc:
                     self._fail(modname, origin, exc)
                     continue
                 self.add(mod, modname, "builtin", origin, _version())
@@ -171,7 +180,7 @@ class Plugins:
             version = dist.version if dist else ""
             try:
                 obj = ep.load()
-            except Exception as exc:  # noqa: BLE001
+            except PLUGIN_FAILURES as exc:
                 self._fail(ep.name, origin, exc)
                 continue
             self.add(obj, ep.name, "entry point", origin, version)
@@ -184,6 +193,14 @@ class Plugins:
         for path in sorted(folder.glob("*.py")):
             if path.name.startswith("_"):
                 continue
+            try:
+                mode = path.stat().st_mode
+            except OSError as exc:  # a dangling link, a file removed meanwhile
+                self._fail(path.stem, str(path), PluginError(f"cannot read it ({exc.strerror or exc}); skipped"))
+                continue
+            if not stat.S_ISREG(mode):  # a FIFO named x.py would block the import forever
+                self._fail(path.stem, str(path), PluginError(f"not a regular file ({_file_kind(mode)}); skipped"))
+                continue
             digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
             modname = f"sidbench_plugin_{path.stem}_{digest}"
             try:
@@ -191,7 +208,7 @@ class Plugins:
                 mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
                 sys.modules[modname] = mod
                 spec.loader.exec_module(mod)  # type: ignore[union-attr]
-            except Exception as exc:  # noqa: BLE001
+            except PLUGIN_FAILURES as exc:
                 sys.modules.pop(modname, None)
                 self._fail(path.stem, str(path), exc)
                 continue
@@ -303,3 +320,11 @@ def _version() -> str:
     from .. import __version__
 
     return __version__
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a regular file"

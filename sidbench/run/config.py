@@ -71,6 +71,7 @@ class RunConfig:
         if not isinstance(self.detector_options, dict) or not all(isinstance(v, dict) for v in self.detector_options.values()):
             raise SidbenchError(f"detector_options must be a table of tables, got {self.detector_options!r}")
         self.workers = capped_workers(self.workers)
+        self.batch_size = capped_batch_size(self.batch_size)
 
     def _check_operating_points(self) -> None:
         from ..results.operating import CALIBRATIONS, fpr_targets, parse_threshold
@@ -104,6 +105,18 @@ class RunConfig:
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def capped_batch_size(batch_size: int) -> int:
+    """``batch_size`` at most :data:`MAX_BATCH_SIZE` (the bound detector options have too): a batch is
+    allocated whole, so ``batch_size = 100000000`` would ask for terabytes; says so once when it caps."""
+    from ..api.options import SIZE_LIMITS
+
+    most = SIZE_LIMITS["batch_size"][1]
+    if batch_size > most:
+        log.warning(f"batch-size {batch_size} is more than the {most} images a batch may hold; using {most}")
+        return most
+    return batch_size
 
 
 def capped_workers(workers: int | None) -> int | None:
@@ -159,6 +172,10 @@ def read_toml(path: str) -> dict[str, Any]:
         raise SidbenchError(f"--config {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SidbenchError(f"--config {path}: invalid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1 if isinstance(exc.object, bytes) else "?"
+        raise SidbenchError(f"--config {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}); "
+                            "TOML files are UTF-8: save it as UTF-8") from None
 
 
 def config_from(values: dict[str, Any], source: str | None = None) -> RunConfig:
