@@ -39,6 +39,12 @@ def images(seed: int, sizes=SIZES) -> list[Image.Image]:
     return out
 
 
+@pytest.fixture(scope="module")
+def resnet50_state() -> dict[str, torch.Tensor]:
+    """One seeded ResNet-50 (fc 2048 -> 1) state for the three detectors that classify with one."""
+    return random_state(official_shapes(7), 7)
+
+
 def sidbench_logits(name: str, weights, imgs, plugins, **options) -> torch.Tensor:
     """The detector's own protocol then its score, image by image (the engine batches equal sizes)."""
     from sidbench.data.preprocess import make_preprocess
@@ -121,7 +127,7 @@ def test_gramnet_netc_dump_gives_the_official_logits(tmp_path, plugins):
     sd = random_state(gram_shapes(), 1)
     path = tmp_path / "Gram.pth"
     torch.save({"netC": {f"module.{k}": v for k, v in sd.items()}}, path)
-    imgs = images(1, SIZES + ((230, 250),))
+    imgs = images(1, ((40, 52), (33, 29), (230, 250)))
     want = torch.tensor([gram_reference(sd, im) for im in imgs])
     torch.testing.assert_close(sidbench_logits("gramnet", path, imgs, plugins), want, rtol=1e-4, atol=1e-4)
 
@@ -184,24 +190,29 @@ def test_patchcraft_gives_the_official_logits(tmp_path, plugins):
     sd = random_state(rptc_shapes(), 2)
     path = tmp_path / "RPTC.pth"
     torch.save({"netC": sd}, path)
-    imgs = images(2, SIZES + ((20, 90),))  # the last one has a side below a patch: resized to a square patch
+    imgs = images(2, ((40, 52), (33, 29), (20, 90)))  # the last one has a side below a patch: resized to a square patch
     want = torch.tensor([rptc_reference(sd, im) for im in imgs])
     torch.testing.assert_close(sidbench_logits("patchcraft", path, imgs, plugins), want, rtol=1e-4, atol=1e-4)
 
 
 # -- FreqDetect (SIDBench freq_processing / dct2_wrapper, models/FreqDetect.py) ---------------------------------
-def test_freqdetect_gives_the_official_logits(tmp_path, plugins):
-    from scipy import fftpack
-
-    sd = random_state(official_shapes(7), 3)
-    path = tmp_path / "DCTAnalysis.pth"
-    torch.save({"netC": {f"module.{k}": v for k, v in sd.items()}}, path)
+def freqdetect_files(root, sd):
+    """DCTAnalysis.pth ({'netC': ...} with module. keys) and the statistics saved with torch.save, as [3, 224, 224]."""
     g = torch.Generator().manual_seed(3)
     mean, var = torch.randn(3, 224, 224, generator=g, dtype=torch.float64), 1 + torch.rand(3, 224, 224, generator=g, dtype=torch.float64)
-    torch.save(mean, tmp_path / "dct_mean.zip")
-    torch.save(var, tmp_path / "dct_var.zip")
+    torch.save({"netC": {f"module.{k}": v for k, v in sd.items()}}, root / "DCTAnalysis.pth")
+    torch.save(mean, root / "dct_mean.zip")
+    torch.save(var, root / "dct_var.zip")
+    return root / "DCTAnalysis.pth", mean, var
+
+
+def test_freqdetect_gives_the_official_logits(tmp_path, plugins, resnet50_state):
+    from scipy import fftpack
+
+    sd = resnet50_state
+    path, mean, var = freqdetect_files(tmp_path, sd)
     m, v = mean.permute(1, 2, 0).numpy(), var.permute(1, 2, 0).numpy()
-    imgs = images(3)
+    imgs = images(3, ((40, 52), (230, 251)))
     want = []
     for im in imgs:
         a = np.array(T.CenterCrop(224)(im))
@@ -300,9 +311,8 @@ def lgrad_reference(d_sd, c_sd, img: Image.Image) -> float:
     return float(cnndetection_reference(c_sd, y)[0])
 
 
-def test_lgrad_gives_the_official_logits(tmp_path, plugins):
-    d_sd = stylegan_d_state(4)
-    c_sd = random_state(official_shapes(7), 4)
+def test_lgrad_gives_the_official_logits(tmp_path, plugins, resnet50_state):
+    d_sd, c_sd = stylegan_d_state(4), resnet50_state
     torch.save(d_sd, tmp_path / "karras2019stylegan-bedrooms-256x256_discriminator.pth")
     torch.save(c_sd, tmp_path / "LGrad-4class.pth")  # eval_test8gan.py loads a bare state dict
     imgs = images(4, ((40, 52), (33, 29)))
@@ -378,9 +388,8 @@ def lnp_reference(d_sd, c_sd, img: Image.Image) -> float:
     return float(cnndetection_reference(c_sd, y)[0])
 
 
-def test_lnp_gives_the_official_logits(tmp_path, plugins):
-    d_sd = denoiser_state(5)
-    c_sd = random_state(official_shapes(7), 5)
+def test_lnp_gives_the_official_logits(tmp_path, plugins, resnet50_state):
+    d_sd, c_sd = denoiser_state(5), resnet50_state
     torch.save({"state_dict": {f"module.{k}": v for k, v in d_sd.items()}, "epoch": 80}, tmp_path / "sidd_rgb.pth")
     torch.save({"model": c_sd}, tmp_path / "LNP.pth")
     imgs = images(5, ((24, 30), (17, 23)))
@@ -390,3 +399,42 @@ def test_lnp_gives_the_official_logits(tmp_path, plugins):
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     with pytest.raises(WeightsError, match=r"lnp\[denoiser=PATH\]"):
         sidbench_logits("lnp", tmp_path / "LNP.pth", imgs, plugins)
+
+
+# -- the five with NPR in one run -----------------------------------------------------------------------------
+def test_the_five_and_npr_in_one_run_give_one_leaderboard(tmp_path, resnet50_state):
+    from sidbench.cli import main
+
+    w = tmp_path / "w"
+    w.mkdir()
+    torch.save({"netC": random_state(gram_shapes(), 11)}, w / "Gram.pth")
+    torch.save({"netC": random_state(rptc_shapes(), 12)}, w / "RPTC.pth")
+    freq, _, _ = freqdetect_files(w, resnet50_state)
+    torch.save(stylegan_d_state(13), w / "D.pth")
+    torch.save(resnet50_state, w / "LGrad.pth")
+    torch.save({"state_dict": denoiser_state(14)}, w / "sidd_rgb.pth")
+    torch.save({"model": resnet50_state}, w / "LNP.pth")
+    npr = random_state(official_shapes(3, STAGES[:2], head="fc1", head_in=512), 15)
+    torch.save({"model": {f"module.{k}": v for k, v in npr.items()}}, w / "NPR.pth")
+    data = make_folder(tmp_path / "data", splits=("gan",), n=1, size=(36, 44), seed=16)
+    dets = (f"gramnet@{w / 'Gram.pth'},patchcraft@{w / 'RPTC.pth'},"
+            f"freqdetect[dct_mean={w / 'dct_mean.zip'},dct_var={w / 'dct_var.zip'}]@{freq},"
+            f"lgrad[discriminator={w / 'D.pth'}]@{w / 'LGrad.pth'},lnp[denoiser={w / 'sidd_rgb.pth'}]@{w / 'LNP.pth'},"
+            f"npr@{w / 'NPR.pth'}")
+    out = tmp_path / "out"
+    assert main(["run", "--data", str(data), "--detectors", dets, "--out", str(out), "--batch-size", "2",
+                 "--no-progress"]) == 0
+    scores = pd.read_csv(out / "scores.csv")
+    family = scores.detector.str.replace(r"\[.*\]$", "", regex=True)  # labels carry the auxiliary files' options
+    assert scores.groupby(family).path.nunique().to_dict() == dict.fromkeys(
+        ("freqdetect.progan", "gramnet.progan", "lgrad.progan4", "lnp.aigcbench", "npr.progan4", "patchcraft.progan"), 2)
+    assert np.isfinite(scores.logit).all()
+    board = (out / "leaderboard.md").read_text()
+    assert all(name in board for name in ("gramnet", "patchcraft", "freqdetect", "lgrad", "lnp", "npr"))
+    protocols = dict(zip(family, scores.protocol))
+    assert protocols["patchcraft.progan"] == "rich_poor_mosaics" and protocols["lgrad.progan4"] == "resize_square"
+    lgrad = scores[family == "lgrad.progan4"]
+    d_sd = stylegan_d_state(13)
+    for row in lgrad.itertuples():  # the engine's batched gradients equal the per-image official ones
+        assert row.logit == pytest.approx(lgrad_reference(d_sd, resnet50_state, Image.open(row.path).convert("RGB")),
+                                          rel=1e-4, abs=1e-4)
