@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError, WeightsError,
-                          hookimpl, strip_prefix)
+                          accuracy, bce_epoch, hookimpl, strip_prefix)
 
 if TYPE_CHECKING:
     import torch
+
+    from sidbench.api import FitData
 
 PAPER = ("Tan et al., Learning on Gradients: Generalized Artifacts Representation for GAN-Generated Images Detection, "
          "CVPR 2023")
@@ -35,6 +37,7 @@ DISCRIMINATOR_URL = "https://lid-1302259812.cos.ap-nanjing.myqcloud.com/tmp/karr
 D_HINT = (f"LGrad needs the StyleGAN discriminator: give lgrad[discriminator=PATH] with {DISCRIMINATOR_URL} (LGrad's "
           "README; SIDBench re-hosts it as preprocessing/karras2019stylegan-bedrooms-256x256_discriminator.pth)")
 CHANNELS = ("rgb", "bgr")
+IMAGENET_WEIGHTS = "https://download.pytorch.org/models/resnet50-0676ba61.pth"  # torchvision IMAGENET1K_V1
 MBSTD_EPS = 1e-8
 
 
@@ -54,9 +57,20 @@ class LGrad(NetworkDetector):
 
         net = nn.Module()
         path = self.options.get("discriminator")
-        net.discriminator = build_discriminator(discriminator_shapes(load_discriminator(path) if path else None))
-        net.classifier = torchvision.models.resnet50(weights=None, num_classes=1)
+        state = load_discriminator(path) if path else None
+        net.discriminator = build_discriminator(discriminator_shapes(state))
+        if state is not None:
+            net.discriminator.load_state_dict(state)
+        net.classifier = build_classifier()
         return net
+
+    def load_state_dict(self, state: dict[str, "torch.Tensor"]) -> None:
+        """The discriminator takes the shapes of the one in ``state`` (any width/resolution of genforce's), then
+        everything loads strictly."""
+        d = {k[len("net.discriminator."):]: v for k, v in state.items() if k.startswith("net.discriminator.")}
+        if "input0.weight" in d:
+            self.net.discriminator = build_discriminator(discriminator_shapes(d)).to(self.device)
+        super().load_state_dict(state)
 
     def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
         state = strip_prefix(state)
@@ -69,12 +83,100 @@ class LGrad(NetworkDetector):
         return out
 
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
-        g = gradient_image(self.net.discriminator, features["pixels"])
+        return self.classify(gradient_image(self.net.discriminator, features["pixels"]))
+
+    def classify(self, g: "torch.Tensor") -> "torch.Tensor":
+        """Logits of the classifier on gradient images in [0, 1] (ImageNet mean/std, as ``eval_test8gan.py``)."""
         if self.options["grad_channels"] == "bgr":
             g = g.flip(1)
         mean = g.new_tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
         std = g.new_tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
         return self.net.classifier((g - mean) / std).squeeze(1)
+
+    # -- training -----------------------------------------------------------------------------------
+    def fit(self, data: "FitData", log: Any = print) -> dict[str, Any]:
+        """LGrad's ``train-detector.sh`` (CNNDetection's trainer on the gradient images): ImageNet ResNet-50 with
+        ``fc`` from N(0, 0.02), Adam lr 5e-4 (betas 0.9, 0.999), batch 16, BCE, random 224 crop and horizontal
+        flip of each 256x256 gradient image, no blur or JPEG, lr x 0.8 after every 10th epoch, 100 epochs, the
+        last one kept (validation accuracy is logged). The discriminator stays frozen."""
+        import torch
+
+        o = self.options
+        if not o.get("discriminator"):
+            raise SidbenchError(f"{self.name} trains on discriminator gradients: {D_HINT}")
+        data = data.with_classes(o["classes"], log)
+        self.net.discriminator.to(data.device).eval().requires_grad_(False)
+        self.net.classifier = build_classifier(imagenet_state(o["pretrained"], log)).to(data.device)
+        opt = torch.optim.Adam(self.net.classifier.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
+        summary: dict[str, Any] = {}
+        for epoch in range(int(o["epochs"])):
+            self.net.classifier.train()
+            rng = torch.Generator().manual_seed(data.seed * 1000 + epoch)
+            batches = data.batches("train", batch_size=int(o["batch_size"]), epoch=epoch, protocol=self.preprocess)
+            loss, seen = bce_epoch(lambda f: self.classify(self.train_view(f["pixels"], rng)), batches, opt, data.device)
+            if epoch % int(o["decay_every"]) == 0 and epoch != 0:  # adjust_learning_rate at the end of epochs 10, 20, ...
+                for group in opt.param_groups:
+                    group["lr"] *= float(o["lr_decay"])
+            summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss, 5)}
+            text = f"epoch {epoch + 1}: loss {loss:.4f}, lr {opt.param_groups[0]['lr']:.3g}"
+            if data.has_val:
+                self.net.classifier.eval()
+                text += f", val acc {accuracy(*data.scores(self, 'val')):.4f}"
+            log(text)
+        self.eval()
+        return summary
+
+    def train_view(self, x: "torch.Tensor", rng: "torch.Generator") -> "torch.Tensor":
+        """The gradient images of a batch, each randomly cropped to ``crop_size`` and flipped with probability 1/2
+        (``RandomCrop`` then ``RandomHorizontalFlip`` of the trainer's dataset)."""
+        import torch
+
+        g, c = gradient_image(self.net.discriminator, x), int(self.options["crop_size"])
+        views = []
+        for img in g:
+            i = int(torch.randint(0, img.shape[-2] - c + 1, (1,), generator=rng))
+            j = int(torch.randint(0, img.shape[-1] - c + 1, (1,), generator=rng))
+            v = img[:, i:i + c, j:j + c]
+            views.append(v.flip(-1) if self.options["flip"] and float(torch.rand(1, generator=rng)) < 0.5 else v)
+        return torch.stack(views)
+
+
+def build_classifier(imagenet: "dict[str, torch.Tensor] | None" = None) -> "torch.nn.Module":
+    """torchvision's ResNet-50 with ``fc = Linear(2048, 1)``; with ``imagenet``, the trunk from those weights and
+    fc from N(0, 0.02) (bias: PyTorch's default), as CNNDetection's ``Trainer`` starts."""
+    import torch
+    import torchvision
+
+    net = torchvision.models.resnet50(weights=None, num_classes=1)
+    if imagenet is not None:
+        missing, unexpected = net.load_state_dict({k: v for k, v in imagenet.items() if not k.startswith("fc.")},
+                                                  strict=False)
+        if unexpected or any(not k.startswith("fc.") for k in missing):
+            raise WeightsError(f"the ImageNet weights do not fit a ResNet-50: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        torch.nn.init.normal_(net.fc.weight, 0.0, 0.02)
+    return net
+
+
+def imagenet_state(pretrained: Any, log: Any) -> "dict[str, torch.Tensor] | None":
+    """``true``: torchvision's IMAGENET1K_V1 (torch hub cache, else a download); a path: that state dict;
+    ``false``: a random start."""
+    import torch
+
+    from sidbench.api.checkpoints import load_tensors
+
+    if pretrained in (False, None, "false", "none"):
+        log("random initialisation (pretrained=false)")
+        return None
+    if isinstance(pretrained, str) and pretrained not in ("true", "imagenet"):
+        return load_tensors(pretrained)[0]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_WEIGHTS.rsplit("/", 1)[1]
+    if cached.is_file():
+        return load_tensors(cached)[0]
+    try:
+        return torch.hub.load_state_dict_from_url(IMAGENET_WEIGHTS, map_location="cpu", progress=False, weights_only=True)
+    except OSError as exc:
+        raise WeightsError(f"ImageNet ResNet-50 weights are not cached at {cached} and could not be downloaded ({exc}); "
+                           "put the file there, or --set pretrained=PATH or pretrained=false") from None
 
 
 def load_discriminator(path: str) -> dict[str, "torch.Tensor"]:
@@ -195,10 +297,12 @@ def gradient_image(d: "torch.nn.Module", x: "torch.Tensor") -> "torch.Tensor":
     return torch.round(g).clamp(0, 255) / 255.0
 
 
-OPTIONS = {"discriminator": "", "grad_channels": "rgb"}
+OPTIONS = {"discriminator": "", "grad_channels": "rgb", "epochs": 100, "lr": 5e-4, "batch_size": 16, "lr_decay": 0.8,
+           "decay_every": 10, "crop_size": 224, "flip": True, "pretrained": True}
+OPTION_TYPES = {"classes": (str, list), "pretrained": (bool, str)}
 
 
-def _spec(name: str, filename: str, classes: str, default: bool) -> DetectorSpec:
+def _spec(name: str, filename: str, classes: list[str], default: bool) -> DetectorSpec:
     return DetectorSpec(
         name=f"lgrad.{name}",
         factory=LGrad,
@@ -206,9 +310,11 @@ def _spec(name: str, filename: str, classes: str, default: bool) -> DetectorSpec
         pixels=PixelInput(image_size=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         default=default,
         quickstart=False,
-        description=f"LGrad (StyleGAN-discriminator gradients into a ResNet-50), ProGAN {classes}; gen_imggrad.py "
+        description=f"LGrad (StyleGAN-discriminator gradients into a ResNet-50), ProGAN {'/'.join(classes)}; gen_imggrad.py "
                     f"protocol (256x256 resize); official: lgrad.{name}[discriminator=D.pth]@{filename}",
-        options=OPTIONS,
+        options={**OPTIONS, "classes": classes},
+        option_types=OPTION_TYPES,
+        needs_fit=True,
         training_data=("progan",),
         paper=PAPER,
         license=LICENSE,
@@ -231,6 +337,6 @@ def _spec(name: str, filename: str, classes: str, default: bool) -> DetectorSpec
 
 @hookimpl
 def sidbench_detectors() -> list[DetectorSpec]:
-    return [_spec("progan4", "LGrad-4class-Trainon-Progan_car_cat_chair_horse.pth", "car/cat/chair/horse", True),
-            _spec("progan2", "LGrad-2class-Trainon-Progan_chair_horse.pth", "chair/horse", False),
-            _spec("progan1", "LGrad-1class-Trainon-Progan_horse.pth", "horse", False)]
+    return [_spec("progan4", "LGrad-4class-Trainon-Progan_car_cat_chair_horse.pth", ["car", "cat", "chair", "horse"], True),
+            _spec("progan2", "LGrad-2class-Trainon-Progan_chair_horse.pth", ["chair", "horse"], False),
+            _spec("progan1", "LGrad-1class-Trainon-Progan_horse.pth", ["horse"], False)]

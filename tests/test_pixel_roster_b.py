@@ -9,6 +9,7 @@ sidbench network code). Tiny widths where the official file decides them (the St
 from __future__ import annotations
 
 import io
+import re
 import math
 
 import cv2
@@ -438,3 +439,29 @@ def test_the_five_and_npr_in_one_run_give_one_leaderboard(tmp_path, resnet50_sta
     for row in lgrad.itertuples():  # the engine's batched gradients equal the per-image official ones
         assert row.logit == pytest.approx(lgrad_reference(d_sd, resnet50_state, Image.open(row.path).convert("RGB")),
                                           rel=1e-4, abs=1e-4)
+
+
+def test_lgrad_trains_with_its_recipe_and_bundles_the_discriminator(tmp_path, capsys):
+    from sidbench.api.checkpoints import load_tensors
+    from sidbench.cli import main
+    from sidbench.registry import load_detector
+
+    torch.save(stylegan_d_state(21), tmp_path / "D.pth")
+    root = make_folder(tmp_path / "progan", splits=("horse", "sheep"), n=1, size=(40, 40), seed=22)
+    out = tmp_path / "lgrad.safetensors"
+    args = ["train", "lgrad.progan1", "--data", str(root), "--out", str(out), "--no-progress", "--no-cache",
+            "--set", f"discriminator={tmp_path / 'D.pth'}", "--set", "pretrained=false", "--set", "epochs=2",
+            "--set", "decay_every=1", "--set", "batch_size=2", "--set", "crop_size=192"]
+    assert main(args) == 0
+    log = capsys.readouterr().out
+    assert "train: classes horse (2 of 4 images)" in log
+    lrs = [float(m) for m in re.findall(r"epoch \d: loss [\d.]+, lr ([\d.e-]+)", log)]
+    assert lrs == pytest.approx([5e-4, 5e-4 * 0.8])  # x0.8 at the end of 0-based epoch 1 (decay_every=1)
+    tensors, meta = load_tensors(out)
+    assert meta["detector"] == "lgrad.progan1" and torch.equal(tensors["net.discriminator.input0.weight"],
+                                                                stylegan_d_state(21)["input0.weight"])
+    det = load_detector("lgrad.progan1", weights=str(out))  # the discriminator comes back from the file
+    img = images(23, ((30, 30),))
+    x = T.Compose([T.Resize((256, 256)), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])(img[0])[None]
+    with torch.inference_mode():
+        assert torch.isfinite(det.score({"pixels": x})).all()
