@@ -105,7 +105,11 @@ def load_statistic(path: str, name: str) -> "torch.Tensor":
         try:
             obj = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - an unsafe pickle or a damaged file: one line either way
-            raise WeightsError(f"{p}: not a tensor file readable with weights_only=True ({type(exc).__name__})") from None
+            out = p.with_suffix(".tensor.pth")
+            raise WeightsError(
+                f"{p}: refused, not a tensor file readable with weights_only=True ({type(exc).__name__}); if you trust "
+                f"its source, convert it once: python -c \"import torch; t = torch.load('{p}', weights_only=False); "
+                f"torch.save(torch.as_tensor(t), '{out}')\" and use {out}") from None
     if not isinstance(obj, torch.Tensor) or obj.dim() != 3 or obj.shape[0] != 3:
         raise WeightsError(f"{p}: expected one [3, H, W] tensor of DCT statistics ({name}); {STATS_HINT}")
     return obj.double()
@@ -141,7 +145,9 @@ def sidbench_detectors() -> list[DetectorSpec]:
             note="SIDBench's weight bundle (a ResNet-50 the suites trained on ProGAN; the authors' own models are "
                  "TensorFlow); Hugging Face revision not pinned yet, no checksum published; the statistics "
                  "dct_mean.zip / dct_var.zip sit beside it and are given as options"),
-        published={"Frank et al. 2020, ProGAN-style LSUN, DCT ResNet acc": "see the paper; anchor only"},
+        published={"SIDBench (Schinas & Papadopoulos, MMM 2024), FreqDetect rows": "not transcribed here (no verified "
+                   "copy offline); read them in the paper's tables",
+                   "AIGCDetectBenchmark FreDect rows (16 test sets)": "on its project page (fdmas.github.io/AIGCDetect)"},
         notes="Written from SIDBench dataset/process.py (freq_processing, dct2_wrapper) and models/FreqDetect.py, and "
               "AIGCDetectBenchmark data/process.py (processing_DCT, which always resizes the shorter side to 256 "
               "first: --protocol dct_resize_center_crop). The log-spectrum is computed in float64 as numpy does and "

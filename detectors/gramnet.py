@@ -114,8 +114,9 @@ def sidbench_detectors() -> list[DetectorSpec]:
             note="SIDBench's weight bundle (the authors published no ProGAN checkpoint; AIGCDetectBenchmark trained "
                  "it and serves it on Baidu/ModelScope only); Hugging Face revision not pinned yet, no checksum "
                  "published"),
-        published={"SIDBench (MMM 2024) Table 3, mean acc over its 26 GAN/diffusion sets": "see the paper; anchor only",
-                   "AIGCDetectBenchmark, ProGAN-trained, mean acc (16 test sets)": "reported in its README table"},
+        published={"SIDBench (Schinas & Papadopoulos, MMM 2024), GramNet rows": "not transcribed here (no verified "
+                   "copy offline); read them in the paper's tables",
+                   "AIGCDetectBenchmark Gram-Net rows (16 test sets)": "on its project page (fdmas.github.io/AIGCDetect)"},
         notes="Network of resnet_gram.py in SIDBench and AIGCDetectBenchmark (identical files); the authors' repository "
               "trains on faces and publishes no ProGAN weights. Default protocol: SIDBench test.py (--loadSize None, "
               "--cropSize 224: centre crop 224, zero padding below 224, ImageNet mean/std). AIGCDetectBenchmark's "

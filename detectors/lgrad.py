@@ -324,7 +324,10 @@ def _spec(name: str, filename: str, classes: list[str], default: bool) -> Detect
             note="the authors' Google Drive file (folder 17-MAyCpMqyn4b_DFP2LekrmIgRovwoix) as re-hosted in SIDBench's "
                  "weight bundle; Hugging Face revision not pinned yet, no checksum published; the discriminator is "
                  f"a separate download: {DISCRIMINATOR_URL}"),
-        published={"LGrad paper Table 1, 4-class ProGAN, mean acc / AP over 8 GANs": "see the paper; anchor only"},
+        published={"LGrad paper (CVPR 2023), 1/2/4-class ProGAN training, acc/AP on the 8 GANs of eval_test8gan.py":
+                   "not transcribed here (no verified copy offline); read them in the paper's tables",
+                   "SIDBench and AIGCDetectBenchmark LGrad rows": "in their papers / project page (channel-swapped "
+                   "gradients: grad_channels=bgr)"},
         notes="Written from LGrad img2gad_pytorch/gen_imggrad.py, models/stylegan_discriminator.py and "
               "CNNDetection/eval_test8gan.py. The discriminator is genforce's conversion (a plain state dict: it "
               "loads with weights_only=True; the TensorFlow .pkl needs genforce's converter and TensorFlow, run once "

@@ -155,7 +155,8 @@ def sidbench_detectors() -> list[DetectorSpec]:
         name="lnp.aigcbench",
         factory=LNP,
         preprocess="native",
-        pixels=PixelInput(image_size=256, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
+        # the denoiser keeps 64 full-resolution channels per block: fewer pixels per batch than the default
+        pixels=PixelInput(image_size=256, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), max_batch_pixels=4 * 512 * 512),
         default=True,
         quickstart=False,
         description="LNP (SIDD denoiser noise pattern into a ResNet-50), AIGCDetectBenchmark's ProGAN checkpoint; "
@@ -165,8 +166,8 @@ def sidbench_detectors() -> list[DetectorSpec]:
         paper=PAPER,
         license=LICENSE,
         repository=REPOSITORY,
-        published={"LNP paper (ECCV 2022), ProGAN-trained, mean acc": "see the paper; anchor only",
-                   "AIGCDetectBenchmark LNP row": "reported in its README table"},
+        published={"LNP paper (ECCV 2022)": "not transcribed here (no verified copy offline); read them in the paper",
+                   "AIGCDetectBenchmark LNP rows (16 test sets)": "on its project page (fdmas.github.io/AIGCDetect)"},
         notes="No NAME@official: the classifier LNP.pth is served only from BaiduNetdisk/ModelScope (AIGCDetectBenchmark) "
               "and the authors have not published theirs; give the file. Written from AIGCDetectBenchmark "
               "networks/denoising_rgb.py, data/process.py (processing_LNP) and the authors' test_sidd_rgb.py (the same "

@@ -149,7 +149,9 @@ def sidbench_detectors() -> list[DetectorSpec]:
             url=HF + "rptc/RPTC.pth", filename="RPTC.pth", repository="https://huggingface.co/dkarageo/sidbench",
             note="SIDBench's weight bundle (the authors publish on ModelScope only); Hugging Face revision not "
                  "pinned yet, no checksum published"),
-        published={"PatchCraft paper, ProGAN-trained, mean acc over its 17 generators": "see the paper; anchor only"},
+        published={"PatchCraft paper (arXiv 2311.12397), ProGAN-trained, 17 generators": "not transcribed here (no "
+                   "verified copy offline); read them in the paper",
+                   "SIDBench (MMM 2024) PatchCraft rows": "in the paper's tables"},
         notes="Written from SIDBench models/RPTC.py and dataset/process.py (rptc_processing, ED); the authors' "
               "ModelScope code could not be read here. The crops are random in the official code (torch's global "
               "generator); sidbench draws them from a generator seeded per image, so scores are deterministic but "

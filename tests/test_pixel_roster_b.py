@@ -465,3 +465,20 @@ def test_lgrad_trains_with_its_recipe_and_bundles_the_discriminator(tmp_path, ca
     x = T.Compose([T.Resize((256, 256)), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])(img[0])[None]
     with torch.inference_mode():
         assert torch.isfinite(det.score({"pixels": x})).all()
+
+
+def test_auxiliary_files_with_pickled_objects_are_refused_with_a_conversion_command(tmp_path, plugins):
+    import argparse
+
+    from sidbench.registry import load_detector
+
+    d = stylegan_d_state(31)
+    torch.save({"state_dict": d, "args": argparse.Namespace(lr=1)}, tmp_path / "D.pth")
+    with pytest.raises(WeightsError, match="convert it once to plain tensors") as err:
+        load_detector("lgrad", discriminator=str(tmp_path / "D.pth"), plugins=plugins)
+    assert "\n" not in str(err.value)
+    torch.save(np.zeros((3, 224, 224)), tmp_path / "dct_mean.pth")
+    det = load_detector("freqdetect", dct_mean=str(tmp_path / "dct_mean.pth"), dct_var=str(tmp_path / "dct_mean.pth"),
+                        plugins=plugins)
+    with pytest.raises(WeightsError, match="convert it once"):  # a numpy array pickled by torch.save
+        det.convert_checkpoint({"conv1.weight": torch.zeros(1)})
