@@ -33,7 +33,8 @@ LICENSE = ("no licence file in chuangchuangtan/LGrad; the discriminator is NVIDI
            "converted by genforce")
 REPOSITORY = "https://github.com/chuangchuangtan/LGrad"
 HF = "https://huggingface.co/dkarageo/sidbench/resolve/main/"
-DISCRIMINATOR_URL = "https://lid-1302259812.cos.ap-nanjing.myqcloud.com/tmp/karras2019stylegan-bedrooms-256x256_discriminator.pth"
+DISCRIMINATOR_URL = ("https://lid-1302259812.cos.ap-nanjing.myqcloud.com/tmp/"
+                     "karras2019stylegan-bedrooms-256x256_discriminator.pth")
 D_HINT = (f"LGrad needs the StyleGAN discriminator: give lgrad[discriminator=PATH] with {DISCRIMINATOR_URL} (LGrad's "
           "README; SIDBench re-hosts it as preprocessing/karras2019stylegan-bedrooms-256x256_discriminator.pth)")
 CHANNELS = ("rgb", "bgr")
@@ -152,7 +153,8 @@ def build_classifier(imagenet: "dict[str, torch.Tensor] | None" = None) -> "torc
         missing, unexpected = net.load_state_dict({k: v for k, v in imagenet.items() if not k.startswith("fc.")},
                                                   strict=False)
         if unexpected or any(not k.startswith("fc.") for k in missing):
-            raise WeightsError(f"the ImageNet weights do not fit a ResNet-50: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise WeightsError(f"the ImageNet weights do not fit a ResNet-50: missing {missing[:3]}, "
+                               f"unexpected {unexpected[:3]}")
         torch.nn.init.normal_(net.fc.weight, 0.0, 0.02)
     return net
 

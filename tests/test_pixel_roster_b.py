@@ -46,8 +46,8 @@ def resnet50_state() -> dict[str, torch.Tensor]:
     return random_state(official_shapes(7), 7)
 
 
-def sidbench_logits(name: str, weights, imgs, plugins, **options) -> torch.Tensor:
-    """The detector's own protocol then its score, image by image (the engine batches equal sizes)."""
+def sidbench_logits(name: str, weights, imgs, plugins, batched: bool = False, **options) -> torch.Tensor:
+    """The detector's own protocol then its score, image by image, or as one batch (``batched``: equal sizes)."""
     from sidbench.data.preprocess import make_preprocess
     from sidbench.registry import load_detector
 
@@ -55,6 +55,8 @@ def sidbench_logits(name: str, weights, imgs, plugins, **options) -> torch.Tenso
     prep = make_preprocess(det.preprocess, det.pixel_input)
     xs = [prep(ImageInput(img, None, "x.png")) if getattr(prep, "wants_input", False) else prep(img) for img in imgs]
     with torch.inference_mode():
+        if batched:
+            return det.score({"pixels": torch.stack(xs)})
         return torch.cat([det.score({"pixels": x[None]}) for x in xs])
 
 
@@ -176,12 +178,14 @@ def rptc_reference(sd, img: Image.Image) -> float:
     def group1(y):
         a, _, c, d = y.shape
         y = F.conv2d(y.reshape(-1, 1, c, d), sd["group1.hpf.weight"], padding=2).reshape(a, -1, c, d)
-        return F.hardtanh(bn(sd, "group1_b.1", F.conv2d(y, sd["group1_b.0.weight"], sd["group1_b.0.bias"], padding=1)), -5, 5)
+        y = F.conv2d(y, sd["group1_b.0.weight"], sd["group1_b.0.bias"], padding=1)
+        return F.hardtanh(bn(sd, "group1_b.1", y), -5, 5)
 
     y = group1(x[:, 0]) - group1(x[:, 1])
     for g, convs, pool in (("group2", 4, True), ("group3", 2, True), ("group4", 2, True), ("group5", 2, False)):
         for c in range(convs):
-            y = F.relu(bn(sd, f"{g}.{3 * c + 1}", F.conv2d(y, sd[f"{g}.{3 * c}.weight"], sd[f"{g}.{3 * c}.bias"], padding=1)))
+            y = F.conv2d(y, sd[f"{g}.{3 * c}.weight"], sd[f"{g}.{3 * c}.bias"], padding=1)
+            y = F.relu(bn(sd, f"{g}.{3 * c + 1}", y))
         if pool:
             y = F.avg_pool2d(y, 3, 2, 1)
     return float((y.mean(dim=(2, 3)) @ sd["fc2.weight"].T + sd["fc2.bias"])[0, 0])
@@ -200,7 +204,8 @@ def test_patchcraft_gives_the_official_logits(tmp_path, plugins):
 def freqdetect_files(root, sd):
     """DCTAnalysis.pth ({'netC': ...} with module. keys) and the statistics saved with torch.save, as [3, 224, 224]."""
     g = torch.Generator().manual_seed(3)
-    mean, var = torch.randn(3, 224, 224, generator=g, dtype=torch.float64), 1 + torch.rand(3, 224, 224, generator=g, dtype=torch.float64)
+    mean = torch.randn(3, 224, 224, generator=g, dtype=torch.float64)
+    var = 1 + torch.rand(3, 224, 224, generator=g, dtype=torch.float64)
     torch.save({"netC": {f"module.{k}": v for k, v in sd.items()}}, root / "DCTAnalysis.pth")
     torch.save(mean, root / "dct_mean.zip")
     torch.save(var, root / "dct_var.zip")
@@ -238,7 +243,8 @@ def stylegan_d_state(seed: int, res=256, fmaps_base=512, fmaps_max=16) -> dict[s
     k = k.T.dot(k) / 16.0
     for rl in range(final, 1, -1):
         r, i = 2 ** rl, final - rl
-        sd[f"input{i}.weight"], sd[f"input{i}.bias"] = torch.randn(nf(r), 3, 1, 1, generator=g), 0.1 * torch.randn(nf(r), generator=g)
+        sd[f"input{i}.weight"] = torch.randn(nf(r), 3, 1, 1, generator=g)
+        sd[f"input{i}.bias"] = 0.1 * torch.randn(nf(r), generator=g)
         if r != 4:
             sd[f"layer{2 * i}.weight"] = torch.randn(nf(r), nf(r), 3, 3, generator=g)
             sd[f"layer{2 * i}.bias"] = 0.1 * torch.randn(nf(r), generator=g)
@@ -318,7 +324,7 @@ def test_lgrad_gives_the_official_logits(tmp_path, plugins, resnet50_state):
     torch.save(c_sd, tmp_path / "LGrad-4class.pth")  # eval_test8gan.py loads a bare state dict
     imgs = images(4, ((40, 52), (33, 29)))
     want = torch.tensor([lgrad_reference(d_sd, c_sd, im) for im in imgs])
-    got = sidbench_logits("lgrad", tmp_path / "LGrad-4class.pth", imgs, plugins,
+    got = sidbench_logits("lgrad", tmp_path / "LGrad-4class.pth", imgs, plugins, batched=True,
                           discriminator=str(tmp_path / "karras2019stylegan-bedrooms-256x256_discriminator.pth"))
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     with pytest.raises(WeightsError, match=r"lgrad\[discriminator=PATH\]"):
@@ -417,7 +423,7 @@ def test_the_five_and_npr_in_one_run_give_one_leaderboard(tmp_path, resnet50_sta
     torch.save({"model": resnet50_state}, w / "LNP.pth")
     npr = random_state(official_shapes(3, STAGES[:2], head="fc1", head_in=512), 15)
     torch.save({"model": {f"module.{k}": v for k, v in npr.items()}}, w / "NPR.pth")
-    data = make_folder(tmp_path / "data", splits=("gan",), n=1, size=(36, 44), seed=16)
+    data = make_folder(tmp_path / "data", splits=("gan",), n=1, size=(24, 28), seed=16)
     dets = (f"gramnet@{w / 'Gram.pth'},patchcraft@{w / 'RPTC.pth'},"
             f"freqdetect[dct_mean={w / 'dct_mean.zip'},dct_var={w / 'dct_var.zip'}]@{freq},"
             f"lgrad[discriminator={w / 'D.pth'}]@{w / 'LGrad.pth'},lnp[denoiser={w / 'sidd_rgb.pth'}]@{w / 'LNP.pth'},"
@@ -434,11 +440,7 @@ def test_the_five_and_npr_in_one_run_give_one_leaderboard(tmp_path, resnet50_sta
     assert all(name in board for name in ("gramnet", "patchcraft", "freqdetect", "lgrad", "lnp", "npr"))
     protocols = dict(zip(family, scores.protocol))
     assert protocols["patchcraft.progan"] == "rich_poor_mosaics" and protocols["lgrad.progan4"] == "resize_square"
-    lgrad = scores[family == "lgrad.progan4"]
-    d_sd = stylegan_d_state(13)
-    for row in lgrad.itertuples():  # the engine's batched gradients equal the per-image official ones
-        assert row.logit == pytest.approx(lgrad_reference(d_sd, resnet50_state, Image.open(row.path).convert("RGB")),
-                                          rel=1e-4, abs=1e-4)
+    assert (scores[family == "lgrad.progan4"].logit.abs() > 0).all()
 
 
 def test_lgrad_trains_with_its_recipe_and_bundles_the_discriminator(tmp_path, capsys):
@@ -451,7 +453,7 @@ def test_lgrad_trains_with_its_recipe_and_bundles_the_discriminator(tmp_path, ca
     out = tmp_path / "lgrad.safetensors"
     args = ["train", "lgrad.progan1", "--data", str(root), "--out", str(out), "--no-progress", "--no-cache",
             "--set", f"discriminator={tmp_path / 'D.pth'}", "--set", "pretrained=false", "--set", "epochs=2",
-            "--set", "decay_every=1", "--set", "batch_size=2", "--set", "crop_size=192"]
+            "--set", "decay_every=1", "--set", "batch_size=2", "--set", "crop_size=128"]
     assert main(args) == 0
     log = capsys.readouterr().out
     assert "train: classes horse (2 of 4 images)" in log
@@ -482,3 +484,13 @@ def test_auxiliary_files_with_pickled_objects_are_refused_with_a_conversion_comm
                         plugins=plugins)
     with pytest.raises(WeightsError, match="convert it once"):  # a numpy array pickled by torch.save
         det.convert_checkpoint({"conv1.weight": torch.zeros(1)})
+
+
+def test_a_detector_without_a_training_recipe_needs_its_checkpoint(tmp_path, capsys):
+    from sidbench.cli import main
+
+    data = make_folder(tmp_path / "d", splits=("a",), n=1, size=(40, 40))
+    assert main(["run", "--data", str(data), "--detectors", "patchcraft", "--out", str(tmp_path / "o"),
+                 "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "patchcraft@RPTC.pth or patchcraft@official" in err and len(err.splitlines()) == 1
