@@ -180,7 +180,7 @@ def sidbench_detectors() -> list[DetectorSpec]:
         notes="No NAME@official: the classifier LNP.pth is served only from BaiduNetdisk/ModelScope (AIGCDetectBenchmark) "
               "and the authors have not published theirs; give the file. Written from AIGCDetectBenchmark "
               "networks/denoising_rgb.py, data/process.py (processing_LNP) and the authors' test_sidd_rgb.py (the same "
-              "uint8 * 255 wrap and OpenCV write). img_as_ubyte is taken as skimage >= 0.16 rounds (half to even). "
+              "uint8 * 255 wrap and OpenCV write). img_as_ubyte rounds half to even (checked against scikit-image 0.26). "
               "--set classifier_view=resize_crop applies AIGCDetectBenchmark's default test flags (shorter side 256, "
               "centre crop 224) to the LNP image. The denoiser runs on the full image: memory grows with its size.",
     )]
