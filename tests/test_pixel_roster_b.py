@@ -232,6 +232,24 @@ def test_freqdetect_gives_the_official_logits(tmp_path, plugins, resnet50_state)
         sidbench_logits("freqdetect", path, imgs[:1], plugins)
 
 
+def test_freqdetect_protocols_follow_both_suites(plugins):
+    """dct_center_crop: SIDBench freq_processing (loadSize None); dct_resize_center_crop: AIGCDetectBenchmark
+    processing_DCT (Resize(256) on the shorter side, CenterCrop(224)); both before the standardisation."""
+    from scipy import fftpack
+
+    from sidbench.data.preprocess import make_preprocess
+    from sidbench.registry import load_detector
+
+    info = load_detector("freqdetect", plugins=plugins).pixel_input
+    img = images(8, ((300, 260),))[0]
+    for protocol, view in (("dct_center_crop", T.CenterCrop(224)),
+                           ("dct_resize_center_crop", T.Compose([T.Resize(256), T.CenterCrop(224)]))):
+        a = np.array(view(img))
+        a = np.log(np.abs(fftpack.dct(fftpack.dct(a, type=2, norm="ortho", axis=0), type=2, norm="ortho", axis=1)) + 1e-12)
+        got = make_preprocess(protocol, info)(ImageInput(img, None, "x.png"))
+        torch.testing.assert_close(got, torch.from_numpy(a).permute(2, 0, 1).float())
+
+
 # -- LGrad (gen_imggrad.py, models/stylegan_discriminator.py, eval_test8gan.py) ---------------------------------
 def stylegan_d_state(seed: int, res=256, fmaps_base=512, fmaps_max=16) -> dict[str, torch.Tensor]:
     """A genforce StyleGANDiscriminator state dict (narrow: fmaps_base 512, fmaps_max 16)."""
@@ -384,13 +402,15 @@ def denoise(sd, x):
     return -c("tail.0", y)
 
 
-def lnp_reference(d_sd, c_sd, img: Image.Image) -> float:
+def lnp_reference(d_sd, c_sd, img: Image.Image, resize_crop: bool = False) -> float:
     a = torch.from_numpy(np.float32(np.array(img).astype(np.float32) / 255.0)).permute(2, 0, 1)[None]
     r = torch.clamp(denoise(d_sd, a), 0, 1).permute(0, 2, 3, 1).numpy()[0]
     u8 = np.clip(np.rint(np.multiply(r, 255, dtype=np.float32)), 0, 255).astype(np.uint8)  # skimage img_as_ubyte
     ok, png = cv2.imencode(".png", u8 * 255)  # uint8 arithmetic: wraps
     assert ok
     read = Image.open(io.BytesIO(png.tobytes())).convert("RGB")
+    if resize_crop:  # eval_all.py without --no_resize / --no_crop: custom_resize(loadSize 256), CenterCrop(224)
+        read = T.CenterCrop(224)(T.functional.resize(read, 256, interpolation=T.InterpolationMode.BILINEAR))
     y = T.Compose([T.ToTensor(), T.Normalize(*IMAGENET)])(read)[None]  # --no_resize --no_crop
     return float(cnndetection_reference(c_sd, y)[0])
 
@@ -403,6 +423,11 @@ def test_lnp_gives_the_official_logits(tmp_path, plugins, resnet50_state):
     with torch.no_grad():
         want = torch.tensor([lnp_reference(d_sd, c_sd, im) for im in imgs])
     got = sidbench_logits("lnp", tmp_path / "LNP.pth", imgs, plugins, denoiser=str(tmp_path / "sidd_rgb.pth"))
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        want = torch.tensor([lnp_reference(d_sd, c_sd, imgs[1], resize_crop=True)])
+    got = sidbench_logits("lnp", tmp_path / "LNP.pth", imgs[1:], plugins, denoiser=str(tmp_path / "sidd_rgb.pth"),
+                          classifier_view="resize_crop")
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     with pytest.raises(WeightsError, match=r"lnp\[denoiser=PATH\]"):
         sidbench_logits("lnp", tmp_path / "LNP.pth", imgs, plugins)
