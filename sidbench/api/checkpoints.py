@@ -88,12 +88,13 @@ def metadata_json(raw: str | None, path: Path) -> Any:
                            f"{str(exc)[:120]}); the file is damaged or was not written by sidbench") from None
 
 
-TRAINING_DUMP_KEYS = ("model", "state_dict", "net")  # where training scripts put the weights (in this order)
+TRAINING_DUMP_KEYS = ("model", "state_dict", "net", "netC")  # where training scripts put the weights (in this order);
+# netC: the classifier of the GANDCTAnalysis-style trainers (AIGCDetectBenchmark, SIDBench: Gram-Net, FreDect, RPTC)
 
 
 def unwrap_training_dump(obj: Any) -> Any:
     """The state dict inside a training dump (``{'model': sd, 'optimizer': ..., 'total_steps': ...}``,
-    ``{'state_dict': sd}``, ``{'net': sd}``); anything else as it is."""
+    ``{'state_dict': sd}``, ``{'net': sd}``, ``{'netC': sd}``); anything else as it is."""
     if isinstance(obj, dict):
         for key in TRAINING_DUMP_KEYS:
             if isinstance(obj.get(key), dict):
