@@ -219,13 +219,19 @@ class _Plan:
                      for det in self.group]
             # every head queued on the device, then one transfer of all their logits (one sync per chunk)
             heads = torch.stack([h.to(heads[0].device) for h in heads]).cpu()
-        for det, head in zip(self.group, heads):
-            logits = finite_logits(det, head).tolist()
+        finite = torch.isfinite(heads).all(dim=1).tolist()
+        keys = []
+        for det, head, ok, logits in zip(self.group, heads, finite, heads.tolist()):
+            if not ok:
+                finite_logits(det, head)  # raises, naming the detector
             name, wanted = det.name, self.wanted[det.name]  # _owed, inlined: this loop runs per image and detector
             for (img, info), logit in zip(loaded, logits):
                 sha = info.sha256 if info is not None else ""
-                rows += [score_row(name, r, pert, protocol, logit, sha) for r in self.by_path[img.path]
-                         if (r.split, r.path) in wanted and (name, pert, r.split, r.path) not in done]
-        self.ctx.scores.write(rows)
+                for r in self.by_path[img.path]:
+                    if (r.split, r.path) in wanted and (key := (name, pert, r.split, r.path)) not in done:
+                        rows.append((name, r, logit, sha))
+                        keys.append(key)
+        # the rows themselves (floats to text) are made by the writer, off this thread
+        self.ctx.scores.write_deferred(lambda: [score_row(n, r, pert, protocol, x, s) for n, r, x, s in rows], keys)
         if self.ctx.index is not None:
             self.ctx.index.append((img.path, info.sha256, info.state) for img, info in loaded if info is not None)

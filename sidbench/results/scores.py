@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterable, Mapping
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from ..api.paths import ENCODING, ERRORS, check_replace, note_written, write_atomic
 
@@ -88,7 +88,7 @@ class ScoreLog:
             note_written(self.path)
             self._w.writerow(SCORE_COLUMNS)
             self._flush()
-        self._queue: "queue.Queue[list[tuple] | None]" = queue.Queue(maxsize=QUEUED_BATCHES)
+        self._queue: "queue.Queue[Callable[[], list[tuple]] | None]" = queue.Queue(maxsize=QUEUED_BATCHES)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="sidbench-scores", daemon=True)
         self._thread.start()
@@ -101,17 +101,22 @@ class ScoreLog:
 
     def write(self, rows: Iterable[tuple]) -> None:
         """Queue ``rows`` (tuples from :func:`score_row`) for the writer thread; they count as done at once."""
+        rows = list(rows)
+        self.write_deferred(lambda: rows, map(row_key, rows))
+
+    def write_deferred(self, make_rows: "Callable[[], list[tuple]]", keys: Iterable[tuple]) -> None:
+        """Queue rows that the writer thread makes (``make_rows()``, e.g. floats to text); ``keys`` (their
+        :func:`row_key`) count as done at once."""
         if self._error is not None:
             self._raise()
-        rows = list(rows)
-        self.done.update(map(row_key, rows))
-        self._queue.put(rows)
+        self.done.update(keys)
+        self._queue.put(make_rows)
 
     def _drain(self) -> None:
-        while (rows := self._queue.get()) is not None:
+        while (make_rows := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    self._w.writerows(rows)
+                    self._w.writerows(make_rows())
                     self._flush()
                 except BaseException as exc:  # noqa: BLE001 - handed to the scoring thread, raised there
                     self._error = exc
@@ -152,6 +157,10 @@ class ScoreRows:
         for row in rows:
             self.rows.append(row)
             self.done.add(row_key(row))
+
+    def write_deferred(self, make_rows: "Callable[[], list[tuple]]", keys: Iterable[tuple]) -> None:
+        """As :meth:`ScoreLog.write_deferred` (here at once)."""
+        self.write(make_rows())
 
     def close(self) -> None:
         """Nothing to flush (the ScoreLog interface)."""
