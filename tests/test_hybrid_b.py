@@ -1,0 +1,270 @@
+"""SPAI against its official architecture and test script.
+
+The test writes a checkpoint in the official format (``{'model': PatchBasedMFViT.state_dict(), 'epoch': ...}``
+with seeded random weights under the official key names, the unused MFM parts included), loads it through
+sidbench and compares the logits with a forward written here from ``spai/models/sid.py``,
+``vision_transformer.py`` and ``filters.py`` (plain ``torch.nn.functional`` on the state dict) after the
+official test view (PIL decode, albumentations' centred reflect-101 ``PadIfNeeded(224)``, pixels / 255), on
+images smaller than one patch, non-square, and of four whole patches or more. Tiny widths and depths by default
+(the 224-pixel patches and the 16-pixel ViT patches stay); the full size is slow.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.transforms.functional import five_crop
+
+TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2, "proj_dim": 16, "attn_embed_dim": 24, "attn_heads": 2}
+TINY_NAME = "[" + ",".join(f"{k}={v}" for k, v in TINY.items()) + "]"
+FULL = {"embed_dim": 768, "depth": 12, "num_heads": 12, "proj_dim": 1024, "attn_embed_dim": 1536, "attn_heads": 12}
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+# -- the official key names and shapes -------------------------------------------------------------------------
+def _ln(p: str, d: int) -> dict[str, tuple]:
+    return {f"{p}.weight": (d,), f"{p}.bias": (d,)}
+
+
+def _block(p: str, d: int) -> dict[str, tuple]:
+    out = {**_ln(f"{p}.norm1", d), **_ln(f"{p}.norm2", d), f"{p}.attn.qkv.weight": (3 * d, d),
+           f"{p}.attn.q_bias": (d,), f"{p}.attn.v_bias": (d,), f"{p}.attn.proj.weight": (d, d),
+           f"{p}.attn.proj.bias": (d,), f"{p}.mlp.fc1.weight": (4 * d, d), f"{p}.mlp.fc1.bias": (4 * d,),
+           f"{p}.mlp.fc2.weight": (d, 4 * d), f"{p}.mlp.fc2.bias": (d,)}
+    return out
+
+
+def _projector(p: str, i: int, o: int, input_norm: bool) -> dict[str, tuple]:
+    out = {f"{p}.projector.1.weight": (o, i), f"{p}.projector.1.bias": (o,), f"{p}.projector.4.weight": (o, o),
+           f"{p}.projector.4.bias": (o,), **_ln(f"{p}.norm2", o)}
+    return {**(_ln(f"{p}.norm1", i) if input_norm else {}), **out}
+
+
+def spai_shapes(embed_dim=768, depth=12, num_heads=12, proj_dim=1024, attn_embed_dim=1536, attn_heads=12):
+    """Every tensor of ``PatchBasedMFViT(configs/spai.yaml).state_dict()``."""
+    d, n, tokens, dim = embed_dim, depth, 197, 6 * depth + proj_dim
+    v = "mfvit.vit."
+    out = {f"{v}cls_token": (1, 1, d), f"{v}pos_embed": (1, tokens, d), f"{v}patch_embed.proj.weight": (d, 3, 16, 16),
+           f"{v}patch_embed.proj.bias": (d,), **_ln(f"{v}fc_norm", d), f"{v}cls_pos_embed": (1, tokens, d),
+           f"{v}actual_cls_token": (1, 1, d), **_block(f"{v}cls_blocks.0", d), f"{v}head.weight": (2, d * n),
+           f"{v}head.bias": (2,)}
+    for i in range(n):
+        out.update(_block(f"{v}blocks.{i}", d))
+        out.update(_ln(f"{v}intermediate_fc_norm.{i}", d))
+        out.update(_projector(f"mfvit.features_processor.patch_projector.projectors.{i}", d, proj_dim, True))
+    f = "mfvit.features_processor.original_features_processor."
+    out.update({f"{f}alpha": (1, n, proj_dim), **_projector(f"{f}proj1", 2 * proj_dim, proj_dim, False),
+                **_projector(f"{f}proj2", proj_dim, proj_dim, False)})
+    out.update({"to_kv.weight": (2 * attn_embed_dim, dim), "patch_aggregator": (attn_heads, 1, attn_embed_dim // attn_heads),
+                "to_out.0.weight": (dim, attn_embed_dim), **_ln("norm", dim),
+                "cls_head.head.0.weight": (3 * dim, dim), "cls_head.head.0.bias": (3 * dim,),
+                "cls_head.head.3.weight": (3 * dim, 3 * dim), "cls_head.head.3.bias": (3 * dim,),
+                "cls_head.head.6.weight": (1, 3 * dim), "cls_head.head.6.bias": (1,)})
+    return out
+
+
+def official_mask(size: int = 224, radius: int = 16) -> torch.Tensor:
+    """filters.generate_circular_mask: int64 ones inside the radius (saved as an nn.Parameter)."""
+    vals = torch.arange(0, size // 2, dtype=torch.float)
+    vals = torch.cat([vals.flip(dims=(0,)), vals])
+    x = vals.unsqueeze(0).expand(size, -1)
+    coords = torch.stack([x, x.t()], dim=2)
+    return torch.where(torch.linalg.vector_norm(coords, dim=-1) < radius, 1, 0)
+
+
+def random_state(shapes: dict[str, tuple], seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, shape in shapes.items():
+        if k.endswith(".weight") and len(shape) == 1:
+            out[k] = 1.0 + 0.1 * torch.randn(shape, generator=g)
+        elif len(shape) >= 2 and not k.endswith(("_token", "pos_embed", "alpha", "aggregator")):
+            out[k] = torch.randn(shape, generator=g) / math.sqrt(int(np.prod(shape[1:])))
+        else:
+            out[k] = 0.3 * torch.randn(shape, generator=g)
+    out["mfvit.frequencies_mask"] = official_mask()
+    return out
+
+
+def write_spai(path: Path, sd: dict[str, torch.Tensor]) -> Path:
+    """The shape of utils.save_checkpoint's dump (its pickled yacs config left out: sidbench refuses pickles)."""
+    torch.save({"model": sd, "max_accuracy": 0.9, "epoch": 7}, path)
+    return path
+
+
+# -- the official forward, written from sid.py / vision_transformer.py / filters.py ---------------------------
+def ref_vit(sd, x, depth, heads):
+    p = "mfvit.vit."
+    x = F.conv2d(x, sd[p + "patch_embed.proj.weight"], sd[p + "patch_embed.proj.bias"], stride=16)
+    x = x.flatten(2).transpose(1, 2)
+    x = torch.cat([sd[p + "cls_token"].expand(x.shape[0], -1, -1), x], dim=1) + sd[p + "pos_embed"]
+    feats = []
+    for i in range(depth):
+        b = f"{p}blocks.{i}."
+        B, N, C = x.shape
+        h = F.layer_norm(x, (C,), sd[b + "norm1.weight"], sd[b + "norm1.bias"], eps=1e-6)
+        bias = torch.cat([sd[b + "attn.q_bias"], torch.zeros_like(sd[b + "attn.v_bias"]), sd[b + "attn.v_bias"]])
+        qkv = F.linear(h, sd[b + "attn.qkv.weight"], bias).reshape(B, N, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0] * (C // heads) ** -0.5, qkv[1], qkv[2]
+        a = (q @ k.transpose(-2, -1)).softmax(-1) @ v
+        x = x + F.linear(a.transpose(1, 2).reshape(B, N, C), sd[b + "attn.proj.weight"], sd[b + "attn.proj.bias"])
+        h = F.layer_norm(x, (C,), sd[b + "norm2.weight"], sd[b + "norm2.bias"], eps=1e-6)
+        h = F.linear(F.gelu(F.linear(h, sd[b + "mlp.fc1.weight"], sd[b + "mlp.fc1.bias"])), sd[b + "mlp.fc2.weight"],
+                     sd[b + "mlp.fc2.bias"])
+        x = x + h
+        feats.append(x[:, 1:])
+    return torch.stack(feats, dim=1)
+
+
+def ref_projector(sd, p, x, last_gelu=True, input_norm=True):
+    if input_norm:
+        x = F.layer_norm(x, (x.shape[-1],), sd[p + "norm1.weight"], sd[p + "norm1.bias"])
+    x = F.gelu(F.linear(x, sd[p + "projector.1.weight"], sd[p + "projector.1.bias"]))
+    x = F.linear(x, sd[p + "projector.4.weight"], sd[p + "projector.4.bias"])
+    x = F.gelu(x) if last_gelu else x
+    return F.layer_norm(x, (x.shape[-1],), sd[p + "norm2.weight"], sd[p + "norm2.bias"])
+
+
+def ref_mfvit(sd, x, depth, heads):
+    """MFViT.forward: frequency split, ImageNet normalisation, three ViT passes, the FRE."""
+    spec = torch.fft.fftshift(torch.fft.fft2(x.float()))
+    mask = sd["mfvit.frequencies_mask"]
+    low = torch.fft.ifft2(torch.fft.ifftshift(spec * mask)).real.clamp(0, 1)
+    high = torch.fft.ifft2(torch.fft.ifftshift(spec * (1 - mask))).real.clamp(0, 1)
+    mean, std = (torch.tensor(t).view(1, 3, 1, 1) for t in IMAGENET)
+    f = [ref_vit(sd, (t - mean) / std, depth, heads) for t in (x, low, high)]
+    pp = "mfvit.features_processor.patch_projector.projectors."
+    o, lo, hi = (torch.stack([ref_projector(sd, f"{pp}{i}.", t[:, i], last_gelu=False) for i in range(depth)], 1)
+                 for t in f)
+    sims = [F.cosine_similarity(a, b, dim=-1) for a, b in ((o, lo), (o, hi), (lo, hi))]
+    stats = [s for sim in sims for s in (sim.mean(-1), sim.std(-1))]
+    fp = "mfvit.features_processor.original_features_processor."
+    g = ref_projector(sd, fp + "proj1.", torch.cat([o.mean(2), o.std(2)], -1), input_norm=False)
+    g = ref_projector(sd, fp + "proj2.", (torch.softmax(sd[fp + "alpha"], 1) * g).sum(1), input_norm=False)
+    return torch.cat(stats + [g], dim=1)
+
+
+def official_view(img: Image.Image) -> torch.Tensor:
+    """PadIfNeeded(224, 224) (centred, reflect-101 = numpy's 'reflect'), Normalize(0, 1) = / 255, ToTensorV2."""
+    a = np.asarray(img.convert("RGB"))
+    h, w = a.shape[:2]
+    ph, pw = max(224 - h, 0), max(224 - w, 0)
+    a = np.pad(a, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="reflect")
+    return torch.from_numpy(a.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+
+
+def spai_reference(sd, img: Image.Image, depth: int, heads: int, attn_heads: int) -> float:
+    """PatchBasedMFViT.forward_arbitrary_resolution_batch on the official view of one image."""
+    x = official_view(img)
+    patches = x.unfold(2, 224, 224).unfold(3, 224, 224).permute(0, 2, 3, 1, 4, 5).contiguous()
+    patches = patches.view(1, -1, 3, 224, 224)
+    if patches.shape[1] < 4:
+        patches = torch.stack(five_crop(x, [224, 224]), dim=1)
+    feats = ref_mfvit(sd, patches[0], depth, heads)[None]  # 1 x L x dim
+    kv = F.linear(feats, sd["to_kv.weight"]).chunk(2, dim=-1)
+    k, v = (t.reshape(1, t.shape[1], attn_heads, -1).transpose(1, 2) for t in kv)
+    agg = sd["patch_aggregator"][None]
+    attn = (agg @ k.transpose(-1, -2) * agg.shape[-1] ** -0.5).softmax(-1)
+    z = F.linear((attn @ v).transpose(1, 2).reshape(1, 1, -1), sd["to_out.0.weight"])[:, 0]
+    z = F.layer_norm(z, (z.shape[-1],), sd["norm.weight"], sd["norm.bias"])
+    z = F.relu(F.linear(z, sd["cls_head.head.0.weight"], sd["cls_head.head.0.bias"]))
+    z = F.relu(F.linear(z, sd["cls_head.head.3.weight"], sd["cls_head.head.3.bias"]))
+    return float(F.linear(z, sd["cls_head.head.6.weight"], sd["cls_head.head.6.bias"]))
+
+
+class Config(dict):
+    """Stands in for the yacs CfgNode that the official save_checkpoint pickles into the dump."""
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+def image(seed: int, w: int, h: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    base = np.kron(rng.integers(0, 256, (h // 7 + 1, w // 7 + 1, 3)), np.ones((7, 7, 1)))[:h, :w]
+    return Image.fromarray(np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8))
+
+
+def detector_logit(det, img: Image.Image) -> float:
+    from sidbench.api import ImageInput
+    from sidbench.data.preprocess import make_preprocess
+
+    pre = make_preprocess(det.preprocess, det.pixel_input)
+    x = pre(ImageInput(img, None, "x.png") if getattr(pre, "wants_input", False) else img)
+    with torch.no_grad():
+        return float(det.score({"pixels": x[None] if x.dim() == 3 else x}).mean())
+
+
+def load(path: Path, plugins, options=TINY):
+    from sidbench.registry import load_detector
+
+    return load_detector("spai", weights=str(path), plugins=plugins, **options)
+
+
+# (width, height): under one patch, non-square under four patches (five crops), odd with a 2x2 patch grid
+SPAI_SIZES = ((120, 90), (500, 301), (470, 453))
+
+
+# -- the tests -------------------------------------------------------------------------------------------------
+def test_spai_official_file_gives_the_official_logits(tmp_path, plugins):
+    sd = random_state(spai_shapes(**TINY), seed=1)
+    det = load(write_spai(tmp_path / "spai.pth", sd), plugins)
+    for w, h in SPAI_SIZES:
+        img = image(w, w, h)
+        assert detector_logit(det, img) == pytest.approx(spai_reference(sd, img, 2, 2, 2), abs=1e-4), (w, h)
+
+
+def test_spai_patch_batch_bounds_memory_without_changing_logits(tmp_path, plugins):
+    """Four patches through the ViT one at a time give the logits of one pass; two images of one size batch."""
+    sd = random_state(spai_shapes(**TINY), seed=2)
+    path = write_spai(tmp_path / "spai.pth", sd)
+    one, many = load(path, plugins, {**TINY, "patch_batch": 1}), load(path, plugins, {**TINY, "patch_batch": 400})
+    from sidbench.data.preprocess import make_preprocess
+    from sidbench.api import ImageInput
+
+    pre = make_preprocess(one.preprocess, one.pixel_input)
+    x = torch.stack([pre(ImageInput(image(s, 470, 453), None, "x.png")) for s in (3, 4)])
+    with torch.no_grad():
+        a, b = one.score({"pixels": x}), many.score({"pixels": x})
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert a.shape == (2,) and float((a[0] - a[1]).abs()) > 1e-6
+
+
+def test_spai_view_pads_like_albumentations_and_refuses_small_inputs(tmp_path, plugins):
+    from sidbench.api import ImageInput, SidbenchError
+    from sidbench.data.preprocess import make_preprocess
+
+    det = load(write_spai(tmp_path / "spai.pth", random_state(spai_shapes(**TINY), 3)), plugins)
+    pre = make_preprocess(det.preprocess, det.pixel_input)
+    for w, h in ((50, 30), (230, 100), (300, 260)):
+        img = image(1, w, h)
+        torch.testing.assert_close(pre(ImageInput(img, None, "x.png"))[None], official_view(img))
+    with pytest.raises(SidbenchError, match="224"):
+        det.score({"pixels": torch.zeros(1, 3, 100, 300)})
+
+
+def test_spai_card(plugins):
+    spec = plugins.detector("spai")
+    assert spec.preprocess == "spai_native" and "Apache" in spec.license
+    assert spec.official_weights.filename == "spai.pth" and "drive.google.com" in spec.official_weights.url
+    assert spec.paper and spec.published and spec.notes and spec.repository.endswith("mever-team/spai")
+
+
+def test_spai_refuses_the_released_dump_with_its_pickled_config_and_says_how_to_convert(tmp_path, plugins):
+    from sidbench.api import WeightsError
+
+    path = tmp_path / "spai.pth"
+    torch.save({"model": random_state(spai_shapes(**TINY), 4), "config": Config(a=1)}, path)
+    with pytest.raises(WeightsError, match="convert"):
+        load(path, plugins)
+
+
+@pytest.mark.slow
+def test_spai_full_size_official_architecture(tmp_path, plugins):
+    sd = random_state(spai_shapes(**FULL), seed=9)
+    det = load(write_spai(tmp_path / "spai.pth", sd), plugins, options={})
+    img = image(9, 500, 301)
+    assert detector_logit(det, img) == pytest.approx(spai_reference(sd, img, 12, 12, 12), abs=1e-4)
