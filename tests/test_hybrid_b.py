@@ -268,3 +268,245 @@ def test_spai_full_size_official_architecture(tmp_path, plugins):
     det = load(write_spai(tmp_path / "spai.pth", sd), plugins, options={})
     img = image(9, 500, 301)
     assert detector_logit(det, img) == pytest.approx(spai_reference(sd, img, 12, 12, 12), abs=1e-4)
+
+
+# ===============================================================================================================
+# FatFormer against models/clip_models.py, models/clip/model.py and the test transform of utils/dataset.py
+# ===============================================================================================================
+FF_TINY = {"vision_width": 32, "vision_layers": 2, "vision_heads": 2, "text_width": 16, "text_layers": 1,
+           "text_heads": 2, "vocab_size": 64, "num_vit_adapter": 1, "num_context": 8, "adapter_heads": 2,
+           "dwt_groups": 4, "lga_heads": 2}
+FF_TINY_NAME = "[" + ",".join(f"{k}={v}" for k, v in FF_TINY.items()) + "]"
+FF_FULL = {"vision_width": 1024, "vision_layers": 24, "vision_heads": 16, "text_width": 768, "text_layers": 12,
+           "text_heads": 12, "vocab_size": 49408, "num_vit_adapter": 3, "num_context": 8, "adapter_heads": 8,
+           "dwt_groups": 128, "lga_heads": 12}
+HAAR_BUFFERS = {"dwt_transform": ("h0_col", "h1_col", "h0_row", "h1_row"),
+                "idwt_transform": ("g0_col", "g1_col", "g0_row", "g1_row")}
+
+
+def _mha(p: str, d: int) -> dict[str, tuple]:
+    return {f"{p}.in_proj_weight": (3 * d, d), f"{p}.in_proj_bias": (3 * d,), f"{p}.out_proj.weight": (d, d),
+            f"{p}.out_proj.bias": (d,)}
+
+
+def _lin(p: str, o: int, i: int) -> dict[str, tuple]:
+    return {f"{p}.weight": (o, i), f"{p}.bias": (o,)}
+
+
+def _resblock(p: str, d: int) -> dict[str, tuple]:
+    return {**_mha(f"{p}.attn", d), **_ln(f"{p}.ln_1", d), **_lin(f"{p}.mlp.c_fc", 4 * d, d),
+            **_lin(f"{p}.mlp.c_proj", d, 4 * d), **_ln(f"{p}.ln_2", d)}
+
+
+def _adapter(p: str, d: int, bottleneck: int = 64) -> dict[str, tuple]:
+    out = {f"{p}.freq_scale": (1,), f"{p}.first_conv_layer.weight": (bottleneck, d, 1),
+           f"{p}.first_conv_layer.bias": (bottleneck,), f"{p}.second_conv_layer.weight": (d, bottleneck, 1),
+           f"{p}.second_conv_layer.bias": (d,), **_ln(f"{p}.dwt_norm", d), **_mha(f"{p}.intra_band", d),
+           **_ln(f"{p}.norm_intra", d), **_mha(f"{p}.inter_band", d), **_ln(f"{p}.norm_inter", d),
+           **_lin(f"{p}.linear1", 4 * d, d), **_lin(f"{p}.linear2", d, 4 * d), **_ln(f"{p}.norm3", d)}
+    for module, names in HAAR_BUFFERS.items():
+        out.update({f"{p}.{module}.{n}": (1, 1, 2, 1) if n.endswith("col") else (1, 1, 1, 2) for n in names})
+    return out
+
+
+def _interactor(p: str, attn: str, d: int) -> dict[str, tuple]:
+    return {**_mha(f"{p}{attn}", d), **_ln(f"{p}norm1", d), **_lin(f"{p}linear1", 4 * d, d),
+            **_lin(f"{p}linear2", d, 4 * d), **_ln(f"{p}norm2", d)}
+
+
+def fatformer_shapes(vision_width=1024, vision_layers=24, text_width=768, text_layers=12, vocab_size=49408,
+                     num_vit_adapter=3, num_context=8, **_) -> dict[str, tuple]:
+    """Every tensor of ``CLIPModel(num_vit_adapter, num_context_embedding).state_dict()`` (ViT-L/14 at 224),
+    the modules CLIPModel registers twice under both of their names."""
+    w, d, step = vision_width, text_width, vision_layers // num_vit_adapter
+    visual = {"class_embedding": (w,), "positional_embedding": (257, w), "proj": (w, d), "conv1.weight": (w, 3, 14, 14),
+              **_ln("ln_pre", w), **_ln("ln_post", w)}
+    for i in range(vision_layers):
+        visual.update(_resblock(f"transformer.resblocks.{i}", w))
+        if (i + 1) % step == 0:
+            visual.update(_adapter(f"transformer.resblocks.{i}.forgery_aware_adapter", w))
+    text = {}
+    for i in range(text_layers):
+        text.update(_resblock(f"resblocks.{i}", d))
+    out = {f"clip_model.visual.{k}": v for k, v in visual.items()}
+    out.update({f"image_encoder.{k}": v for k, v in visual.items()})
+    out.update({f"clip_model.transformer.{k}": v for k, v in text.items()})
+    out.update({f"text_encoder.transformer.{k}": v for k, v in text.items()})
+    for p in ("clip_model.", "text_encoder."):
+        out.update({f"{p}positional_embedding": (77, d), f"{p}text_projection": (d, d), **_ln(f"{p}ln_final", d)})
+    out.update({"clip_model.token_embedding.weight": (vocab_size, d), "clip_model.logit_scale": (),
+                "logit_scale": (), "language_guided_alignment.ctx": (num_context, d),
+                "language_guided_alignment.token_prefix": (2, 1, d),
+                "language_guided_alignment.token_suffix": (2, 77 - 1 - num_context, d),
+                **_interactor("language_guided_alignment.", "patch_basaed_enhancer", d),
+                **_interactor("", "text_guided_interactor", d)})
+    return out
+
+
+def fatformer_state(shapes: dict[str, tuple], seed: int) -> dict[str, torch.Tensor]:
+    """Seeded weights; the Haar buffers hold pytorch_wavelets' values; the shared modules' two names hold the same
+    tensors (as a saved CLIPModel does)."""
+    sd = random_state(shapes, seed)
+    del sd["mfvit.frequencies_mask"]
+    r = 0.5 ** 0.5
+    for k in sd:
+        if k.endswith(("h0_col", "h0_row", "g0_col", "g0_row")):
+            sd[k] = torch.full(shapes[k], r)
+        elif k.endswith(("h1_col", "h1_row", "g1_col", "g1_row")):
+            sd[k] = torch.tensor([r, -r]).view(shapes[k])
+        elif k.endswith("freq_scale"):
+            sd[k] = torch.tensor([0.8])
+    sd["clip_model.logit_scale"] = torch.tensor(math.log(1 / 0.07))
+    for alias, base in (("image_encoder.", "clip_model.visual."), ("text_encoder.transformer.", "clip_model.transformer."),
+                        ("text_encoder.", "clip_model."), ("logit_scale", "clip_model.logit_scale")):
+        for k in list(sd):
+            if k.startswith(alias) and not (alias == "text_encoder." and k.startswith("text_encoder.transformer.")):
+                sd[k] = sd[base + k[len(alias):]].clone()
+    return sd
+
+
+def ref_mha(sd, p, q, k, v, heads, mask=None):
+    """nn.MultiheadAttention's forward, sequence-first [L, N, E], written out."""
+    w, b = sd[p + "in_proj_weight"], sd[p + "in_proj_bias"]
+    e = q.shape[-1]
+    q, k, v = (F.linear(t, w[i * e:(i + 1) * e], b[i * e:(i + 1) * e]) for i, t in enumerate((q, k, v)))
+    lq, n = q.shape[:2]
+    split = lambda t: t.reshape(t.shape[0], n * heads, e // heads).transpose(0, 1)  # noqa: E731
+    q, k, v = split(q), split(k), split(v)
+    att = q @ k.transpose(1, 2) / math.sqrt(e // heads)
+    if mask is not None:
+        att = att + mask
+    out = (att.softmax(-1) @ v).transpose(0, 1).reshape(lq, n, e)
+    return F.linear(out, sd[p + "out_proj.weight"], sd[p + "out_proj.bias"])
+
+
+def ref_ln(sd, p, x):
+    return F.layer_norm(x, (x.shape[-1],), sd[p + "weight"], sd[p + "bias"])
+
+
+def ref_ffn_block(sd, p, x):
+    """The ReLU FFN with residual and LayerNorm (``forward_FFN`` / ``forward_ffn``)."""
+    return x + F.linear(F.relu(F.linear(x, sd[p + "linear1.weight"], sd[p + "linear1.bias"])), sd[p + "linear2.weight"],
+                        sd[p + "linear2.bias"])
+
+
+def ref_adapter(sd, p, x, heads, groups):
+    """ForgeryAwareAdapterLayer.forward with the DWT/IDWT of PyWavelets (= pytorch_wavelets' haar, mode zero)."""
+    import pywt
+
+    nq, bs, md = x.shape
+    s = int(math.sqrt(nq))
+    grid = x[1:].transpose(0, 1).reshape(bs, s, s, md).permute(0, 3, 1, 2).double().numpy()
+    ll, (lh, hl, hh) = pywt.dwt2(grid, "haar", mode="zero")
+    dwt = torch.from_numpy(np.stack([ll, lh, hl, hh], axis=2)).float()  # bs, md, 4, h, w
+    hh_, ww_ = dwt.shape[-2:]
+    dwt = F.group_norm(dwt.flatten(-2), groups, sd[p + "dwt_norm.weight"], sd[p + "dwt_norm.bias"]).permute(0, 2, 3, 1)
+    B, C, n = dwt.shape[:3]
+    q = dwt.transpose(0, 1).flatten(1, 2)
+    t = ref_mha(sd, p + "intra_band.", q, q, q, heads).reshape(C, B, n, md).transpose(0, 1)
+    dwt = ref_ln(sd, p + "norm_intra.", dwt + t)
+    q = dwt.flatten(0, 1).transpose(0, 1)
+    t = ref_mha(sd, p + "inter_band.", q, q, q, heads).transpose(0, 1).reshape(B, C, n, md)
+    dwt = ref_ln(sd, p + "norm_inter.", dwt + t)
+    dwt = ref_ln(sd, p + "norm3.", ref_ffn_block(sd, p, dwt))
+    f = dwt.reshape(bs, 4, hh_, ww_, md).permute(0, 4, 1, 2, 3).double().numpy()
+    inv = torch.from_numpy(pywt.idwt2((f[:, :, 0], (f[:, :, 1], f[:, :, 2], f[:, :, 3])), "haar", mode="zero")).float()
+    freq = torch.cat([torch.zeros_like(x[:1]), inv.flatten(-2).permute(2, 0, 1)], dim=0)
+    down = F.relu(F.conv1d(x.permute(1, 2, 0), sd[p + "first_conv_layer.weight"], sd[p + "first_conv_layer.bias"]))
+    up = F.conv1d(down, sd[p + "second_conv_layer.weight"], sd[p + "second_conv_layer.bias"]).permute(2, 0, 1)
+    return up * 0.1 + freq * sd[p + "freq_scale"]
+
+
+def ref_resblock(sd, p, x, heads, mask=None, adapter=None):
+    h = ref_ln(sd, p + "ln_1.", x)
+    x = x + ref_mha(sd, p + "attn.", h, h, h, heads, mask)
+    h = F.linear(ref_ln(sd, p + "ln_2.", x), sd[p + "mlp.c_fc.weight"], sd[p + "mlp.c_fc.bias"])
+    h = F.linear(h * torch.sigmoid(1.702 * h), sd[p + "mlp.c_proj.weight"], sd[p + "mlp.c_proj.bias"])
+    return x + h + (adapter(x) if adapter else 0)
+
+
+def fatformer_reference(sd, img: Image.Image, o: dict) -> float:
+    """utils/dataset.py's test transform, then CLIPModel.forward (its per-image loops kept): z[1] - z[0]."""
+    import open_clip
+    from torchvision import transforms
+
+    t = transforms.Compose([transforms.Resize((256, 256)), transforms.CenterCrop(224), transforms.ToTensor(),
+                            transforms.Normalize(*IMAGENET)])
+    x = t(img.convert("RGB"))[None]
+    v = "clip_model.visual."
+    x = F.conv2d(x, sd[v + "conv1.weight"], stride=14).reshape(1, o["vision_width"], -1).permute(0, 2, 1)
+    x = torch.cat([sd[v + "class_embedding"] + torch.zeros(1, 1, x.shape[-1]), x], dim=1) + sd[v + "positional_embedding"]
+    x = ref_ln(sd, v + "ln_pre.", x).permute(1, 0, 2)
+    step = o["vision_layers"] // o["num_vit_adapter"]
+    for i in range(o["vision_layers"]):
+        p = f"{v}transformer.resblocks.{i}."
+        ad = (lambda y, p=p: ref_adapter(sd, p + "forgery_aware_adapter.", y, o["adapter_heads"], o["dwt_groups"])) \
+            if (i + 1) % step == 0 else None
+        x = ref_resblock(sd, p, x, o["vision_heads"], adapter=ad)
+    img_f = ref_ln(sd, v + "ln_post.", x.permute(1, 0, 2)) @ sd[v + "proj"]  # 1, 257, D
+    # LanguageGuidedAlignment
+    lg = "language_guided_alignment."
+    tgt = sd[lg + "ctx"][:, None].repeat_interleave(1, dim=1)
+    mem = img_f.transpose(0, 1)
+    tgt = ref_ln(sd, lg + "norm1.", tgt + ref_mha(sd, lg + "patch_basaed_enhancer.", tgt, mem, mem, o["lga_heads"]))
+    tgt = ref_ln(sd, lg + "norm2.", ref_ffn_block(sd, lg, tgt))
+    ctx = tgt.transpose(0, 1)[0][None].expand(2, -1, -1)
+    prompts = torch.cat([sd[lg + "token_prefix"], ctx, sd[lg + "token_suffix"]], dim=1)
+    eot = open_clip.tokenize([" ".join(["X"] * o["num_context"]) + f" {c}." for c in ("real", "fake")]).argmax(-1)
+    # TextEncoder
+    mask = torch.empty(77, 77).fill_(float("-inf")).triu_(1)
+    y = (prompts + sd["clip_model.positional_embedding"]).permute(1, 0, 2)
+    for i in range(o["text_layers"]):
+        y = ref_resblock(sd, f"clip_model.transformer.resblocks.{i}.", y, o["text_heads"], mask)
+    y = ref_ln(sd, "clip_model.ln_final.", y.permute(1, 0, 2))
+    text = y[torch.arange(2), eot] @ sd["clip_model.text_projection"]  # 2, D
+    scale = sd["logit_scale"].exp()
+    text_n = text / text.norm(dim=-1, keepdim=True)
+    imf = img_f / img_f.norm(dim=-1, keepdim=True)
+    logits = scale * imf[0, 0] @ text_n.t()
+    tf = text[:, None]  # 2, 1, D
+    q = img_f[:, 1:].transpose(0, 1)
+    q = ref_ln(sd, "norm1.", q + ref_mha(sd, "text_guided_interactor.", q, tf, tf, o["lga_heads"]))
+    q = ref_ln(sd, "norm2.", ref_ffn_block(sd, "", q))
+    aug = q.transpose(0, 1).mean(dim=1)[0]
+    aug = aug / aug.norm()
+    z = logits + scale * aug @ text_n.t()
+    return float(z[1] - z[0])
+
+
+def load_ff(path: Path, plugins, options=FF_TINY):
+    from sidbench.registry import load_detector
+
+    return load_detector("fatformer", weights=str(path), plugins=plugins, **options)
+
+
+FF_SIZES = ((120, 90), (333, 517), (256, 256), (1001, 301))
+
+
+def test_fatformer_official_file_gives_the_official_logits(tmp_path, plugins):
+    sd = fatformer_state(fatformer_shapes(**FF_TINY), seed=5)
+    path = tmp_path / "fatformer_4class_ckpt.pth"
+    torch.save({"model": sd}, path)
+    det = load_ff(path, plugins)
+    for w, h in FF_SIZES:
+        img = image(w + h, w, h)
+        assert detector_logit(det, img) == pytest.approx(fatformer_reference(sd, img, FF_TINY), abs=1e-4), (w, h)
+
+
+def test_fatformer_card_and_protocol(plugins):
+    spec = plugins.detector("fatformer")
+    assert spec.preprocess == "fatformer_resize_crop" and "Apache" in spec.license
+    assert next(p for p in spec.pixels.protocols if p.name == spec.preprocess).reads_file
+    assert spec.official_weights.filename == "fatformer_4class_ckpt.pth"
+    assert "drive.google.com" in spec.official_weights.url and spec.published and spec.notes and spec.paper
+    assert spec.training_data == ("progan (car, cat, chair, horse)",)
+
+
+@pytest.mark.slow
+def test_fatformer_full_size_official_architecture(tmp_path, plugins):
+    sd = fatformer_state(fatformer_shapes(**FF_FULL), seed=9)
+    path = tmp_path / "fatformer_4class_ckpt.pth"
+    torch.save({"model": sd}, path)
+    det = load_ff(path, plugins, options={})
+    img = image(9, 333, 517)
+    assert detector_logit(det, img) == pytest.approx(fatformer_reference(sd, img, FF_FULL), abs=1e-4)
