@@ -510,3 +510,50 @@ def test_fatformer_full_size_official_architecture(tmp_path, plugins):
     det = load_ff(path, plugins, options={})
     img = image(9, 333, 517)
     assert detector_logit(det, img) == pytest.approx(fatformer_reference(sd, img, FF_FULL), abs=1e-4)
+
+
+# ===============================================================================================================
+# one run, one leaderboard
+# ===============================================================================================================
+def test_one_run_one_leaderboard_spai_fatformer_npr(tmp_path):
+    """`sidbench run --detectors spai@F1,fatformer@F2,npr@F3`: every image scored by all three in one leaderboard,
+    SPAI's and FatFormer's logits equal to their official forwards on the same files (an EXIF-rotated JPEG among
+    them, which both official loaders decode unrotated; an odd-sized image over two SPAI patches)."""
+    import pandas as pd
+
+    from sidbench.cli import main
+
+    from conftest import make_folder, write_image
+    from test_fm_vit_detectors import write_rotated_jpeg
+    from test_pixel_detectors import STAGES, official_shapes, trainer_dump
+    from test_pixel_detectors import random_state as resnet_state
+
+    w = tmp_path / "weights"
+    w.mkdir()
+    spai_sd = random_state(spai_shapes(**TINY), 41)
+    ff_sd = fatformer_state(fatformer_shapes(**FF_TINY), 42)
+    npr = resnet_state(official_shapes(3, STAGES[:2], head="fc1", head_in=512), 43)
+    torch.save(trainer_dump({f"module.{k}": v for k, v in npr.items()}), w / "NPR.pth")
+    torch.save({"model": ff_sd}, w / "fatformer_4class_ckpt.pth")
+    write_spai(w / "spai.pth", spai_sd)
+    data = make_folder(tmp_path / "data", splits=("gan",), n=1, size=(64, 64), seed=7)
+    write_image(data / "gan" / "1_fake" / "odd.png", np.random.default_rng(3), (301, 517), fake=True)
+    write_rotated_jpeg(data / "gan" / "0_real" / "rotated.jpg", 4, w=250, h=230)
+    out = tmp_path / "out"
+    dets = (f"spai{TINY_NAME}@{w / 'spai.pth'},fatformer{FF_TINY_NAME}@{w / 'fatformer_4class_ckpt.pth'},"
+            f"npr@{w / 'NPR.pth'}")
+    assert main(["run", "--data", str(data), "--detectors", dets, "--out", str(out), "--batch-size", "2",
+                 "--no-progress"]) == 0
+    scores = pd.read_csv(out / "scores.csv")
+    assert scores.detector.nunique() == 3 and (scores.groupby("detector").path.nunique() == 4).all()
+    board = (out / "leaderboard.md").read_text()
+    refs = {"spai": lambda img: spai_reference(spai_sd, img, 2, 2, 2),
+            "fatformer": lambda img: fatformer_reference(ff_sd, img, FF_TINY)}
+    for row in scores.itertuples():
+        family = row.detector.split("[")[0].split(".")[0]
+        assert family in board
+        if family in refs:  # NPR's logits against its official forward: tests/test_pixel_runs.py
+            img = Image.open(row.path).convert("RGB")
+            assert row.logit == pytest.approx(refs[family](img), abs=1e-4), (row.detector, row.path)
+    assert dict(zip(scores.detector.str.split("[").str[0], scores.protocol)) == {
+        "spai": "spai_native", "fatformer": "fatformer_resize_crop", "npr.progan4": "resize_square"}
