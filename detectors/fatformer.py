@@ -41,7 +41,8 @@ class FatFormer(NetworkDetector):
         from sidbench.nets.fatformer import FatFormerConfig
 
         o = self.options
-        if int(o["num_vit_adapter"]) < 0 or (int(o["num_vit_adapter"]) and int(o["vision_layers"]) % int(o["num_vit_adapter"])):
+        n, layers = int(o["num_vit_adapter"]), int(o["vision_layers"])
+        if n < 0 or (n and layers % n):
             raise SidbenchError(f"{self.name}: num_vit_adapter must divide vision_layers ({o['vision_layers']}), "
                                 f"got {o['num_vit_adapter']!r}")
         return Net(FatFormerConfig(**{k: int(v) for k, v in o.items() if k in OPTIONS}))

@@ -60,7 +60,8 @@ def spai_shapes(embed_dim=768, depth=12, num_heads=12, proj_dim=1024, attn_embed
     f = "mfvit.features_processor.original_features_processor."
     out.update({f"{f}alpha": (1, n, proj_dim), **_projector(f"{f}proj1", 2 * proj_dim, proj_dim, False),
                 **_projector(f"{f}proj2", proj_dim, proj_dim, False)})
-    out.update({"to_kv.weight": (2 * attn_embed_dim, dim), "patch_aggregator": (attn_heads, 1, attn_embed_dim // attn_heads),
+    out.update({"to_kv.weight": (2 * attn_embed_dim, dim),
+                "patch_aggregator": (attn_heads, 1, attn_embed_dim // attn_heads),
                 "to_out.0.weight": (dim, attn_embed_dim), **_ln("norm", dim),
                 "cls_head.head.0.weight": (3 * dim, dim), "cls_head.head.0.bias": (3 * dim,),
                 "cls_head.head.3.weight": (3 * dim, 3 * dim), "cls_head.head.3.bias": (3 * dim,),

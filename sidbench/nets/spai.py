@@ -207,9 +207,8 @@ class MFViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         low, high = split_frequencies(x, self.frequencies_mask)
-        n = x.shape[0]
-        feats = self.vit((torch.cat([x, low, high]) - self.mean) / self.std)
-        return self.features_processor(feats[:n], feats[n:2 * n], feats[2 * n:])
+        orig, low, high = (self.vit((t - self.mean) / self.std) for t in (x, low, high))  # three passes, as MFViT
+        return self.features_processor(orig, low, high)
 
 
 class Spai(nn.Module):
@@ -252,6 +251,7 @@ class Spai(nn.Module):
         patches = self.patches(x)
         b, n = patches.shape[:2]
         flat = patches.reshape(b * n, *patches.shape[2:])
-        feats = torch.cat([self.mfvit(flat[i:i + self.patch_batch]) for i in range(0, b * n, self.patch_batch)])
+        step = self.patch_batch
+        feats = torch.cat([self.mfvit(flat[i:i + step]) for i in range(0, b * n, step)])
         x = self.spectral_context_attention(feats.reshape(b, n, -1))
         return self.cls_head.head(self.norm(x)).squeeze(1)
