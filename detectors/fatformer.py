@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from sidbench.api import (DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec,
-                          SidbenchError, hookimpl)
+                          SidbenchError, WeightsError, hookimpl, strip_prefix)
 
 if TYPE_CHECKING:
     import torch
@@ -26,6 +26,11 @@ REPOSITORY = "https://github.com/Michel-liu/FatFormer"
 WEIGHTS = "https://drive.google.com/file/d/1Q_Kgq4ygDf8XEHgAf-SgDN6Ru_IOTLkj/view?usp=sharing"
 FAKE, REAL = 1, 0  # ImageFolder's 0_real / 1_fake; main.py reads softmax(dim=1)[:, 1]
 RESIZE, CROP = 256, 224
+# CLIPModel registers these modules under two names each (state_dict holds both; a deduplicating tool keeps one)
+TWINS = (("image_encoder.", "clip_model.visual."), ("text_encoder.transformer.", "clip_model.transformer."),
+         ("text_encoder.positional_embedding", "clip_model.positional_embedding"),
+         ("text_encoder.text_projection", "clip_model.text_projection"), ("text_encoder.ln_final.", "clip_model.ln_final."),
+         ("logit_scale", "clip_model.logit_scale"))
 # shape the network (tests use tiny ones); defaults: CLIP ViT-L/14 and the README's test command
 OPTIONS = {"vision_width": 1024, "vision_layers": 24, "vision_heads": 16, "text_width": 768, "text_layers": 12,
            "text_heads": 12, "vocab_size": 49408, "num_vit_adapter": 3, "num_context": 8, "adapter_heads": 8,
@@ -46,6 +51,20 @@ class FatFormer(NetworkDetector):
             raise SidbenchError(f"{self.name}: num_vit_adapter must divide vision_layers ({o['vision_layers']}), "
                                 f"got {o['num_vit_adapter']!r}")
         return Net(FatFormerConfig(**{k: int(v) for k, v in o.items() if k in OPTIONS}))
+
+    def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        """The released file as it is; a copy that kept one name of each shared module gets the other filled in;
+        a file without the CLIP weights (which the official eval also needs from it) is refused in one line."""
+        state = dict(strip_prefix(state))
+        if state and not any(k.startswith(("clip_model.visual.", "image_encoder.")) for k in state):
+            raise WeightsError(f"{self.name}: the checkpoint holds {len(state)} tensors but not the CLIP ViT-L/14 "
+                               "weights (clip_model.visual.*) that FatFormer's main.py --eval loads from the same file "
+                               "strictly; attach the released fatformer_4class_ckpt.pth (fatformer@official)")
+        for a, b in TWINS:
+            for src, dst in ((a, b), (b, a)):
+                for k in [k for k in state if k.startswith(src)]:
+                    state.setdefault(dst + k[len(src):], state[k])
+        return super().convert_checkpoint(state)
 
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
         x = features["pixels"]
@@ -86,7 +105,8 @@ NOTES = (
     "commit febc24c. The official eval loads checkpoint['model'] strictly into the whole CLIPModel, so the released "
     "file carries the CLIP ViT-L/14 weights too (nothing is fetched from OpenAI or open_clip); the duplicate entries "
     "CLIPModel's state dict holds (clip_model.visual = image_encoder, clip_model.transformer = "
-    "text_encoder.transformer, logit_scale) load into shared modules. The Haar DWT of pytorch_wavelets (an extra "
+    "text_encoder.transformer, logit_scale) load into shared modules (a copy that kept one name of each loads too; "
+    "a file without the CLIP weights is refused in one line). The Haar DWT of pytorch_wavelets (an extra "
     "dependency of the official code) is written here in plain torch from its filter buffers (checked equal to "
     "pytorch_wavelets and to PyWavelets' dwt2/idwt2 on even grids). Logit = z[fake] - z[real] of the two outputs "
     "(index 1 = fake, ImageFolder's 1_fake). The official loop scores batches of 32; sidbench's batch size does not "

@@ -558,3 +558,22 @@ def test_one_run_one_leaderboard_spai_fatformer_npr(tmp_path):
             assert row.logit == pytest.approx(refs[family](img), abs=1e-4), (row.detector, row.path)
     assert dict(zip(scores.detector.str.split("[").str[0], scores.protocol)) == {
         "spai": "spai_native", "fatformer": "fatformer_resize_crop", "npr.progan4": "resize_square"}
+
+
+def test_fatformer_deduplicated_copy_loads_and_a_file_without_clip_is_one_line(tmp_path, plugins):
+    """A copy keeping one name per shared module (as safetensors' save_model writes it) gives the same logits; a
+    file of the trained parts only is refused in one line naming what to attach."""
+    from sidbench.api import WeightsError
+
+    sd = fatformer_state(fatformer_shapes(**FF_TINY), seed=6)
+    full, dedup = tmp_path / "full.pth", tmp_path / "dedup.pth"
+    torch.save({"model": sd}, full)
+    torch.save({"model": {k: v for k, v in sd.items() if not k.startswith(("image_encoder.", "text_encoder."))}}, dedup)
+    img = image(2, 300, 200)
+    assert detector_logit(load_ff(dedup, plugins), img) == pytest.approx(detector_logit(load_ff(full, plugins), img),
+                                                                          abs=1e-6)
+    part = tmp_path / "part.pth"
+    torch.save({"model": {k: v for k, v in sd.items() if k.startswith(("language_guided", "text_guided"))}}, part)
+    with pytest.raises(WeightsError, match="fatformer_4class_ckpt.pth") as err:
+        load_ff(part, plugins)
+    assert "\n" not in str(err.value)
