@@ -110,8 +110,9 @@ NOTES = (
     "dependency of the official code) is written here in plain torch from its filter buffers (checked equal to "
     "pytorch_wavelets and to PyWavelets' dwt2/idwt2 on even grids). Logit = z[fake] - z[real] of the two outputs "
     "(index 1 = fake, ImageFolder's 1_fake). The official loop scores batches of 32; sidbench's batch size does not "
-    "change a logit. fp32 as the official code runs. The file name fatformer_4class_ckpt.pth is the one the Drive "
-    "link serves (4-class ProGAN model of the README's tables); the README publishes no checksum.")
+    "change a logit. fp32 as the official code runs. The README names no file: fatformer_4class_ckpt.pth is the name "
+    "the Drive file is commonly saved under (the 4-class ProGAN model of the README's tables); no checksum is "
+    "published.")
 
 
 @hookimpl
