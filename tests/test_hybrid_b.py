@@ -219,19 +219,23 @@ def test_spai_official_file_gives_the_official_logits(tmp_path, plugins):
 
 
 def test_spai_patch_batch_bounds_memory_without_changing_logits(tmp_path, plugins):
-    """Four patches through the ViT one at a time give the logits of one pass; two images of one size batch."""
-    sd = random_state(spai_shapes(**TINY), seed=2)
-    path = write_spai(tmp_path / "spai.pth", sd)
-    one, many = load(path, plugins, {**TINY, "patch_batch": 1}), load(path, plugins, {**TINY, "patch_batch": 400})
-    from sidbench.data.preprocess import make_preprocess
+    """Four patches of each of two images through the ViT one at a time, three at a time or all at once give the
+    same logits; two images of one size batch together and keep their own patch attention."""
     from sidbench.api import ImageInput
+    from sidbench.data.preprocess import make_preprocess
 
-    pre = make_preprocess(one.preprocess, one.pixel_input)
+    det = load(write_spai(tmp_path / "spai.pth", random_state(spai_shapes(**TINY), seed=2)), plugins,
+               {**TINY, "patch_batch": 1})
+    pre = make_preprocess(det.preprocess, det.pixel_input)
     x = torch.stack([pre(ImageInput(image(s, 470, 453), None, "x.png")) for s in (3, 4)])
-    with torch.no_grad():
-        a, b = one.score({"pixels": x}), many.score({"pixels": x})
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    assert a.shape == (2,) and float((a[0] - a[1]).abs()) > 1e-6
+    got = []
+    for step in (1, 3, 400):
+        det.net.patch_batch = step
+        with torch.no_grad():
+            got.append(det.score({"pixels": x}))
+    torch.testing.assert_close(got[0], got[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[0], got[2], rtol=1e-5, atol=1e-5)
+    assert got[0].shape == (2,) and float((got[0][0] - got[0][1]).abs()) > 1e-6
 
 
 def test_spai_view_pads_like_albumentations_and_refuses_small_inputs(tmp_path, plugins):
