@@ -58,7 +58,9 @@ def main(args: argparse.Namespace) -> int:
 def render(table, fmt: str) -> str:
     """CSV and JSON: one row per image and detector; the table: images x detectors, P(fake) in the cells."""
     if fmt == "csv":
-        return table.to_csv(index=False)
+        from ..results.scores import to_csv
+
+        return to_csv(table)
     if fmt == "json":
         import json
 

@@ -51,7 +51,9 @@ def spreadsheet_csv(df: "pd.DataFrame") -> str:
     for col in df.columns:
         if df[col].dtype == object or str(df[col].dtype) in ("str", "string"):
             df[col] = [spreadsheet_safe(v) for v in df[col]]
-    return df.to_csv(index=False)
+    from ..results.scores import to_csv
+
+    return to_csv(df)
 
 
 def write_report(merged: Merged, out: Path, opts: ReportOptions) -> Path:

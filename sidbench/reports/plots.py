@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..api.paths import note_written
+from ..api.paths import write_atomic_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -201,8 +201,12 @@ def reliability_grid(df: "pd.DataFrame", panel: str, *, ncols: int = 4, order: S
 
 def save_figure(fig: "Figure", path: str | Path, dpi: int = DPI) -> Path:
     """Write a PNG (parents created) and return its path."""
+    import io
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png")
-    note_written(Path(path))  # listed in the results folder's manifest (removed by --overwrite)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    # in a results folder: listed in its manifest, never over a user's file, never through a link
+    write_atomic_bytes(path, buf.getvalue())
     return path

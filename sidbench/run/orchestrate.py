@@ -400,12 +400,13 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
     from ..results.folder import environment, write_run_json, write_skipped
     from ..results.leaderboard import DAGGER, coverage_warning, leaderboard_markdown, seen_marker, split_names
     from ..results.metrics import metrics_table
+    from ..results.scores import to_csv
 
     out, cfg, data = ctx.out, ctx.cfg, ctx.data
     scores, op = operating_scores(ctx, detectors)
     n_skipped = write_skipped(out / SKIPPED, skipped)
     metrics = metrics_table(scores, op)
-    write_atomic(out / "metrics.csv", metrics.to_csv(index=False))
+    write_atomic(out / "metrics.csv", to_csv(metrics))
     training = {d.name: d.trained_on if d.trained_on is not None else d.spec.training_data for d in detectors}
     seen = seen_marker(training, split_names(scores[["split", "generator"]].drop_duplicates().itertuples(index=False)))
     board = leaderboard_markdown(metrics, seen=seen)

@@ -236,12 +236,12 @@ class Study:
         from ..reports.plots import save_figure
         from ..results.folder import environment, write_run_json
         from ..results.metrics import metrics_table
-        from ..results.scores import finalize_scores
+        from ..results.scores import finalize_scores, to_csv
 
         self.scores.close()
-        write_atomic(self.out / "metrics.csv", metrics_table(finalize_scores(self.out / "scores.csv")).to_csv(index=False))
-        write_atomic(self.out / "table.csv", table.to_csv(index=False))
-        write_atomic(self.out / "study.csv", long.to_csv(index=False))
+        write_atomic(self.out / "metrics.csv", to_csv(metrics_table(finalize_scores(self.out / "scores.csv"))))
+        write_atomic(self.out / "table.csv", to_csv(table))
+        write_atomic(self.out / "study.csv", to_csv(long))
         cost = self.cost_line()
         markdown = f"# {title}\n\n{markdown_table(table, percent)}\n\n{cost}\n" + "".join(f"\n{n}\n" for n in self.notes)
         write_atomic(self.out / "table.md", markdown)
