@@ -38,7 +38,7 @@ def _runs_section(merged: "Merged") -> str:
         counts = info.get("counts", {})
         backbones = ", ".join(info.get("backbones", {})) or "-"
         dets = ", ".join(sorted({v for (r, _), v in merged.rename.items() if r == run.name}))
-        commit = (env.get("git_commit") or "")[:10] or "-"
+        commit = str(env.get("git_commit") or "")[:10] or "-"
         rows.append(f"<tr><th>{html.escape(run.name)}</th><td>{html.escape(str(info.get('name', '-')))}</td>"
                     f"<td>{counts.get('test', '-')}</td><td>{counts.get('skipped', '-')}</td>"
                     f"<td>{html.escape(_policy(info))}</td>"
