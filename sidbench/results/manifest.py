@@ -98,6 +98,17 @@ def _sidbench_checkpoint(path: Path) -> bool:
     return isinstance(meta, dict) and meta.get("detector") == path.name[: -len(".safetensors")]
 
 
+def _hash_index(path: Path) -> bool:
+    """Lines ``[path, sha256, size, mtime, ctime, inode]`` as the resume's hash index writes them."""
+    import json
+
+    try:
+        lines = [json.loads(line) for line in _head(path, 1 << 20).splitlines()[:100] if line.strip()]
+    except ValueError:
+        return False
+    return bool(lines) and all(isinstance(x, list) and len(x) == 6 for x in lines)
+
+
 def legacy_files(folder: Path) -> list[Path]:
     """The files of a results folder of an older sidbench (no manifest) that are sidbench's by their content:
     a user's file is never taken for one by its name."""
@@ -109,6 +120,7 @@ def legacy_files(folder: Path) -> list[Path]:
               "metrics.csv": lambda p: _csv_header(p) >= METRICS_HEADER,
               "skipped.csv": lambda p: _csv_header(p) in ({"path", "reason"}, {"path", "reason", "split"}),
               "leaderboard.md": lambda p: _head(p, 64).startswith(b"# sidbench leaderboard"),
+              ".sidbench-hashes": _hash_index,
               "checkpoints/*.safetensors": _sidbench_checkpoint}
     return [p for pattern, check in checks.items() for p in sorted(folder.glob(pattern)) if _regular(p) and check(p)]
 
