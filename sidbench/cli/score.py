@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     text = render(table, fmt)
     if args.out:
         Path(args.out).write_text(text)
-        print(f"scores written to {args.out}", file=sys.stderr)
+        print(one_line(f"scores written to {args.out}"), file=sys.stderr)
     else:
         print(text, end="")
     for row in table[table["skipped"] != ""].drop_duplicates("path").itertuples():

@@ -36,6 +36,8 @@ SIDBENCH_CONFIG_KEYS = {"data", "detectors", "backbone", "perturb", "protocol", 
 SCORE_HEADER = {"detector", "split", "perturbation", "path", "label", "logit", "prob"}
 METRICS_HEADER = {"detector", "split", "perturbation", "n_real", "n_fake", "acc"}
 RUN_JSON_KEYS = {"config", "detectors", "environment"}
+STUDY_RUN_JSON_KEYS = {"study", "detectors", "environment"}  # run.json of `sidbench ablate`
+STUDY_JSON_KEYS = {"study", "title", "command", "environment"}
 
 
 def register(folder: Path, patterns: tuple[str, ...]) -> None:
@@ -113,7 +115,8 @@ def legacy_files(folder: Path) -> list[Path]:
     """The files of a results folder of an older sidbench (no manifest) that are sidbench's by their content:
     a user's file is never taken for one by its name."""
     checks = {"config.json": lambda p: SIDBENCH_CONFIG_KEYS <= set(json_dict(p)),
-              "run.json": lambda p: RUN_JSON_KEYS <= set(json_dict(p)),
+              "run.json": lambda p: RUN_JSON_KEYS <= set(json_dict(p)) or STUDY_RUN_JSON_KEYS <= set(json_dict(p)),
+              "study.json": lambda p: STUDY_JSON_KEYS <= set(json_dict(p)),
               "scores.csv": lambda p: _csv_header(p) >= SCORE_HEADER,
               "val_scores.csv": lambda p: _csv_header(p) >= SCORE_HEADER,
               "scores.rank*-of-*.csv": lambda p: _csv_header(p) >= SCORE_HEADER,
@@ -127,11 +130,12 @@ def legacy_files(folder: Path) -> list[Path]:
 
 def is_legacy_results(folder: Path) -> bool:
     """A results folder of an older sidbench: no manifest, a sidbench config.json, and scores or a run.json
-    that are sidbench's by content (a copied config.json alone does not make a folder sidbench's)."""
+    that are sidbench's by content (a copied config.json alone does not make a folder sidbench's); or a study
+    folder of ``sidbench ablate`` (its study.json and run.json)."""
     if is_marked(folder):
         return False
     names = {p.name for p in legacy_files(folder)}
-    return "config.json" in names and bool(names & {"scores.csv", "run.json"})
+    return ("config.json" in names and bool(names & {"scores.csv", "run.json"})) or {"study.json", "run.json"} <= names
 
 
 def adopt_legacy(folder: Path) -> None:
