@@ -81,6 +81,20 @@ def test_a_linked_sub_folder_never_takes_a_write_outside(tmp_path, data, capsys)
     assert snapshot(elsewhere) == {"model.safetensors": b"the user's own model"}
 
 
+def test_a_link_at_the_temporary_name_is_never_written_through(tmp_path):
+    """The temporary file of an atomic write has a guessable name (.NAME.<pid>.tmp)."""
+    from sidbench.api.paths import temporary_sibling, write_atomic
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep")
+    target = tmp_path / "out" / "metrics.csv"
+    target.parent.mkdir()
+    temporary_sibling(target).symlink_to(notes)
+    write_atomic(target, "a,b\n")
+    assert notes.read_text() == "keep" and target.read_text() == "a,b\n"
+    assert not os.path.lexists(temporary_sibling(target))
+
+
 # -- (2) legacy folders ---------------------------------------------------------------------------------------
 
 def test_a_copied_config_does_not_make_a_folder_sidbench_s(tmp_path, data, capsys):

@@ -45,6 +45,8 @@ def open_no_follow(path: Path, flags: int, mode: int = 0o666) -> int:
     """``os.open`` that never follows a symbolic link at ``path`` (a planted link is refused in one line)."""
     try:
         return os.open(path, flags | NOFOLLOW, mode)
+    except FileExistsError:  # O_EXCL: the caller decides (a stale temporary file is replaced)
+        raise
     except OSError:
         if os.path.islink(path):
             refuse_link(path)

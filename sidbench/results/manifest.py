@@ -26,6 +26,9 @@ def mark(folder: Path) -> None:
     manifest = folder / RESULTS_MANIFEST
     if os.path.islink(manifest):
         refuse_link(manifest)
+    if os.path.lexists(manifest) and not manifest.is_file():
+        raise SidbenchError(f"{manifest} is in the way: it is not sidbench's manifest file; move it elsewhere, "
+                            "or choose another --out")
     if not manifest.is_file():
         fd = open_no_follow(manifest, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         with os.fdopen(fd, "wb") as f:
