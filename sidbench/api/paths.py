@@ -84,7 +84,7 @@ def write_atomic_bytes(path: Path, data: bytes) -> None:
 
 
 def _create_new(tmp: Path) -> int:
-    """A new file at ``tmp`` (a stale one of a killed process with the same pid is replaced; a link is never followed)."""
+    """A new file at ``tmp``: a stale one of a killed process with the same pid is replaced, a link never followed."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
         return open_no_follow(tmp, flags)

@@ -88,7 +88,8 @@ def claim_report_folder(out: Path, first: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ReportError(f"--out {out}: cannot create the report folder ({exc.strerror}); choose a writable folder") from None
+        raise ReportError(f"--out {out}: cannot create the report folder ({exc.strerror}); "
+                          "choose a writable folder") from None
     if not any(os.path.lexists(folder / RESULTS_MANIFEST) for folder in (out, out.parent)):
         mark(out)
     check_replace(first)
