@@ -174,6 +174,17 @@ def test_a_checkpoint_renamed_before_the_kill_is_loaded_not_fitted_again(tmp_pat
     assert "loaded the checkpoint fitted by the earlier run" in capsys.readouterr().out
 
 
+def test_a_hash_index_an_older_sidbench_left_unlisted_is_adopted_by_content(tmp_path, data):
+    """[8] the index was listed only after its first write: a kill in between left it 'in the way'."""
+    out = tmp_path / "out"
+    assert main(run_args(data, out)) == 0
+    manifest = out / ".sidbench-results"
+    manifest.write_bytes(b"".join(ln + b"\n" for ln in manifest.read_bytes().splitlines() if ln != b".sidbench-hashes"))
+    write_image(data / "s" / "1_fake" / "new.png", np.random.default_rng(5), fake=True)
+    assert main(run_args(data, out)) == 0
+    assert b".sidbench-hashes" in manifest.read_bytes().splitlines()
+
+
 def test_temporary_files_of_a_killed_run_are_ignored_and_overwrite_removes_them(tmp_path, data, capsys):
     """[32] a SIGKILL while scores.csv was finalised left .scores.csv.<pid>.tmp, which --overwrite kept."""
     out = tmp_path / "out"

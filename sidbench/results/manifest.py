@@ -103,7 +103,7 @@ def _sidbench_checkpoint(path: Path) -> bool:
     return isinstance(meta, dict) and meta.get("detector") == path.name[: -len(".safetensors")]
 
 
-def _hash_index(path: Path) -> bool:
+def is_hash_index(path: Path) -> bool:
     """Lines ``[path, sha256, size, mtime, ctime, inode]`` as the resume's hash index writes them."""
     import json
 
@@ -126,7 +126,7 @@ def legacy_files(folder: Path) -> list[Path]:
               "metrics.csv": lambda p: _csv_header(p) >= METRICS_HEADER,
               "skipped.csv": lambda p: _csv_header(p) in ({"path", "reason"}, {"path", "reason", "split"}),
               "leaderboard.md": lambda p: _head(p, 64).startswith(b"# sidbench leaderboard"),
-              ".sidbench-hashes": _hash_index,
+              ".sidbench-hashes": is_hash_index,
               "checkpoints/*.safetensors": _sidbench_checkpoint}
     return [p for pattern, check in checks.items() for p in sorted(folder.glob(pattern)) if _regular(p) and check(p)]
 

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from ..api.paths import check_replace, note_written, open_no_follow
+from ..api.paths import check_replace, note_written, open_no_follow, written_by_sidbench
 from ..data.images import FileState, UnreadableImage, content_sha256, read_file
+from .manifest import is_hash_index
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,6 +35,8 @@ class FileIndex:
                  for p, sha, st in entries]
         if not lines:
             return
+        if not os.path.islink(self.path) and not written_by_sidbench(self.path) and is_hash_index(self.path):
+            note_written(self.path)  # an index an older sidbench left unlisted: sidbench's by its content
         check_replace(self.path)
         note_written(self.path)  # listed before it exists: a kill in between leaves no file "in the way"
         fd = open_no_follow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
