@@ -128,7 +128,20 @@ def legacy_files(folder: Path) -> list[Path]:
               "leaderboard.md": lambda p: _head(p, 64).startswith(b"# sidbench leaderboard"),
               ".sidbench-hashes": is_hash_index,
               "checkpoints/*.safetensors": _sidbench_checkpoint}
-    return [p for pattern, check in checks.items() for p in sorted(folder.glob(pattern)) if _regular(p) and check(p)]
+    found = [p for pattern, check in checks.items() for p in sorted(folder.glob(pattern)) if _regular(p) and check(p)]
+    return found + _legacy_report(folder / "report")
+
+
+def _legacy_report(report: Path) -> list[Path]:
+    """An HTML report of an older sidbench: its index.html (by its title) and the figures that page shows."""
+    import re
+
+    index = report / "index.html"
+    page = _head(index, 64 << 20)
+    if b"<title>sidbench report: " not in page[:4096] or report.is_symlink():
+        return []
+    shown = {m.decode("utf-8", "replace") for m in re.findall(rb'<img src="(figures/[A-Za-z0-9_.-]+\.png)"', page)}
+    return [index] + [report / f for f in sorted(shown) if _regular(report / f) and not (report / "figures").is_symlink()]
 
 
 def is_legacy_results(folder: Path) -> bool:
