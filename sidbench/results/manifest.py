@@ -71,7 +71,7 @@ def _head(path: Path, n: int = 1 << 16) -> bytes:
 def _csv_header(path: Path) -> set[str]:
     import csv
 
-    first = _head(path).split(b"\n", 1)[0].decode("utf-8", "replace")
+    first = _head(path).split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
     return set(next(csv.reader([first]), []))
 
 
