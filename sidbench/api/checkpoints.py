@@ -112,8 +112,8 @@ def save_tensors(path: str | Path, tensors: dict[str, "torch.Tensor"], meta: dic
     path = Path(path).expanduser()
     if path.suffix.lower() != ".safetensors":
         path = path.with_suffix(path.suffix + ".safetensors") if path.suffix else path.with_suffix(".safetensors")
+    check_replace(path)  # before any folder is made: a linked folder is refused, not created through
     path.parent.mkdir(parents=True, exist_ok=True)
-    check_replace(path)
     clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     write_atomic_bytes(path, save(clean, metadata={META_KEY: json.dumps(meta, default=str)}))
     return path

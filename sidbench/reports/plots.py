@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..api.paths import write_atomic_bytes
+from ..api.paths import check_replace, write_atomic_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -228,6 +228,7 @@ def save_figure(fig: "Figure", path: str | Path, dpi: int = DPI) -> Path:
     import io
 
     path = Path(path)
+    check_replace(path)  # before any folder is made: a linked folder is refused, not created through
     path.parent.mkdir(parents=True, exist_ok=True)
     printable_text(fig)
     buf = io.BytesIO()
