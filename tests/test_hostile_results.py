@@ -33,25 +33,29 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 # -- (1) links ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [".sidbench-lock", "scores.csv", ".sidbench-hashes", ".sidbench-results",
-                                  "config.json", "metrics.csv", "run.json", "leaderboard.md", "skipped.csv"])
-def test_a_planted_link_in_a_results_folder_never_changes_the_file_it_points_to(tmp_path, data, capsys, name):
+LINKED = (".sidbench-lock", "scores.csv", ".sidbench-hashes", ".sidbench-results", "metrics.csv")  # the appended,
+# truncated and locked files, and one atomically replaced (config.json, run.json, leaderboard.md, skipped.csv alike)
+
+
+def test_a_planted_link_in_a_results_folder_never_changes_the_file_it_points_to(tmp_path, data, capsys):
     """[1] the lock was opened with O_CREAT and no O_NOFOLLOW (notes.txt became the lock's JSON), a resume cut
     the last line of the file scores.csv pointed to, and the hash index and manifest were appended to."""
-    out = tmp_path / "out"
-    assert main(run_args(data, out)) == 0
-    notes = tmp_path / "notes.txt"
-    notes.write_bytes(b"years of work, no newline at the end")
-    (out / name).unlink(missing_ok=True)
-    (out / name).symlink_to(notes)
+    done = tmp_path / "done"
+    assert main(run_args(data, done)) == 0
     write_image(data / "s" / "1_fake" / "new.png", np.random.default_rng(5), fake=True)  # work for the resume
-    capsys.readouterr()
-    code = main(run_args(data, out))
-    err = capsys.readouterr().err
-    assert notes.read_bytes() == b"years of work, no newline at the end"
-    assert "Traceback" not in err
-    if code != 0:
-        assert code == 2 and len([ln for ln in err.splitlines() if ln.startswith("sidbench: error:")]) == 1, err
+    for name in LINKED:
+        out = Path(shutil.copytree(done, tmp_path / f"out{name}"))
+        notes = tmp_path / f"notes{name}.txt"
+        notes.write_bytes(b"years of work, no newline at the end")
+        (out / name).unlink(missing_ok=True)
+        (out / name).symlink_to(notes)
+        capsys.readouterr()
+        code = main(run_args(data, out))
+        err = capsys.readouterr().err
+        assert notes.read_bytes() == b"years of work, no newline at the end", name
+        assert "Traceback" not in err, name
+        if code != 0:
+            assert code == 2 and len([ln for ln in err.splitlines() if ln.startswith("sidbench: error:")]) == 1, err
 
 
 def test_a_lock_link_in_a_new_folder_is_refused_in_one_line(tmp_path, data, capsys):
@@ -119,9 +123,11 @@ def test_a_legacy_folder_is_adopted_by_content_and_overwrite_keeps_user_files(tm
     fit = [a if a != "slowprobe" else "meanprobe" for a in run_args(data, None)]
     out = tmp_path / "out"
     assert main([*fit, "--out", str(out), "--train", str(train)]) == 0
-    assert main(["report", str(out)]) == 0
-    for p in [out / ".sidbench-results", out / "report" / ".sidbench-results"]:
-        p.unlink(missing_ok=True)  # as an older sidbench left them
+    (out / ".sidbench-results").unlink()  # as an older sidbench left it
+    (out / "report" / "figures").mkdir(parents=True)  # an older sidbench's report, beside the user's thesis
+    (out / "report" / "index.html").write_text('<!DOCTYPE html>\n<html><head><title>sidbench report: out</title>'
+                                               '</head><body><img src="figures/bars_acc.png"></body></html>\n')
+    (out / "report" / "figures" / "bars_acc.png").write_bytes(b"\x89PNG")
     (out / "report" / "thesis.tex").write_text("\\chapter{one}")
     (out / "checkpoints" / "my.safetensors").write_bytes((out / "checkpoints" / "meanprobe.safetensors").read_bytes())
     (out / "checkpoints" / "notes.confusion.csv").write_text("mine\n")
