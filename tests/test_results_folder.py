@@ -197,16 +197,19 @@ def test_a_full_cache_database_is_reported_not_its_rollback(tmp_path, data, caps
 
 
 def test_failed_checkpoint_writes_leave_no_temporary_file(tmp_path, monkeypatch):
-    import safetensors.torch
+    import builtins
+
     import torch
 
     from sidbench.api.checkpoints import save_tensors
 
-    def full(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"half")
-        raise OSError(errno.ENOSPC, "No space left on device", filename)
+    real_open = builtins.open
 
-    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    def full(file, mode="r", *args, **kwargs):  # the temporary file is created, then the disk is full
+        f = real_open(file, mode, *args, **kwargs)
+        return _FullDisk(f) if str(file).startswith(str(tmp_path)) and "w" in mode else f
+
+    monkeypatch.setattr(builtins, "open", full)
     with pytest.raises(OSError):
         save_tensors(tmp_path / "c.safetensors", {"w": torch.zeros(2)}, {})
     assert list(tmp_path.iterdir()) == []

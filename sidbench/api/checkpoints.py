@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import WeightsError
-from .paths import check_replace, note_written, temporary_sibling
+from .paths import check_replace, write_atomic_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -110,34 +109,29 @@ def strip_prefix(state: dict[str, "torch.Tensor"], prefix: str = "module.") -> d
 
 
 def convert_command(path: str | Path) -> str:
-    """A one-line shell command that rewrites a pickled checkpoint as plain tensors (for trusted files only)."""
+    """A one-line shell command that rewrites a pickled checkpoint as plain tensors (for trusted files only);
+    the paths are shell-quoted, so a file name such as ``x$(touch y).pth`` is only a name when pasted."""
+    import shlex
+
     out = Path(path).with_suffix(".tensors.pth")
-    return (f"python -c \"import torch; c = torch.load('{path}', weights_only=False); "
-            f"c = c.get('model', c.get('state_dict', c)) if isinstance(c, dict) else c.state_dict(); "
-            f"torch.save({{k: v for k, v in c.items() if torch.is_tensor(v)}}, '{out}')\" and use {out}")
+    code = ("import sys, torch; c = torch.load(sys.argv[1], weights_only=False); "
+            "c = c.get(\"model\", c.get(\"state_dict\", c)) if isinstance(c, dict) else c.state_dict(); "
+            "torch.save({k: v for k, v in c.items() if torch.is_tensor(v)}, sys.argv[2])")
+    return (f"python -c {shlex.quote(code)} {shlex.quote(str(path))} {shlex.quote(str(out))} "
+            f"(then use {shlex.quote(str(out))})")
 
 
 def save_tensors(path: str | Path, tensors: dict[str, "torch.Tensor"], meta: dict[str, Any]) -> Path:
-    """Write safetensors with JSON metadata, atomically (temp file + rename)."""
-    from safetensors.torch import save_file
-
-    from .paths import file_mode
+    """Write safetensors with JSON metadata, atomically (temp file + rename, no link followed)."""
+    from safetensors.torch import save
 
     path = Path(path).expanduser()
     if path.suffix.lower() != ".safetensors":
         path = path.with_suffix(path.suffix + ".safetensors") if path.suffix else path.with_suffix(".safetensors")
+    check_replace(path)  # before any folder is made: a linked folder is refused, not created through
     path.parent.mkdir(parents=True, exist_ok=True)
-    check_replace(path)
-    tmp = temporary_sibling(path)
     clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    try:
-        save_file(clean, str(tmp), metadata={META_KEY: json.dumps(meta, default=str)})
-        os.chmod(tmp, file_mode())  # the permissions of the run's other outputs, not safetensors' private 0o600
-        os.replace(tmp, path)
-    except BaseException:  # a full disk must not leave a half-written temporary file behind
-        tmp.unlink(missing_ok=True)
-        raise
-    note_written(path)
+    write_atomic_bytes(path, save(clean, metadata={META_KEY: json.dumps(meta, default=str)}))
     return path
 
 

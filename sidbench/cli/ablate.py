@@ -61,7 +61,10 @@ def main(args: argparse.Namespace) -> int:
     if hasattr(module, "validate"):
         module.validate(config)
     study = Study(args.study, args, plugins, config)
-    module.run(study)
+    try:
+        module.run(study)
+    finally:
+        study.close()
     return 0
 
 

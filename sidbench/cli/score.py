@@ -31,6 +31,7 @@ def register(sub, common) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..api.errors import SidbenchError
+    from ..api.escape import one_line
     from ..run.config import config_from
     from ..run.score import image_records, score_images
     from . import load_plugins_from
@@ -47,18 +48,20 @@ def main(args: argparse.Namespace) -> int:
     text = render(table, fmt)
     if args.out:
         Path(args.out).write_text(text)
-        print(f"scores written to {args.out}", file=sys.stderr)
+        print(one_line(f"scores written to {args.out}"), file=sys.stderr)
     else:
         print(text, end="")
     for row in table[table["skipped"] != ""].drop_duplicates("path").itertuples():
-        print(f"sidbench: skipped {row.path}: {row.skipped}", file=sys.stderr)
+        print(one_line(f"sidbench: skipped {row.path}: {row.skipped}"), file=sys.stderr)
     return 0
 
 
 def render(table, fmt: str) -> str:
     """CSV and JSON: one row per image and detector; the table: images x detectors, P(fake) in the cells."""
     if fmt == "csv":
-        return table.to_csv(index=False)
+        from ..results.scores import to_csv
+
+        return to_csv(table)
     if fmt == "json":
         import json
 
@@ -66,8 +69,11 @@ def render(table, fmt: str) -> str:
         return json.dumps(rows, indent=1) + "\n"
     from tabulate import tabulate
 
+    from ..api.escape import one_line
+
     scored = table[table["skipped"] == ""]
     wide = scored.pivot(index="path", columns="detector", values="prob")
     wide = wide.reindex(index=list(dict.fromkeys(scored["path"])), columns=list(dict.fromkeys(table["detector"])))
-    rows = [[path, *(f"{p:.4f}" for p in probs)] for path, probs in zip(wide.index, wide.to_numpy())]
-    return tabulate(rows, headers=["path", *wide.columns], tablefmt="simple", disable_numparse=True) + "\n"
+    rows = [[one_line(path), *(f"{p:.4f}" for p in probs)] for path, probs in zip(wide.index, wide.to_numpy())]
+    headers = ["path", *(one_line(c) for c in wide.columns)]  # names may hold terminal escape codes
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True) + "\n"

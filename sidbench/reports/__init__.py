@@ -51,15 +51,17 @@ def spreadsheet_csv(df: "pd.DataFrame") -> str:
     for col in df.columns:
         if df[col].dtype == object or str(df[col].dtype) in ("str", "string"):
             df[col] = [spreadsheet_safe(v) for v in df[col]]
-    return df.to_csv(index=False)
+    from ..results.scores import to_csv
+
+    return to_csv(df)
 
 
 def write_report(merged: Merged, out: Path, opts: ReportOptions) -> Path:
     """Write the report into ``out`` (``index.html`` and ``figures/``, or ``leaderboard.md|tex|csv``)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    path = out / ("index.html" if opts.format == "html" else f"leaderboard.{SUFFIX[opts.format]}")
+    claim_report_folder(out, path)
     if opts.format != "html":
-        path = out / f"leaderboard.{SUFFIX[opts.format]}"
         write_atomic(path, report_text(merged, opts))
         return path
     from .figures import report_figures
@@ -72,6 +74,26 @@ def write_report(merged: Merged, out: Path, opts: ReportOptions) -> Path:
     intervals = _intervals(merged, opts, extra)  # the operating-point table's metrics too
     figures = report_figures(merged, out, opts.metrics, intervals)
     return write_html(merged, leaderboards(merged, opts.metrics, intervals), figures, out, opts.bootstrap, intervals)
+
+
+def claim_report_folder(out: Path, first: Path) -> None:
+    """Write the report only where sidbench keeps its files, as ``sidbench run`` does: inside a results folder
+    (``RESULTS_DIR/report``), or in ``out`` made one (its manifest lists what the report writes). A user's file
+    in the way and any link in the folder are refused in one line, before anything is drawn."""
+    import os
+
+    from ..api.paths import RESULTS_MANIFEST, check_replace
+    from ..results.manifest import mark
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"--out {out}: cannot create the report folder ({exc.strerror}); "
+                          "choose a writable folder") from None
+    if not any(os.path.lexists(folder / RESULTS_MANIFEST) for folder in (out, out.parent)):
+        mark(out)
+    check_replace(first)
+    check_replace(out / "figures" / "x")  # a link at figures/ is refused now, not after the figures are drawn
 
 
 def _intervals(merged: Merged, opts: ReportOptions, extra: Sequence[str] = ()):

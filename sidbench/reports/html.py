@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -38,7 +39,7 @@ def _runs_section(merged: "Merged") -> str:
         counts = info.get("counts", {})
         backbones = ", ".join(info.get("backbones", {})) or "-"
         dets = ", ".join(sorted({v for (r, _), v in merged.rename.items() if r == run.name}))
-        commit = (env.get("git_commit") or "")[:10] or "-"
+        commit = str(env.get("git_commit") or "")[:10] or "-"
         rows.append(f"<tr><th>{html.escape(run.name)}</th><td>{html.escape(str(info.get('name', '-')))}</td>"
                     f"<td>{counts.get('test', '-')}</td><td>{counts.get('skipped', '-')}</td>"
                     f"<td>{html.escape(_policy(info))}</td>"
@@ -158,5 +159,7 @@ def write_html(merged: "Merged", boards: Sequence[Leaderboard], figures: Sequenc
     """Write ``out/index.html`` (the figures are already under ``out/figures``)."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "index.html"
-    write_atomic(path, render_html(merged, boards, figures, n_boot, intervals))
+    page = render_html(merged, boards, figures, n_boot, intervals)
+    # bytes of a name that are not UTF-8 shown as \\xNN: the page stays valid UTF-8
+    write_atomic(path, re.sub("[\udc80-\udcff]", lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", page))
     return path

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..api.paths import note_written
+from ..api.paths import check_replace, write_atomic_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -199,10 +199,40 @@ def reliability_grid(df: "pd.DataFrame", panel: str, *, ncols: int = 4, order: S
     return fig
 
 
+def printable_text(fig: "Figure") -> None:
+    """Titles, legends and category labels with control characters and bytes that are not UTF-8 shown as
+    ``\\xNN`` (a split folder named with Latin-1 bytes made the font renderer raise)."""
+    from matplotlib.category import StrCategoryFormatter
+    from matplotlib.text import Text
+    from matplotlib.ticker import FixedFormatter, FuncFormatter
+
+    from ..api.escape import terminal_safe
+
+    for text in fig.findobj(Text):
+        shown = text.get_text()
+        if terminal_safe(shown) != shown:
+            text.set_text(terminal_safe(shown))
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            fmt = axis.get_major_formatter()
+            if isinstance(fmt, FixedFormatter):
+                fmt.seq = [terminal_safe(t) for t in fmt.seq]
+            elif isinstance(fmt, FuncFormatter):  # tick labels given as a list
+                fmt.func = lambda x, pos, f=fmt.func: terminal_safe(f(x, pos))
+            elif isinstance(fmt, StrCategoryFormatter):
+                axis.set_major_formatter(FuncFormatter(lambda x, pos, f=fmt: terminal_safe(f(x, pos))))
+
+
 def save_figure(fig: "Figure", path: str | Path, dpi: int = DPI) -> Path:
     """Write a PNG (parents created) and return its path."""
+    import io
+
     path = Path(path)
+    check_replace(path)  # before any folder is made: a linked folder is refused, not created through
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png")
-    note_written(Path(path))  # listed in the results folder's manifest (removed by --overwrite)
+    printable_text(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    # in a results folder: listed in its manifest, never over a user's file, never through a link
+    write_atomic_bytes(path, buf.getvalue())
     return path

@@ -43,8 +43,7 @@ class ResultsFolder:
         folder = cls(out, missing, FolderLock(out).acquire())
         try:
             if manifest.is_legacy_results(out):  # written before results folders had a manifest
-                manifest.mark(out)
-                manifest.register(out, manifest.LEGACY_NAMES)
+                manifest.adopt_legacy(out)
             if overwrite:
                 manifest.clear_for_overwrite(out, keep=(LOCK_NAME,))
             manifest.mark(out)
@@ -124,12 +123,26 @@ def claim_results_folder(out: Path, identity: dict[str, Any], rows_problem: Call
             )
         log.info(f"{out}: taking over the claim of a run that scored nothing")
     elif has_results(out):
-        problem = "it holds checkpoints/ fitted on unknown data" if has_checkpoints(out) else rows_problem()
+        problem = ("it holds checkpoints/ fitted on unknown data" if has_checkpoints(out)
+                   else rows_problem() or recorded_config_problem(out, now))
         if problem:
             raise SidbenchError(f"{out} holds results without a {CONFIG_NAME} that do not match this run ({problem}); "
                                 "add --overwrite to start over there, or choose another --out")
         manifest.register(out, ("scores.csv", "scores.rank*-of-*.csv"))  # adopted: they are this run's now
     write_atomic(marker, config_text(now))
+
+
+def recorded_config_problem(out: Path, identity: dict[str, Any]) -> str | None:
+    """Why ``out``'s run.json does not show that its scores were made with ``identity`` (None: it does). The rows
+    name only detector, split, perturbation and protocol; backbone, weights, options and seed are in run.json."""
+    from .manifest import RUN_JSON_KEYS, json_dict
+
+    info = json_dict(out / "run.json")
+    config = info.get("config") if RUN_JSON_KEYS <= set(info) else None
+    if not isinstance(config, dict):
+        return "no run.json records the options its scores were made with"
+    changed = sorted(k for k in identity if config.get(k) != identity[k])
+    return f"its run.json records other options: {', '.join(changed)}" if changed else None
 
 
 def config_text(identity: dict[str, Any]) -> str:
@@ -142,8 +155,10 @@ def write_skipped(path: Path, skipped: dict[str, tuple[str, str]]) -> int:
     Returns the count."""
     import pandas as pd
 
+    from .scores import to_csv
+
     rows = sorted((p, r, s) for p, (r, s) in skipped.items())
-    write_atomic(path, pd.DataFrame(rows, columns=SKIPPED_COLUMNS).to_csv(index=False))
+    write_atomic(path, to_csv(pd.DataFrame(rows, columns=SKIPPED_COLUMNS)))
     return len(rows)
 
 

@@ -72,8 +72,10 @@ class FolderLock:
 
 
 def _open(path: Path) -> int:
+    from ..api.paths import open_no_follow
+
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        return open_no_follow(path, os.O_RDWR | os.O_CREAT, 0o644)  # a planted link is refused, never written through
     except OSError as exc:
         raise SidbenchError(f"--out {path.parent}: cannot write there ({exc.strerror}); choose a writable folder") from None
 

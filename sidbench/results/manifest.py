@@ -20,45 +20,152 @@ HEADER = b"# sidbench results folder: the files sidbench wrote here, one path pe
 
 
 def mark(folder: Path) -> None:
-    """Make ``folder`` a results folder (idempotent)."""
+    """Make ``folder`` a results folder (idempotent); a link in the manifest's place is refused."""
+    from ..api.paths import open_no_follow, refuse_link
+
     manifest = folder / RESULTS_MANIFEST
+    if os.path.islink(manifest):
+        refuse_link(manifest)
+    if os.path.lexists(manifest) and not manifest.is_file():
+        raise SidbenchError(f"{manifest} is in the way: it is not sidbench's manifest file; move it elsewhere, "
+                            "or choose another --out")
     if not manifest.is_file():
-        with open(manifest, "xb") as f:
+        fd = open_no_follow(manifest, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with os.fdopen(fd, "wb") as f:
             f.write(HEADER)
 
 
-# What results folders of sidbench versions before the manifest held (adopted when their config.json is sidbench's).
-LEGACY_NAMES = ("config.json", "scores.csv", "scores.rank*-of-*.csv", "skipped.csv", "metrics.csv", "leaderboard.md",
-                "run.json", "checkpoints/*.safetensors", "checkpoints/*.confusion.csv", "report/*.*", "report/figures/*.png")
 SIDBENCH_CONFIG_KEYS = {"data", "detectors", "backbone", "perturb", "protocol", "seed", "batch_size"}
+SCORE_HEADER = {"detector", "split", "perturbation", "path", "label", "logit", "prob"}
+METRICS_HEADER = {"detector", "split", "perturbation", "n_real", "n_fake", "acc"}
+RUN_JSON_KEYS = {"config", "detectors", "environment"}
+STUDY_RUN_JSON_KEYS = {"study", "detectors", "environment"}  # run.json of `sidbench ablate`
+STUDY_JSON_KEYS = {"study", "title", "command", "environment"}
 
 
 def register(folder: Path, patterns: tuple[str, ...]) -> None:
-    """List the existing files matching ``patterns`` in the manifest (files of a results folder written
-    before the manifest existed)."""
+    """List the existing score files matching ``patterns`` in the manifest, those whose header is a scores
+    table's (files of a folder adopted for this run)."""
     from ..api.paths import note_written
 
     for pattern in patterns:
         for path in sorted(folder.glob(pattern)):
-            if path.is_file() and not path.is_symlink():
+            if _csv_header(path) >= SCORE_HEADER:
                 note_written(path)
 
 
-def is_legacy_results(folder: Path) -> bool:
-    """A results folder of an older sidbench: no manifest, but a config.json holding a run configuration."""
+def _regular(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _head(path: Path, n: int = 1 << 16) -> bytes:
+    if not _regular(path):
+        return b""
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def _csv_header(path: Path) -> set[str]:
+    import csv
+
+    first = _head(path).split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+    return set(next(csv.reader([first]), []))
+
+
+def json_dict(path: Path) -> dict:
     import json
 
+    if not _regular(path) or path.stat().st_size > 64 << 20:
+        return {}
+    try:
+        value = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _sidbench_checkpoint(path: Path) -> bool:
+    """A safetensors file sidbench saved for the detector it is named after (its metadata says so)."""
+    import json
+    import struct
+
+    head = _head(path, 1 << 20)
+    if len(head) < 8:
+        return False
+    size = struct.unpack("<Q", head[:8])[0]
+    try:
+        meta = json.loads(json.loads(head[8:8 + size])["__metadata__"]["sidbench"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    return isinstance(meta, dict) and meta.get("detector") == path.name[: -len(".safetensors")]
+
+
+def is_hash_index(path: Path) -> bool:
+    """Lines ``[path, sha256, size, mtime, ctime, inode]`` as the resume's hash index writes them."""
+    import json
+
+    try:
+        lines = [json.loads(line) for line in _head(path, 1 << 20).splitlines()[:100] if line.strip()]
+    except ValueError:
+        return False
+    return bool(lines) and all(isinstance(x, list) and len(x) == 6 for x in lines)
+
+
+def legacy_files(folder: Path) -> list[Path]:
+    """The files of a results folder of an older sidbench (no manifest) that are sidbench's by their content:
+    a user's file is never taken for one by its name."""
+    checks = {"config.json": lambda p: SIDBENCH_CONFIG_KEYS <= set(json_dict(p)),
+              "run.json": lambda p: RUN_JSON_KEYS <= set(json_dict(p)) or STUDY_RUN_JSON_KEYS <= set(json_dict(p)),
+              "study.json": lambda p: STUDY_JSON_KEYS <= set(json_dict(p)),
+              "scores.csv": lambda p: _csv_header(p) >= SCORE_HEADER,
+              "val_scores.csv": lambda p: _csv_header(p) >= SCORE_HEADER,
+              "scores.rank*-of-*.csv": lambda p: _csv_header(p) >= SCORE_HEADER,
+              "metrics.csv": lambda p: _csv_header(p) >= METRICS_HEADER,
+              "skipped.csv": lambda p: _csv_header(p) in ({"path", "reason"}, {"path", "reason", "split"}),
+              "leaderboard.md": lambda p: _head(p, 64).startswith(b"# sidbench leaderboard"),
+              ".sidbench-hashes": is_hash_index,
+              "checkpoints/*.safetensors": _sidbench_checkpoint}
+    found = [p for pattern, check in checks.items() for p in sorted(folder.glob(pattern)) if _regular(p) and check(p)]
+    return found + _legacy_report(folder / "report")
+
+
+def _legacy_report(report: Path) -> list[Path]:
+    """An HTML report of an older sidbench: its index.html (by its title) and the figures that page shows."""
+    import re
+
+    index = report / "index.html"
+    page = _head(index, 64 << 20)
+    if b"<title>sidbench report: " not in page[:4096] or report.is_symlink():
+        return []
+    shown = {m.decode("utf-8", "replace") for m in re.findall(rb'<img src="(figures/[A-Za-z0-9_.-]+\.png)"', page)}
+    return [index] + [report / f for f in sorted(shown) if _regular(report / f) and not (report / "figures").is_symlink()]
+
+
+def is_legacy_results(folder: Path) -> bool:
+    """A results folder of an older sidbench: no manifest, a sidbench config.json, and scores or a run.json
+    that are sidbench's by content (a copied config.json alone does not make a folder sidbench's); or a study
+    folder of ``sidbench ablate`` (its study.json and run.json)."""
     if is_marked(folder):
         return False
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8", errors="surrogateescape"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and SIDBENCH_CONFIG_KEYS <= set(config)
+    names = {p.name for p in legacy_files(folder)}
+    return ("config.json" in names and bool(names & {"scores.csv", "run.json"})) or {"study.json", "run.json"} <= names
+
+
+def adopt_legacy(folder: Path) -> None:
+    """Mark a legacy results folder and list the files that are sidbench's by content."""
+    from ..api.paths import note_written
+
+    files = legacy_files(folder)
+    mark(folder)
+    for path in files:
+        note_written(path)
 
 
 def is_marked(folder: Path) -> bool:
-    return (folder / RESULTS_MANIFEST).is_file()
+    return (folder / RESULTS_MANIFEST).is_file() and not (folder / RESULTS_MANIFEST).is_symlink()
 
 
 def listed_files(folder: Path) -> list[Path]:
@@ -94,9 +201,13 @@ def remove_written(folder: Path, keep: tuple[str, ...] = ()) -> tuple[int, list[
     returns (files removed, what is left there apart from ``keep``)."""
     removed = 0
     parents: set[Path] = set()
+    from ..api.paths import temporary_siblings
+
     for path in listed_files(folder):
         if path.name in keep:
             continue
+        for stale in temporary_siblings(path):  # left by a writer killed before its rename
+            stale.unlink(missing_ok=True)
         if path.is_symlink() or path.is_file():
             path.unlink()
             removed += 1

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
-from ..api.paths import note_written
+from ..api.paths import check_replace, note_written, open_no_follow, written_by_sidbench
 from ..data.images import FileState, UnreadableImage, content_sha256, read_file
+from .manifest import is_hash_index
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,15 +35,16 @@ class FileIndex:
                  for p, sha, st in entries]
         if not lines:
             return
-        new = not self.path.exists()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if not os.path.islink(self.path) and not written_by_sidbench(self.path) and is_hash_index(self.path):
+            note_written(self.path)  # an index an older sidbench left unlisted: sidbench's by its content
+        check_replace(self.path)
+        note_written(self.path)  # listed before it exists: a kill in between leaves no file "in the way"
+        fd = open_no_follow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             for line in lines:  # one write per line: ranks appending at once keep their lines whole
                 os.write(fd, line)
         finally:
             os.close(fd)
-        if new:
-            note_written(self.path)
 
     def load(self) -> dict[str, tuple[FileState, str]]:
         """path -> (state, sha256) of the latest entry per path; malformed lines are ignored."""

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from ..api.paths import ENCODING, ERRORS, check_replace, note_written, write_atomic
+from ..api.paths import ENCODING, ERRORS, check_replace, note_written, open_no_follow, write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,10 +82,10 @@ class ScoreLog:
             self.done = done_rows(self.path)
         new = not self.path.exists() or self.path.stat().st_size == 0
         self._synced = 0.0  # time.monotonic() of the last fsync
-        self._f = open(self.path, "a", newline="", encoding=ENCODING, errors=ERRORS)
+        note_written(self.path)  # listed before it exists: a kill in between leaves no file "in the way"
+        self._f = open(self.path, "a", newline="", encoding=ENCODING, errors=ERRORS, opener=open_no_follow)
         self._w = csv.writer(self._f)
         if new:
-            note_written(self.path)
             self._w.writerow(SCORE_COLUMNS)
             self._flush()
         self._queue: "queue.Queue[Callable[[], list[tuple]] | None]" = queue.Queue(maxsize=QUEUED_BATCHES)
@@ -94,9 +94,10 @@ class ScoreLog:
         self._thread.start()
 
     def _repair(self) -> None:
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(self.path, "r+b") as f:
+        fd = open_no_follow(self.path, os.O_RDWR)  # never cut a file a planted link points to
+        with os.fdopen(fd, "r+b") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
                 f.truncate(data.rfind(b"\n") + 1)
 
     def write(self, rows: Iterable[tuple]) -> None:
@@ -192,6 +193,13 @@ def read_scores(path: "Path | IO[bytes]") -> "pd.DataFrame":
 
 
 def to_csv(df: "pd.DataFrame") -> str:
+    """CSV text of ``df`` that reads back as it was: Python's csv writer leaves a lone ``\\r`` unquoted when lines
+    end with ``\\n`` (a file name holding one then splits its row), so such a table quotes every text cell."""
+    import csv
+
+    text_cols = [c for c in df.columns if df[c].dtype == object or str(df[c].dtype) in ("str", "string")]
+    if any(df[c].astype(str).str.contains("\r", regex=False).any() for c in text_cols):
+        return df.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
     return df.to_csv(index=False)
 
 
@@ -220,7 +228,7 @@ def write_calibrated(path: Path, scores: "pd.DataFrame", op: "OperatingPoints") 
             rows = (df["detector"] == det).to_numpy()
             calibrated[rows] = cal.apply(logits[rows])
         df.insert(df.columns.get_loc("prob") + 1, CALIBRATED, p_fake(calibrated))
-    write_atomic(path, df.to_csv(index=False))
+    write_atomic(path, to_csv(df))
     return df
 
 

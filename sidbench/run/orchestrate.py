@@ -139,6 +139,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
     detectors = build_detectors(cfg, plugins)
     check_fittable(detectors, data, out)
     check_val_for_operating_points(cfg, data)
+    check_out_outside_data(out, cfg)
     check = RowCheck(detectors, perturbations, data, cfg)
     folder = dist.on_main(lambda: open_results(out, overwrite, cfg, check))
     cache = scratch = None
@@ -182,6 +183,19 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
         if folder is not None:
             folder.release()
         dist.close()
+
+
+def check_out_outside_data(out: Path, cfg: RunConfig) -> None:
+    """Refuse an ``--out`` inside a data folder: the next run would read its report figures as test images."""
+    import os
+
+    real_out = os.path.realpath(out)
+    for flag, paths in (("--data", cfg.data), ("--train", cfg.train), ("--val", cfg.val)):
+        for root in [paths] if isinstance(paths, str) else (paths or []):
+            real_root = os.path.realpath(root)
+            if os.path.isdir(real_root) and (real_out + os.sep).startswith(real_root.rstrip(os.sep) + os.sep):
+                raise SidbenchError(f"--out {out} is inside the data folder {flag} {root}: a later run would read the "
+                                    "results (report figures) as images; choose an --out outside it")
 
 
 def open_results(out: Path, overwrite: bool, cfg: RunConfig, check: "RowCheck") -> "ResultsFolder":
@@ -400,12 +414,13 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
     from ..results.folder import environment, write_run_json, write_skipped
     from ..results.leaderboard import DAGGER, coverage_warning, leaderboard_markdown, seen_marker, split_names
     from ..results.metrics import metrics_table, one_class, one_class_note
+    from ..results.scores import to_csv
 
     out, cfg, data = ctx.out, ctx.cfg, ctx.data
     scores, op = operating_scores(ctx, detectors)
     n_skipped = write_skipped(out / SKIPPED, skipped)
     metrics = metrics_table(scores, op)
-    write_atomic(out / "metrics.csv", metrics.to_csv(index=False))
+    write_atomic(out / "metrics.csv", to_csv(metrics))
     training = {d.name: d.trained_on if d.trained_on is not None else d.spec.training_data for d in detectors}
     seen = seen_marker(training, split_names(scores[["split", "generator"]].drop_duplicates().itertuples(index=False)))
     real_only = one_class(metrics) & (metrics["n_fake"] == 0)

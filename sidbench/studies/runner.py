@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class Study:
     """One study run: data, live backbones, the extraction count, results and provenance."""
 
     def __init__(self, name: str, args: "argparse.Namespace", plugins: Any, config: dict[str, Any]):
+        from ..api.paths import check_replace
+        from ..results.folder import ResultsFolder
         from ..results.scores import ScoreLog
         from ..run.config import pick_device
 
@@ -97,11 +100,21 @@ class Study:
         self._test: dict[tuple, FeatureSet] = {}
         self._evaluated: dict[str, dict[str, Any]] = {}  # result name -> detector provenance
         self._t0 = time.time()
-        self.out.mkdir(parents=True, exist_ok=True)
+        # locked and listed like a run's results folder: nothing of the user's is replaced, nothing written through a link
+        self.folder = ResultsFolder.open(self.out)
         stale = self.out / "scores.csv"
-        if stale.exists():  # a study is recomputed whole: its scores are not resumed
-            stale.unlink()
-        self.scores = ScoreLog(stale)
+        try:
+            if os.path.lexists(stale):  # a study is recomputed whole: its scores are not resumed
+                check_replace(stale)
+                stale.unlink()
+            self.scores = ScoreLog(stale)
+        except BaseException:
+            self.folder.release()
+            raise
+
+    def close(self) -> None:
+        """Let go of the folder's lock (the study finished or failed)."""
+        self.folder.release()
 
     @property
     def images_encoded(self) -> dict[str, int]:
@@ -236,12 +249,12 @@ class Study:
         from ..reports.plots import save_figure
         from ..results.folder import environment, write_run_json
         from ..results.metrics import metrics_table
-        from ..results.scores import finalize_scores
+        from ..results.scores import finalize_scores, to_csv
 
         self.scores.close()
-        write_atomic(self.out / "metrics.csv", metrics_table(finalize_scores(self.out / "scores.csv")).to_csv(index=False))
-        write_atomic(self.out / "table.csv", table.to_csv(index=False))
-        write_atomic(self.out / "study.csv", long.to_csv(index=False))
+        write_atomic(self.out / "metrics.csv", to_csv(metrics_table(finalize_scores(self.out / "scores.csv"))))
+        write_atomic(self.out / "table.csv", to_csv(table))
+        write_atomic(self.out / "study.csv", to_csv(long))
         cost = self.cost_line()
         markdown = f"# {title}\n\n{markdown_table(table, percent)}\n\n{cost}\n" + "".join(f"\n{n}\n" for n in self.notes)
         write_atomic(self.out / "table.md", markdown)
