@@ -27,6 +27,7 @@ LICENSE = ("no licence file in chuangchuangtan/C2P-CLIP-DeepfakeDetection (all r
            "base model: OpenAI CLIP ViT-L/14 (MIT)")
 REPOSITORY = "https://github.com/chuangchuangtan/C2P-CLIP-DeepfakeDetection"
 RELEASE = "https://www.now61.com/f/95OefW/C2P_CLIP_release_20240901.zip"  # inference.py's --model_path default
+MEMBER = "C2P_CLIP_release_20240901.pth"  # the zip's one member (torch.hub unpacks it)
 SHAPE_OPTIONS = {"width": 1024, "layers": 24, "heads": 16, "patch_size": 14, "projection_dim": 768}
 
 
@@ -73,9 +74,15 @@ class C2PCLIP(NetworkDetector):
 
         return {f"net.{k}": v for k, v in drop_position_ids(strip_prefix(state)).items()}
 
+    def load(self, path: str) -> "C2PCLIP":
+        """The ``.pth``, or the release zip as downloaded (its member is unpacked into the cache)."""
+        from sidbench.nets.release import checkpoint_file
+
+        return super().load(str(checkpoint_file(path, MEMBER)))
+
     def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: C2P-CLIP publishes no training code; attach its released weights: "
-                            f"--detectors {self.name}@official (or @C2P_CLIP_release_20240901.pth)")
+                            f"--detectors {self.name}@official (or @C2P_CLIP_release_20240901.zip)")
 
 
 def build_network(options: dict[str, Any]) -> "torch.nn.Module":
@@ -112,7 +119,7 @@ def sidbench_detectors() -> list[DetectorSpec]:
         options=dict(SHAPE_OPTIONS),
         training_data=("progan",),
         official_weights=OfficialWeights(
-            url=RELEASE, filename="C2P_CLIP_release_20240901.pth", member="C2P_CLIP_release_20240901.pth",
+            url=RELEASE, filename=MEMBER, member=MEMBER,
             repository=REPOSITORY,
             note="the zip inference.py downloads (torch.hub.load_state_dict_from_url unpacks its single member); "
                  "no checksum published"),
@@ -121,7 +128,8 @@ def sidbench_detectors() -> list[DetectorSpec]:
         repository=REPOSITORY,
         published={"UniversalFakeDetect (ForenSynths + UFD diffusion sets), mean acc": "93.79",
                    "UniversalFakeDetect, mean AP": "98.66"},
-        notes="Written from inference.py and data.py. The image is decoded from the file as pil_loader does (no "
+        notes="Written from inference.py and data.py. c2p_clip@FILE takes the .pth or the release zip as "
+              "downloaded. The image is decoded from the file as pil_loader does (no "
               "EXIF rotation, unlike sidbench's own decode). The release file loads strictly as published (a "
               "'module.' prefix and an 'embeddings.position_ids' buffer of older transformers are accepted). "
               "sidbench batches images (the official loader does too, 64 a batch) and runs fp32 as the official "

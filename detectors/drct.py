@@ -91,6 +91,9 @@ class DRCTConvNeXt(NetworkDetector):
         z = self.net.fc(self.net.model(features["pixels"]))
         return z[:, FAKE] - z[:, 1 - FAKE]
 
+    def load(self, path: str) -> "DRCTConvNeXt":
+        return super().load(release_member(path, self.spec))
+
     def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
         raise _no_fit(self.name)
 
@@ -142,8 +145,18 @@ class DRCTCLIP(NetworkDetector):
             raise WeightsError(f"{self.name}: unexpected CLIP visual entry model.model.visual.{exc.args[0]}") from None
         return out
 
+    def load(self, path: str) -> "DRCTCLIP":
+        return super().load(release_member(path, self.spec))
+
     def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
         raise _no_fit(self.name)
+
+
+def release_member(path: str, spec: DetectorSpec) -> str:
+    """The ``.pth``, or ``pretrained.zip`` as downloaded: this variant's member, unpacked into the cache."""
+    from sidbench.nets.release import checkpoint_file
+
+    return str(checkpoint_file(path, spec.official_weights.member if spec.official_weights else None))
 
 
 def _no_fit(name: str) -> SidbenchError:
@@ -191,7 +204,8 @@ def _spec(variant: str) -> DetectorSpec:
         license=LICENSE,
         repository=REPOSITORY,
         notes="Written from network/models.py, scripts/train.py (is_test), data/dataset.py and data/transform.py. "
-              "Fake index 1 (the score is 1 - softmax[:, 0]). Files load strictly as torch.save(state_dict) wrote "
+              "Fake index 1 (the score is 1 - softmax[:, 0]). NAME@FILE takes the .pth or pretrained.zip as "
+              "downloaded (the variant's member is unpacked into the cache). Files load strictly as torch.save(state_dict) wrote "
               "them (a 'module.' prefix is accepted). The CLIP variant's file holds the whole frozen OpenAI CLIP; "
               "its text tower is recognised and left unused, its visual tower is converted to Hugging Face names "
               "(the same function: QuickGELU, ln_post on the class token, then proj). The protocol decodes with "

@@ -454,6 +454,58 @@ def test_loading_is_strict(tmp_path, plugins, name):
         load_detector(name, weights=str(tmp_path / "missing.pth"), plugins=plugins, **cfg)
 
 
+def release_zips(root: Path) -> dict[str, tuple[Path, dict, dict]]:
+    """The files as the official links serve them: C2P-CLIP's one-member zip, DRCT's pretrained.zip holding
+    every model (tiny ones here) under the paths of its README, and Effort's bare .pth."""
+    import zipfile
+
+    out = {}
+    (root / "c2p").mkdir(parents=True)
+    path, sd = c2p_file(root / "c2p", TINY_C2P)
+    with zipfile.ZipFile(root / "C2P_CLIP_release_20240901.zip", "w") as z:
+        z.write(path, "C2P_CLIP_release_20240901.pth")
+    out["c2p_clip"] = (root / "C2P_CLIP_release_20240901.zip", sd, TINY_C2P)
+    (root / "effort").mkdir()
+    path, sd = effort_file(root / "effort", TINY_VIT)
+    out["effort"] = (path, sd, TINY_VIT)
+    with zipfile.ZipFile(root / "pretrained.zip", "w") as z:
+        for name, make, cfg, run in (("drct.convnext", drct_convnext_file, TINY_CONVNEXT, "convnext_base_in22k"),
+                                     ("drct.clip", drct_clip_file, TINY_DRCT_CLIP, "clip-ViT-L-14")):
+            (root / name).mkdir()
+            path, sd = make(root / name, cfg)
+            z.write(path, f"pretrained/DRCT-2M/sdv14/{run}_224_drct_amp_crop/{path.name}")
+            z.write(path, f"pretrained/DRCT-2M/sdv2/{run}_224_drct_amp_crop/other_{path.name}")
+            out[name] = (root / "pretrained.zip", sd, cfg)
+    return out
+
+
+@pytest.mark.parametrize("name", list(DETECTORS))
+def test_the_file_the_official_link_serves_loads(tmp_path, plugins, name):
+    from sidbench.registry import load_detector
+
+    path, sd, cfg = release_zips(tmp_path)[name]
+    det = load_detector(name, weights=str(path), plugins=plugins, **cfg)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(det.score({"pixels": x}), DETECTORS[name][2](sd, x, cfg), rtol=1e-4, atol=1e-4)
+
+
+def test_a_zip_without_the_variants_member_is_a_one_line_error(tmp_path, plugins):
+    import zipfile
+
+    from sidbench.registry import load_detector
+
+    path, _ = drct_convnext_file(tmp_path, TINY_CONVNEXT)
+    with zipfile.ZipFile(tmp_path / "pretrained.zip", "w") as z:
+        z.write(path, "pretrained/GenImage/sdv14/convnext_base_in22k_224_drct_amp_crop/last_acc0.9991.pth")
+    with pytest.raises(WeightsError, match="no member") as err:
+        load_detector("drct.convnext", weights=str(tmp_path / "pretrained.zip"), plugins=plugins, **TINY_CONVNEXT)
+    assert "\n" not in str(err.value)
+    det = load_detector("drct.convnext_genimage", weights=str(tmp_path / "pretrained.zip"), plugins=plugins,
+                        **TINY_CONVNEXT)
+    assert det.weights_path.endswith("last_acc0.9991.pth")
+
+
 def test_effort_cubic_protocol_is_deepfakebench_loader(tmp_path, plugins):
     from sidbench.registry import load_detector
 
@@ -503,10 +555,7 @@ def test_one_run_puts_them_in_one_leaderboard(tmp_path):
 
     from test_pixel_detectors import STAGES, official_shapes, random_state, trainer_dump
 
-    files = {}
-    for name, (make_file, cfg, _, _) in DETECTORS.items():
-        (tmp_path / name).mkdir()
-        files[name] = (*make_file(tmp_path / name, cfg), cfg)
+    files = release_zips(tmp_path / "files")
     npr = random_state(official_shapes(3, STAGES[:2], head="fc1", head_in=512), 12)
     torch.save(trainer_dump({f"module.{k}": v for k, v in npr.items()}), tmp_path / "NPR.pth")
     data = tmp_path / "data"
