@@ -82,8 +82,8 @@ class DRCTConvNeXt(NetworkDetector):
         o = self.options
         depth, width = int(o["depth"]), int(o["width"])
         net = nn.Module()
-        net.model = ConvNeXt(depths=(depth, depth, int(o["stage3_depth"]), depth), dims=tuple(width * 2 ** i for i in range(4)),
-                             num_classes=int(o["embedding_size"]))
+        net.model = ConvNeXt(depths=(depth, depth, int(o["stage3_depth"]), depth),
+                             dims=tuple(width * 2 ** i for i in range(4)), num_classes=int(o["embedding_size"]))
         net.fc = nn.Linear(int(o["embedding_size"]), 2)
         return net
 
@@ -197,21 +197,24 @@ def _spec(variant: str) -> DetectorSpec:
         options=dict(CONVNEXT_OPTIONS if backbone == "convnext" else CLIP_OPTIONS),
         training_data=TRAINING[trained_on],
         official_weights=OfficialWeights(
-            url=RELEASE, filename=filename, member=member, revision="master", repository=REPOSITORY,
-            note=f"pretrained.zip on ModelScope (the README's link); member path from the README's test commands "
-                 f"(../output/{member}); no checksum published"),
+            url=RELEASE, filename=filename, member=member, repository=REPOSITORY,
+            note=f"pretrained.zip on ModelScope (the README's link, master branch: no pinned revision); member path "
+                 f"from the README's test commands (../output/{member}); no checksum published"),
         paper=PAPER,
         license=LICENSE,
         repository=REPOSITORY,
+        # the README corrects the paper's BigGAN accuracy of the GenImage-trained Conv-B to 59.81%
+        published={"GenImage BigGAN, acc": "59.81"} if variant == "convnext_genimage" else {},
         notes="Written from network/models.py, scripts/train.py (is_test), data/dataset.py and data/transform.py. "
               "Fake index 1 (the score is 1 - softmax[:, 0]). NAME@FILE takes the .pth or pretrained.zip as "
-              "downloaded (the variant's member is unpacked into the cache). Files load strictly as torch.save(state_dict) wrote "
-              "them (a 'module.' prefix is accepted). The CLIP variant's file holds the whole frozen OpenAI CLIP; "
-              "its text tower is recognised and left unused, its visual tower is converted to Hugging Face names "
-              "(the same function: QuickGELU, ln_post on the class token, then proj). The protocol decodes with "
-              "OpenCV as the test loader does (a perturbed image uses its PIL pixels). sidbench batches images as "
-              "the official loader does and runs fp32 (the official test runs without AMP). The paper's tables "
-              "are images in the README and are not transcribed here.",
+              "downloaded (the variant's member is unpacked into the cache). Files load strictly as "
+              "torch.save(state_dict) wrote them (a 'module.' prefix is accepted). The CLIP variant's file holds "
+              "the whole frozen OpenAI CLIP; its text tower is recognised and left unused, its visual tower is "
+              "converted to Hugging Face names (the same function: QuickGELU, ln_post on the class token, then "
+              "proj). The protocol decodes with OpenCV as the test loader does (a perturbed image uses its PIL "
+              "pixels). sidbench batches images as the official loader does and runs fp32 (the official test "
+              "runs without AMP). The paper's tables are images in the README and are not transcribed here (only "
+              "the README's corrected BigGAN accuracy of the GenImage-trained ConvB).",
     )
 
 

@@ -118,7 +118,8 @@ def convnext_state(g, depths, dims, num_classes) -> dict[str, torch.Tensor]:
         for b in range(depth):
             p = f"stages.{s}.blocks.{b}."
             sd[p + "gamma"] = 0.5 + _rand(g, dim, scale=0.1)
-            sd[p + "conv_dw.weight"], sd[p + "conv_dw.bias"] = _rand(g, dim, 1, 7, 7, scale=1 / 7), _rand(g, dim, scale=0.1)
+            sd[p + "conv_dw.weight"] = _rand(g, dim, 1, 7, 7, scale=1 / 7)
+            sd[p + "conv_dw.bias"] = _rand(g, dim, scale=0.1)
             sd[p + "norm.weight"], sd[p + "norm.bias"] = 1 + _rand(g, dim, scale=0.1), _rand(g, dim, scale=0.1)
             sd[p + "mlp.fc1.weight"], sd[p + "mlp.fc1.bias"] = _rand(g, 4 * dim, dim), _rand(g, 4 * dim, scale=0.1)
             sd[p + "mlp.fc2.weight"], sd[p + "mlp.fc2.bias"] = _rand(g, dim, 4 * dim), _rand(g, dim, scale=0.1)
@@ -178,7 +179,7 @@ def drct_convnext_file(root: Path, cfg: dict, seed: int = 3) -> tuple[Path, dict
 
 
 def drct_clip_file(root: Path, cfg: dict, seed: int = 4) -> tuple[Path, dict]:
-    """13_acc0.9664.pth: ContrastiveModels(CLIPModelV2): ``model.model`` = the whole OpenAI CLIP, ``model.fc``, ``fc``."""
+    """13_acc0.9664.pth: ContrastiveModels(CLIPModelV2): ``model.model`` (all of OpenAI CLIP), ``model.fc``, ``fc``."""
     g = torch.Generator().manual_seed(seed)
     clip = openai_clip_state(g, cfg["width"], cfg["layers"], cfg["patch_size"], positions(cfg["patch_size"]),
                              cfg["projection_dim"])
@@ -414,7 +415,8 @@ def test_svd_merge_equals_the_unmerged_layer():
     merged = merge_svd_residual(state)
     assert set(merged) == {"attn.q_proj.weight", "attn.q_proj.bias", "other.weight"}
     x = _rand(g, 5, 40, scale=1.0)
-    residual = state["attn.q_proj.U_residual"] @ torch.diag(state["attn.q_proj.S_residual"]) @ state["attn.q_proj.V_residual"]
+    u, s, v = (state[f"attn.q_proj.{n}_residual"] for n in "USV")
+    residual = u @ torch.diag(s) @ v
     unmerged = F.linear(x, state["attn.q_proj.weight_main"] + residual, state["attn.q_proj.bias"])  # SVDResidualLinear
     torch.testing.assert_close(F.linear(x, merged["attn.q_proj.weight"], merged["attn.q_proj.bias"]), unmerged,
                                rtol=1e-5, atol=1e-5)
@@ -525,8 +527,9 @@ def test_opencv_protocols_use_the_pil_pixels_of_a_perturbed_image(plugins):
     rgb = np.random.default_rng(5).integers(0, 255, (150, 260, 3), dtype=np.uint8)
     for name, ref in (("effort", lambda a: cv2.resize(a, (224, 224), interpolation=cv2.INTER_LINEAR)),
                       ("drct.convnext", lambda a: np.pad(a, ((37, 37), (0, 0), (0, 0)))[:, 18:242])):
-        info = load_detector(name, plugins=plugins, **DETECTORS[name][1]).pixel_input
-        x = make_preprocess(load_detector(name, plugins=plugins).preprocess, info)(
+        det = load_detector(name, plugins=plugins, **DETECTORS[name][1])
+        info = det.pixel_input
+        x = make_preprocess(det.preprocess, info)(
             ImageInput(Image.fromarray(rgb), None, "perturbed"))
         expected = (torch.from_numpy(ref(rgb)).permute(2, 0, 1) / 255.0 - torch.tensor(info.mean)[:, None, None]) \
             / torch.tensor(info.std)[:, None, None]
@@ -598,6 +601,6 @@ def test_full_size_official_file_gives_the_official_logits(tmp_path, plugins, na
     path, sd = make_file(tmp_path, FULL[name])
     det = load_detector(name, weights=str(path), plugins=plugins)
     paths = write_images(tmp_path / "img", sizes=[(200, 301)])
-    torch.testing.assert_close(sidbench_logits(det, paths), reference_logits(name, sd, FULL[name], paths),
-                               rtol=1e-4, atol=1e-4)
-    assert math.isfinite(float(sidbench_logits(det, paths)[0]))
+    got = sidbench_logits(det, paths)
+    assert math.isfinite(float(got[0]))
+    torch.testing.assert_close(got, reference_logits(name, sd, FULL[name], paths), rtol=1e-4, atol=1e-4)
