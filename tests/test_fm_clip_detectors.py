@@ -73,7 +73,13 @@ def hf_vision_state(g, width, layers, patch, positions, svd_rank=None) -> dict[s
 
 
 def svd_entries(prefix, w, r, g) -> dict[str, torch.Tensor]:
-    """Effort's split of ``w``: weight_main (top r), trained residual factors, and the unused U_r/S_r/V_r."""
+    """Effort's split of ``w``: weight_main (top r), trained residual factors, and the unused U_r/S_r/V_r.
+    At full size (96 SVDs of 1024 x 1024 would take minutes) random factors of the same shapes stand in."""
+    if w.shape[0] > 64:
+        n = min(w.shape)
+        u, s, vh = _rand(g, w.shape[0], n, scale=n ** -0.5), torch.rand(n, generator=g) + 0.5, _rand(g, n, w.shape[1])
+        return {prefix + "weight_main": w, prefix + "U_residual": u[:, r:], prefix + "S_residual": s[r:],
+                prefix + "V_residual": vh[r:], prefix + "U_r": u[:, :r], prefix + "S_r": s[:r], prefix + "V_r": vh[:r]}
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
     return {prefix + "weight_main": u[:, :r] @ torch.diag(s[:r]) @ vh[:r],
             prefix + "U_residual": u[:, r:] + _rand(g, w.shape[0], len(s) - r, scale=0.3),
