@@ -45,11 +45,14 @@ class ResizeBilinearCenterCrop:
         import torchvision.transforms.functional as TF
         from PIL import Image
 
+        from sidbench.data.images import check_short_side_resize
+
         if item.data is not None:
             with Image.open(io.BytesIO(item.data)) as f:
                 img = f.convert("RGB")
         else:
             img = item.image.convert("RGB")
+        check_short_side_resize(*img.size, self.size)  # a thin strip would become huge: refused as unreadable
         img = TF.resize(img, self.size, interpolation=TF.InterpolationMode.BILINEAR)
         img = TF.center_crop(img, [self.size, self.size])
         return TF.normalize(TF.to_tensor(img), self.mean, self.std)
