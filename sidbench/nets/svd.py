@@ -23,10 +23,8 @@ def merge_svd_residual(state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Ten
     ``P.V_residual``]) replaced by ``P.weight``; ``P.bias`` and every other entry pass through. Raises
     ``KeyError`` for a residual factor without its ``weight_main`` or a residual with a factor missing,
     ``ValueError`` for factors whose shapes do not compose."""
-    import torch
-
     layers = {k[: -len("weight_main")] for k in state if k.endswith(".weight_main")}
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, "torch.Tensor"] = {}
     for key, value in state.items():
         prefix, _, leaf = key.rpartition(".")
         prefix += "."
@@ -43,8 +41,6 @@ def merge_svd_residual(state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Ten
 def merged_weight(state: dict[str, "torch.Tensor"], prefix: str) -> "torch.Tensor":
     """``weight_main + U_residual @ diag(S_residual) @ V_residual`` of one layer (summed in float64, returned
     in ``weight_main``'s dtype), or ``weight_main`` when the layer has no residual."""
-    import torch
-
     main = state[prefix + "weight_main"]
     present = [name for name in RESIDUAL if prefix + name in state]
     if not present:
