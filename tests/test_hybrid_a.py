@@ -1,0 +1,283 @@
+"""AIDE against its official code: model (models/AIDE.py), patch grading (data/dct.py) and test transforms
+(data/datasets.py TestDataset), written here in plain torch on the state dict of an official-format checkpoint
+({'model': sd} with the official key names and seeded random weights). Tiny widths and depths by default."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision import transforms
+
+from test_pixel_detectors import bn, official_shapes, random_state, stages
+
+# views of 64 px instead of 256 keep the four ResNet passes cheap; the official code path is the same
+TINY = {"convnext_depths": [1, 1, 2, 1], "convnext_dims": [8, 16, 32, 48], "resnet_layers": [1, 1, 1, 1],
+        "image_size": 64}
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+IN_MEAN, IN_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+# -- the official checkpoint's keys ---------------------------------------------------------------------------
+def resnet_stages(layers):
+    return tuple((i + 1, n, p) for i, (n, p) in enumerate(zip(layers, (64, 128, 256, 512))))
+
+
+def aide_shapes(convnext_depths=(3, 4, 30, 3), convnext_dims=(384, 768, 1536, 3072), resnet_layers=(3, 4, 6, 3),
+                image_size=256):
+    """AIDE_Model.state_dict(): hpf, model_min / model_max (30-channel ResNet-50, fc 1000), fc, the open_clip
+    ConvNeXt trunk (timm names, classifier removed, head LayerNorm kept) and convnext_proj."""
+    out = {"hpf.hpf.weight": (30, 3, 5, 5)}
+    for branch in ("model_min", "model_max"):
+        res = official_shapes(7, resnet_stages(resnet_layers), head="fc", head_in=2048)
+        res["conv1.weight"] = (64, 30, 7, 7)
+        res["fc.weight"], res["fc.bias"] = (1000, 2048), (1000,)
+        out.update({f"{branch}.{k}": v for k, v in res.items()})
+    out.update({"fc.fc1.weight": (1024, 2304), "fc.fc1.bias": (1024,), "fc.fc2.weight": (2, 1024), "fc.fc2.bias": (2,)})
+    p, d = "openclip_convnext_xxl.", convnext_dims
+    out.update({f"{p}stem.0.weight": (d[0], 3, 4, 4), f"{p}stem.0.bias": (d[0],), f"{p}stem.1.weight": (d[0],),
+                f"{p}stem.1.bias": (d[0],)})
+    for i, depth in enumerate(convnext_depths):
+        s = f"{p}stages.{i}."
+        if i:
+            out.update({f"{s}downsample.0.weight": (d[i - 1],), f"{s}downsample.0.bias": (d[i - 1],),
+                        f"{s}downsample.1.weight": (d[i], d[i - 1], 2, 2), f"{s}downsample.1.bias": (d[i],)})
+        for j in range(depth):
+            b = f"{s}blocks.{j}."
+            out.update({f"{b}gamma": (d[i],), f"{b}conv_dw.weight": (d[i], 1, 7, 7), f"{b}conv_dw.bias": (d[i],),
+                        f"{b}norm.weight": (d[i],), f"{b}norm.bias": (d[i],), f"{b}mlp.fc1.weight": (4 * d[i], d[i]),
+                        f"{b}mlp.fc1.bias": (4 * d[i],), f"{b}mlp.fc2.weight": (d[i], 4 * d[i]),
+                        f"{b}mlp.fc2.bias": (d[i],)})
+    out.update({f"{p}head.norm.weight": (d[-1],), f"{p}head.norm.bias": (d[-1],),
+                "convnext_proj.0.weight": (256, d[-1]), "convnext_proj.0.bias": (256,)})
+    return out
+
+
+def write_aide(path: Path, sd) -> Path:
+    """main_finetune's save_model dump, less the argparse object (which weights_only loading refuses)."""
+    torch.save({"model": sd, "epoch": 4, "scaler": {"scale": 65536.0}}, path)
+    return path
+
+
+# -- the official test transforms and forward, in plain torch -------------------------------------------------
+def dct_mat(size):
+    return [[(np.sqrt(1. / size) if i == 0 else np.sqrt(2. / size)) * np.cos((j + 0.5) * np.pi * i / size)
+             for j in range(size)] for i in range(size)]
+
+
+def band(start, end, size):
+    return torch.tensor([[0. if i + j > end or i + j < start else 1. for j in range(size)] for i in range(size)])
+
+
+def official_windows(x):
+    """DCT_base_Rec_Module.forward (window 32, stride 16, grade_N 6, the all-pass level filter)."""
+    ws = 32
+    D = torch.tensor(dct_mat(ws)).float()
+    DT = torch.transpose(torch.tensor(dct_mat(ws)).float(), 0, 1)
+    C = x.shape[0]
+    unf = torch.nn.Unfold(kernel_size=(ws, ws), stride=16)(x.unsqueeze(0)).squeeze(0)
+    L = unf.shape[1]
+    unf = unf.transpose(0, 1).reshape(L, C, ws, ws)
+    x_dct = D @ unf @ DT
+    level = DT @ (x_dct * band(0, ws * 2, ws)) @ D
+    grade = torch.zeros(L)
+    w = 1
+    for i in range(6):
+        filt = band(ws * 2. / 6 * i, ws * 2. / 6 * (i + 1), ws)
+        _x = torch.log(torch.abs(x_dct) + 1) * filt / torch.sum(filt)
+        grade += w * torch.sum(_x, dim=[1, 2, 3])
+        w *= 2
+    _, idx = torch.sort(grade)
+    mx = torch.flip(idx, dims=[0])
+    picks = [idx[0], mx[0], idx[1] if L > 1 else idx[0], mx[1] if L > 1 else mx[0]]
+    fold = torch.nn.Fold(output_size=(ws, ws), kernel_size=(ws, ws), stride=ws)
+    return [fold(torch.index_select(level, 0, i).reshape(1, C * ws * ws).transpose(0, 1)) for i in picks]
+
+
+def official_views(img: Image.Image, size: int = 256) -> torch.Tensor:
+    """TestDataset.__getitem__: [5, 3, 256, 256] (minmin, maxmax, minmin1, maxmax1, whole image)."""
+    x = transforms.ToTensor()(img)
+    t = transforms.Compose([transforms.Resize([size, size], antialias=False), transforms.Normalize(IN_MEAN, IN_STD)])
+    return torch.stack([t(v) for v in (*official_windows(x), x)])
+
+
+def ln2d(x, sd, p):
+    return F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), sd[p + ".weight"], sd[p + ".bias"], 1e-5).permute(0, 3, 1, 2)
+
+
+def convnext_trunk(sd, x, depths):
+    p = "openclip_convnext_xxl."
+    x = ln2d(F.conv2d(x, sd[p + "stem.0.weight"], sd[p + "stem.0.bias"], stride=4), sd, p + "stem.1")
+    for i, depth in enumerate(depths):
+        s = f"{p}stages.{i}."
+        if i:
+            x = F.conv2d(ln2d(x, sd, s + "downsample.0"), sd[s + "downsample.1.weight"], sd[s + "downsample.1.bias"],
+                         stride=2)
+        for j in range(depth):
+            b = f"{s}blocks.{j}."
+            y = F.conv2d(x, sd[b + "conv_dw.weight"], sd[b + "conv_dw.bias"], padding=3, groups=x.shape[1])
+            y = F.layer_norm(y.permute(0, 2, 3, 1), (x.shape[1],), sd[b + "norm.weight"], sd[b + "norm.bias"], 1e-5)
+            y = F.linear(F.gelu(F.linear(y, sd[b + "mlp.fc1.weight"], sd[b + "mlp.fc1.bias"])), sd[b + "mlp.fc2.weight"],
+                         sd[b + "mlp.fc2.bias"])
+            x = x + (y * sd[b + "gamma"]).permute(0, 3, 1, 2)
+    return ln2d(x, sd, p + "head.norm")  # head: global_pool and flatten replaced by Identity
+
+
+def resnet_feature(sd, branch, x, layers):
+    r = {k[len(branch) + 1:]: v for k, v in sd.items() if k.startswith(branch + ".")}
+    x = F.relu(bn(r, "bn1", F.conv2d(x, r["conv1.weight"], stride=2, padding=3)))
+    x = F.max_pool2d(x, 3, 2, 1)
+    return stages(r, x, resnet_stages(layers)).mean(dim=(2, 3))
+
+
+def aide_reference(sd, img: Image.Image, depths=TINY["convnext_depths"], layers=TINY["resnet_layers"],
+                   size=TINY["image_size"]) -> float:
+    x = official_views(img, size)[None]
+    hp = [F.conv2d(x[:, i], sd["hpf.hpf.weight"], padding=2) for i in range(4)]
+    tokens = x[:, 4]
+    cm, cs = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
+    dm, ds = torch.tensor(IN_MEAN).view(3, 1, 1), torch.tensor(IN_STD).view(3, 1, 1)
+    feats = convnext_trunk(sd, tokens * (ds / cs) + (dm - cm) / cs, depths)
+    x0 = F.linear(feats.mean(dim=(2, 3)), sd["convnext_proj.0.weight"], sd["convnext_proj.0.bias"])
+    x1 = (resnet_feature(sd, "model_min", hp[0], layers) + resnet_feature(sd, "model_max", hp[1], layers)
+          + resnet_feature(sd, "model_min", hp[2], layers) + resnet_feature(sd, "model_max", hp[3], layers)) / 4
+    h = F.gelu(F.linear(torch.cat([x0, x1], 1), sd["fc.fc1.weight"], sd["fc.fc1.bias"]))
+    z = F.linear(h, sd["fc.fc2.weight"], sd["fc.fc2.bias"])[0]
+    return float(z[1] - z[0])
+
+
+def image(seed: int, w: int, h: int) -> Image.Image:
+    """Blocky noise with a smooth corner, so the windows' grades spread and one window is clearly flattest."""
+    rng = np.random.default_rng(seed)
+    base = np.kron(rng.integers(0, 256, (h // 5 + 1, w // 5 + 1, 3)), np.ones((5, 5, 1)))[:h, :w]
+    noisy = base + rng.normal(0, 25, (h, w, 3))
+    noisy[: h // 2, : w // 2] = 120 + 0.2 * noisy[: h // 2, : w // 2]
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def detector_logit(det, img: Image.Image) -> float:
+    from sidbench.api import ImageInput
+    from sidbench.data.preprocess import make_preprocess
+
+    pre = make_preprocess(det.preprocess, det.pixel_input)
+    x = pre(ImageInput(img, None, "x.png") if getattr(pre, "wants_input", False) else img)
+    with torch.no_grad():
+        return float(det.score({"pixels": x[None]})[0])
+
+
+# sizes (width, height): the smallest accepted, odd and non-square, under and over 256, tall and thin
+AIDE_SIZES = ((32, 32), (47, 33), (301, 203), (64, 400))
+
+
+def test_aide_official_file_gives_the_official_logits(tmp_path, plugins):
+    from sidbench.registry import load_detector
+
+    sd = random_state(aide_shapes(**TINY), seed=5)
+    det = load_detector("aide", weights=str(write_aide(tmp_path / "progan_train.pth", sd)), plugins=plugins, **TINY)
+    assert det.preprocess == "aide_dct"
+    for i, (w, h) in enumerate(AIDE_SIZES):
+        img = image(i, w, h)
+        assert detector_logit(det, img) == pytest.approx(aide_reference(sd, img), abs=1e-4), (w, h)
+
+
+def test_aide_selects_the_official_windows_in_the_official_order():
+    from sidbench.detectors.aide import select_windows
+
+    for i, (w, h) in enumerate(((32, 32), (48, 32), (129, 77), (500, 333))):
+        x = transforms.ToTensor()(image(10 + i, w, h))
+        ours, ref = select_windows(x), official_windows(x)
+        for a, b in zip(ours, ref):
+            assert torch.allclose(a, b, atol=1e-5), (w, h)
+    # the flattest window of an image with a smooth corner lies in that corner, the busiest outside it
+    x = transforms.ToTensor()(image(3, 128, 128))
+    lowest, highest = select_windows(x)[:2]
+    assert lowest.std() < 0.1 < highest.std()
+
+
+def test_aide_views_resize_without_antialias(plugins):
+    from sidbench.api import ImageInput
+    from sidbench.detectors.aide import AideViews
+
+    img = image(1, 601, 389)
+    views = AideViews(plugins.detector("aide").pixels)(ImageInput(img, None, "x.png"))
+    assert views.shape == (15, 256, 256)
+    assert torch.allclose(views, official_views(img).flatten(0, 1), atol=1e-5)
+    x = transforms.ToTensor()(img)
+    aa = transforms.Normalize(IN_MEAN, IN_STD)(transforms.Resize([256, 256], antialias=True)(x))
+    assert (views[12:] - aa).abs().max() > 0.05  # torchvision >= 0.17's default would differ
+
+
+def test_aide_refuses_images_under_one_window_with_a_reason(plugins):
+    from sidbench.api import ImageInput
+    from sidbench.data.images import UnreadableImage
+    from sidbench.detectors.aide import AideViews
+
+    with pytest.raises(UnreadableImage, match="32x32"):
+        AideViews(plugins.detector("aide").pixels)(ImageInput(image(0, 31, 200), None, "x.png"))
+
+
+def test_aide_loads_strictly_and_refuses_pickled_args(tmp_path, plugins):
+    import argparse
+
+    from sidbench.api import WeightsError
+    from sidbench.registry import load_detector
+
+    sd = random_state(aide_shapes(**TINY), seed=6)
+    missing = dict(sd)
+    del missing["model_max.fc.weight"]
+    with pytest.raises(WeightsError, match="model_max.fc.weight"):
+        load_detector("aide", weights=str(write_aide(tmp_path / "a.pth", missing)), plugins=plugins, **TINY)
+    torch.save({"model": sd, "args": argparse.Namespace(model="AIDE")}, tmp_path / "b.pth")
+    with pytest.raises(WeightsError, match="convert"):
+        load_detector("aide", weights=str(tmp_path / "b.pth"), plugins=plugins, **TINY)
+
+
+def test_aide_tiny_network_has_the_official_keys():
+    from sidbench.detectors.aide import build_network
+
+    net = build_network(TINY["convnext_depths"], TINY["convnext_dims"], TINY["resnet_layers"])
+    assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == aide_shapes(**TINY)
+
+
+def test_aide_card(plugins):
+    for name in ("aide.progan", "aide.sd14"):
+        spec = plugins.detector(name)
+        assert spec.paper and "MIT" in spec.license and spec.repository.endswith("shilinyan99/AIDE")
+        assert spec.published and "antialias" in spec.notes and spec.official_weights.url.startswith("https://drive")
+    assert plugins.detector("aide").name == "aide.progan"
+
+
+def test_aide_run_scores_every_image_and_skips_tiny_ones(tmp_path):
+    import pandas as pd
+
+    from sidbench.cli import main
+
+    w = tmp_path / "progan_train.pth"
+    sd = random_state(aide_shapes(**TINY), seed=7)
+    write_aide(w, sd)
+    data = tmp_path / "data" / "gan"
+    for label, sizes in (("0_real", ((40, 36), (70, 50))), ("1_fake", ((33, 90), (20, 20)))):
+        (data / label).mkdir(parents=True)
+        for k, (ww, hh) in enumerate(sizes):
+            image(20 + k + len(label), ww, hh).save(data / label / f"{k}.png")
+    out = tmp_path / "out"
+    tiny = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}".replace(" ", ""))]
+    assert main(["run", "--data", str(tmp_path / "data"), "--detectors", f"aide@{w}", "--out", str(out),
+                 "--no-progress", "--batch-size", "2", *tiny]) == 0
+    scores = pd.read_csv(out / "scores.csv")
+    assert len(scores) == 3 and set(scores.protocol) == {"aide_dct"}
+    for row in scores.itertuples():
+        assert row.logit == pytest.approx(aide_reference(sd, Image.open(row.path).convert("RGB")), abs=1e-4)
+    skipped = pd.read_csv(out / "skipped.csv")
+    assert len(skipped) == 1 and "32x32" in skipped.reason[0]
+
+
+@pytest.mark.slow
+def test_aide_full_size_network_has_the_official_keys():
+    from sidbench.detectors.aide import OPTIONS, build_network
+
+    net = build_network(OPTIONS["convnext_depths"], OPTIONS["convnext_dims"], OPTIONS["resnet_layers"])
+    assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == aide_shapes()
