@@ -281,3 +281,100 @@ def test_aide_full_size_network_has_the_official_keys():
 
     net = build_network(OPTIONS["convnext_depths"], OPTIONS["convnext_dims"], OPTIONS["resnet_layers"])
     assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == aide_shapes()
+
+
+# -- CO-SPY (progan) --------------------------------------------------------------------------------------------
+def cospy_release(seed: int, clip_dim: int = 32) -> dict[str, dict[str, torch.Tensor]]:
+    """The three files of progan.zip: semantic and fusion heads (fc only), the whole artifact detector."""
+    from test_pixel_detectors import STAGES
+
+    art = random_state(official_shapes(3, STAGES[:2], head="fc1", head_in=512), seed)
+    art = {f"artifact_encoder.{k}": v for k, v in art.items()}
+    g = torch.Generator().manual_seed(seed + 1)
+    art.update({"fc.weight": torch.randn(1, 512, generator=g) * 0.1, "fc.bias": torch.randn(1, generator=g)})
+    return {"semantic_weights.pth": {"fc.weight": torch.randn(1, clip_dim, generator=g) * 0.3,
+                                     "fc.bias": torch.randn(1, generator=g)},
+            "artifact_weights.pth": art,
+            "fusion_weights.pth": {"fc.weight": torch.randn(1, 2, generator=g), "fc.bias": torch.randn(1, generator=g)}}
+
+
+def write_cospy_zip(path: Path, release) -> Path:
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for name, sd in release.items():
+            buf = io.BytesIO()
+            torch.save(sd, buf)
+            z.writestr(f"progan/{name}", buf.getvalue())
+        z.writestr("__MACOSX/progan/._fusion_weights.pth", b"\x00\x05")
+    return path
+
+
+def cospy_reference(release, clip_state, img: Image.Image) -> float:
+    """CoSpyFusionDetector.forward on its test_transform, with OpenAI's CLIP written out (tests/openai_clip.py)."""
+    from openai_clip import openai_image_features
+    from test_pixel_detectors import STAGES
+
+    x = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])(img)[None]
+    sem_in = transforms.Normalize(CLIP_MEAN, CLIP_STD)(x)
+    art_in = transforms.Normalize(IN_MEAN, IN_STD)(x)
+    s, a, f = (release[n] for n in ("semantic_weights.pth", "artifact_weights.pth", "fusion_weights.pth"))
+    emb = openai_image_features({f"visual.{k}": v for k, v in clip_state.items()}, sem_in)["image_embed"]
+    pred_sem = F.linear(emb, s["fc.weight"], s["fc.bias"])
+    up = F.interpolate(F.interpolate(art_in, scale_factor=0.5, mode="nearest", recompute_scale_factor=True),
+                       scale_factor=2.0, mode="nearest", recompute_scale_factor=True)
+    enc = {k[len("artifact_encoder."):]: v for k, v in a.items() if k.startswith("artifact_encoder.")}
+    h = F.relu(bn(enc, "bn1", F.conv2d((art_in - up) * 2.0 / 3.0, enc["conv1.weight"], stride=2, padding=1)))
+    h = stages(enc, F.max_pool2d(h, 3, 2, 1), STAGES[:2]).mean(dim=(2, 3))
+    pred_art = F.linear(h, a["fc.weight"], a["fc.bias"])
+    return float(F.linear(torch.cat([pred_sem, pred_art], 1), f["fc.weight"], f["fc.bias"])[0, 0])
+
+
+COSPY_SIZES = ((224, 224), (300, 200), (101, 333), (1023, 517))
+
+
+def test_cospy_progan_release_gives_the_official_logits(tmp_path, plugins):
+    from sidbench.registry import load_detector
+
+    release = cospy_release(11)
+    det = load_detector("cospy.progan", weights=str(write_cospy_zip(tmp_path / "progan.zip", release)),
+                        plugins=plugins, clip="tiny")
+    clip_state = {k: v.clone() for k, v in det.clip.state_dict().items()}
+    assert det.preprocess == "cospy_resize_crop"
+    for i, (w, h) in enumerate(COSPY_SIZES):
+        img = image(30 + i, w, h)
+        assert detector_logit(det, img) == pytest.approx(cospy_reference(release, clip_state, img), abs=1e-4), (w, h)
+
+
+def test_cospy_loads_the_unzipped_folder_strictly(tmp_path, plugins):
+    from sidbench.api import WeightsError
+    from sidbench.registry import load_detector
+
+    release = cospy_release(12)
+    folder = tmp_path / "progan"
+    folder.mkdir()
+    for name, sd in release.items():
+        torch.save(sd, folder / name)
+    det = load_detector("cospy", weights=str(folder), plugins=plugins, clip="tiny")
+    assert torch.equal(det.head.fusion.fc.weight, release["fusion_weights.pth"]["fc.weight"])
+    (folder / "fusion_weights.pth").unlink()
+    with pytest.raises(WeightsError, match="missing fusion_weights.pth"):
+        load_detector("cospy", weights=str(folder), plugins=plugins, clip="tiny")
+    release["artifact_weights.pth"].pop("artifact_encoder.fc1.weight")
+    with pytest.raises(WeightsError, match="artifact_encoder.fc1.weight"):
+        load_detector("cospy", weights=str(write_cospy_zip(tmp_path / "p.zip", release)), plugins=plugins, clip="tiny")
+
+
+def test_cospy_card_and_offline_clip_error(plugins, monkeypatch, tmp_path):
+    from sidbench.api import WeightsError
+    from sidbench.registry import load_detector
+
+    spec = plugins.detector("cospy")
+    assert spec.name == "cospy.progan" and "MIT" in spec.license and spec.published and spec.notes
+    assert spec.official_weights.url.startswith("https://huggingface.co/ruojiruoli/") and spec.official_weights.filename == "progan.zip"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(WeightsError) as err:
+        load_detector("cospy", plugins=plugins)
+    assert "\n" not in str(err.value) and "ViT-L-14:openai" in str(err.value)
