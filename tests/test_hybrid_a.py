@@ -250,29 +250,50 @@ def test_aide_card(plugins):
     assert plugins.detector("aide").name == "aide.progan"
 
 
-def test_aide_run_scores_every_image_and_skips_tiny_ones(tmp_path):
+def test_one_run_scores_aide_cospy_and_a_probe_in_one_leaderboard(tmp_path):
+    """`sidbench run --detectors aide@F,cospy@Z,probe[backbone=dinov2-tiny] --train T`: every image scored by
+    each (AIDE skips the one under 32 px, with its reason), AIDE's and CO-SPY's logits equal to their official
+    forwards on the same files."""
     import pandas as pd
 
     from sidbench.cli import main
 
+    from conftest import make_folder
+
     w = tmp_path / "progan_train.pth"
     sd = random_state(aide_shapes(**TINY), seed=7)
     write_aide(w, sd)
+    release = cospy_release(13)
+    z = write_cospy_zip(tmp_path / "progan.zip", release)
     data = tmp_path / "data" / "gan"
     for label, sizes in (("0_real", ((40, 36), (70, 50))), ("1_fake", ((33, 90), (20, 20)))):
         (data / label).mkdir(parents=True)
         for k, (ww, hh) in enumerate(sizes):
             image(20 + k + len(label), ww, hh).save(data / label / f"{k}.png")
+    train = make_folder(tmp_path / "train", splits=("gan",), n=3, seed=8)
     out = tmp_path / "out"
-    tiny = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}".replace(" ", ""))]
-    assert main(["run", "--data", str(tmp_path / "data"), "--detectors", f"aide@{w}", "--out", str(out),
-                 "--no-progress", "--batch-size", "2", *tiny]) == 0
+    tiny = [a for k, v in {**TINY, "clip": "tiny"}.items() for a in ("--set", f"{k}={v}".replace(" ", ""))]
+    assert main(["run", "--data", str(tmp_path / "data"), "--detectors", f"aide@{w},cospy@{z},probe[backbone=dinov2-tiny]",
+                 "--train", str(train), "--out", str(out), "--no-progress", "--batch-size", "2", *tiny]) == 0
     scores = pd.read_csv(out / "scores.csv")
-    assert len(scores) == 3 and set(scores.protocol) == {"aide_dct"}
+    assert scores.groupby("detector").path.nunique().to_dict() == {
+        "aide.progan": 3, "cospy.progan": 4, "probe.linear[backbone=dinov2-tiny]": 4}
+    assert dict(zip(scores.detector, scores.protocol))["aide.progan"] == "aide_dct"
+    det = None
     for row in scores.itertuples():
-        assert row.logit == pytest.approx(aide_reference(sd, Image.open(row.path).convert("RGB")), abs=1e-4)
+        img = Image.open(row.path).convert("RGB")
+        if row.detector == "aide.progan":
+            assert row.logit == pytest.approx(aide_reference(sd, img), abs=1e-4)
+        elif row.detector == "cospy.progan":
+            if det is None:
+                from sidbench.registry import load_detector
+
+                det = load_detector("cospy", weights=str(z), clip="tiny")
+            clip_state = det.clip.state_dict()
+            assert row.logit == pytest.approx(cospy_reference(release, clip_state, img), abs=1e-4)
     skipped = pd.read_csv(out / "skipped.csv")
-    assert len(skipped) == 1 and "32x32" in skipped.reason[0]
+    assert skipped.path.str.endswith("1.png").all() and skipped.reason.str.contains("32x32").all()
+    assert "probe" in (out / "leaderboard.md").read_text()
 
 
 @pytest.mark.slow
@@ -281,6 +302,22 @@ def test_aide_full_size_network_has_the_official_keys():
 
     net = build_network(OPTIONS["convnext_depths"], OPTIONS["convnext_dims"], OPTIONS["resnet_layers"])
     assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == aide_shapes()
+
+
+@pytest.mark.slow
+def test_cospy_full_size_clip_is_openais_vit_l14():
+    """The tower open_clip builds for ViT-L-14-quickgelu has OpenAI's ViT-L/14 visual keys and shapes (the
+    network of openai/clip-vit-large-patch14) and a 768-d output for the semantic fc."""
+    import open_clip
+
+    from openai_clip import openai_state_dict
+    from sidbench.detectors.cospy import build_head
+
+    tower = open_clip.create_model("ViT-L-14-quickgelu").visual
+    ours = {k: tuple(v.shape) for k, v in tower.state_dict().items()}
+    theirs = {k[len("visual."):]: tuple(v.shape) for k, v in openai_state_dict("ViT-L-14").items() if k.startswith("visual.")}
+    assert ours == theirs and tower.output_dim == 768
+    assert build_head(768).sem.fc.in_features == 768
 
 
 # -- CO-SPY (progan) --------------------------------------------------------------------------------------------
