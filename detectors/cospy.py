@@ -64,7 +64,7 @@ class CoSpy(Detector):
         """The release's three files, from ``progan.zip`` or its unzipped folder, into the heads (strict)."""
         parts = _release_files(Path(path).expanduser())
         state = {f"sem.{k}": v for k, v in _tensors(parts[FILES[0]]).items()}
-        state.update({f"art.{k}": v for k, v in _tensors(parts[FILES[1]]).items()})
+        state.update({f"art.{k}": v for k, v in self.artifact_state(_tensors(parts[FILES[1]])).items()})
         state.update({f"fusion.{k}": v for k, v in _tensors(parts[FILES[2]]).items()})
         try:
             self.head.load_state_dict(state)
@@ -73,6 +73,10 @@ class CoSpy(Detector):
             raise WeightsError(f"{path} does not fit detector {self.name!r}: {'; '.join(lines[1:4]) or lines[0]}") from None
         self.fitted, self.weights_path = True, str(path)
         return self.to(self.device).eval()
+
+    def artifact_state(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        """The artifact file's tensors that ``head.art`` holds (all of them for the progan variant)."""
+        return state
 
     def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: CO-SPY's three-stage training (train.py) is not implemented in sidbench; "
@@ -197,26 +201,127 @@ def forward(clip: "torch.nn.Module", head: "torch.nn.Module", x: "torch.Tensor")
     return head.fusion.fc(torch.cat([sem, art], dim=1)).squeeze(1)
 
 
-# -- the protocol ---------------------------------------------------------------------------------------------
+# -- the sd-v1_4 variant: SigLIP-SO400M-384 and an SD v1.4 VAE reconstruction residual -------------------------
+SD_VAE = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+              up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+              act_fn="silu", latent_channels=4, norm_num_groups=32, sample_size=512, scaling_factor=0.18215)
+TINY_VAE = dict(SD_VAE, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, sample_size=32)
+VAE_PREFIX = "artifact_encoder.vae."
+
+
+class CoSpySD(CoSpy):
+    """The ``sd-v1_4`` CO-SPY (trained on DRCT-2M): SigLIP-SO400M-14-384 semantic probe, and a truncated ResNet on
+    ``(x - VAE(x)) / 7 * 100`` at 224 px; fused like the progan variant. The SD v1.4 VAE comes from the release's
+    ``artifact_weights.pth`` when it holds it (``artifact_encoder.vae.*``), else from diffusers' cache."""
+
+    def __init__(self, spec: DetectorSpec, backbone: Any, /, **options: Any):
+        Detector.__init__(self, spec, backbone, **options)
+        self.clip = build_siglip(self.options["clip"])
+        self.head = build_head(1152 if self.options["clip"] != "tiny" else 32)
+        del self.head.art.artifact_encoder.fc1  # this variant's encoder has no fc1
+        self.vae, self.vae_loaded = build_vae(self.options["vae"])
+
+    def modules(self) -> dict[str, "torch.nn.Module"]:
+        return {"clip": self.clip, "head": self.head, "vae": self.vae}
+
+    def artifact_state(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+        vae = {k[len(VAE_PREFIX):]: v for k, v in state.items() if k.startswith(VAE_PREFIX)}
+        if vae:
+            try:
+                self.vae.load_state_dict(vae)
+            except RuntimeError as exc:
+                lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+                raise WeightsError(f"the VAE in artifact_weights.pth does not fit {self.name!r}: "
+                                   f"{'; '.join(lines[1:4]) or lines[0]}") from None
+        elif not self.vae_loaded:
+            raise WeightsError(f"{self.name}: artifact_weights.pth holds no VAE and the SD v1.4 VAE is not in "
+                               "diffusers' cache (CompVis/stable-diffusion-v1-4, subfolder vae); fetch it once online")
+        return {k: v for k, v in state.items() if not k.startswith(VAE_PREFIX)}
+
+    def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
+        return forward_sd(self.clip, self.vae, self.head, features["pixels"])
+
+
+def build_siglip(kind: str) -> "torch.nn.Module":
+    """open_clip's ViT-SO400M-14-SigLIP-384 image tower (webli weights from its cache), or a tiny random twin."""
+    import open_clip
+    import timm
+    import torch
+
+    if kind == "tiny":
+        state = torch.random.get_rng_state()
+        torch.manual_seed(0)
+        try:
+            return timm.create_model("vit_so400m_patch14_siglip_384", pretrained=False, num_classes=0,
+                                     global_pool="map", embed_dim=32, depth=2, num_heads=2).eval().requires_grad_(False)
+        finally:
+            torch.random.set_rng_state(state)
+    from open_clip.pretrained import download_pretrained, get_pretrained_cfg
+
+    try:
+        path = download_pretrained(get_pretrained_cfg("ViT-SO400M-14-SigLIP-384", "webli"))
+        model = open_clip.create_model("ViT-SO400M-14-SigLIP-384", pretrained=path)
+    except Exception as exc:  # noqa: BLE001 - hub and file errors come in many types
+        raise WeightsError(f"cospy.sd14: SigLIP ViT-SO400M-14-SigLIP-384:webli weights could not be loaded "
+                           f"({type(exc).__name__}); run once where the network is reachable so open_clip caches them") from None
+    return model.visual.eval().requires_grad_(False)
+
+
+def build_vae(kind: str) -> tuple["torch.nn.Module", bool]:
+    """diffusers' AutoencoderKL with SD v1.4's configuration and whether its weights are loaded (from diffusers'
+    cache; else the release must bring them), or a tiny random one (2 blocks of 8 and 16 channels) for tests."""
+    try:
+        from diffusers import AutoencoderKL
+    except ImportError:
+        raise SidbenchError("cospy.sd14 needs diffusers for the SD v1.4 VAE: pip install 'sidbench[cospy]'") from None
+    if kind not in ("tiny", "sd-v1-4"):
+        raise SidbenchError(f"cospy.sd14: vae must be 'sd-v1-4' or 'tiny', got {kind!r}")
+    if kind == "tiny":
+        return AutoencoderKL(**TINY_VAE).eval().requires_grad_(False), False
+    try:
+        vae = AutoencoderKL.from_pretrained("CompVis/stable-diffusion-v1-4", subfolder="vae")
+        return vae.eval().requires_grad_(False), True
+    except Exception:  # noqa: BLE001 - not cached: the release's artifact file may carry it
+        return AutoencoderKL(**SD_VAE).eval().requires_grad_(False), False
+
+
+def forward_sd(clip: "torch.nn.Module", vae: "torch.nn.Module", head: "torch.nn.Module", x: "torch.Tensor") -> "torch.Tensor":
+    """Logits [B] of the sd-v1_4 ``CoSpyFusionDetector.forward`` on [0, 1] crops [B, 3, 384, 384]."""
+    import torch
+    import torch.nn.functional as F
+    import torchvision.transforms.functional as TF
+
+    sem = head.sem.fc(clip(_normalise(x, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))))
+    a = TF.resize(x, 224, antialias=False)  # art_transform: Resize(224, antialias=False); mean 0, std 1
+    recon = vae.decode(vae.encode(a).latent_dist.mean).sample
+    enc = head.art.artifact_encoder
+    h = F.max_pool2d(F.relu(enc.bn1(enc.conv1((a - recon) / 7.0 * 100.0))), 3, 2, 1)
+    art = head.art.fc(enc.layer2(enc.layer1(h)).mean(dim=(2, 3)))
+    return head.fusion.fc(torch.cat([sem, art], dim=1)).squeeze(1)
+
+
+# -- the protocols ---------------------------------------------------------------------------------------------
 class ResizeCenterCrop:
-    """CO-SPY's test transform without normalisation: ``Resize(256)`` on the PIL image (torchvision, bilinear),
-    ``CenterCrop(224)``, ``ToTensor`` -> [3, 224, 224] in [0, 1]."""
+    """CO-SPY's test transform without normalisation: ``Resize(load)`` on the PIL image (torchvision, bilinear),
+    ``CenterCrop(size)``, ``ToTensor`` -> [3, size, size] in [0, 1] (progan: 256 / 224; sd-v1_4: 384 / 384)."""
 
     def __init__(self, info: PixelInput):
         self.size = int(info.image_size)
+        self.load = 256 if self.size == 224 else self.size
 
     def __call__(self, item: ImageInput) -> "torch.Tensor":
         import torchvision.transforms.functional as TF
 
         from sidbench.data.pil_decode import pil_convert_rgb
 
-        img = TF.resize(pil_convert_rgb(item), 256, interpolation=TF.InterpolationMode.BILINEAR)
+        img = TF.resize(pil_convert_rgb(item), self.load, interpolation=TF.InterpolationMode.BILINEAR)
         return TF.to_tensor(TF.center_crop(img, self.size))
 
 
 PROTOCOL = ProtocolSpec("cospy_resize_crop", ResizeCenterCrop,
-                        "CO-SPY's test transform: shorter side to 256 (PIL bilinear), centre crop 224, [0, 1] (each "
-                        "branch normalises); decoded as PIL's convert('RGB')", reads_file=True)
+                        "CO-SPY's test transform: shorter side to 256 (PIL bilinear), centre crop 224 (sd-v1_4: 384 "
+                        "and 384), [0, 1] (each branch normalises); decoded as PIL's convert('RGB')", reads_file=True)
 
 NOTES = (
     f"Read from detectors/progan/*.py, evaluate.py and dataSets/dataset.py at commit {COMMIT[:7]}. The semantic "
@@ -228,9 +333,43 @@ NOTES = (
     "reconstruction residual) is not yet. Training (train.py's three stages) is not implemented.")
 
 
+SD_NOTES = (
+    f"Read from detectors/sd-v1_4/*.py at commit {COMMIT[:7]}. Semantic branch: open_clip's "
+    "ViT-SO400M-14-SigLIP-384 (webli) encode_image, unnormalised, on the 384-px crop normalised with mean = std = "
+    "0.5. Artifact branch: the crop resized to 224 (tensor bilinear, antialias=False, as art_transform), SD v1.4's "
+    "VAE (diffusers AutoencoderKL) encode -> latent mean -> decode, the residual x - recon scaled by 100/7 into "
+    "the truncated ResNet (conv1 3x3/2, layer1, layer2, average pool, no 2/3 factor). The VAE is read from "
+    "artifact_weights.pth when the release holds it (its save_weights stores the whole state dict), else from "
+    "diffusers' cache of CompVis/stable-diffusion-v1-4. Needs the optional extra sidbench[cospy] (diffusers). "
+    "Runs in fp32. Training is not implemented.")
+
+
 @hookimpl
 def sidbench_detectors() -> list[DetectorSpec]:
     return [DetectorSpec(
+        name="cospy.sd14",
+        factory=CoSpySD,
+        preprocess="cospy_resize_crop",
+        pixels=PixelInput(image_size=384, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), protocols=(PROTOCOL,),
+                          max_batch_pixels=16 * 384 * 384),
+        needs_fit=True,
+        quickstart=False,
+        options={"clip": "SigLIP-SO400M-384", "vae": "sd-v1-4"},
+        description="CO-SPY (SigLIP-SO400M-384 semantic probe + SD v1.4 VAE reconstruction residual CNN, fused), "
+                    "trained on DRCT-2M (SD v1.4); official: cospy.sd14@official (sd-v1_4.zip); needs sidbench[cospy]",
+        training_data=("stable-diffusion-1.4 (DRCT-2M)",),
+        official_weights=OfficialWeights(
+            url=HF + "sd-v1_4.zip", filename="sd-v1_4.zip", repository=REPOSITORY,
+            note="Hugging Face ruojiruoli/Co-Spy-Pretrained-Weights (pretrained/download.sh); a zip of "
+                 "semantic_weights.pth, artifact_weights.pth and fusion_weights.pth; no checksum published"),
+        paper=PAPER,
+        license=LICENSE.replace("CLIP ViT-L/14 weights are OpenAI's, MIT", "SigLIP weights are Google's, Apache-2.0; "
+                                "the SD v1.4 VAE is under the CreativeML OpenRAIL-M licence"),
+        repository=REPOSITORY,
+        published={"Co-Spy-Bench (trained on DRCT-2M SD v1.4), MSCOCO captions, mean AP / acc over generators":
+                   "99.40 / 92.24 (README, re-run of the released weights; paper Table 2)"},
+        notes=SD_NOTES,
+    ), DetectorSpec(
         name="cospy.progan",
         factory=CoSpy,
         preprocess="cospy_resize_crop",

@@ -415,3 +415,93 @@ def test_cospy_card_and_offline_clip_error(plugins, monkeypatch, tmp_path):
     with pytest.raises(WeightsError) as err:
         load_detector("cospy", plugins=plugins)
     assert "\n" not in str(err.value) and "ViT-L-14:openai" in str(err.value)
+
+
+# -- CO-SPY (sd-v1_4): SigLIP-SO400M-384 + SD v1.4 VAE residual -------------------------------------------------
+def siglip_reference(sd, x, heads=2):
+    """timm's vit_so400m_patch14_siglip_384 as open_clip's encode_image runs it: no CLS token, pre-norm blocks
+    (exact GELU, LayerNorm eps 1e-6), final norm, then the attention-pool head (one latent query, its MLP)."""
+    def ln(t, p):
+        return F.layer_norm(t, (t.shape[-1],), sd[p + ".weight"], sd[p + ".bias"], 1e-6)
+
+    def lin(t, p):
+        return F.linear(t, sd[p + ".weight"], sd[p + ".bias"])
+
+    t = F.conv2d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=14).flatten(2).transpose(1, 2)
+    t = t + sd["pos_embed"]
+    b, n, d = t.shape
+    hd = d // heads
+    depth = len({k.split(".")[1] for k in sd if k.startswith("blocks.")})
+    for i in range(depth):
+        p = f"blocks.{i}."
+        q, k, v = lin(ln(t, p + "norm1"), p + "attn.qkv").reshape(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+        a = torch.softmax(q @ k.transpose(-1, -2) / hd ** 0.5, -1) @ v
+        t = t + lin(a.transpose(1, 2).reshape(b, n, d), p + "attn.proj")
+        t = t + lin(F.gelu(lin(ln(t, p + "norm2"), p + "mlp.fc1")), p + "mlp.fc2")
+    t = ln(t, "norm")
+    q = lin(sd["attn_pool.latent"], "attn_pool.q").reshape(1, 1, heads, hd).transpose(1, 2)
+    k, v = lin(t, "attn_pool.kv").reshape(b, n, 2, heads, hd).permute(2, 0, 3, 1, 4)
+    o = (torch.softmax(q @ k.transpose(-1, -2) / hd ** 0.5, -1) @ v).transpose(1, 2).reshape(b, 1, d)
+    o = lin(o, "attn_pool.proj")
+    o = o + lin(F.gelu(lin(ln(o, "attn_pool.norm"), "attn_pool.mlp.fc1")), "attn_pool.mlp.fc2")
+    return o[:, 0]
+
+
+def cospy_sd_release(seed: int):
+    """sd-v1_4.zip's files: the artifact detector's whole state dict (its VAE included: BaseDetector.save_weights)."""
+    from diffusers import AutoencoderKL
+
+    from sidbench.detectors.cospy import TINY_VAE
+    from test_pixel_detectors import STAGES
+
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(**TINY_VAE).state_dict()
+    shapes = official_shapes(3, STAGES[:2], head="fc1", head_in=512)
+    art = {f"artifact_encoder.{k}": v for k, v in random_state(shapes, seed).items() if not k.startswith("fc1")}
+    art.update({f"artifact_encoder.vae.{k}": v for k, v in vae.items()})
+    g = torch.Generator().manual_seed(seed + 1)
+    art.update({"fc.weight": torch.randn(1, 512, generator=g) * 0.1, "fc.bias": torch.randn(1, generator=g)})
+    return {"semantic_weights.pth": {"fc.weight": torch.randn(1, 32, generator=g) * 0.3, "fc.bias": torch.randn(1, generator=g)},
+            "artifact_weights.pth": art,
+            "fusion_weights.pth": {"fc.weight": torch.randn(1, 2, generator=g), "fc.bias": torch.randn(1, generator=g)}}
+
+
+def cospy_sd_reference(release, siglip_state, img: Image.Image) -> float:
+    """The sd-v1_4 CoSpyFusionDetector.forward on its test_transform; the VAE is diffusers' (what it calls)."""
+    from diffusers import AutoencoderKL
+
+    from sidbench.detectors.cospy import TINY_VAE
+    from test_pixel_detectors import STAGES
+
+    x = transforms.Compose([transforms.Resize(384), transforms.CenterCrop(384), transforms.ToTensor()])(img)[None]
+    s, a, f = (release[n] for n in ("semantic_weights.pth", "artifact_weights.pth", "fusion_weights.pth"))
+    pred_sem = F.linear(siglip_reference(siglip_state, transforms.Normalize([0.5] * 3, [0.5] * 3)(x)), s["fc.weight"], s["fc.bias"])
+    xa = transforms.Normalize([0.0] * 3, [1.0] * 3)(transforms.Resize(224, antialias=False)(x))
+    vae = AutoencoderKL(**TINY_VAE).eval()
+    vae.load_state_dict({k[len("artifact_encoder.vae."):]: v for k, v in a.items() if k.startswith("artifact_encoder.vae.")})
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(xa).latent_dist.mean).sample
+    enc = {k[len("artifact_encoder."):]: v for k, v in a.items() if k.startswith("artifact_encoder.")}
+    h = F.relu(bn(enc, "bn1", F.conv2d((xa - recon) / 7. * 100., enc["conv1.weight"], stride=2, padding=1)))
+    h = stages(enc, F.max_pool2d(h, 3, 2, 1), STAGES[:2]).mean(dim=(2, 3))
+    pred_art = F.linear(h, a["fc.weight"], a["fc.bias"])
+    return float(F.linear(torch.cat([pred_sem, pred_art], 1), f["fc.weight"], f["fc.bias"])[0, 0])
+
+
+def test_cospy_sd14_release_gives_the_official_logits(tmp_path, plugins):
+    pytest.importorskip("diffusers")
+    from sidbench.registry import load_detector
+
+    release = cospy_sd_release(21)
+    det = load_detector("cospy.sd14", weights=str(write_cospy_zip(tmp_path / "sd-v1_4.zip", release)),
+                        plugins=plugins, clip="tiny", vae="tiny")
+    siglip_state = {k: v.clone() for k, v in det.clip.state_dict().items()}
+    for i, (w, h) in enumerate(((384, 384), (500, 401), (130, 201))):
+        img = image(40 + i, w, h)
+        assert detector_logit(det, img) == pytest.approx(cospy_sd_reference(release, siglip_state, img), abs=1e-4), (w, h)
+    release["artifact_weights.pth"] = {k: v for k, v in release["artifact_weights.pth"].items() if ".vae." not in k}
+    from sidbench.api import WeightsError
+
+    with pytest.raises(WeightsError, match="holds no VAE"):
+        load_detector("cospy.sd14", weights=str(write_cospy_zip(tmp_path / "b.zip", release)), plugins=plugins,
+                      clip="tiny", vae="tiny")
