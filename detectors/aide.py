@@ -223,8 +223,8 @@ def sidbench_detectors() -> list[DetectorSpec]:
         option_types=OPTION_TYPES, paper=PAPER, license=LICENSE, repository=REPOSITORY, notes=NOTES,
         pixels=PixelInput(image_size=SIZE, mean=IMAGENET[0], std=IMAGENET[1], max_batch_pixels=32 * 5 * SIZE * SIZE,
                           protocols=(PROTOCOL,)))
-    published = {"AIGCDetectBenchmark (trained on ProGAN), mean acc / AP": "92.77 / 96.89 (paper, Table 2)",
-                 "GenImage (trained on SD v1.4), mean acc": "86.88 (paper, Table 3)"}
+    published = {"AIGCDetectBenchmark (trained on ProGAN), mean acc / AP": "92.77 / 96.89 (paper's AIGCDetectBenchmark table; transcribed, not re-checked)",
+                 "GenImage (trained on SD v1.4), mean acc": "86.88 (paper's GenImage table; transcribed, not re-checked)"}
     return [
         DetectorSpec(
             name="aide.progan", default=True,

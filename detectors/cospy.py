@@ -328,9 +328,10 @@ NOTES = (
     "branch's CLIP is open_clip's ViT-L-14 with OpenAI's weights and QuickGELU, the network of Hugging Face's "
     "openai/clip-vit-large-patch14 that the official code loads (get_image_features = ln_post(CLS) @ proj). "
     "CLIP runs inside this detector's pixel pass, not the shared backbone pass: CO-SPY reads it on its own "
-    "Resize(256)+CenterCrop(224) crop, which no other CLIP detector's protocol produces. Runs in fp32. "
-    "Only the progan variant is implemented; the sd-v1_4 variant (SigLIP-SO400M-384 + an SD v1.4 VAE "
-    "reconstruction residual) is not yet. Training (train.py's three stages) is not implemented.")
+    "Resize(256)+CenterCrop(224) crop (PIL bilinear), which no other CLIP detector's protocol produces (UnivFD "
+    "and RINE read the native-resolution 224 centre crop), and a pixel detector cannot read the shared backbone "
+    "pass yet. Runs in fp32. The sd-v1_4 variant is cospy.sd14. Training (train.py's three stages) is not "
+    "implemented.")
 
 
 SD_NOTES = (

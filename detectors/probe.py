@@ -1,6 +1,6 @@
 """A linear probe on any frozen backbone's final feature (the AI-GenBench protocol for foundation backbones).
 
-Pellegrini et al., "AI-GenBench: A New Ongoing Benchmark for AI-Generated Image Detection" (arXiv 2504.20865)
+Pellegrini et al., "AI-GenBench: A New Ongoing Benchmark for AI-Generated Image Detection" (2025, arXiv)
 evaluates frozen DINOv2, CLIP and RN50-CLIP features with a linear head. ``probe[backbone=NAME]`` reads the
 ``feature`` (default ``image_embed``: every backbone emits it; ``cls_final`` or ``pooled`` where the backbone
 has them) of backbone NAME (``dinov2-l``, ``dinov2-l-reg``, ``siglip-so400m``, ``convnext-xxl``,
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from sidbench.api import FitData
 
 FEATURES = ("image_embed", "cls_final", "pooled")
-PAPER = ("Pellegrini et al., AI-GenBench: A New Ongoing Benchmark for AI-Generated Image Detection, "
-         "arXiv 2504.20865 (2025), linear-probe protocol")
+PAPER = ("Pellegrini et al., AI-GenBench: A New Ongoing Benchmark for AI-Generated Image Detection, 2025 (arXiv), "
+         "linear-probe protocol")
 
 
 class Probe(Detector):
@@ -113,10 +113,10 @@ def sidbench_detectors() -> list[DetectorSpec]:
         paper=PAPER,
         license="sidbench's own head (the backbone's weights keep their own licence: DINOv2 Apache-2.0, SigLIP "
                 "Apache-2.0, LAION ConvNeXt MIT, OpenAI CLIP MIT)",
-        repository="https://github.com/lrzpellegrini/AI-GenBench",
+        repository="",  # no official code read for this head: it is sidbench's own
         published={"AI-GenBench": "see the paper's linear-probe tables (not reproduced here: the split differs)"},
         notes="A head fitted by sidbench (`sidbench train probe --data T` or `--train T` in a run); no official "
-              "weights. The backbone's center crop at its own resolution (224 px; ConvNeXt-XXL 256 px) and "
+              "weights; no AI-GenBench code was read (the protocol is the paper's description). The backbone's center crop at its own resolution (224 px; ConvNeXt-XXL 256 px) and "
               "normalisation. Logistic regression (lbfgs, C=1, standardised features) instead of AI-GenBench's "
               "SGD-trained head: the same decision-function family, fitted to convergence.",
     )]
