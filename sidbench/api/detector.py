@@ -29,7 +29,7 @@ class Detector:
 
     needs_fit: bool = False  # a class that must be fitted says so here or in its spec (either is enough)
 
-    def __init__(self, spec: DetectorSpec, backbone: "BackboneInfo | None", **options: Any):
+    def __init__(self, spec: DetectorSpec, backbone: "BackboneInfo | None", /, **options: Any):
         check_options(spec, options)  # unknown names and values of the wrong type: one line each
         self.spec = spec
         self.backbone_info = backbone
@@ -224,7 +224,7 @@ class NetworkDetector(Detector):
     detector's CNN, say). Its official checkpoint is that module's state dict, perhaps inside a training dump
     (``{'model': ...}``) and with DataParallel's ``module.`` prefix; both are unwrapped when it loads."""
 
-    def __init__(self, spec: DetectorSpec, backbone: "BackboneInfo | None", **options: Any):
+    def __init__(self, spec: DetectorSpec, backbone: "BackboneInfo | None", /, **options: Any):
         super().__init__(spec, backbone, **options)
         self.net = self.build_network()
 

@@ -67,15 +67,17 @@ def load_detector(
 
     ``name`` may carry options and a checkpoint: ``rine.progan4[tie=false]@ckpt.safetensors``; the checkpoint
     ``official`` is the published one, downloaded once (:mod:`sidbench.registry.weights`).
-    ``backbone`` overrides a feature detector's backbone (e.g. ``"clip-tiny"``); shapes are read from
-    the architecture config, so no backbone weights are loaded here. Pixel detectors ignore it.
+    ``backbone`` overrides a feature detector's backbone (e.g. ``"clip-tiny"``), unless the detector takes a
+    ``backbone`` option and was given one (``probe[backbone=dinov2-l]``); shapes are read from the architecture
+    config, so no backbone weights are loaded here. Pixel detectors ignore it.
     """
     plugins = _plugins(plugins)
     base, at_weights = split_name(name)
     weights = weights or at_weights
     base, name_options = split_options(base)
     spec = plugins.detector(base)
-    info = describe_backbone(backbone or spec.backbone, plugins) if spec.input == "features" else None
+    chosen = {**options, **name_options}.get("backbone") if "backbone" in spec.options else None
+    info = describe_backbone(chosen or backbone or spec.backbone, plugins) if spec.input == "features" else None
     try:
         det = resolve_factory(spec.factory)(spec, info, **{**options, **name_options})
     except (ValueError, TypeError) as exc:  # an option value of the wrong kind, e.g. C=abc

@@ -61,6 +61,12 @@ def check_weights_target(cfg: RunConfig, detectors: Sequence["Detector"]) -> Non
                             "name the one these weights belong to with --backbone")
 
 
+def feature_backbone(det: "Detector", override: str | None) -> str:
+    """The backbone a feature detector reads: its own ``backbone`` option (``probe[backbone=dinov2-l]``), else
+    ``--backbone``, else its spec's."""
+    return det.options.get("backbone") or override or det.spec.backbone
+
+
 class SourcePool:
     """The sources of one run: each backbone once (lazy: built only on a cache miss), one per pixel detector."""
 
@@ -72,7 +78,7 @@ class SourcePool:
     @staticmethod
     def key(det: "Detector", cfg: RunConfig) -> str:
         """Detectors with the same key share one source pass."""
-        return f"pixels:{det.name}" if det.input == "pixels" else (cfg.backbone or det.spec.backbone)
+        return f"pixels:{det.name}" if det.input == "pixels" else feature_backbone(det, cfg.backbone)
 
     def backbone(self, name: str) -> "BackboneSource":
         from ..engine.sources import BackboneSource

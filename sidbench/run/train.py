@@ -21,6 +21,7 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
     from ..engine.sources import BackboneSource
     from ..registry.lookup import load_detector
     from .inputs import fit_records
+    from .orchestrate import feature_backbone
 
     det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **(options or {}))
     train, val = fit_records(cfg, plugins)
@@ -38,7 +39,7 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
         data = EngineFitData(train, val, pixels=det.pixel_input, **common)
         where = "its own network"
     else:
-        source = BackboneSource(cfg.backbone or det.spec.backbone, plugins, weights=cfg.weights, device=device,
+        source = BackboneSource(feature_backbone(det, cfg.backbone), plugins, weights=cfg.weights, device=device,
                                 precision=cfg.precision, compile=cfg.compile, cache=cache)
         data = EngineFitData(train, val, backbone=source, names=source_outputs(det), **common)
         where = source.identity
