@@ -140,6 +140,33 @@ def test_a_failure_on_rank0_in_a_main_first_step_ends_both_ranks_with_its_error(
         assert "prune_fails_on_rank0" not in a.stderr
 
 
+def test_each_rank_writes_its_shard_and_reads_the_others(tmp_path, caplog):
+    from sidbench.engine.cache import FeatureCache
+
+    root = tmp_path / "features"
+    one, two = torch.arange(6.0).reshape(2, 3), torch.ones(1, 3)
+    rank1 = FeatureCache(root, rank=1)
+    rank1.put_many([("k1", "f", "b", one[0]), ("k2", "f", "b", one[1])])
+    rank1.close()
+    single = FeatureCache(root)
+    single.put_many([("k3", "f", "b", two[0])])
+    single.close()
+    (root / "features-v2.rank7.sqlite").write_bytes(b"SQLite format 3\x00" + os.urandom(4000))  # a damaged shard
+    rank0 = FeatureCache(root, rank=0)
+    got = rank0.get_many(["k1", "k2", "k3", "k4"])
+    assert sorted(got) == ["k1", "k2", "k3"] and torch.equal(got["k2"], one[1]) and torch.equal(got["k3"], two[0])
+    rank0.put_many([("k4", "f", "b", two[0])])
+    rank0.close()
+    assert not rank0.faults and "damaged" not in caplog.text  # another rank's database failing to read is a miss
+    assert rows(root / "features-v2.rank0.sqlite") == 1 and rows(root / "features-v2.rank1.sqlite") == 2
+    assert rows(root / "features-v2.sqlite") == 1
+    info = FeatureCache(root).info()
+    assert info["entries"] == 4 and info["damaged"].startswith("features-v2.rank7.sqlite")
+    done = FeatureCache(root).clear()
+    assert done.entries == 4 and str(root / "features-v2.rank7.sqlite") in done.removed
+    assert rows(root / "features-v2.rank1.sqlite") == 0
+
+
 def test_nothing_is_fitted_under_torchrun(tmp_path):
     from sidbench.api.errors import FitRequiredError
     from sidbench.run.distributed import Dist

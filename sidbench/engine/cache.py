@@ -284,6 +284,9 @@ class FeatureCache:
                 continue
             try:
                 conn = self._open(path=path, immutable=True)
+                if conn.execute("SELECT 1 FROM features LIMIT 1").fetchone() is None:
+                    conn.close()  # an empty database costs a look-up per miss and serves nothing
+                    continue
             except (sqlite3.Error, OSError) as exc:
                 log.debug("feature cache: not reading %s (%s)", path, exc)
                 continue
