@@ -20,6 +20,13 @@ def human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+def database_of(file: str) -> str:
+    """The database a removed file belongs to (its WAL and shared-memory files carry a suffix)."""
+    from pathlib import Path
+
+    return Path(file).name.removesuffix("-wal").removesuffix("-shm")
+
+
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -33,9 +40,9 @@ def main(args: argparse.Namespace) -> int:
         if done.entries or not done.damaged:
             print(f"removed {done.entries} entries from {where}")
         if done.damaged:
-            damaged = [f for f in done.removed if Path(f).name.split("-wal")[0].split("-shm")[0] not in OLD_DB_NAMES]
+            damaged = [f for f in done.removed if database_of(f) not in OLD_DB_NAMES]
             print(f"removed the damaged feature cache {', '.join(damaged)} ({done.damaged})")
-        old = [f for f in done.removed if Path(f).name.split("-wal")[0].split("-shm")[0] in OLD_DB_NAMES]
+        old = [f for f in done.removed if database_of(f) in OLD_DB_NAMES]
         if old:
             print(f"removed {len(old)} file(s) of an older cache format: {', '.join(old)}")
         return 0
