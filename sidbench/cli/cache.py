@@ -20,22 +20,37 @@ def human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+def database_of(file: str) -> str:
+    """The database a removed file belongs to (its WAL and shared-memory files carry a suffix)."""
+    from pathlib import Path
+
+    return Path(file).name.removesuffix("-wal").removesuffix("-shm")
+
+
 def main(args: argparse.Namespace) -> int:
-    from ..engine.cache import FeatureCache
+    from pathlib import Path
+
+    from ..engine.cache import OLD_DB_NAMES, FeatureCache, databases
 
     cache = FeatureCache()
     if args.action == "clear":
+        dbs = databases(cache.root) if cache.root.is_dir() else []
         done = cache.clear(args.backbone)
+        where = cache.path if len(dbs) <= 1 else f"{cache.root} ({len(dbs)} databases: {', '.join(p.name for p in dbs)})"
+        if done.entries or not done.damaged:
+            print(f"removed {done.entries} entries from {where}")
         if done.damaged:
-            print(f"removed the damaged feature cache {cache.path} ({done.damaged})")
-        else:
-            print(f"removed {done.entries} entries from {cache.path}")
-        old = [f for f in done.removed if not f.startswith(str(cache.path))]
-        if old and not done.damaged:
+            damaged = [f for f in done.removed if database_of(f) not in OLD_DB_NAMES]
+            print(f"removed the damaged feature cache {', '.join(damaged)} ({done.damaged})")
+        old = [f for f in done.removed if database_of(f) in OLD_DB_NAMES]
+        if old:
             print(f"removed {len(old)} file(s) of an older cache format: {', '.join(old)}")
         return 0
     info = cache.info()
     print(f"feature cache: {info['path']}")
+    shards = [Path(p).name for p in info["databases"] if Path(p) != cache.path]
+    if shards:
+        print(f"also read (torchrun shards, one per rank): {', '.join(shards)}")
     if info["damaged"]:
         hint = "; `sidbench cache clear` removes it" if cache.root.is_dir() else ""
         print(f"damaged: {info['damaged']}{hint}")

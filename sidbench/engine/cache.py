@@ -16,6 +16,15 @@ and bytes: a blob damaged on disk is a miss, never served. One file per entry wi
 as safe but costs an inode and a directory walk per image; SQLite keeps it one file with indexed
 look-ups. Keep the folder on a local disk: SQLite's locking is not reliable over NFS.
 
+Under ``torchrun`` each rank writes its own shard, ``features-v2.rank<R>.sqlite`` (R the global rank), and no
+other process ever writes it, so no lock is shared between machines even when the folder is on a shared file
+system. Every process reads its own database first and then, for what it misses, every other database in the
+folder (the single-process file and the shards), opened read-only and ``immutable`` (no lock, no shared-memory
+index: both are unreliable across machines). What another rank is writing at that moment may be invisible or
+read torn: the CRC makes that a miss, and a database that fails to read is dropped for the rest of the process,
+never reported as damage. A single process keeps writing ``features-v2.sqlite`` and reads the shards too, so a
+distributed run's features serve a later single run and the other way round.
+
 Writes happen off the hot path (:meth:`FeatureCache.store`): a background thread takes batches from a
 bounded queue and commits them in large transactions. They are flushed at the end of every extraction
 pass (:meth:`FeatureCache.flush`), not before each chunk's scores are written, and that is on purpose:
@@ -38,6 +47,7 @@ import json
 import logging
 import os
 import queue
+import re
 import sqlite3
 import threading
 import zlib
@@ -52,6 +62,7 @@ if TYPE_CHECKING:
 
 FORMAT = 2  # bump when anything that shapes cached features changes meaning (2: blur into uint8, torchvision RRC fallback)
 DB_NAME = "features-v2.sqlite"  # v2: per-entry torch dtype and CRC-32 (a new file, so old caches never break runs)
+SHARD = re.compile(r"features-v2\.rank(\d+)\.sqlite")  # one torchrun rank's database (written by that rank only)
 OLD_DB_NAMES = ("features.sqlite",)  # v1 (fp32 numpy blobs, no checksum): never opened; `cache clear` removes it
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS features (
@@ -79,6 +90,19 @@ def default_cache_root() -> Path:
     from ..api.paths import cache_dir
 
     return cache_dir() / "features"
+
+
+def shard_name(rank: int | None) -> str:
+    """The database a process writes: the single-process file, or global rank ``rank``'s shard under torchrun."""
+    return DB_NAME if rank is None else f"features-v2.rank{int(rank)}.sqlite"
+
+
+def databases(root: Path) -> list[Path]:
+    """Every current-format database in ``root``: the single-process file, then the shards by rank."""
+    if not root.is_dir():
+        return []
+    shards = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := SHARD.fullmatch(p.name)) and p.is_file())
+    return [p for p in [root / DB_NAME] if p.is_file()] + [p for _, p in shards]
 
 
 def text_key(identity: str, numerics: str, prompt: str) -> str:
@@ -136,7 +160,7 @@ def is_read_only(exc: BaseException) -> bool:
             or getattr(exc, "errno", None) == errno.EROFS)
 
 
-def advice(root: Path, exc: BaseException) -> str:
+def advice(root: Path, exc: BaseException, name: str = DB_NAME) -> str:
     """How to fix a cache that failed with ``exc``: one clause for the one-line report. Only a database found
     damaged is worth clearing; every other fault is the disk's or the folder's, and clearing would throw away
     healthy entries."""
@@ -144,7 +168,7 @@ def advice(root: Path, exc: BaseException) -> str:
     if isinstance(exc, (NotADirectoryError, FileExistsError)) or (root.exists() and not root.is_dir()):
         return f"{root} is not a folder: move that file away or set SIDBENCH_CACHE to another folder"
     for suffix, role in (("", "database"), ("-wal", "write-ahead log"), ("-shm", "shared-memory index")):
-        where = root / (DB_NAME + suffix)
+        where = root / (name + suffix)
         if where.exists() and not where.is_file():
             return f"{where} is not a file (SQLite keeps the cache's {role} under that name): move it away"
     if "full" in text or getattr(exc, "errno", None) in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
@@ -173,10 +197,13 @@ def _file_size_limited() -> bool:
 class FeatureCache:
     """Content-addressed feature store; safe to share between processes (one connection per process)."""
 
-    def __init__(self, root: Path | str | None = None):
+    def __init__(self, root: Path | str | None = None, rank: int | None = None):
         self.root = Path(root) if root is not None else default_cache_root()
-        self.path = self.root / DB_NAME
+        self.rank = rank  # torchrun's global rank: this process writes only its shard (None: the single-process file)
+        self.path = self.root / shard_name(rank)
         self._conn: sqlite3.Connection | None = None
+        self._others: list[tuple[Path, sqlite3.Connection]] | None = None  # the other databases, read-only
+        self._others_pid = -1
         self._pid = -1
         self._owner = os.getpid()  # the process that reports faults; DataLoader workers send theirs back
         self.hits = 0
@@ -190,27 +217,31 @@ class FeatureCache:
 
     # sqlite connections and threads must not cross fork(): DataLoader workers open their own connection.
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_conn", "_writer", "_lock", "_unsent")}
-        return {**state, "_conn": None, "_pid": -1, "_writer": None, "_unsent": [], "hits": 0, "stored": 0}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_conn", "_writer", "_lock", "_unsent", "_others")}
+        return {**state, "_conn": None, "_pid": -1, "_writer": None, "_unsent": [], "hits": 0, "stored": 0,
+                "_others": None, "_others_pid": -1}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
     # -- connections and faults --------------------------------------------------------------
-    def _open(self, readonly: bool = False) -> sqlite3.Connection:
-        if readonly:
+    def _open(self, readonly: bool = False, path: Path | None = None, immutable: bool = False) -> sqlite3.Connection:
+        path = path or self.path
+        if immutable:
+            conn = _connect(path, immutable=True)
+        elif readonly:
             try:
-                conn = _connect(self.path, readonly=True)
+                conn = _connect(path, readonly=True)
                 conn.execute("PRAGMA schema_version").fetchone()  # a WAL database opens lazily: read now
             except sqlite3.Error:
-                if not on_read_only_filesystem(self.path):
+                if not on_read_only_filesystem(path):
                     raise
-                conn = _connect(self.path, immutable=True)  # no WAL index can be made there, and no one writes
+                conn = _connect(path, immutable=True)  # no WAL index can be made there, and no one writes
         else:
             self.root.mkdir(parents=True, exist_ok=True)
-            conn = _connect(self.path)
-            if not self.path.stat().st_size:
+            conn = _connect(path)
+            if not path.stat().st_size:
                 conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: consistent after any crash
@@ -241,6 +272,46 @@ class FeatureCache:
                 self._fault("write", exc)
         return self._conn
 
+    def _readers(self) -> list[tuple[Path, sqlite3.Connection]]:
+        """This process's read-only, immutable connections to the other databases of the folder (found once)."""
+        if self._others is not None and self._others_pid == os.getpid():
+            return self._others
+        if self._others is not None:
+            _FORKED_AWAY.extend(c for _, c in self._others)
+        self._others, self._others_pid = [], os.getpid()
+        for path in databases(self.root):
+            if path.name == self.path.name:
+                continue
+            try:
+                conn = self._open(path=path, immutable=True)
+                if conn.execute("SELECT 1 FROM features LIMIT 1").fetchone() is None:
+                    conn.close()  # an empty database costs a look-up per miss and serves nothing
+                    continue
+            except (sqlite3.Error, OSError) as exc:
+                log.debug("feature cache: not reading %s (%s)", path, exc)
+                continue
+            self._others.append((path, conn))
+        return self._others
+
+    def _read_others(self, keys: Sequence[str], out: dict[str, "torch.Tensor"]) -> None:
+        """Fill ``out`` with what the other databases hold of ``keys``; one that fails to read is dropped (another
+        rank may be writing it: a miss, not damage)."""
+        for path, conn in list(self._readers()):
+            missing = [k for k in keys if k not in out]
+            if not missing:
+                return
+            try:
+                rows = _read_rows(conn, missing)
+            except sqlite3.Error as exc:
+                log.debug("feature cache: stopped reading %s (%s)", path, exc)
+                self._others.remove((path, conn))
+                conn.close()
+                continue
+            for key, dtype, shape, crc, data in rows:
+                tensor = _decode(key, dtype, shape, crc, data)
+                if tensor is not None and key in missing:
+                    out[key] = tensor
+
     def usable(self) -> bool:
         """Open the cache now (in the main process, before any worker starts); False after a fault."""
         return self._db() is not None
@@ -249,7 +320,7 @@ class FeatureCache:
         """Turn the cache (or only its writes) off and report it once: which file, what failed, how to fix it."""
         rest = "without writing to it" if what == "write" else "without it"
         msg = (f"feature cache {self.path}: {what} failed ({type(exc).__name__}: {exc}); the run continues "
-               f"{rest} (scores are unaffected): {advice(self.root, exc)}")
+               f"{rest} (scores are unaffected): {advice(self.root, exc, self.path.name)}")
         if os.getpid() == self._owner:
             self.absorb([(what, msg)])
         elif self._disable(what, msg):
@@ -295,6 +366,8 @@ class FeatureCache:
             tensor = _decode(key, dtype, shape, crc, data)
             if tensor is not None:
                 out[key] = tensor
+        if len(out) < len(keys):
+            self._read_others(keys, out)
         return out
 
     def put_many(self, items: Iterable[tuple[str, str, str, "torch.Tensor"]]) -> None:
@@ -334,70 +407,88 @@ class FeatureCache:
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
         self._conn = None
+        if self._others is not None and self._others_pid == os.getpid():
+            for _, conn in self._others:
+                conn.close()
+        self._others = None
 
     # -- maintenance -------------------------------------------------------------------------
     def files(self) -> list[Path]:
-        """The database, its WAL and shared-memory files, and old-format databases, where they exist."""
-        names = [n + s for n in (DB_NAME, *OLD_DB_NAMES) for s in ("", "-wal", "-shm")]
-        return [self.root / n for n in names if (self.root / n).is_file()] if self.root.is_dir() else []
+        """The databases (single-process file and shards), their WAL and shared-memory files, and old-format
+        databases, where they exist."""
+        if not self.root.is_dir():
+            return []
+        names = [p.name for p in databases(self.root)] + list(OLD_DB_NAMES)
+        return [self.root / (n + s) for n in names for s in ("", "-wal", "-shm") if (self.root / (n + s)).is_file()]
 
     def info(self) -> dict:
-        """Location, entry count, size on disk, entries/bytes per (backbone, feature), and any damage."""
+        """Location, entry count, size on disk, entries/bytes per (backbone, feature) summed over the databases
+        (the single-process file and the torchrun shards), and any damage."""
         old = [str(self.root / n) for n in OLD_DB_NAMES if self.root.is_dir() and (self.root / n).is_file()]
         size = sum(f.stat().st_size for f in self.files())
-        out = {"path": str(self.path), "exists": self.path.is_file(), "bytes_on_disk": size, "entries": 0,
-               "groups": [], "damaged": None, "unreadable": None, "old_files": old}
+        dbs = databases(self.root) if self.root.is_dir() else []
+        out = {"path": str(self.path), "exists": bool(dbs), "bytes_on_disk": size, "entries": 0,
+               "databases": [str(p) for p in dbs], "groups": [], "damaged": None, "unreadable": None, "old_files": old}
         if self.root.exists() and not self.root.is_dir():
             out["damaged"] = advice(self.root, NotADirectoryError())
             return out
-        if not out["exists"]:
-            return out
-        try:
-            db = self._open(readonly=True)
+        totals: dict[tuple[str, str], list[int]] = {}
+        for path in dbs:
             try:
-                rows = db.execute("SELECT backbone, feature, COUNT(*), SUM(LENGTH(data)) FROM features "
-                                  "GROUP BY backbone, feature ORDER BY backbone, feature").fetchall()
-            finally:
-                db.close()
-        except sqlite3.Error as exc:
-            if is_damage(exc):
-                out["damaged"] = f"{type(exc).__name__}: {exc}"
-            else:
-                out["unreadable"] = f"{type(exc).__name__}: {exc}; {advice(self.root, exc)}"
-            return out
-        out["groups"] = [{"backbone": b, "feature": f, "entries": n, "bytes": s} for b, f, n, s in rows]
+                db = self._open(readonly=True, path=path)
+                try:
+                    rows = db.execute("SELECT backbone, feature, COUNT(*), SUM(LENGTH(data)) FROM features "
+                                      "GROUP BY backbone, feature").fetchall()
+                finally:
+                    db.close()
+            except sqlite3.Error as exc:
+                if is_damage(exc):
+                    out["damaged"] = out["damaged"] or f"{path.name}: {type(exc).__name__}: {exc}"
+                else:
+                    out["unreadable"] = out["unreadable"] or (f"{path.name}: {type(exc).__name__}: {exc}; "
+                                                              f"{advice(self.root, exc, path.name)}")
+                continue
+            for b, f, n, s in rows:
+                t = totals.setdefault((b, f), [0, 0])
+                t[0] += n
+                t[1] += s or 0
+        out["groups"] = [{"backbone": b, "feature": f, "entries": n, "bytes": s}
+                         for (b, f), (n, s) in sorted(totals.items())]
         out["entries"] = sum(g["entries"] for g in out["groups"])
         return out
 
     def clear(self, backbone: str | None = None) -> "Cleared":
-        """Delete every entry (or one backbone identity's); a damaged database (and old-format ones, on a
-        full clear) is removed as a file."""
+        """Delete every entry (or one backbone identity's) from every database, shards included; a damaged
+        database (and old-format ones, on a full clear) is removed as a file."""
         from ..api.errors import SidbenchError
 
         if self.root.exists() and not self.root.is_dir():
             raise SidbenchError(f"feature cache: {advice(self.root, NotADirectoryError())} (not removed: "
                                 "sidbench only deletes its own files)")
         result = Cleared()
-        if self.path.is_file():
+        doomed: list[Path] = []
+        for path in databases(self.root):
             try:
-                result.entries = self._delete(backbone)
+                result.entries += self._delete(backbone, path)
             except (sqlite3.DatabaseError, OSError) as exc:
                 if "locked" in str(exc) or "busy" in str(exc):
-                    raise SidbenchError(f"feature cache {self.path} is in use by another process ({exc}); "
+                    raise SidbenchError(f"feature cache {path} is in use by another process ({exc}); "
                                         "try again when it has finished") from None
                 if not is_damage(exc):  # a healthy database on a full, read-only or blocked disk stays
-                    raise SidbenchError(f"feature cache {self.path}: clear failed ({type(exc).__name__}: {exc}); "
-                                        f"{advice(self.root, exc)}") from None
-                result.damaged = f"{type(exc).__name__}: {exc}"
-        old = {self.root / (n + s) for n in OLD_DB_NAMES for s in ("", "-wal", "-shm")}
-        doomed = self.files() if result.damaged else [f for f in self.files() if f in old and backbone is None]
+                    raise SidbenchError(f"feature cache {path}: clear failed ({type(exc).__name__}: {exc}); "
+                                        f"{advice(self.root, exc, path.name)}") from None
+                result.damaged = result.damaged or f"{path.name}: {type(exc).__name__}: {exc}"
+                doomed += [self.root / (path.name + s) for s in ("", "-wal", "-shm")]
+        if backbone is None:
+            doomed += [self.root / (n + s) for n in OLD_DB_NAMES for s in ("", "-wal", "-shm")]
         for f in doomed:
-            f.unlink(missing_ok=True)
-            result.removed.append(str(f))
+            if f.is_file():
+                f.unlink()
+                result.removed.append(str(f))
         return result
 
-    def _delete(self, backbone: str | None) -> int:
-        db = self._open()
+    def _delete(self, backbone: str | None, path: Path) -> int:
+        db = self._open(path=path)
         try:
             where, args = ("WHERE backbone = ?", [backbone]) if backbone else ("", [])
             n = db.execute(f"DELETE FROM features {where}", args).rowcount
@@ -461,6 +552,10 @@ class _Writer:
                 except BaseException as exc:  # noqa: BLE001 - not a cache fault: a bug, surfaced by finish()
                     self.error = exc
         if db is not None:
+            try:  # fold the WAL into the database file: readers on other machines (immutable) see only that
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass  # a later writer or the last connection to close checkpoints it
             db.close()
 
     def _commit(self, db: sqlite3.Connection | None, batches: list[tuple]) -> sqlite3.Connection | None:

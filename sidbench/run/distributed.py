@@ -2,8 +2,15 @@
 
 ``torchrun --nproc_per_node N -m sidbench.cli run ...`` sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK``;
 each rank takes every N-th chunk of ``batch_size`` records, streams its scores to ``scores.rank<R>-of-<N>.csv`` (resumable
-like ``scores.csv``), rank 0 fits the detectors that need it (the others load the checkpoint it
-saves) and, once every rank is done, merges the scores and writes metrics, leaderboard and run.json.
+like ``scores.csv``) and its features to its own cache shard, and, once every rank is done, rank 0 merges
+the scores and writes metrics, leaderboard and run.json.
+
+Nothing is fitted under torchrun (one rank fitting for hours while the others idle behind a collective is the
+wrong use of N GPUs): a detector that needs fitting and has no checkpoint is refused before the results
+folder is touched, with the command that fits it on one process. So every wait between ranks is short
+(claiming the folder, pruning stale rows, the slowest rank's last chunks), and ``TIMEOUT`` bounds it. Rank 0's
+steps that the others wait for (:meth:`Dist.on_main`, :meth:`Dist.main_first`) always answer them: a failure
+there ends every rank at once with the same one-line error.
 Backend: NCCL on CUDA, gloo on CPU. Without ``WORLD_SIZE`` > 1 everything here is a no-op.
 """
 from __future__ import annotations
@@ -17,7 +24,33 @@ from typing import Any, Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
-TIMEOUT = timedelta(hours=4)  # rank 0 may fit heads for a long time while the others wait
+# The longest one rank waits for another: at the end of scoring the fastest waits for the slowest (one chunk
+# apart on even hardware). ``SIDBENCH_DIST_TIMEOUT`` (minutes) changes it.
+TIMEOUT = timedelta(minutes=60)
+
+
+def timeout() -> timedelta:
+    from ..api.errors import SidbenchError
+
+    text = os.environ.get("SIDBENCH_DIST_TIMEOUT", "")
+    if not text:
+        return TIMEOUT
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if minutes <= 0:
+        raise SidbenchError(f"SIDBENCH_DIST_TIMEOUT={text!r}: give a positive number of minutes")
+    return timedelta(minutes=minutes)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The one line the other ranks raise when rank 0 failed with ``exc``."""
+    from ..api.errors import SidbenchError
+
+    if isinstance(exc, SidbenchError):
+        return str(exc) or type(exc).__name__
+    return f"rank 0 failed ({type(exc).__name__}: {exc}); its own output has the details"
 
 
 @dataclass(frozen=True)
@@ -81,7 +114,7 @@ class Dist:
         except BaseException as exc:
             error = exc
         if self.active:
-            message = self.gather(None if error is None else str(error) or type(error).__name__)[0]
+            message = self.gather(None if error is None else describe_failure(error))[0]
             if message is not None and error is None:
                 raise SidbenchError(message)
         if error is not None:
@@ -90,12 +123,29 @@ class Dist:
 
     @contextlib.contextmanager
     def main_first(self) -> Iterator[None]:
-        """Rank 0 runs the block first (e.g. fits and saves a checkpoint); the others then run it too."""
+        """Rank 0 runs the block first (e.g. drops stale score rows); the others then run it too. Whatever
+        happens on rank 0 (an error, an interrupt), the others are answered: on a failure they raise the same
+        one-line error without running the block."""
+        from ..api.errors import SidbenchError
+
+        if not self.active:
+            yield
+            return
         if not self.is_main:
-            self.barrier()
-        yield
-        if self.is_main:
-            self.barrier()
+            message = self.gather(None)[0]
+            if message is not None:
+                raise SidbenchError(message)
+            yield
+            return
+        try:
+            yield
+        except BaseException as exc:
+            try:
+                self.gather(describe_failure(exc))
+            except Exception:  # noqa: BLE001 - the group itself failed: the original error is the one to report
+                pass
+            raise
+        self.gather(None)
 
     def close(self) -> None:
         if self.active and self.owns_group:
@@ -116,7 +166,7 @@ def init(device: str | None) -> Dist:
     owns = False
     if not dist.is_initialized():
         cuda = (device or "auto").startswith("cuda") or (device in (None, "", "auto") and torch.cuda.is_available())
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout())
         owns = True
     return Dist(rank, world, local, owns)
 

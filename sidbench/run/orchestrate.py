@@ -144,13 +144,14 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
     perturbations = parse_perturbations(cfg.perturb, plugins)
     detectors = build_detectors(cfg, plugins)
     check_fittable(detectors, data, out)
+    dist.on_main(lambda: check_fitted_for_torchrun(detectors, out, dist))
     check_val_for_operating_points(cfg, data)
     check_out_outside_data(out, cfg)
     check = RowCheck(detectors, perturbations, data, cfg)
     folder = dist.on_main(lambda: open_results(out, overwrite, cfg, check))
     cache = scratch = None
     try:
-        cache = None if cfg.no_cache else feature_cache()
+        cache = None if cfg.no_cache else feature_cache(dist)
         if cache is None and data.val and data.train:
             # --no-cache leaves the user's cache alone; the validation images the fit extracted are still
             # scored from that pass (a run-private cache, deleted at the end), not sent through the backbone again
@@ -159,7 +160,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
         opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, decoded=DecodedImages())
         ctx = RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log,
                          val_cache=scratch[1] if scratch else None)
-        with dist.main_first():  # rank 0 fits and saves; the other ranks load its checkpoints
+        with dist.main_first():  # fits (one process) or reloads an earlier run's checkpoints (rank 0 first)
             fit_all(ctx, detectors)
         with dist.main_first():  # rank 0 drops the rows of changed or deleted images before anyone resumes
             if dist.is_main:
@@ -241,10 +242,11 @@ def score_test(ctx: RunContext, detectors: Sequence["Detector"], perturbations: 
     return skipped
 
 
-def feature_cache() -> "FeatureCache":
+def feature_cache(dist: "Dist | None" = None) -> "FeatureCache":
+    """The user's feature cache; under torchrun this rank writes its own shard of it (safe on a shared disk)."""
     from ..engine.cache import FeatureCache
 
-    return FeatureCache()
+    return FeatureCache(rank=dist.rank if dist is not None and dist.active else None)
 
 
 def scratch_cache() -> "tuple[tempfile.TemporaryDirectory, FeatureCache]":
@@ -361,6 +363,18 @@ def check_fittable(detectors: Sequence["Detector"], data: RunData, out: Path) ->
                 f"detector {det.name!r} must be fitted: give --train PATH (and --val PATH), "
                 f"or a checkpoint with --detectors {det.name}@CHECKPOINT"
             )
+
+
+def check_fitted_for_torchrun(detectors: Sequence["Detector"], out: Path, dist: "Dist") -> None:
+    """Under torchrun every detector comes fitted (a checkpoint, or one an earlier run saved in ``out``): fitting
+    is a one-process job, done before the scoring job."""
+    need = [d.name for d in detectors if not d.fitted and earlier_checkpoint(out, d) is None]
+    if dist.active and need:
+        names = ",".join(need)
+        raise FitRequiredError(
+            f"detector(s) {names} need fitting, which torchrun does not do: fit first with `sidbench train NAME "
+            f"--data TRAIN --out CKPT` or `sidbench run --train` on one process, then attach the checkpoint "
+            f"(--detectors {need[0]}@CKPT)")
 
 
 def checkpoint_path(out: Path, det: "Detector") -> Path:
