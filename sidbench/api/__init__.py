@@ -15,6 +15,7 @@ from .errors import DataError, FitRequiredError, PluginError, SidbenchError, Unk
 from .checkpoints import strip_prefix
 from .fitting import Augment, EarlyStopping, FeatureSet, FitData, accuracy, bce_epoch, few_shot, lower_lr, pick_classes
 from .hookspecs import hookimpl, hookspec
+from .options import Option
 from .names import parse_key_values, split_name, split_options
 from .records import FAKE, REAL, UNKNOWN, Record
 from .specs import (BackboneSpec, DatasetSpec, DetectorSpec, ImageInput, OfficialWeights, PerturbationSpec, PixelInput,
@@ -23,7 +24,7 @@ from .specs import (BackboneSpec, DatasetSpec, DetectorSpec, ImageInput, Officia
 __all__ = [
     "accuracy", "bce_epoch", "Augment", "Backbone", "BackboneInfo", "BackboneSpec", "CLIP_MEAN", "CLIP_STD", "DataError", "DatasetSpec",
     "Detector", "DetectorSpec", "EarlyStopping", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "ImageInput", "IMAGENET_MEAN", "IMAGENET_STD", "NetworkDetector",
-    "OfficialWeights", "PerturbationSpec", "PixelInput", "PluginError", "ProtocolSpec", "REAL", "Record", "SidbenchError", "UNKNOWN", "UnknownNameError",
+    "OfficialWeights", "Option", "PerturbationSpec", "PixelInput", "PluginError", "ProtocolSpec", "REAL", "Record", "SidbenchError", "UNKNOWN", "UnknownNameError",
     "WeightsError", "few_shot", "hookimpl", "hookspec", "lower_lr", "parse_key_values", "pick_classes", "split_name",
     "split_options", "strip_prefix",
 ]

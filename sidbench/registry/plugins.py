@@ -120,6 +120,8 @@ class Plugins:
                     if kind != "backbone" or spec.pattern is None:
                         check_name(spec.name, kind)
                     extra = {"needs_fit": True} if kind == "detector" and _class_needs_fit(spec) else {}
+                    if kind == "detector":
+                        extra["plugin_version"] = rec.version
                     out.append((kind, dataclasses.replace(spec, origin=rec.origin, **extra)))
                 rec.hooks.append(hook_name)
         return out
