@@ -45,6 +45,7 @@ class Detector:
         self.options_from_checkpoint: dict[str, Any] = {}  # options a loaded checkpoint brought (run.json)
         self.fit_summary: dict[str, Any] | None = None  # what fit() returned (run.json), or the checkpoint's
         self.checkpoint_code: dict[str, Any] | None = None  # the code identity a loaded sidbench checkpoint was saved by
+        self.fitted_in_run = False  # fitted (or reloaded from its results folder) by the command running it
 
     # -- what the harness reads ---------------------------------------------------
     @property

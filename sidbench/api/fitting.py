@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 from .records import Record
 
@@ -21,12 +21,30 @@ if TYPE_CHECKING:
     from .detector import Detector
 
 
+@runtime_checkable
 class Augment(Protocol):
-    """A seeded pixel augmentation: ``augment(img, rng) -> img``; ``name`` identifies it in logs and cache keys."""
+    """A seeded pixel augmentation: an object with a ``name`` (it identifies the augmentation in logs and cache
+    keys: give different settings different names) that is called as ``augment(img, rng) -> img`` on a PIL
+    image, drawing all its randomness from the NumPy generator ``rng``. Subclass it, or write any object with
+    those two members; ``sidbench.data.augment.BlurJpegCrop`` is the CNNDetection family's transform."""
 
     name: str
 
     def __call__(self, img: "Image.Image", rng: "np.random.Generator") -> "Image.Image": ...
+
+
+def check_augment(augment: Any, where: str) -> None:
+    """Refuse anything but None or an :class:`Augment` in one line, where it is given (a string such as
+    ``"flip"`` would otherwise skip every image or fail deep in a loader)."""
+    if augment is None:
+        return
+    if isinstance(augment, Augment) and isinstance(getattr(augment, "name", None), str) and callable(augment):
+        return
+    from .errors import SidbenchError
+
+    raise SidbenchError(
+        f"{where}: augment={augment!r} is not an augmentation; give None or a sidbench.api.Augment (an object with a "
+        "`name` and `__call__(img, rng) -> img`), e.g. sidbench.data.augment.BlurJpegCrop(name='flip', crop=224)")
 
 
 @dataclass
