@@ -127,11 +127,16 @@ class Detector:
             except RuntimeError as exc:
                 lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
                 detail = "; ".join(lines[1:4]) or lines[0]  # torch lists the mismatching tensors after its header
-                raise WeightsError(f"checkpoint does not fit detector {self.name!r}: {detail}{self.shape_hint()}") from None
+                own = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+                sizes = {d for k, v in sub.items() if k in own and own[k] != tuple(v.shape) for d in own[k]}
+                raise WeightsError(f"checkpoint does not fit detector {self.name!r}: {detail}{self.shape_hint(sizes)}") from None
 
-    def shape_hint(self) -> str:
-        """'; options that shape its network: channels=8 (the checkpoint's may differ: ...)' for a size mismatch."""
+    def shape_hint(self, sizes: set[int] = frozenset()) -> str:  # type: ignore[assignment]
+        """'; the options that shape its network are channels=8: ...' for a size mismatch: the options declared
+        with role "network", else the integer options whose value is a size of a mismatching tensor."""
         names = [k for k in self.spec.options if role_of(self.spec, k) == "network"]
+        names = names or [k for k, v in self.options.items() if k in self.spec.options and isinstance(v, int)
+                          and not isinstance(v, bool) and v in sizes]
         if not names:
             return ("; if an option shapes its network, declare it Option(..., role='network') so a checkpoint "
                     "brings it back")
