@@ -19,7 +19,7 @@ from sidbench.api import SidbenchError, WeightsError
 from sidbench.cli import main
 
 PLUGIN = textwrap.dedent('''
-    from sidbench.api import Detector, DetectorSpec, PixelInput, hookimpl
+    from sidbench.api import Detector, DetectorSpec, Option, PixelInput, hookimpl
 
     SCALE = 1.0
 
@@ -40,7 +40,7 @@ PLUGIN = textwrap.dedent('''
             return {"net": self.net}
 
         def score(self, features):
-            return SCALE * self.net(features["pixels"]).squeeze(-1)
+            return SCALE * self.options["gain"] * self.net(features["pixels"]).squeeze(-1)
 
         def fit(self, data, log=print):
             seen = 0
@@ -65,8 +65,9 @@ PLUGIN = textwrap.dedent('''
     def sidbench_detectors():
         common = dict(pixels=PixelInput(image_size=32), preprocess="center_crop", needs_fit=True)
         return [DetectorSpec(name="hpcnn.base", factory=HPCNN, default=True,
-                             options={"channels": 8, "augment": None}, **common),
-                DetectorSpec(name="lazy", factory=Lazy, options={"channels": 4, "augment": None}, **common)]
+                             options={"channels": 8, "augment": None,
+                                      "gain": Option(1.0, min=0.5, max=4, role="test", doc="logit gain")}, **common),
+                DetectorSpec(name="lazy", factory=Lazy, options={"channels": 4, "augment": None, "gain": 1.0}, **common)]
 ''')
 
 
@@ -194,3 +195,30 @@ def test_a_config_table_for_a_detector_not_run_is_an_error(setup, capsys):
 
     cfg = RunConfig(detectors=["hpcnn.base@x"], detector_options={"hpcnn": {"channels": 4}})
     assert options_for(cfg, "hpcnn.base@x", load_plugins([str(plugins)])) == {"channels": 4}
+
+
+def test_a_test_time_option_overrides_the_checkpoint_and_a_bad_saved_value_is_refused(setup, capsys):
+    tmp, plugins, _, train = setup
+    import sidbench
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from sidbench.registry import load_plugins
+
+    ckpt = tmp / "g.safetensors"
+    assert cli("train", "hpcnn", "--plugins-dir", str(plugins), "--data", str(train), "--out", str(ckpt),
+               "--set", "gain=2.0") == 0
+    loaded = load_plugins([str(plugins)])
+    assert sidbench.load_detector(f"hpcnn@{ckpt}", plugins=loaded).options["gain"] == 2.0  # restored
+    assert sidbench.load_detector(f"hpcnn[gain=3.0]@{ckpt}", plugins=loaded).options["gain"] == 3.0  # role test
+    with pytest.raises(SidbenchError, match="gain=0.1: expected 0.5..4"):
+        sidbench.load_detector("hpcnn[gain=0.1]", plugins=loaded)
+    with safe_open(str(ckpt), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    saved = json.loads(meta["sidbench"])
+    saved["options"]["gain"] = 1e9  # hostile metadata: refused before anything is built
+    save_file(tensors, str(tmp / "bad.safetensors"), metadata={"sidbench": json.dumps(saved)})
+    with pytest.raises(WeightsError, match=r"gain=1000000000.0 in .*bad.safetensors: expected 0.5..4"):
+        sidbench.load_detector(f"hpcnn@{tmp / 'bad.safetensors'}", plugins=loaded)
+    assert cli("list", "detectors", "hpcnn", "--plugins-dir", str(plugins)) == 0
+    listing = capsys.readouterr().out
+    assert "0.5..4" in listing and "logit gain" in listing and "test" in listing
