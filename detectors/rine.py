@@ -376,19 +376,22 @@ class Rine(Detector):
 
     def _train_epoch(self, batches, opt) -> dict[str, float]:
         self.net.train()
-        n, total, bce, con = 0, 0.0, 0.0, 0.0
+        from sidbench.api import LossMeter
+
+        n, meter = 0, LossMeter()
         for feats, labels in batches:
             terms = self.loss_terms(feats, labels)
             opt.zero_grad(set_to_none=True)
             terms["total"].backward()
             opt.step()
             n += len(labels)
-            total, bce, con = total + terms["total"].item(), bce + terms["bce"].item(), con + terms["supcon"].item() * len(labels)
+            meter.add(total=terms["total"], bce=terms["bce"], supcon=terms["supcon"].detach().double() * len(labels))
         if n == 0:
             from sidbench.api import DataError
 
             raise DataError(f"{self.name}: none of the training images could be read")
-        return {"n": n, "loss": total / n, "bce": bce / n, "supcon": con / n}
+        sums = meter.totals()  # read once per epoch: no host sync per step
+        return {"n": n, "loss": sums["total"] / n, "bce": sums["bce"] / n, "supcon": sums["supcon"] / n}
 
     def _validate(self, data: "FitData") -> dict[str, float]:
         """Accuracy at P(fake) = 0.5 and average precision on the validation split (its eval protocol)."""

@@ -228,6 +228,31 @@ def lower_lr(optimizer: Any, divisor: float = 10.0, min_lr: float = 1e-6) -> boo
     return ok
 
 
+class LossMeter:
+    """Running sums of loss terms kept on the device (float64) and read once, at the end of an epoch: a
+    training step never waits for the GPU to report its loss (``loss.item()`` per step is a host sync).
+    The sums are those of ``float(loss) * n`` added on the host, bit for bit."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, Any] = {}
+
+    def add(self, **terms: Any) -> None:
+        """Add each term (a 0-d tensor, already weighted as the caller wants: ``loss * len(batch)``)."""
+        for key, value in terms.items():
+            value = value.detach().double()
+            self._sums[key] = value if key not in self._sums else self._sums[key] + value
+
+    def totals(self) -> dict[str, float]:
+        """The sums as Python floats (one host transfer)."""
+        import torch
+
+        if not self._sums:
+            return {}
+        keys = list(self._sums)
+        values = torch.stack([self._sums[k].reshape(()) for k in keys]).cpu().tolist()
+        return dict(zip(keys, values))
+
+
 def bce_epoch(score: Callable[[dict[str, "torch.Tensor"]], "torch.Tensor"],
               batches: Iterable[tuple[dict[str, "torch.Tensor"], "torch.Tensor"]], optimizer: Any,
               device: str) -> tuple[float, int]:
@@ -235,7 +260,7 @@ def bce_epoch(score: Callable[[dict[str, "torch.Tensor"]], "torch.Tensor"],
     (inputs, labels), one optimiser step per batch; returns (mean loss per image, images seen)."""
     import torch
 
-    total, seen = 0.0, 0
+    meter, seen = LossMeter(), 0
     for inputs, labels in batches:
         inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
         labels = labels.to(device)
@@ -243,9 +268,9 @@ def bce_epoch(score: Callable[[dict[str, "torch.Tensor"]], "torch.Tensor"],
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        total += float(loss.detach()) * len(labels)
+        meter.add(loss=loss.detach().double() * len(labels))  # no host sync per step
         seen += len(labels)
-    return total / max(seen, 1), seen
+    return meter.totals().get("loss", 0.0) / max(seen, 1), seen
 
 
 def accuracy(logits: "np.ndarray", labels: "np.ndarray") -> float:
