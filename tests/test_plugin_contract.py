@@ -128,9 +128,12 @@ def test_train_and_run_build_the_same_network_and_run_json_has_the_fit(setup):
     for k in trained[0]:
         torch.testing.assert_close(trained[0][k], trained[1][k])
         torch.testing.assert_close(trained[0][k], ran[k])
-    info = json.loads((out / "run.json").read_text())["detectors"][0]
+    run_json = json.loads((out / "run.json").read_text())
+    info = run_json["detectors"][0]
     assert info["fit"] == {"seen": 6} and info["fitted_values"] == {"chosen": 7}
     assert len(info["code"]["source_sha256"]) == 16
+    [plugin] = [p for p in run_json["plugins"] if p["name"] == "hpcnn"]
+    assert plugin["source"] == "plugins dir" and len(plugin["source_sha256"]) == 16
 
 
 def test_an_edited_plugin_and_a_rewritten_checkpoint_are_scored_again(setup):
@@ -222,3 +225,12 @@ def test_a_test_time_option_overrides_the_checkpoint_and_a_bad_saved_value_is_re
     assert cli("list", "detectors", "hpcnn", "--plugins-dir", str(plugins)) == 0
     listing = capsys.readouterr().out
     assert "0.5..4" in listing and "logit gain" in listing and "test" in listing
+
+
+def test_a_default_that_fails_its_own_declaration_is_the_plugins_error(tmp_path):
+    from sidbench.registry import load_plugins
+
+    (tmp_path / "bad.py").write_text(PLUGIN.replace('Option(1.0, min=0.5', 'Option(0.1, min=0.5'))
+    plugins = load_plugins([str(tmp_path)])
+    [failure] = plugins.failed
+    assert "gain" in failure.reason and "does not pass its declaration" in failure.reason

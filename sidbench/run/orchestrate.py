@@ -441,6 +441,7 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
         "name": data.name,
         "config": dataclasses.asdict(cfg),
         "detectors": [detector_info(d, cfg, ctx.pool) for d in detectors],
+        "plugins": plugin_versions(ctx.plugins),
         "backbones": ctx.pool.describe(),
         "perturbations": [p.name for p in perturbations],
         "operating_points": op.describe(),
@@ -495,6 +496,18 @@ def detector_info(det: "Detector", cfg: RunConfig, pool: SourcePool) -> dict[str
     if fitted:
         info["fitted_values"] = fitted
     return info
+
+
+def plugin_versions(plugins: "Plugins") -> list[dict[str, Any]]:
+    """Every loaded plugin: name, where it came from, its version, and a hash of its file when it is one."""
+    from ..api.code import file_digest
+
+    out = []
+    for p in plugins.loaded:
+        digest = file_digest(p.origin) if p.source in ("builtin", "plugins dir") else None
+        out.append({"name": p.name, "source": p.source, "version": p.version, "origin": p.origin,
+                    "source_sha256": digest[:16] if digest else None})
+    return out
 
 
 def fitted_values(det: "Detector") -> dict[str, Any]:
