@@ -77,7 +77,8 @@ def test_the_guide_detectors_pass_plugins_check(tmp_path, capsys):
     folder = tmp_path / "plugins"
     folder.mkdir()
     files = guide_plugin_files(folder)
-    for name, extra in (("knn", ["--set", "k_grid=[1,3]"]), ("highpass", ["--set", "epochs=3"])):
+    # knn's k chosen on validation, highpass's network option scales and its augmentation survive the round trip
+    for name, extra in (("knn", ["--set", "k_grid=[1,3]"]), ("highpass", ["--set", "epochs=3", "--set", "scales=2"])):
         assert main(["plugins", "check", name, "--plugins-dir", str(folder), *extra]) == 0, capsys.readouterr()
         out = capsys.readouterr().out
         assert "logits: identical" in out and "ok: it survives" in out
