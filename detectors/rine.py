@@ -385,7 +385,8 @@ class Rine(Detector):
             terms["total"].backward()
             opt.step()
             n += len(labels)
-            meter.add(total=terms["total"], bce=terms["bce"], supcon=terms["supcon"].detach().double() * len(labels))
+            meter.add(total=terms["total"], bce=terms["bce"])
+            meter.add(len(labels), supcon=terms["supcon"])
         if n == 0:
             from sidbench.api import DataError
 

@@ -369,7 +369,7 @@ class TipAdapterF(TipAdapter):
             loss.backward()
             opt.step()
             sched.step()
-            meter.add(loss=loss.detach().double() * len(idx))  # read once per epoch: no host sync per step
+            meter.add(len(idx), loss=loss)  # read once per epoch: no host sync per step
         return meter.totals().get("loss", 0.0) / max(len(y), 1)
 
     def _accuracy(self, f: "torch.Tensor", y: "torch.Tensor") -> float:

@@ -95,7 +95,7 @@ class UnivFD(Detector):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            meter.add(loss=loss.detach().double() * len(idx))  # read once per epoch: no host sync per step
+            meter.add(len(idx), loss=loss)  # read once per epoch: no host sync per step
         return meter.totals().get("loss", 0.0) / max(len(y), 1)
 
     def _accuracy(self, fs) -> float:

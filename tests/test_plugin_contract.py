@@ -234,3 +234,17 @@ def test_a_default_that_fails_its_own_declaration_is_the_plugins_error(tmp_path)
     plugins = load_plugins([str(tmp_path)])
     [failure] = plugins.failed
     assert "gain" in failure.reason and "does not pass its declaration" in failure.reason
+
+
+def test_loss_meter_sums_as_the_host_would():
+    from sidbench.api import LossMeter
+
+    gen = torch.Generator().manual_seed(0)
+    losses, sizes = torch.rand(50, generator=gen), [int(n) for n in torch.randint(1, 64, (50,), generator=gen)]
+    meter, total = LossMeter(), 0.0
+    for loss, n in zip(losses, sizes):
+        meter.add(n, loss=loss)
+        meter.add(plain=loss)
+        total += float(loss) * n
+    sums = meter.totals()
+    assert sums["loss"] == total and sums["plain"] == sum(float(x) for x in losses)  # bit for bit

@@ -236,10 +236,13 @@ class LossMeter:
     def __init__(self) -> None:
         self._sums: dict[str, Any] = {}
 
-    def add(self, **terms: Any) -> None:
-        """Add each term (a 0-d tensor, already weighted as the caller wants: ``loss * len(batch)``)."""
+    def add(self, weight: float = 1, **terms: Any) -> None:
+        """Add each term (a 0-d tensor) times ``weight`` (e.g. the batch size), multiplied in float64 as
+        ``float(loss) * n`` would be on the host."""
         for key, value in terms.items():
-            value = value.detach().double()
+            value = value.detach()
+            value = value.float() if value.device.type == "mps" else value.double()  # MPS has no float64
+            value = value * weight if weight != 1 else value
             self._sums[key] = value if key not in self._sums else self._sums[key] + value
 
     def totals(self) -> dict[str, float]:
@@ -268,7 +271,7 @@ def bce_epoch(score: Callable[[dict[str, "torch.Tensor"]], "torch.Tensor"],
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        meter.add(loss=loss.detach().double() * len(labels))  # no host sync per step
+        meter.add(len(labels), loss=loss)  # no host sync per step
         seen += len(labels)
     return meter.totals().get("loss", 0.0) / max(seen, 1), seen
 
