@@ -248,3 +248,10 @@ def test_loss_meter_sums_as_the_host_would():
         total += float(loss) * n
     sums = meter.totals()
     assert sums["loss"] == total and sums["plain"] == sum(float(x) for x in losses)  # bit for bit
+
+
+def test_plugins_check_on_a_detector_without_fit_that_binds_its_backbone(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
+    assert main(["plugins", "check", "clip_zeroshot"]) == 0  # text embeddings: bound to clip-tiny first, as a run does
+    out = capsys.readouterr().out
+    assert "no fit needed" in out and "logits: identical" in out and "ok: it survives" in out

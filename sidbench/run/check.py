@@ -99,8 +99,12 @@ def check_detector(name: str, plugins: "Plugins", *, options: dict[str, Any] | N
         ckpt = root / f"{det.spec.name}.safetensors"
         det.save(str(ckpt))
         again = load_detector(f"{det.spec.name}@{ckpt}", backbone=backbone, plugins=plugins)
+        again_data = _fit_data(again, records, plugins, backbone, seed)
+        for d, dd in ((det, data), (again, again_data)):  # as a run binds each feature detector to its backbone
+            if d.input == "features":
+                d.bind(dd.backbone)
         before = data.scores(det, "val")[0]
-        after = _fit_data(again, records, plugins, backbone, seed).scores(again, "val")[0]
+        after = again_data.scores(again, "val")[0]
         diff = float(abs(before - after).max()) if len(before) == len(after) and len(before) else math.inf
         lost = {k: (v, again.options.get(k)) for k, v in det.options.items()
                 if k != "preprocess" and not _same(v, again.options.get(k))}
