@@ -13,7 +13,7 @@ import copy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, PixelInput, SidbenchError,
+from sidbench.api import (DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, Option, PixelInput, SidbenchError,
                           WeightsError, accuracy, bce_epoch, hookimpl)
 from sidbench.data.augment import BlurJpegCrop
 
@@ -145,11 +145,21 @@ def _spec(variant: str, prob: float, filename: str, url: str, default: bool) -> 
         default=default,
         quickstart=False,  # ImageNet init cannot be fetched offline, and a ResNet-50 is slow to train on 2 cores
         description=f"CNNDetection ResNet-50, ProGAN blur+JPEG p={prob:g}; official: cnndetection.{variant}@{filename}",
-        options={"pretrained": True, "lr": 1e-4, "batch_size": 64, "load_size": 256, "image_size": 224,
-                 "blur_prob": prob, "blur_sigma": [0.0, 3.0], "jpeg_prob": prob, "jpeg_quality": [30, 100],
-                 "patience": 5, "min_lr": 1e-6, "max_epochs": 10000, "classes": "all"},
-        option_types={"classes": (str, list),  # "all" or a list of class names
-                      "pretrained": (bool, str)},  # true (ImageNet), false (random), or a ResNet-50 state dict's path
+        options={
+            "pretrained": Option(True, type=(bool, str), doc="ImageNet init (true), random (false), or a ResNet-50 state dict's path"),
+            "lr": Option(1e-4, min=0, max=10, doc="Adam learning rate"),
+            "batch_size": Option(64, min=1, max=1 << 16, doc="training batch size"),
+            "load_size": Option(256, min=1, max=16384, doc="training images resized to this shorter side"),
+            "image_size": Option(224, min=1, max=16384, doc="crop size (training and test)"),
+            "blur_prob": Option(prob, min=0, max=1, doc="probability of a Gaussian blur in training"),
+            "blur_sigma": Option([0.0, 3.0], items=(int, float), min=0, max=50, doc="blur sigma range"),
+            "jpeg_prob": Option(prob, min=0, max=1, doc="probability of a JPEG re-compression in training"),
+            "jpeg_quality": Option([30, 100], items=int, min=1, max=100, doc="JPEG quality range"),
+            "patience": Option(5, min=1, doc="epochs without validation gain before lr / 10"),
+            "min_lr": Option(1e-6, min=0, doc="training ends when lr falls below this"),
+            "max_epochs": Option(10000, min=1, doc="epoch cap"),
+            "classes": Option("all", type=(str, list), doc="'all' or the ProGAN class folders"),
+        },
         training_data=TRAINING_DATA,
         official_weights=OfficialWeights(url=url, filename=filename, repository=REPOSITORY,
                                          note="Dropbox link of weights/download_weights.sh; no checksum published"),

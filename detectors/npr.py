@@ -13,8 +13,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (DataError, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput,
-                          ProtocolSpec, SidbenchError, accuracy, bce_epoch, hookimpl)
+from sidbench.api import (DataError, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, Option, PixelInput,
+                          ProtocolSpec, accuracy, bce_epoch, hookimpl)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -40,8 +40,6 @@ class NPR(NetworkDetector):
 
     def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
         super().__init__(spec, backbone, **options)
-        if self.options["keep"] not in KEEP:
-            raise SidbenchError(f"{spec.name}: keep must be one of {', '.join(KEEP)}, got {self.options['keep']!r}")
 
     def build_network(self) -> "torch.nn.Module":
         return build_network()
@@ -173,16 +171,25 @@ class TileCenterCrop:
 TILE_CROP = ProtocolSpec("tile_center_crop", TileCenterCrop,
                          "NPR's GenImage test view: tile an image smaller than the crop, then centre crop")
 
-OPTIONS = {"epochs": 50, "lr": 2e-4, "batch_size": 32, "lr_decay": 0.9, "decay_every": 10, "load_size": 256,
-           "crop_size": 224, "image_size": 256, "flip": True, "classes": ["car", "cat", "chair", "horse"],
-           "keep": "last"}
-# classes: "all" or a list of names; load_size: None trains on the images as they are (no resize)
-OPTION_TYPES = {"classes": (str, list), "load_size": (int, type(None))}
+OPTIONS = {
+    "epochs": Option(50, min=1, max=100000, doc="training epochs"),
+    "lr": Option(2e-4, min=0, max=10, doc="Adam learning rate"),
+    "batch_size": Option(32, min=1, max=1 << 16, doc="training batch size"),
+    "lr_decay": Option(0.9, min=0, max=1, doc="lr multiplied by this every decay_every epochs"),
+    "decay_every": Option(10, min=1, doc="epochs between lr decays"),
+    "load_size": Option(256, type=(int, type(None)), min=1, max=16384,
+                        doc="training images resized to this square first (None: as they are)"),
+    "crop_size": Option(224, min=1, max=16384, doc="training crop"),
+    "image_size": Option(256, min=1, max=16384, doc="test resize / crop size"),
+    "flip": Option(True, doc="random horizontal flip in training"),
+    "classes": Option(["car", "cat", "chair", "horse"], type=(str, list), doc="'all' or the ProGAN class folders"),
+    "keep": Option("last", choices=KEEP, doc="the last epoch's weights, or the best on validation"),
+}
 
 
 @hookimpl
 def sidbench_detectors() -> list[DetectorSpec]:
-    common = dict(factory=NPR, needs_fit=True, option_types=OPTION_TYPES, training_data=("progan",), paper=PAPER, license=LICENSE)
+    common = dict(factory=NPR, needs_fit=True, training_data=("progan",), paper=PAPER, license=LICENSE)
     return [
         DetectorSpec(
             name="npr.progan4",

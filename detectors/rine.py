@@ -14,7 +14,7 @@ import numpy as np
 
 from sidbench.data.perturb import JPEG, Blur
 from sidbench.api.names import label
-from sidbench.api import Detector, DetectorSpec, OfficialWeights, SidbenchError, WeightsError, hookimpl
+from sidbench.api import Detector, DetectorSpec, OfficialWeights, Option, SidbenchError, WeightsError, hookimpl
 
 if TYPE_CHECKING:
     import torch
@@ -168,15 +168,7 @@ class Rine(Detector):
     def _configure(self) -> None:
         """Check the options and build the (seed 0) network they describe."""
         o, name = self.options, self.spec.name
-        self.feature = _choice("feature", o["feature"], FEATURES)
-        _choice("train_on", o["train_on"], TRAIN_ON)
-        for key in ("q", "proj_dim", "epochs", "batch_size"):
-            if not isinstance(o[key], int) or isinstance(o[key], bool) or o[key] < 1:
-                raise SidbenchError(f"{name}: option {key} must be a positive integer, got {o[key]!r}")
-        m = o["lr_milestones"]
-        if not isinstance(m, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in m):
-            raise SidbenchError(f"{name}: option lr_milestones must be a list of 1-based epoch numbers "
-                                f"(lr / 10 from each), got {m!r}")
+        self.feature = o["feature"]  # types, choices and bounds: checked by the Option declarations
         self.block_index = _block_index(o["blocks"], self.backbone_info.n_blocks, name)
         self.net = self._build(seed=0)
         self._initial_alpha = self.net.alpha.detach().clone() if self.tie else None
@@ -319,7 +311,7 @@ class Rine(Detector):
         if not o["augment"]:
             return None
         q = o["jpeg_qualities"]
-        if not (q == "uniform" or (isinstance(q, (list, tuple)) and q and all(isinstance(v, int) and 1 <= v <= 100 for v in q))):
+        if not (q == "uniform" or (isinstance(q, (list, tuple)) and q and all(isinstance(v, int) for v in q))):
             raise SidbenchError(f"{self.name}: jpeg_qualities must be a list of qualities in 1..100 or 'uniform', got {q!r}")
         return RineAugment(self.backbone_info.image_size, float(o["blur_prob"]), tuple(o["blur_sigma"]),
                            float(o["jpeg_prob"]), q if isinstance(q, str) else tuple(q), bool(o["flip"]))
@@ -384,19 +376,23 @@ class Rine(Detector):
 
     def _train_epoch(self, batches, opt) -> dict[str, float]:
         self.net.train()
-        n, total, bce, con = 0, 0.0, 0.0, 0.0
+        from sidbench.api import LossMeter
+
+        n, meter = 0, LossMeter()
         for feats, labels in batches:
             terms = self.loss_terms(feats, labels)
             opt.zero_grad(set_to_none=True)
             terms["total"].backward()
             opt.step()
             n += len(labels)
-            total, bce, con = total + terms["total"].item(), bce + terms["bce"].item(), con + terms["supcon"].item() * len(labels)
+            meter.add(total=terms["total"], bce=terms["bce"])
+            meter.add(len(labels), supcon=terms["supcon"])
         if n == 0:
             from sidbench.api import DataError
 
             raise DataError(f"{self.name}: none of the training images could be read")
-        return {"n": n, "loss": total / n, "bce": bce / n, "supcon": con / n}
+        sums = meter.totals()  # read once per epoch: no host sync per step
+        return {"n": n, "loss": sums["total"] / n, "bce": sums["bce"] / n, "supcon": sums["supcon"] / n}
 
     def _validate(self, data: "FitData") -> dict[str, float]:
         """Accuracy at P(fake) = 0.5 and average precision on the validation split (its eval protocol)."""
@@ -410,12 +406,6 @@ class Rine(Detector):
 
 def _copy_state(net: "torch.nn.Module") -> dict[str, "torch.Tensor"]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
-
-
-def _choice(key: str, value: Any, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise SidbenchError(f"rine option {key}={value!r}: use one of {', '.join(allowed)}")
-    return value
 
 
 def _block_index(blocks: Any, n_blocks: int, name: str) -> list[int]:
@@ -447,14 +437,37 @@ def _hint(state: dict[str, "torch.Tensor"]) -> str:
 
 # -- registry -------------------------------------------------------------------------------------
 COMMON_OPTIONS: dict[str, Any] = {
-    "lr": 1e-3, "lr_milestones": [6, 11], "batch_size": 128, "temperature": 0.07,
-    "tie": True, "contrastive": True, "blocks": "all", "feature": "cls_ln2",
-    "augment": True, "blur_prob": 0.5, "blur_sigma": [0.0, 3.0], "jpeg_prob": 0.5, "jpeg_qualities": [30, 100],
-    "flip": True, "train_on": "features",
+    "lr": Option(1e-3, min=0, max=10, doc="Adam learning rate"),
+    "lr_milestones": Option([6, 11], items=int, min=1, doc="1-based epoch numbers from which lr / 10"),
+    "batch_size": Option(128, min=1, max=1 << 16, doc="training batch size"),
+    "temperature": Option(0.07, min=1e-6, doc="SupCon temperature"),
+    "tie": Option(True, role="network", doc="learned softmax weights over blocks (False: plain mean)"),
+    "contrastive": Option(True, doc="add xi * SupCon to the BCE loss"),
+    "blocks": Option("all", type=(str, int, list), role="network",
+                     doc="'all', 'last', a block index or a list of indices (negative from the end)"),
+    "feature": Option("cls_ln2", choices=FEATURES, role="network", doc="which CLS tokens the head reads"),
+    "augment": Option(True, doc="the reference blur/JPEG/crop/flip augmentation (False: one plain view)"),
+    "blur_prob": Option(0.5, min=0, max=1, doc="probability of a Gaussian blur"),
+    "blur_sigma": Option([0.0, 3.0], items=(int, float), min=0, max=50, doc="blur sigma range"),
+    "jpeg_prob": Option(0.5, min=0, max=1, doc="probability of a JPEG re-compression"),
+    "jpeg_qualities": Option([30, 100], type=(str, list), min=1, max=100,
+                             doc="a list of qualities in 1..100 (each drawn alike) or 'uniform'"),
+    "flip": Option(True, doc="random horizontal flip"),
+    "train_on": Option("features", choices=TRAIN_ON, doc="cached features, or pixels through the backbone"),
 }
-# options that take a keyword or a list: blocks "all" | "last" | index | [indices]; classes "all" | [names];
-# jpeg_qualities "uniform" | [qualities]
-OPTION_TYPES = {"blocks": (str, int, list), "classes": (str, list), "jpeg_qualities": (str, list)}
+
+
+def variant_options(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A variant's published values as declared options."""
+    return {
+        "q": Option(cfg["q"], min=1, max=64, role="network", doc="projection layers"),
+        "proj_dim": Option(cfg["proj_dim"], min=1, max=65536, role="network", doc="projection width d'"),
+        "xi": Option(cfg["xi"], min=0, doc="weight of the SupCon loss"),
+        "epochs": Option(cfg["epochs"], min=1, max=100000, doc="training epochs"),
+        "classes": Option(cfg["classes"], type=(str, list), doc="'all' or the ProGAN class folders trained on"),
+    }
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "progan1": {"q": 4, "proj_dim": 1024, "xi": 0.1, "epochs": 1, "classes": ["horse"]},
     "progan2": {"q": 4, "proj_dim": 128, "xi": 0.2, "epochs": 1, "classes": ["chair", "horse"]},
@@ -503,8 +516,7 @@ def sidbench_detectors() -> list[DetectorSpec]:
                          f"xi={cfg['xi']}, {cfg['epochs']} epoch(s); TIE over all CLIP blocks' ln_2 CLS tokens"),
             needs_fit=True,
             default=variant == "progan4",
-            options={**COMMON_OPTIONS, **cfg},
-            option_types=OPTION_TYPES,
+            options={**COMMON_OPTIONS, **variant_options(cfg)},
             training_data=("ldm",) if variant == "ldm" else ("progan",),
             paper=PAPER,
             license="Apache-2.0",

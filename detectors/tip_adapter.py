@@ -359,7 +359,9 @@ class TipAdapterF(TipAdapter):
         f = F.normalize(fs.features["image_embed"].float(), dim=-1).to(self.device)
         y = fs.labels.long().to(self.device)
         self._adapter.train()
-        total = 0.0
+        from sidbench.api import LossMeter
+
+        meter = LossMeter()
         for idx in torch.randperm(len(y), generator=gen).split(self.options["batch_size"]):
             idx = idx.to(self.device)
             loss = F.cross_entropy(self.logits(f[idx]), y[idx])
@@ -367,8 +369,8 @@ class TipAdapterF(TipAdapter):
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss.detach()) * len(idx)
-        return total / max(len(y), 1)
+            meter.add(len(idx), loss=loss)  # read once per epoch: no host sync per step
+        return meter.totals().get("loss", 0.0) / max(len(y), 1)
 
     def _accuracy(self, f: "torch.Tensor", y: "torch.Tensor") -> float:
         self._adapter.eval()

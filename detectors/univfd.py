@@ -86,15 +86,17 @@ class UnivFD(Detector):
 
         x, y = train.features["image_embed"].to(self.device), train.labels.to(self.device)
         self.fc.train()
-        total = 0.0
+        from sidbench.api import LossMeter
+
+        meter = LossMeter()
         for idx in torch.randperm(len(y), generator=gen).split(self.options["batch_size"]):
             idx = idx.to(self.device)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(self.fc(x[idx]).squeeze(-1), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(idx)
-        return total / max(len(y), 1)
+            meter.add(len(idx), loss=loss)  # read once per epoch: no host sync per step
+        return meter.totals().get("loss", 0.0) / max(len(y), 1)
 
     def _accuracy(self, fs) -> float:
         import torch

@@ -30,10 +30,16 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True, scope="session")
 def _session_cache(tmp_path_factory):
-    """Keep the feature cache and generated data out of the user's cache folder."""
-    if "SIDBENCH_CACHE" not in os.environ or os.environ.get("CI"):
-        os.environ["SIDBENCH_CACHE"] = str(tmp_path_factory.mktemp("sidbench-cache"))
+    """Keep the feature cache and generated data out of the user's cache folder, whatever $SIDBENCH_CACHE says
+    (a test run never reads or fills the user's cache); restored afterwards. A test that counts backbone passes
+    sets a cache of its own (the generated images of other tests are identical, so their features are cached)."""
+    before = os.environ.get("SIDBENCH_CACHE")
+    os.environ["SIDBENCH_CACHE"] = str(tmp_path_factory.mktemp("sidbench-cache"))
     yield
+    if before is None:
+        os.environ.pop("SIDBENCH_CACHE", None)
+    else:
+        os.environ["SIDBENCH_CACHE"] = before
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ def test_details_of_one_detector(capsys):
                      "Apache-2.0", "model_4class_trainable.pth"):
         assert expected in out, expected
     rows = {ln.split()[0]: ln for ln in out.splitlines() if ln.split() and ln.split()[0] in ("q", "epochs", "blocks", "tie")}
-    assert rows["q"].split()[1:] == ["2", "an", "integer"]
-    assert rows["epochs"].split()[1:] == ["1", "an", "integer", "30"]  # default, type, quickstart value
+    # default, type, bounds, role, quickstart value, doc
+    assert rows["q"].split()[1:] == ["2", "an", "integer", "1..64", "network", "projection", "layers"]
+    assert rows["epochs"].split()[1:] == ["1", "an", "integer", "1..100000", "fit", "30", "training", "epochs"]
     assert "a string or an integer or a list" in rows["blocks"] and "true or false" in rows["tie"]
 
 

@@ -107,6 +107,8 @@ def test_unfitted_detector_without_train_is_a_clear_error(image_folder, tmp_path
 def test_one_backbone_pass_serves_all_detectors(image_folder, tmp_path, monkeypatch):
     from sidbench.backbones.clip import ClipBackbone
 
+    # a cache of its own: another test's run on the same generated images would serve every feature
+    monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
     calls = []
     original = ClipBackbone._forward
 

@@ -18,7 +18,11 @@ PLUGIN_DIR = str(Path(__file__).parent / "plugins")
 
 
 def probe_calls():
-    return next(m for n, m in sys.modules.items() if n.startswith("sidbench_plugin_pixel_probe")).CALLS
+    """The calls seen by the pixel probe loaded from tests/plugins (another test may load a copy of it from
+    elsewhere: that module has another name suffix and its own list)."""
+    own = (Path(PLUGIN_DIR) / "pixel_probe.py").resolve()
+    return next(m for n, m in sys.modules.items() if n.startswith("sidbench_plugin_pixel_probe")
+                and Path(getattr(m, "__file__", "")).resolve() == own).CALLS
 
 
 def run_cli(*args):

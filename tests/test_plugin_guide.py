@@ -58,3 +58,34 @@ def test_every_block_of_the_guide_runs(tmp_path, monkeypatch, capsys):
     assert set(pd.read_csv(tmp_path / "results" / "listed" / "metrics.csv")["split"]) >= {"mixed"}
     assert set(pd.read_csv(tmp_path / "results" / "gamma" / "scores.csv")["perturbation"]) == {"none", "gamma0.8", "gamma1.25"}
     assert "knn" in set(pd.read_csv(tmp_path / "results" / "pixstats" / "metrics.csv")["detector"])
+
+
+def guide_plugin_files(folder: Path) -> dict[str, Path]:
+    """The guide's plugin files, saved under ``folder`` as a reader saves them."""
+    out = {}
+    for lang, body in guide_blocks():
+        if lang == "python" and (m := FILE_HEADER.fullmatch(body.splitlines()[0])):
+            path = folder / Path(m.group(1)).name
+            path.write_text(body)
+            out[path.stem] = path
+    return out
+
+
+def test_the_guide_detectors_pass_plugins_check(tmp_path, capsys):
+    """`sidbench plugins check` on the guide's fitted examples: fitted, saved, reloaded, same logits, nothing lost;
+    the knn example with its fitted k left out of the checkpoint is caught."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    files = guide_plugin_files(folder)
+    # knn's k chosen on validation, highpass's network option scales and its augmentation survive the round trip
+    for name, extra in (("knn", ["--set", "k_grid=[1,3]"]), ("highpass", ["--set", "epochs=3", "--set", "scales=2"])):
+        assert main(["plugins", "check", name, "--plugins-dir", str(folder), *extra]) == 0, capsys.readouterr()
+        out = capsys.readouterr().out
+        assert "logits: identical" in out and "ok: it survives" in out
+    # a k chosen on validation that the checkpoint does not keep: reported as undeclared state
+    broken = files["knn"].read_text().replace('return {"k": self.k}', "return {}").replace(
+        'for k in self.options["k_grid"]:', 'for k in [k for k in self.options["k_grid"] if k != 5]:')
+    files["knn"].write_text(broken)
+    assert main(["plugins", "check", "knn", "--plugins-dir", str(folder), "--set", "k_grid=[1,2]"]) == 1
+    out = capsys.readouterr().out
+    assert "undeclared state self.k" in out and "extra_metadata" in out and "FAILED" in out

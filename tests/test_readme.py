@@ -27,11 +27,18 @@ def test_readme_opens_with_the_two_setup_commands():
     assert 'python -m pip install -q -e ".[dev]"' in ci and "\npython -m pytest\n" in ci
 
 
-def test_plugin_example_pasted_into_detectors_runs(image_folder, tmp_path, capsys):
+def test_plugin_example_pasted_into_detectors_runs(image_folder, tmp_path, capsys, monkeypatch):
+    """The example as a file of the built-in detectors package: a folder added to the package's path stands in
+    for detectors/ (tests never write into the source tree)."""
+    import sidbench.detectors
+
     code = python_block_after("Paste this into `detectors/mynew.py`")
-    target = README.parent / "detectors" / "mynew.py"
-    assert not target.exists(), "a stray detectors/mynew.py exists"
+    assert not (README.parent / "detectors" / "mynew.py").exists(), "a stray detectors/mynew.py exists"
+    folder = tmp_path / "detectors"
+    folder.mkdir()
+    target = folder / "mynew.py"
     target.write_text(code)
+    monkeypatch.setattr(sidbench.detectors, "__path__", [*sidbench.detectors.__path__, str(folder)])
     try:
         assert "embed_norm" in load_plugins().detectors
         assert main(["list", "detectors", "--names"]) == 0

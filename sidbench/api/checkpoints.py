@@ -172,3 +172,20 @@ def file_sha256(path: Path) -> str:
         except OSError:  # a read-only cache folder only costs hashing again next time
             pass
     return memo[key]
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """A safetensors checkpoint's sidbench metadata without reading its tensors ({} for other formats, for an
+    unreadable file or for metadata that is not a JSON table: loading the file reports those)."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() != ".safetensors" or not path.is_file():
+        return {}
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+        meta = json.loads(raw) if raw else {}
+    except Exception:  # noqa: BLE001 - the full load that follows names what is wrong with the file
+        return {}
+    return meta if isinstance(meta, dict) else {}

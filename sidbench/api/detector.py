@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from .checkpoints import load_tensors, non_finite_tensor, save_tensors, strip_prefix
 from .errors import SidbenchError, WeightsError
 from .names import option_text, split_options
-from .options import check_options
+from .options import check_options, role_of
 from .specs import DetectorSpec, PixelInput
 
 if TYPE_CHECKING:
@@ -43,6 +43,9 @@ class Detector:
         self.checkpoint_shapes: dict[str, tuple[int, ...]] = {}  # of the file being loaded, for load_extra_metadata
         self.explicit_options: dict[str, Any] = dict(options)  # what the caller set; checked against a checkpoint's
         self.options_from_checkpoint: dict[str, Any] = {}  # options a loaded checkpoint brought (run.json)
+        self.fit_summary: dict[str, Any] | None = None  # what fit() returned (run.json), or the checkpoint's
+        self.checkpoint_code: dict[str, Any] | None = None  # the code identity a loaded sidbench checkpoint was saved by
+        self.fitted_in_run = False  # fitted (or reloaded from its results folder) by the command running it
 
     # -- what the harness reads ---------------------------------------------------
     @property
@@ -124,20 +127,41 @@ class Detector:
             except RuntimeError as exc:
                 lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
                 detail = "; ".join(lines[1:4]) or lines[0]  # torch lists the mismatching tensors after its header
-                raise WeightsError(f"checkpoint does not fit detector {self.name!r}: {detail}") from None
+                own = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+                sizes = {d for k, v in sub.items() if k in own and own[k] != tuple(v.shape) for d in own[k]}
+                raise WeightsError(f"checkpoint does not fit detector {self.name!r}: {detail}{self.shape_hint(sizes)}") from None
+
+    def shape_hint(self, sizes: set[int] = frozenset()) -> str:  # type: ignore[assignment]
+        """'; the options that shape its network are channels=8: ...' for a size mismatch: the options declared
+        with role "network", else the integer options whose value is a size of a mismatching tensor."""
+        names = [k for k in self.spec.options if role_of(self.spec, k) == "network"]
+        names = names or [k for k, v in self.options.items() if k in self.spec.options and isinstance(v, int)
+                          and not isinstance(v, bool) and v in sizes]
+        if not names:
+            return ("; if an option shapes its network, declare it Option(..., role='network') so a checkpoint "
+                    "brings it back")
+        now = ", ".join(f"{k}={option_text(self.options[k])}" for k in names)
+        return (f"; the options that shape its network are {now}: give the values the checkpoint was trained with, "
+                f"e.g. {self.spec.name}[{names[0]}=...]@FILE")
 
     def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
         """Translate an official checkpoint's keys to this detector's; sidbench's own pass through."""
         return state
 
     def save(self, path: str) -> str:
-        """Save as safetensors with the spec name, options and backbone in the metadata."""
+        """Save as safetensors with the spec name, options, backbone, fitted values, the fit's summary and the
+        code identity in the metadata."""
+        from .code import code_identity
+
         meta = {
             "detector": self.name,
             "options": {k: v for k, v in self.options.items() if _jsonable(v)},
             "backbone": self.backbone_info.name if self.backbone_info is not None else None,
             "extra": self.extra_metadata(),
+            "code": code_identity(self),
         }
+        if self.fit_summary is not None and _jsonable(self.fit_summary):
+            meta["fit"] = self.fit_summary
         return str(save_tensors(path, self.state_dict(), meta))
 
     def extra_metadata(self) -> dict[str, Any]:
@@ -149,26 +173,44 @@ class Detector:
 
     def restore_options(self, saved: dict[str, Any], path: str) -> None:
         """Adopt the options a sidbench checkpoint was fitted with (so ``det@ckpt`` scores as it was fitted);
-        an option the caller set that contradicts the checkpoint is an error naming both. How the detector
-        is fed at test time (``preprocess``, ``precision``) is not the checkpoint's to fix."""
+        an option the caller set that contradicts the checkpoint is an error naming both, unless its role is
+        ``"test"`` (how it is fed or scored at test time: the caller's value wins; ``preprocess`` and
+        ``precision`` are never the checkpoint's to fix). Saved values are validated like any other."""
         adopted = {}
-        _check_saved_options(self.spec, saved, path)
-        for key, value in saved.items():
-            if key in TEST_TIME_OPTIONS or key not in self.spec.options or _same(self.options[key], value):
+        for key, value in checkpoint_options(self.spec, saved, path).items():
+            if _same(self.options[key], value):
                 continue
             if key in self.explicit_options:
-                raise WeightsError(
-                    f"{self.name}: option {key}={option_text(self.explicit_options[key])} contradicts {path}, which was "
-                    f"fitted with {key}={option_text(value)}; drop the option (the checkpoint's value is used) or attach "
-                    "a checkpoint fitted with it")
+                if role_of(self.spec, key) == "test":
+                    continue
+                raise contradiction(self.name, key, self.explicit_options[key], value, path)
             adopted[key] = value
         if adopted:
             self.options.update(adopted)
-            self.options_from_checkpoint = adopted
+            self.options_from_checkpoint = {**self.options_from_checkpoint, **adopted}
             self.configure(adopted)
 
     def configure(self, changed: dict[str, Any]) -> None:
-        """Rebuild what depends on options after a checkpoint changed some (``changed``); e.g. RINE's network shapes."""
+        """Rebuild what depends on options after a checkpoint changed some (``changed``); e.g. RINE's network
+        shapes. (``sidbench.load_detector`` passes a checkpoint's options to the factory before the network is
+        built, so this runs only when :meth:`load` is called on a detector built with other options.)"""
+
+    # -- identity -----------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """What fixes this detector's scores besides its input: its name, options, code (a hash of its
+        module source and its plugin's version) and weights (the checkpoint's content hash, or a digest of the
+        fitted state). It keys the logit cache and the resume check, and run.json records it."""
+        from .code import code_identity
+
+        out = {"name": self.name, "code": code_identity(self),
+               "options": {k: v for k, v in sorted(self.options.items()) if k != "precision" and _jsonable(v)}}
+        if self.weights_path:
+            from pathlib import Path
+
+            from .checkpoints import file_sha256
+
+            out["weights"] = "sha256:" + file_sha256(Path(self.weights_path))
+        return out
 
     def load(self, path: str) -> "Detector":
         """Load a checkpoint: weights must be finite, metadata well-formed and consistent with the tensors."""
@@ -186,6 +228,9 @@ class Detector:
                     f"use --detectors {meta['detector']}@{path}"
                 )
             self.restore_options(meta.get("options") or {}, path)
+            self.checkpoint_code = meta.get("code") if isinstance(meta.get("code"), dict) else None
+            if isinstance(meta.get("fit"), dict):
+                self.fit_summary = meta["fit"]
             try:
                 self.load_extra_metadata(meta.get("extra") or {})
             except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
@@ -238,22 +283,10 @@ class NetworkDetector(Detector):
     def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
         return {f"net.{k}": v for k, v in strip_prefix(state).items()}
 
-
-def _check_saved_options(spec: DetectorSpec, saved: dict[str, Any], path: str) -> None:
-    """A checkpoint's options are of the types the detector takes and every size within its bounds, before
-    anything is built from them (``image_size=1000000`` in a 6 MB file must not allocate 20 GB)."""
-    from .options import accepts, describe, out_of_bounds, types_of
-
-    types = types_of(spec)
-    for key, value in saved.items():
-        if key not in spec.options:
-            continue
-        if not accepts(types.get(key), value) and not (value is None and spec.options[key] is None):
-            raise WeightsError(f"{path}: checkpoint metadata option {key}={value!r} is not {describe(types.get(key))}; "
-                               f"the file is damaged or not a {spec.name} checkpoint")
-        if (problem := out_of_bounds(key, value)) is not None:
-            raise WeightsError(f"{path}: checkpoint metadata option {key}={value!r} is refused ({problem}); the file "
-                               f"is damaged or not a {spec.name} checkpoint")
+    def configure(self, changed: dict[str, Any]) -> None:
+        """A checkpoint changed an option that shapes the network: build the network again from the options."""
+        if any(role_of(self.spec, k) == "network" for k in changed):
+            self.net = self.build_network()
 
 
 def _checked_metadata(meta: Any, path: str) -> dict[str, Any]:
@@ -289,6 +322,26 @@ def take_empty_shapes(module: "torch.nn.Module", state: dict[str, "torch.Tensor"
 
 # Options that say how a detector is fed at test time, not what was fitted: never taken from a checkpoint.
 TEST_TIME_OPTIONS = ("preprocess", "precision")
+
+
+def checkpoint_options(spec: DetectorSpec, saved: Any, path: str) -> dict[str, Any]:
+    """The options a checkpoint's metadata restores: the spec's options it saved (not ``preprocess`` or
+    ``precision``), validated like any other value (a bad one is a one-line :class:`WeightsError`)."""
+    if not isinstance(saved, dict):
+        return {}
+    out = {k: v for k, v in saved.items() if k in spec.options and k not in TEST_TIME_OPTIONS}
+    try:
+        check_options(spec, out, where=str(path))
+    except SidbenchError as exc:
+        raise WeightsError(str(exc)) from None
+    return out
+
+
+def contradiction(name: str, key: str, given: Any, saved: Any, path: str) -> WeightsError:
+    """'NAME: option k=2 contradicts FILE, which was fitted with k=3; ...' (one line)."""
+    return WeightsError(
+        f"{name}: option {key}={option_text(given)} contradicts {path}, which was fitted with {key}={option_text(saved)}; "
+        "drop the option (the checkpoint's value is used) or attach a checkpoint fitted with it")
 
 
 def _same(a: Any, b: Any) -> bool:

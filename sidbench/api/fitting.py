@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 from .records import Record
 
@@ -21,12 +21,30 @@ if TYPE_CHECKING:
     from .detector import Detector
 
 
+@runtime_checkable
 class Augment(Protocol):
-    """A seeded pixel augmentation: ``augment(img, rng) -> img``; ``name`` identifies it in logs and cache keys."""
+    """A seeded pixel augmentation: an object with a ``name`` (it identifies the augmentation in logs and cache
+    keys: give different settings different names) that is called as ``augment(img, rng) -> img`` on a PIL
+    image, drawing all its randomness from the NumPy generator ``rng``. Subclass it, or write any object with
+    those two members; ``sidbench.data.augment.BlurJpegCrop`` is the CNNDetection family's transform."""
 
     name: str
 
     def __call__(self, img: "Image.Image", rng: "np.random.Generator") -> "Image.Image": ...
+
+
+def check_augment(augment: Any, where: str) -> None:
+    """Refuse anything but None or an :class:`Augment` in one line, where it is given (a string such as
+    ``"flip"`` would otherwise skip every image or fail deep in a loader)."""
+    if augment is None:
+        return
+    if isinstance(augment, Augment) and isinstance(getattr(augment, "name", None), str) and callable(augment):
+        return
+    from .errors import SidbenchError
+
+    raise SidbenchError(
+        f"{where}: augment={augment!r} is not an augmentation; give None or a sidbench.api.Augment (an object with a "
+        "`name` and `__call__(img, rng) -> img`), e.g. sidbench.data.augment.BlurJpegCrop(name='flip', crop=224)")
 
 
 @dataclass
@@ -210,6 +228,34 @@ def lower_lr(optimizer: Any, divisor: float = 10.0, min_lr: float = 1e-6) -> boo
     return ok
 
 
+class LossMeter:
+    """Running sums of loss terms kept on the device (float64) and read once, at the end of an epoch: a
+    training step never waits for the GPU to report its loss (``loss.item()`` per step is a host sync).
+    The sums are those of ``float(loss) * n`` added on the host, bit for bit."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, Any] = {}
+
+    def add(self, weight: float = 1, **terms: Any) -> None:
+        """Add each term (a 0-d tensor) times ``weight`` (e.g. the batch size), multiplied in float64 as
+        ``float(loss) * n`` would be on the host."""
+        for key, value in terms.items():
+            value = value.detach()
+            value = value.float() if value.device.type == "mps" else value.double()  # MPS has no float64
+            value = value * weight if weight != 1 else value
+            self._sums[key] = value if key not in self._sums else self._sums[key] + value
+
+    def totals(self) -> dict[str, float]:
+        """The sums as Python floats (one host transfer)."""
+        import torch
+
+        if not self._sums:
+            return {}
+        keys = list(self._sums)
+        values = torch.stack([self._sums[k].reshape(()) for k in keys]).cpu().tolist()
+        return dict(zip(keys, values))
+
+
 def bce_epoch(score: Callable[[dict[str, "torch.Tensor"]], "torch.Tensor"],
               batches: Iterable[tuple[dict[str, "torch.Tensor"], "torch.Tensor"]], optimizer: Any,
               device: str) -> tuple[float, int]:
@@ -217,7 +263,7 @@ def bce_epoch(score: Callable[[dict[str, "torch.Tensor"]], "torch.Tensor"],
     (inputs, labels), one optimiser step per batch; returns (mean loss per image, images seen)."""
     import torch
 
-    total, seen = 0.0, 0
+    meter, seen = LossMeter(), 0
     for inputs, labels in batches:
         inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
         labels = labels.to(device)
@@ -225,9 +271,9 @@ def bce_epoch(score: Callable[[dict[str, "torch.Tensor"]], "torch.Tensor"],
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        total += float(loss.detach()) * len(labels)
+        meter.add(len(labels), loss=loss)  # no host sync per step
         seen += len(labels)
-    return total / max(seen, 1), seen
+    return meter.totals().get("loss", 0.0) / max(seen, 1), seen
 
 
 def accuracy(logits: "np.ndarray", labels: "np.ndarray") -> float:

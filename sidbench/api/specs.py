@@ -138,10 +138,19 @@ class DetectorSpec:
     notes: str = ""
     repository: str = ""  # the official code this detector was written from
     origin: str = ""  # filled in by the plugin manager
+    plugin_version: str = ""  # filled in by the plugin manager: the installed distribution's version, or sidbench's
+    # the :class:`~sidbench.api.options.Option` declarations given in ``options`` (``options`` keeps the defaults)
+    option_decls: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.pixels is not None and not self.features:
             object.__setattr__(self, "features", ("pixels",))
+        from .options import split_declarations
+
+        defaults, declared = split_declarations(self.options)
+        if declared:
+            object.__setattr__(self, "options", defaults)
+            object.__setattr__(self, "option_decls", {**dict(self.option_decls), **declared})
 
     @property
     def family(self) -> str:

@@ -86,7 +86,7 @@ def detector_details(s) -> str:
     """Everything a user needs to run one detector, and every option with its default and type."""
     from tabulate import tabulate
 
-    from ..api.options import describe, types_of
+    from ..api.options import option_rows
     from ..registry.weights import checksums, official_path
 
     if s.input == "pixels":
@@ -116,11 +116,12 @@ def detector_details(s) -> str:
         lines += [f"own protocols: {', '.join(f'{p.name} ({p.description})' for p in s.pixels.protocols)}"]
     lines += [f"published:     {k}: {v}" for k, v in s.published.items()]
     lines += [f"notes:         {s.notes}"] if s.notes else []
-    types = types_of(s)
-    rows = [(k, _text(v), describe(types[k]), _text(s.quickstart_options[k]) if k in s.quickstart_options else "")
-            for k, v in s.options.items()]
-    lines += ["", f"options ({s.name}[key=value], --set key=value, or [detector_options.\"{s.name}\"] in a --config file):"]
-    table = tabulate(rows, headers=["option", "default", "type", "quickstart"], tablefmt="simple") if rows else "  none"
+    rows = option_rows(s)
+    lines += ["", f"options ({s.name}[key=value], --set key=value, or [detector_options.\"{s.name}\"] in a --config file;",
+              "role: network = shapes the network (a checkpoint brings it back), fit = used by the fit, "
+              "test = may be changed on a checkpoint):"]
+    headers = ["option", "default", "type", "bounds", "role", "quickstart", "doc"]
+    table = tabulate(rows, headers=headers, tablefmt="simple") if rows else "  none"
     return "\n".join(lines) + "\n" + table + "\n"
 
 

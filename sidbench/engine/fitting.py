@@ -21,7 +21,7 @@ import numpy as np
 
 from ..api.backbone import network_input
 from ..api.errors import DataError, SidbenchError
-from ..api.fitting import Augment, FeatureSet, FitData
+from ..api.fitting import Augment, FeatureSet, FitData, check_augment
 from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
 from .inputs import ExtractOptions, extract, isolated_iter
@@ -60,6 +60,7 @@ class _Memo:
     def __init__(self, keep_bytes: int):
         self.keep_bytes = keep_bytes
         self.sets: dict[tuple, FeatureSet] = {}  # (records digest, augment, view, protocol) -> features
+        self.served = 0  # training examples handed to the detector being fitted (features rows, batch images)
         self.records: dict[str, frozenset[str]] = {}  # records digest -> their paths
 
     def nbytes(self) -> int:
@@ -134,10 +135,25 @@ class EngineFitData(FitData):
 
     def features(self, split: str = "train", names: Sequence[str] = ("image_embed",), *,
                  augment: Augment | None = None, view: int = 0, protocol: str | None = None) -> FeatureSet:
-        names = tuple(names)
+        check_augment(augment, f"data.features({split!r})")
+        fs = self._features(split, tuple(names), augment, view, protocol)
+        if split == "train":
+            self._memo.served += len(fs)
+        return fs
+
+    @property
+    def served(self) -> int:
+        """Training examples served (feature rows and batch images) since :meth:`reset_served`."""
+        return self._memo.served
+
+    def reset_served(self) -> None:
+        self._memo.served = 0
+
+    def _features(self, split: str, names: tuple[str, ...], augment: Augment | None, view: int,
+                  protocol: str | None) -> FeatureSet:
         records = self.records(split)
         if self.share_subsets and self._parent is not None and split == "train":
-            full = self._parent.features(split, names, augment=augment, view=view, protocol=protocol)
+            full = self._parent._features(split, names, augment, view, protocol)
             paths = {r.path for r in records}
             return full.select(lambda r: r.path in paths)
         view_key = (getattr(augment, "name", None), view if augment else 0, protocol or self.protocol)
@@ -188,6 +204,7 @@ class EngineFitData(FitData):
         from ..data.preprocess import make_preprocess
         from .loader import ImageDataset, make_loader
 
+        check_augment(augment, f"data.batches({split!r})")
         records, protocol = self.records(split), protocol or self.protocol
         info = self.pixels if self.pixels is not None else self.backbone.info
         transform = ViewTransform(augment, epoch, self.seed) if augment is not None else None
@@ -199,24 +216,34 @@ class EngineFitData(FitData):
             order = torch.randperm(len(records), generator=gen).tolist()
         else:
             order = list(range(len(records)))
+        yielded, skipped = 0, []
         for batch in isolated_iter(make_loader(dataset, batch_size, workers, self.device, order=order)):
             self.skipped += [(records[i], reason) for i, reason in batch.skipped]
+            skipped += batch.skipped
             if batch.pixels is None:
                 continue
+            yielded += 1
             if isinstance(batch.pixels, list):
                 raise SidbenchError(f"training batches need images of one size: protocol {protocol!r} keeps each image's "
                                     "own size; use an augmentation or protocol that crops")
             labels = torch.tensor([records[i].label for i in batch.index], dtype=torch.float32)
+            if split == "train":
+                self._memo.served += len(labels)
             if tuple(names) == ("pixels",):
                 yield {"pixels": network_input(batch.pixels, info.mean, info.std, "cpu")}, labels
             else:
                 feats = self.backbone.features(batch.pixels, names)
                 yield {n: feats[n].cpu().clone() for n in names}, labels
+        if records and not yielded:
+            why = f" (the first: {records[skipped[0][0]].path}: {skipped[0][1]})" if skipped else ""
+            raise DataError(f"data.batches({split!r}) gave no batch: none of its {len(records)} image(s) could be "
+                            f"read{why}")
 
     def scores(self, detector: "Detector", split: str = "val", *,
                augment: Augment | None = None) -> tuple[np.ndarray, np.ndarray]:
         from .scoring import score_features, source_outputs
 
+        check_augment(augment, f"data.scores({split!r})")
         protocol = detector.preprocess if detector.input == "features" else self.protocol
         if detector.input == "pixels":
             from .sources import LOGIT, PixelSource
@@ -288,7 +315,16 @@ def fit_detector(det: "Detector", data: FitData, seed: int, log: Callable[[str],
     (``sidbench run``, ``sidbench train``, the ablation studies) goes through here, so the same seed
     gives the same model wherever it is fitted."""
     torch_seed(seed)
+    counted = isinstance(data, EngineFitData)
+    if counted:
+        data.reset_served()
     t = time.time()
     summary = det.to(data.device).fit(data, log=log) or {}
+    if counted and data.served == 0:
+        n = len(data.records("train"))
+        raise SidbenchError(f"fitting detector {det.name!r} saw no training example ({n} listed): its fit() read no "
+                            "data.features(...) row and no data.batches(...) batch, so it would save an unfitted "
+                            "detector; check that fit() reads the training split")
     det.fitted = True
+    det.fit_summary = dict(summary) if isinstance(summary, dict) else {"summary": summary}
     return summary, time.time() - t

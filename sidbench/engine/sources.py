@@ -201,8 +201,11 @@ class PixelSource(Source):
 
     @property
     def identity(self) -> str:
-        """``detector:NAME|options|weights``: the weights file's SHA-256, or a digest of the fitted state."""
+        """``detector:NAME|options|weights|code``: the weights file's SHA-256 (or a digest of the fitted state)
+        and a hash of the detector's module source, so an edited plugin never gets its old logits."""
         if self._identity is None:
+            from ..api.code import code_identity
+
             det = self.det
             if det.weights_path:
                 from pathlib import Path
@@ -214,7 +217,8 @@ class PixelSource(Source):
                 weights = "state:" + state_digest(det)
             options = json.dumps({k: v for k, v in det.options.items() if k != "precision"}, sort_keys=True, default=str)
             opt = hashlib.sha256(options.encode()).hexdigest()[:12]
-            self._identity = f"detector:{det.name}|{opt}|{weights}"
+            code = code_identity(det)
+            self._identity = f"detector:{det.name}|{opt}|{weights}|code:{code['version']}:{code['source_sha256']}"
         return self._identity
 
     def outputs(self, pixels: "torch.Tensor", names: Sequence[str] = (LOGIT,)) -> dict[str, "torch.Tensor"]:

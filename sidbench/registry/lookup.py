@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 from ..api.detector import Detector
 from ..api.errors import SidbenchError
 from ..api.names import label, split_name, split_options
+from ..api.options import role_of
 from ..api.specs import resolve_factory
 from ..data.preprocess import check_protocol
 from .weights import OFFICIAL, fetch_official
@@ -76,19 +77,52 @@ def load_detector(
     weights = weights or at_weights
     base, name_options = split_options(base)
     spec = plugins.detector(base)
-    chosen = {**options, **name_options}.get("backbone") if "backbone" in spec.options else None
+    if weights == OFFICIAL:
+        weights = str(fetch_official(spec))
+    given = {**options, **name_options}
+    restored = options_of_checkpoint(spec, weights, given) if weights else {}
+    # a detector's own backbone option (probe[backbone=...], or the one its checkpoint was fitted on) wins
+    chosen = {**given, **restored}.get("backbone") if "backbone" in spec.options else None
     info = describe_backbone(chosen or backbone or spec.backbone, plugins) if spec.input == "features" else None
     try:
-        det = resolve_factory(spec.factory)(spec, info, **{**options, **name_options})
+        det = resolve_factory(spec.factory)(spec, info, **{**given, **restored})
     except (ValueError, TypeError) as exc:  # an option value of the wrong kind, e.g. C=abc
         raise SidbenchError(f"detector {spec.name!r}: invalid option value ({exc})") from None
     if not isinstance(det, Detector):
         raise SidbenchError(f"detector {spec.name!r} factory ({spec.origin}) returned {type(det).__name__}, not a Detector")
     check_protocol(det.preprocess, det.pixel_input)  # a built-in protocol, or one of the detector's own
+    if restored:  # the checkpoint's, not the caller's: run.json says so, and a changed network shows in the name
+        det.explicit_options = dict(given)
+        defaults = {k: getattr(v, "default", v) for k, v in spec.options.items()}  # an Option, or a plain default
+        det.options_from_checkpoint = {k: v for k, v in restored.items() if v != defaults.get(k)}
+        shaped = {k: v for k, v in det.options_from_checkpoint.items() if role_of(spec, k) == "network"}
+        if shaped and not name_options:
+            det.label = label(spec.name, {k: shaped[k] for k in spec.options if k in shaped})
     if name_options:
         det.label = label(spec.name, name_options)
-    if weights == OFFICIAL:
-        weights = str(fetch_official(spec))
     if weights:
         det.load(weights)
     return det.eval()
+
+
+def options_of_checkpoint(spec: Any, weights: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The options a sidbench checkpoint restores *before* the detector (and its network) is built: those the
+    caller did not give; a given option that contradicts the file is an error naming both values, unless its
+    role is ``"test"`` (the caller's value wins)."""
+    from ..api.checkpoints import read_metadata
+    from ..api.detector import checkpoint_options, contradiction
+
+    meta = read_metadata(weights)
+    if not meta or not isinstance(meta.get("detector"), str) or split_options(meta["detector"])[0] != spec.name:
+        return {}  # not sidbench's, or another detector's: loading says so
+    saved = checkpoint_options(spec, meta.get("options"), weights)
+    for key, value in saved.items():
+        if key in given and not _same(given[key], value) and role_of(spec, key) != "test":
+            raise contradiction(spec.name if not given else label(spec.name, given), key, given[key], value, weights)
+    return {k: v for k, v in saved.items() if k not in given}
+
+
+def _same(a: Any, b: Any) -> bool:
+    import json
+
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)

@@ -124,6 +124,9 @@ class Plugins:
                     if kind != "backbone" or spec.pattern is None:
                         check_name(spec.name, kind)
                     extra = {"needs_fit": True} if kind == "detector" and _class_needs_fit(spec) else {}
+                    if kind == "detector":
+                        extra["plugin_version"] = rec.version
+                        _check_defaults(spec)
                     out.append((kind, dataclasses.replace(spec, origin=rec.origin, **extra)))
                 rec.hooks.append(hook_name)
         return out
@@ -299,6 +302,17 @@ def _class_needs_fit(spec: DetectorSpec) -> bool:
     """A detector class that declares ``needs_fit = True`` needs fitting even when its spec does not say so
     (only a class given as the factory is looked at: a ``"module:attr"`` string is not imported here)."""
     return not spec.needs_fit and isinstance(spec.factory, type) and getattr(spec.factory, "needs_fit", False) is True
+
+
+def _check_defaults(spec: DetectorSpec) -> None:
+    """A spec's defaults must pass its own option declarations (an ``Option(0, min=1)`` is the plugin's bug)."""
+    from ..api.errors import SidbenchError
+    from ..api.options import check_options
+
+    try:
+        check_options(spec, {k: v for k, v in spec.options.items() if v is not None})
+    except SidbenchError as exc:
+        raise PluginError(f"the default of an option of {spec.name!r} does not pass its declaration: {exc}") from None
 
 
 def unknown_hooks(names: list[str]) -> str:

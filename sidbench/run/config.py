@@ -204,7 +204,8 @@ def config_from(values: dict[str, Any], source: str | None = None) -> RunConfig:
 def with_settings(cfg: RunConfig, items: list[str], plugins: Any, detectors: list[str] | None = None) -> RunConfig:
     """``--set KEY=VALUE`` (the grammar of ``sidbench train``) as detector options: each setting goes to every
     detector in ``detectors`` (default ``cfg.detectors``) that takes that option; ``--set NAME:KEY=VALUE`` to
-    that one only. Settings override the config file's ``[detector_options.NAME]``."""
+    the detectors ``NAME`` names (as written in ``--detectors``, without its checkpoint, its spec name, an alias
+    of it or its family). Settings override the config file's ``[detector_options.NAME]``."""
     from ..api.names import parse_key_values, spec_name
 
     if not items:
@@ -213,9 +214,10 @@ def with_settings(cfg: RunConfig, items: list[str], plugins: Any, detectors: lis
     options = {n: dict(o) for n, o in cfg.detector_options.items()}
     for key, value in parse_key_values(items, "--set").items():
         target, sep, option = key.rpartition(":")
-        chosen = [target] if sep else names
-        if sep and target not in names:
-            raise SidbenchError(f"--set {key}=...: {target!r} is not one of the detectors run ({', '.join(names)})")
+        chosen = [n for n in names if name_matches(target, n, plugins)] if sep else names
+        if sep and not chosen:
+            raise SidbenchError(f"--set {key}=...: {target!r} is not one of the detectors run ({', '.join(names)})"
+                                f"{_did_you_mean(target, names)}")
         takers = [n for n in chosen if option in plugins.detector(spec_name(n)).options or option == "preprocess"]
         if not takers:
             raise SidbenchError(f"--set {key}=...: none of {', '.join(chosen) or 'the detectors'} has an option "
@@ -223,3 +225,56 @@ def with_settings(cfg: RunConfig, items: list[str], plugins: Any, detectors: lis
         for n in takers:
             options.setdefault(n, {})[option] = value
     return dataclasses.replace(cfg, detector_options=options)
+
+
+def name_matches(key: str, entry: str, plugins: Any) -> int:
+    """How specifically ``key`` (a ``--set NAME:`` or ``[detector_options."NAME"]`` name) names the
+    ``--detectors`` entry ``entry``: 4 as written, 3 without its checkpoint, 2 its spec name or an alias of it,
+    1 its family; 0 not at all."""
+    from ..api.errors import UnknownNameError
+    from ..api.names import spec_name, split_name
+
+    if key == entry:
+        return 4
+    if key == split_name(entry)[0]:
+        return 3
+    try:
+        spec = plugins.detector(spec_name(entry))
+    except (UnknownNameError, SidbenchError):
+        return 0
+    if key == spec.name or key == spec_name(entry):
+        return 2
+    try:
+        if plugins.detector(key).name == spec.name:
+            return 2
+    except (UnknownNameError, SidbenchError):
+        pass
+    return 1 if key == spec.family else 0
+
+
+def options_for(cfg: RunConfig, entry: str, plugins: Any) -> dict[str, Any]:
+    """The ``detector_options`` that apply to the ``--detectors`` entry ``entry`` (the family's, then the spec's,
+    then the entry's own, each overriding the one before)."""
+    found = [(name_matches(k, entry, plugins), k) for k in cfg.detector_options]
+    out: dict[str, Any] = {}
+    for _, k in sorted(m for m in found if m[0]):
+        out.update(cfg.detector_options[k])
+    return out
+
+
+def check_detector_options(cfg: RunConfig, plugins: Any) -> None:
+    """A ``[detector_options."NAME"]`` table that names no detector of the run is an error (did you mean)."""
+    for key in cfg.detector_options:
+        if not any(name_matches(key, n, plugins) for n in cfg.detectors):
+            raise SidbenchError(f"[detector_options.\"{key}\"]: {key!r} is not one of the detectors run "
+                                f"({', '.join(cfg.detectors) or 'none'}){_did_you_mean(key, cfg.detectors)}")
+
+
+def _did_you_mean(name: str, names: list[str]) -> str:
+    import difflib
+
+    from ..api.names import spec_name
+
+    pool = list(dict.fromkeys([*names, *(spec_name(n) for n in names)]))
+    close = difflib.get_close_matches(name, pool, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

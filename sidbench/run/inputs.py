@@ -68,7 +68,10 @@ def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     root = ensure_quickstart()
     layout = QuickstartLayout()
     detectors = cfg.detectors or default_detectors(plugins)
-    options = {n: quickstart_options(plugins.detector(spec_name(n)), cfg.detector_options.get(n, {})) for n in detectors}
+    from .config import check_detector_options, options_for
+
+    check_detector_options(dataclasses.replace(cfg, detectors=detectors), plugins)
+    options = {n: quickstart_options(plugins.detector(spec_name(n)), options_for(cfg, n, plugins)) for n in detectors}
     cfg = dataclasses.replace(cfg, detectors=detectors, detector_options=options, backbone=cfg.backbone or "clip-tiny",
                               perturb=cfg.perturb or QUICKSTART_PERTURB)
     data = RunData(

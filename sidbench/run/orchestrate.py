@@ -12,7 +12,7 @@ from ..api.errors import FitRequiredError, SidbenchError
 from ..api.paths import written_by_sidbench
 from ..api.records import Record
 from .config import RunConfig, RunData, pick_device
-from .resume import prune_stale_rows
+from .resume import changed_detectors, prune_stale_rows, record_detectors
 
 if TYPE_CHECKING:
     import tempfile
@@ -34,13 +34,19 @@ SKIPPED = "skipped.csv"
 
 
 def build_detectors(cfg: RunConfig, plugins: "Plugins") -> list["Detector"]:
+    """The run's detectors, each built from the seeded random state (as ``sidbench train`` builds one, so a
+    network initialised in ``__init__`` is the same in both, whatever the order of ``--detectors``)."""
+    from ..engine.fitting import torch_seed
     from ..registry.lookup import load_detector
+    from .config import check_detector_options, options_for
 
     if not cfg.detectors:
         raise SidbenchError("no detectors given: --detectors NAME[,NAME...] (see `sidbench list detectors`)")
+    check_detector_options(cfg, plugins)
     dets, seen = [], set()
     for name in cfg.detectors:
-        options = {**cfg.detector_options.get(name, {}), **({"preprocess": cfg.protocol} if cfg.protocol else {})}
+        options = {**options_for(cfg, name, plugins), **({"preprocess": cfg.protocol} if cfg.protocol else {})}
+        torch_seed(cfg.seed)
         det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **options)
         if det.name in seen:
             raise SidbenchError(f"detector {det.name!r} is listed twice in --detectors")
@@ -164,12 +170,15 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
             fit_all(ctx, detectors)
         with dist.main_first():  # rank 0 drops the rows of changed or deleted images before anyone resumes
             if dist.is_main:
+                check.changed = changed_detectors(out, detectors)
                 prune_stale_rows(out, check, log)
                 if data.val:  # validation rows follow their files too: --threshold val fits on them
                     from ..data.perturb import NONE
 
                     val_check = RowCheck(detectors, [NONE], data, cfg, records=data.val)
+                    val_check.changed = check.changed
                     prune_stale_rows(out, val_check, log, files=[out / VAL_SCORES], what="validation score")
+                record_detectors(out, detectors)
         skipped = score_test(ctx, detectors, perturbations)
         if not dist.is_main:
             return None
@@ -338,9 +347,12 @@ def fit_all(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
         if det.fitted:
             continue
         ckpt = earlier_checkpoint(ctx.out, det)
-        if ckpt is not None:  # fitted by an earlier, interrupted run of the same command
+        if ckpt is not None and not same_code(det, ckpt):
+            ctx.log(f"{det.name}: its code changed since the earlier run fitted {ckpt}; fitting it again")
+        elif ckpt is not None:  # fitted by an earlier, interrupted run of the same command
             det.load(str(ckpt))
             det.trained_on = generators(ctx.data.train)
+            det.fitted_in_run = True
             ctx.log(f"{det.name}: loaded the checkpoint fitted by the earlier run ({ckpt})")
             continue
         todo.append(det)
@@ -375,6 +387,15 @@ def check_fitted_for_torchrun(detectors: Sequence["Detector"], out: Path, dist: 
             f"detector(s) {names} need fitting, which torchrun does not do: fit first with `sidbench train NAME "
             f"--data TRAIN --out CKPT` or `sidbench run --train` on one process, then attach the checkpoint "
             f"(--detectors {need[0]}@CKPT)")
+
+
+def same_code(det: "Detector", ckpt: Path) -> bool:
+    """Whether ``ckpt`` was saved by this detector's code (a checkpoint without a code record: assumed so)."""
+    from ..api.checkpoints import read_metadata
+    from ..api.code import code_identity
+
+    saved = read_metadata(ckpt).get("code")
+    return not isinstance(saved, dict) or saved.get("source_sha256") == code_identity(det)["source_sha256"]
 
 
 def checkpoint_path(out: Path, det: "Detector") -> Path:
@@ -416,6 +437,7 @@ def fit_and_save(ctx: RunContext, det: "Detector", data) -> None:
         raise SidbenchError(f"fitting detector {det.name!r} gave NaN or Inf weights ({bad}); lower its learning rate "
                             "or check the training data")
     det.trained_on = generators(ctx.data.train)
+    det.fitted_in_run = True
     det.save(str(checkpoint_path(ctx.out, det)))
     ctx.log(f"{det.name}: fitted in {seconds:.1f}s {summary or ''}".rstrip())
 
@@ -456,6 +478,7 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
         "name": data.name,
         "config": dataclasses.asdict(cfg),
         "detectors": [detector_info(d, cfg, ctx.pool) for d in detectors],
+        "plugins": plugin_versions(ctx.plugins),
         "backbones": ctx.pool.describe(),
         "perturbations": [p.name for p in perturbations],
         "operating_points": op.describe(),
@@ -488,6 +511,7 @@ def operating_scores(ctx: RunContext, detectors: Sequence["Detector"]):
 
 def detector_info(det: "Detector", cfg: RunConfig, pool: SourcePool) -> dict[str, Any]:
     from ..api.checkpoints import file_sha256
+    from ..api.code import code_identity
 
     s = det.spec
     info = {"name": det.name, "spec": s.name, "origin": s.origin, "input": det.input,
@@ -502,7 +526,43 @@ def detector_info(det: "Detector", cfg: RunConfig, pool: SourcePool) -> dict[str
     if det.weights_path:
         info["weights"] = {"path": det.weights_path, "sha256": file_sha256(Path(det.weights_path))}
         info["options_from_checkpoint"] = {k: v for k, v in det.options_from_checkpoint.items() if _plain(v)}
+    info["code"] = code_identity(det)  # the plugin's version and a hash of its module source
+    if det.fit_summary is not None:
+        info["fit"] = det.fit_summary
+    fitted = fitted_values(det)
+    if fitted:
+        info["fitted_values"] = fitted
     return info
+
+
+def plugin_versions(plugins: "Plugins") -> list[dict[str, Any]]:
+    """Every loaded plugin: name, where it came from, its version, and a hash of its file when it is one."""
+    from ..api.code import file_digest
+
+    out = []
+    for p in plugins.loaded:
+        digest = file_digest(p.origin) if p.source in ("builtin", "plugins dir") else None
+        out.append({"name": p.name, "source": p.source, "version": p.version, "origin": p.origin,
+                    "source_sha256": digest[:16] if digest else None})
+    return out
+
+
+def fitted_values(det: "Detector") -> dict[str, Any]:
+    """What a fit chose besides tensors (``extra_metadata``: a k picked on validation, a threshold), for
+    run.json; a long value (a per-epoch history, a vector) is named with its size (it is in the checkpoint)."""
+    import json
+
+    if not det.fitted or not det.needs_fit:
+        return {}
+    try:
+        extra = det.extra_metadata() or {}
+    except Exception:  # noqa: BLE001 - provenance must not fail a finished run
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in extra.items():
+        text = json.dumps(value, default=str)
+        out[key] = value if len(text) <= 500 else f"({len(text)} characters of JSON, in the checkpoint's metadata)"
+    return out
 
 
 def _plain(v: Any) -> bool:

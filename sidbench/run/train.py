@@ -15,7 +15,7 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
                    classes: list[str] | None = None, log: Callable[[str], None] = print) -> str:
     """Fit ``name`` on ``cfg.train`` (validated on ``cfg.val``) and save it to ``out``; returns the path written."""
     from ..engine.cache import FeatureCache
-    from ..engine.fitting import EngineFitData, fit_detector
+    from ..engine.fitting import EngineFitData, fit_detector, torch_seed
     from ..engine.inputs import ExtractOptions
     from ..engine.scoring import source_outputs
     from ..engine.sources import BackboneSource
@@ -23,6 +23,7 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
     from .inputs import fit_records
     from .orchestrate import feature_backbone
 
+    torch_seed(cfg.seed)  # before the detector is built: a network initialised in __init__ is the run's
     det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **(options or {}))
     train, val = fit_records(cfg, plugins)
     if classes:
