@@ -9,12 +9,11 @@ centre crop 224 (zero padding below), ImageNet mean/std.
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, Option, PixelInput, SidbenchError,
-                          WeightsError, accuracy, bce_epoch, hookimpl)
+from sidbench.api import (BestWeights, DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, Option,
+                          PixelInput, SidbenchError, WeightsError, accuracy, bce_epoch, hookimpl)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -70,7 +69,7 @@ class CNNDetection(NetworkDetector):
         self.net = build_network(imagenet_state(o["pretrained"], log)).to(data.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
         train_view, val_view = self.augmentations()
-        stopper, best, summary = EarlyStopping(int(o["patience"]), 0.001), None, {}
+        stopper, best, summary = EarlyStopping(int(o["patience"]), 0.001), BestWeights(), {}
         for epoch in range(int(o["max_epochs"])):
             self.net.train()
             batches = data.batches("train", batch_size=int(o["batch_size"]), augment=train_view, epoch=epoch,
@@ -85,12 +84,10 @@ class CNNDetection(NetworkDetector):
             log(f"epoch {epoch + 1}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.0e}")
             end = stopper.schedule(acc, opt, float(o["min_lr"]))  # lr /10 after `patience` flat epochs, restarted
             if stopper.improved:  # CNNDetection saves model_epoch_best.pth here; the last one saved is released
-                best = (epoch + 1, acc, copy.deepcopy(self.net.state_dict()))
+                best.keep(self.net, epoch + 1, acc)
             if end:
                 break
-        if best is not None:
-            self.net.load_state_dict(best[2])
-            summary.update(kept_epoch=best[0], val_acc=round(best[1], 4))
+        best.restore(self.net, summary)
         self.eval()
         return summary
 

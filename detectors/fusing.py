@@ -15,15 +15,14 @@ the global token. The authors published no weights; ``fusing@official`` is SIDBe
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from PIL import Image
 
-from sidbench.api import (IMAGENET_MEAN, IMAGENET_STD, DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights,
-                          PixelInput, ProtocolSpec, accuracy, bce_epoch, hookimpl)
+from sidbench.api import (BestWeights, IMAGENET_MEAN, IMAGENET_STD, DetectorSpec, EarlyStopping, NetworkDetector,
+                          OfficialWeights, PixelInput, ProtocolSpec, accuracy, bce_epoch, hookimpl)
 from sidbench.data.perturb import JPEG, Blur
 
 if TYPE_CHECKING:
@@ -95,7 +94,7 @@ class Fusing(NetworkDetector):
         o = self.options
         self.net = build_network(imagenet_resnet50(o["pretrained"], log)).to(data.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
-        stopper, best, summary = EarlyStopping(int(o["patience"]), 0.0001), None, {}
+        stopper, best, summary = EarlyStopping(int(o["patience"]), 0.0001), BestWeights(), {}
         for epoch in range(int(o["max_epochs"]) if data.has_val else int(o["epochs"])):
             self.net.train()
             batches = data.batches("train", batch_size=int(o["batch_size"]), augment=self.augmentation(),
@@ -109,12 +108,10 @@ class Fusing(NetworkDetector):
             log(f"epoch {epoch + 1}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.3g}")
             end = stopper.schedule(acc, opt, 1e-6, divisor=2.0, restart_delta=0.00005)
             if stopper.improved:
-                best = (epoch + 1, acc, copy.deepcopy(self.net.state_dict()))
+                best.keep(self.net, epoch + 1, acc)
             if end:
                 break
-        if best is not None:
-            self.net.load_state_dict(best[2])
-            summary.update(kept_epoch=best[0], val_acc=round(best[1], 4))
+        best.restore(self.net, summary)
         self.eval()
         return summary
 

@@ -14,11 +14,10 @@ Test protocol of ``test.py`` (``loadSize`` 256, ``no_crop``): ``Resize((256, 256
 """
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, PixelInput, SidbenchError,
-                          accuracy, bce_epoch, hookimpl)
+from sidbench.api import (BestWeights, DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, PixelInput,
+                          SidbenchError, accuracy, bce_epoch, hookimpl)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -84,7 +83,7 @@ class LaDeDa(NetworkDetector):
         self.net = build_ladeda9().to(data.device)
         torch.nn.init.normal_(self.net.fc.weight, 0.0, 0.02)
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
-        stopper, best, summary = EarlyStopping(int(o["patience"]), 0.001), None, {}
+        stopper, best, summary = EarlyStopping(int(o["patience"]), 0.001), BestWeights(), {}
         epochs = int(o["epochs"]) if not data.has_val else int(o["max_epochs"])
         for epoch in range(epochs):
             self.net.train()
@@ -99,12 +98,10 @@ class LaDeDa(NetworkDetector):
             log(f"epoch {epoch + 1}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.3g}")
             end = stopper.schedule(acc, opt, 1e-6, divisor=1 / 0.9)
             if stopper.improved:
-                best = (epoch + 1, acc, copy.deepcopy(self.net.state_dict()))
+                best.keep(self.net, epoch + 1, acc)
             if end:
                 break
-        if best is not None:
-            self.net.load_state_dict(best[2])
-            summary.update(kept_epoch=best[0], val_acc=round(best[1], 4))
+        best.restore(self.net, summary)
         self.eval()
         return summary
 

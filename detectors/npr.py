@@ -10,11 +10,10 @@ state dict).
 """
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (DataError, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, Option, PixelInput,
-                          ProtocolSpec, accuracy, bce_epoch, hookimpl)
+from sidbench.api import (BestWeights, DataError, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, Option,
+                          PixelInput, ProtocolSpec, accuracy, bce_epoch, hookimpl)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -70,7 +69,7 @@ class NPR(NetworkDetector):
         self.net = build_network().to(data.device)
         opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=float(o["lr"]),
                                betas=(0.9, 0.999))
-        view, best, summary = self.augmentation(), None, {}
+        view, best, summary = self.augmentation(), BestWeights(), {}
         for epoch in range(int(o["epochs"])):
             self.net.train()
             batches = data.batches("train", batch_size=int(o["batch_size"]), augment=view, epoch=epoch,
@@ -84,12 +83,10 @@ class NPR(NetworkDetector):
             if data.has_val:
                 acc = accuracy(*data.scores(self, "val"))
                 text += f", val acc {acc:.4f}"
-                if best is None or acc > best[1]:
-                    best = (epoch + 1, acc, copy.deepcopy(self.net.state_dict()))
+                best.offer(self.net, epoch + 1, acc)
             log(text)
-        if o["keep"] == "best" and best is not None:
-            self.net.load_state_dict(best[2])
-            summary.update(kept_epoch=best[0], val_acc=round(best[1], 4))
+        if o["keep"] == "best":
+            best.restore(self.net, summary)
         self.eval()
         return summary
 

@@ -13,7 +13,6 @@ training dump whose ``model`` entry is the state dict (no ``module.`` prefix); i
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 from PIL import Image
 
-from sidbench.api import DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, accuracy, hookimpl
+from sidbench.api import BestWeights, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, accuracy, hookimpl
 
 if TYPE_CHECKING:
     import torch
@@ -72,7 +71,7 @@ class SAFE(NetworkDetector):
         data = data.with_classes(o["classes"], log)
         self.net = build_network().to(data.device)
         opt = torch.optim.AdamW(_param_groups(self.net, float(o["weight_decay"])), lr=float(o["lr"]))
-        view, best, summary = SafeAugment(int(o["crop_size"])), None, {}
+        view, best, summary = SafeAugment(int(o["crop_size"])), BestWeights(), {}
         lr_at = _cosine(float(o["lr"]), float(o["min_lr"]), float(o["warmup_epochs"]), int(o["epochs"]))
         for epoch in range(int(o["epochs"])):
             self.net.train()
@@ -93,12 +92,9 @@ class SAFE(NetworkDetector):
             if data.has_val:
                 acc = accuracy(*data.scores(self, "val"))
                 text += f", val acc {acc:.4f}"
-                if best is None or acc > best[1]:
-                    best = (epoch + 1, acc, copy.deepcopy(self.net.state_dict()))
+                best.offer(self.net, epoch + 1, acc)
             log(text)
-        if best is not None:
-            self.net.load_state_dict(best[2])
-            summary.update(kept_epoch=best[0], val_acc=round(best[1], 4))
+        best.restore(self.net, summary)
         self.eval()
         return summary
 

@@ -13,7 +13,7 @@ from .backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone
 from .detector import Detector, NetworkDetector
 from .errors import DataError, FitRequiredError, PluginError, SidbenchError, UnknownNameError, WeightsError
 from .checkpoints import strip_prefix
-from .fitting import Augment, EarlyStopping, LossMeter, check_augment, FeatureSet, FitData, accuracy, bce_epoch, few_shot, lower_lr, pick_classes
+from .fitting import Augment, BestWeights, EarlyStopping, LossMeter, check_augment, FeatureSet, FitData, accuracy, bce_epoch, few_shot, lower_lr, pick_classes
 from .hookspecs import hookimpl, hookspec
 from .options import Option
 from .names import parse_key_values, split_name, split_options

@@ -228,6 +228,34 @@ def lower_lr(optimizer: Any, divisor: float = 10.0, min_lr: float = 1e-6) -> boo
     return ok
 
 
+class BestWeights:
+    """A copy of a network's weights at its best validation epoch (what the reference scripts save as
+    ``model_epoch_best``), put back at the end of the fit with the epoch and accuracy in its summary."""
+
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self.acc: float | None = None
+        self._state: dict | None = None
+
+    def keep(self, net: Any, epoch: int, acc: float) -> None:
+        """Remember ``net``'s weights now (epoch counted from 1)."""
+        import copy
+
+        self.epoch, self.acc, self._state = epoch, acc, copy.deepcopy(net.state_dict())
+
+    def offer(self, net: Any, epoch: int, acc: float) -> None:
+        """Keep them if ``acc`` beats every earlier offer (strictly)."""
+        if self.acc is None or acc > self.acc:
+            self.keep(net, epoch, acc)
+
+    def restore(self, net: Any, summary: dict[str, Any]) -> dict[str, Any]:
+        """Load the kept weights into ``net`` (nothing kept: unchanged) and note ``kept_epoch``/``val_acc``."""
+        if self._state is not None:
+            net.load_state_dict(self._state)
+            summary.update(kept_epoch=self.epoch, val_acc=round(self.acc, 4))
+        return summary
+
+
 class LossMeter:
     """Running sums of loss terms kept on the device (float64) and read once, at the end of an epoch: a
     training step never waits for the GPU to report its loss (``loss.item()`` per step is a host sync).
