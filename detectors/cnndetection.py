@@ -145,9 +145,9 @@ def _spec(variant: str, prob: float, filename: str, url: str, default: bool) -> 
         options={
             "pretrained": Option(True, type=(bool, str), doc="ImageNet init (true), random (false), or a ResNet-50 state dict's path"),
             "lr": Option(1e-4, min=0, max=10, doc="Adam learning rate"),
-            "batch_size": Option(64, min=1, max=1 << 16, doc="training batch size"),
-            "load_size": Option(256, min=1, max=16384, doc="training images resized to this shorter side"),
-            "image_size": Option(224, min=1, max=16384, doc="crop size (training and test)"),
+            "batch_size": Option(64, min=1, max=4096, doc="training batch size"),
+            "load_size": Option(256, min=1, max=4096, doc="training images resized to this shorter side"),
+            "image_size": Option(224, min=1, max=4096, doc="crop size (training and test)"),
             "blur_prob": Option(prob, min=0, max=1, doc="probability of a Gaussian blur in training"),
             "blur_sigma": Option([0.0, 3.0], items=(int, float), min=0, max=50, doc="blur sigma range"),
             "jpeg_prob": Option(prob, min=0, max=1, doc="probability of a JPEG re-compression in training"),

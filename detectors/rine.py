@@ -439,7 +439,7 @@ def _hint(state: dict[str, "torch.Tensor"]) -> str:
 COMMON_OPTIONS: dict[str, Any] = {
     "lr": Option(1e-3, min=0, max=10, doc="Adam learning rate"),
     "lr_milestones": Option([6, 11], items=int, min=1, doc="1-based epoch numbers from which lr / 10"),
-    "batch_size": Option(128, min=1, max=1 << 16, doc="training batch size"),
+    "batch_size": Option(128, min=1, max=4096, doc="training batch size"),
     "temperature": Option(0.07, min=1e-6, doc="SupCon temperature"),
     "tie": Option(True, role="network", doc="learned softmax weights over blocks (False: plain mean)"),
     "contrastive": Option(True, doc="add xi * SupCon to the BCE loss"),

@@ -21,7 +21,7 @@ def paper_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper")
     make_ufd_tree(root)
     make_synthbuster_tree(root, n_real=2, n_fake=1)
-    out = root / "out"
+    out = tmp_path_factory.mktemp("paper-out") / "out"  # outside --data (an --out inside it is refused)
     paper = suites.SUITES["paper"]
     patched = suites.Suite(paper.name, paper.description, paper.parts,
                            (*paper.protocols, ("clip_zeroshot", "synthbuster", "ten_crop")))
