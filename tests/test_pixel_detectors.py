@@ -216,8 +216,13 @@ def test_checkpoints_of_another_family_or_with_pickled_objects_are_refused(tmp_p
         load_detector("cnndetection", weights=str(pickled), plugins=plugins)
     message = str(err.value)
     assert "\n" not in message
-    code, converted = re.search(r'python -c "(.*)" and use (\S+)$', message).groups()
-    subprocess.run([sys.executable, "-c", code], check=True)  # the suggested conversion works as printed
+    command, converted = re.search(r"convert it once to plain tensors: (.*) \(then use (.*)\)$", message).groups()
+    import shlex
+
+    args = shlex.split(command)
+    assert args[0] == "python"
+    subprocess.run([sys.executable, *args[1:]], check=True)  # the suggested conversion works as printed
+    converted = shlex.split(converted)[0]
     assert load_detector("cnndetection", weights=converted, plugins=plugins).fitted
 
 

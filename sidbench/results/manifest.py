@@ -114,6 +114,14 @@ def is_hash_index(path: Path) -> bool:
     return bool(lines) and all(isinstance(x, list) and len(x) == 6 for x in lines)
 
 
+def is_detector_record(path: Path) -> bool:
+    """``{detector name: identity digest}`` as the resume's record of the detectors that scored writes it."""
+    import re
+
+    record = json_dict(path)
+    return bool(record) and all(isinstance(v, str) and re.fullmatch(r"[0-9a-f]{16}", v) for v in record.values())
+
+
 def legacy_files(folder: Path) -> list[Path]:
     """The files of a results folder of an older sidbench (no manifest) that are sidbench's by their content:
     a user's file is never taken for one by its name."""
@@ -127,6 +135,7 @@ def legacy_files(folder: Path) -> list[Path]:
               "skipped.csv": lambda p: _csv_header(p) in ({"path", "reason"}, {"path", "reason", "split"}),
               "leaderboard.md": lambda p: _head(p, 64).startswith(b"# sidbench leaderboard"),
               ".sidbench-hashes": is_hash_index,
+              ".sidbench-detectors": is_detector_record,
               "checkpoints/*.safetensors": _sidbench_checkpoint}
     found = [p for pattern, check in checks.items() for p in sorted(folder.glob(pattern)) if _regular(p) and check(p)]
     return found + _legacy_report(folder / "report")

@@ -476,7 +476,7 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
     write_atomic(out / "leaderboard.md", header + board)
     write_run_json(out / "run.json", {
         "name": data.name,
-        "config": dataclasses.asdict(cfg),
+        "config": {**dataclasses.asdict(cfg), "numerics": cfg.numerics()},  # what cfg.identity() holds, and more
         "detectors": [detector_info(d, cfg, ctx.pool) for d in detectors],
         "plugins": plugin_versions(ctx.plugins),
         "backbones": ctx.pool.describe(),
