@@ -104,12 +104,13 @@ def config_from_args(args: argparse.Namespace):
 
 def main(args: argparse.Namespace) -> int:
     from ..api.escape import terminal_safe
-    from ..run.inputs import quickstart_data, run_data, suite_run_data
+    from ..run.inputs import check_names, quickstart_data, run_data, suite_run_data
     from ..run.orchestrate import run
     from . import load_plugins_from
 
     plugins = load_plugins_from(args)
     cfg = config_from_args(args)
+    check_names(cfg, plugins)
     if args.set:
         from ..run.config import with_settings
         from ..run.inputs import default_detectors

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 
 def register(sub, common) -> None:
@@ -28,6 +29,7 @@ def parse_options(items: list[str]) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     from ..run.config import RunConfig
+    from ..run.inputs import check_names
     from ..run.train import train_detector
     from . import load_plugins_from
 
@@ -36,6 +38,7 @@ def main(args: argparse.Namespace) -> int:
                     batch_size=args.batch_size or 64, workers=args.workers, progress=not args.no_progress,
                     seed=0 if args.seed is None else args.seed, no_cache=bool(args.no_cache),
                     compile=bool(args.compile), precision=getattr(args, "precision", None))
+    check_names(dataclasses.replace(cfg, detectors=[args.name]), plugins)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     train_detector(cfg, args.name, args.out, plugins, parse_options(args.set), classes, log=print)
     return 0
