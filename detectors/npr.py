@@ -68,8 +68,11 @@ class NPR(NetworkDetector):
         self.net = build_network().to(data.device)
         opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=float(o["lr"]),
                                betas=(0.9, 0.999))
-        view, best, summary = self.augmentation(), None, {}
-        for epoch in range(int(o["epochs"])):
+        view, epochs = self.augmentation(), int(o["epochs"])
+        kept = {"net": self.net, "optimizer": opt}
+        start, saved = data.epoch_state.resume(kept, log)  # an interrupted fit goes on after its last epoch
+        best, summary = saved.get("best"), saved.get("summary", {})
+        for epoch in data.progress(range(start, epochs), total=epochs - start, desc=f"{self.name} epochs"):
             self.net.train()
             batches = data.batches("train", batch_size=int(o["batch_size"]), augment=view, epoch=epoch,
                                    protocol="native")
@@ -78,13 +81,14 @@ class NPR(NetworkDetector):
                 for group in opt.param_groups:
                     group["lr"] *= float(o["lr_decay"])
             summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss, 5)}
-            text = f"epoch {epoch + 1}: loss {loss:.4f}, lr {opt.param_groups[0]['lr']:.3g}"
+            text = f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, lr {opt.param_groups[0]['lr']:.3g}"
             if data.has_val:
                 acc = accuracy(*data.scores(self, "val"))
                 text += f", val acc {acc:.4f}"
                 if best is None or acc > best[1]:
                     best = (epoch + 1, acc, copy.deepcopy(self.net.state_dict()))
             log(text)
+            data.epoch_state.save(epoch + 1, kept, {"best": best, "summary": summary})
         if o["keep"] == "best" and best is not None:
             self.net.load_state_dict(best[2])
             summary.update(kept_epoch=best[0], val_acc=round(best[1], 4))

@@ -13,7 +13,7 @@ from .backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone
 from .detector import Detector, NetworkDetector
 from .errors import DataError, FitRequiredError, PluginError, SidbenchError, UnknownNameError, WeightsError
 from .checkpoints import strip_prefix
-from .fitting import Augment, EarlyStopping, FeatureSet, FitData, accuracy, bce_epoch, few_shot, lower_lr, pick_classes
+from .fitting import Augment, EarlyStopping, EpochState, FeatureSet, FitData, accuracy, bce_epoch, few_shot, lower_lr, pick_classes
 from .hookspecs import hookimpl, hookspec
 from .names import parse_key_values, split_name, split_options
 from .records import FAKE, REAL, UNKNOWN, Record
@@ -22,7 +22,7 @@ from .specs import (BackboneSpec, DatasetSpec, DetectorSpec, ImageInput, Officia
 
 __all__ = [
     "accuracy", "bce_epoch", "Augment", "Backbone", "BackboneInfo", "BackboneSpec", "CLIP_MEAN", "CLIP_STD", "DataError", "DatasetSpec",
-    "Detector", "DetectorSpec", "EarlyStopping", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "ImageInput", "IMAGENET_MEAN", "IMAGENET_STD", "NetworkDetector",
+    "Detector", "DetectorSpec", "EarlyStopping", "EpochState", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "ImageInput", "IMAGENET_MEAN", "IMAGENET_STD", "NetworkDetector",
     "OfficialWeights", "PerturbationSpec", "PixelInput", "PluginError", "ProtocolSpec", "REAL", "Record", "SidbenchError", "UNKNOWN", "UnknownNameError",
     "WeightsError", "few_shot", "hookimpl", "hookspec", "lower_lr", "parse_key_values", "pick_classes", "split_name",
     "split_options", "strip_prefix",

@@ -65,7 +65,7 @@ def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     generated train split."""
     from ..data.quickstart import QuickstartLayout, ensure_quickstart
 
-    root = ensure_quickstart()
+    root = ensure_quickstart(progress=cfg.progress)
     layout = QuickstartLayout()
     detectors = cfg.detectors or default_detectors(plugins)
     options = {n: quickstart_options(plugins.detector(spec_name(n)), cfg.detector_options.get(n, {})) for n in detectors}
