@@ -158,4 +158,4 @@ def _split_scores(scores: "pd.DataFrame", det: str, split: str, pert: str) -> "p
 
 
 COMPARE_HEADERS = ["perturbation", "split", "metric", "A", "B", "A-B", "lo", "hi", "p (bootstrap)", "DeLong z",
-                   "DeLong p", "significant (95%)"]
+                   "DeLong p", "bootstrap significant (95%)"]
