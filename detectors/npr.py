@@ -81,7 +81,7 @@ class NPR(NetworkDetector):
                 for group in opt.param_groups:
                     group["lr"] *= float(o["lr_decay"])
             summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss, 5)}
-            text = f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, lr {opt.param_groups[0]['lr']:.3g}"
+            text = f"epoch {epoch + 1}: loss {loss:.4f}, lr {opt.param_groups[0]['lr']:.3g}"
             if data.has_val:
                 acc = accuracy(*data.scores(self, "val"))
                 text += f", val acc {acc:.4f}"

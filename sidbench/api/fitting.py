@@ -249,6 +249,14 @@ class EarlyStopping:
         self.counter = 0
         self.improved = False  # whether the last step improved (CNNDetection saves its checkpoint then)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What :class:`EpochState` keeps of the stopper, so a resumed fit stops when an uninterrupted one would."""
+        return {"best": self.best, "counter": self.counter, "delta": self.delta, "improved": self.improved}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.counter = state["best"], int(state["counter"])
+        self.delta, self.improved = float(state["delta"]), bool(state["improved"])
+
     def step(self, acc: float) -> bool:
         """Record one epoch's validation accuracy; True when training at this learning rate should stop."""
         self.improved = self.best is None or acc >= self.best + self.delta
