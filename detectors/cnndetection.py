@@ -69,8 +69,12 @@ class CNNDetection(NetworkDetector):
         self.net = build_network(imagenet_state(o["pretrained"], log)).to(data.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
         train_view, val_view = self.augmentations()
-        stopper, best, summary = EarlyStopping(int(o["patience"]), 0.001), BestWeights(), {}
-        for epoch in range(int(o["max_epochs"])):
+        stopper = EarlyStopping(int(o["patience"]), 0.001)
+        kept = {"net": self.net, "optimizer": opt, "stopper": stopper}
+        start, saved = data.epoch_state.resume(kept, log)  # an interrupted fit goes on after its last epoch
+        best, summary = BestWeights.from_state(saved.get("best")), saved.get("summary", {})
+        epochs = 0 if saved.get("ended") else int(o["max_epochs"])
+        for epoch in data.progress(range(start, epochs), total=max(epochs - start, 0), desc=f"{self.name} epochs"):
             self.net.train()
             batches = data.batches("train", batch_size=int(o["batch_size"]), augment=train_view, epoch=epoch,
                                    protocol="native")
@@ -79,12 +83,14 @@ class CNNDetection(NetworkDetector):
             summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss, 5)}
             if not data.has_val:
                 log(f"epoch {epoch + 1}: loss {loss:.4f}")
+                data.epoch_state.save(epoch + 1, kept, {"best": best.state(), "summary": summary})
                 continue
             acc = accuracy(*data.scores(self, "val", augment=val_view))
             log(f"epoch {epoch + 1}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.0e}")
             end = stopper.schedule(acc, opt, float(o["min_lr"]))  # lr /10 after `patience` flat epochs, restarted
             if stopper.improved:  # CNNDetection saves model_epoch_best.pth here; the last one saved is released
                 best.keep(self.net, epoch + 1, acc)
+            data.epoch_state.save(epoch + 1, kept, {"best": best.state(), "summary": summary, "ended": end})
             if end:
                 break
         best.restore(self.net, summary)

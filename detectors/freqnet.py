@@ -57,8 +57,11 @@ class FreqNet(NetworkDetector):
         data = data.with_classes(o["classes"], log)
         self.net = build_network().to(data.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
-        summary: dict[str, Any] = {}
-        for epoch in range(int(o["epochs"])):
+        kept = {"net": self.net, "optimizer": opt}
+        start, saved = data.epoch_state.resume(kept, log)  # an interrupted fit goes on after its last epoch
+        summary: dict[str, Any] = saved.get("summary", {})
+        epochs = int(o["epochs"])
+        for epoch in data.progress(range(start, epochs), total=epochs - start, desc=f"{self.name} epochs"):
             self.net.train()
             batches = data.batches("train", batch_size=int(o["batch_size"]), augment=self.augmentation(),
                                    epoch=epoch, protocol="native")
@@ -71,6 +74,7 @@ class FreqNet(NetworkDetector):
             if data.has_val:
                 text += f", val acc {accuracy(*data.scores(self, 'val')):.4f}"
             log(text)
+            data.epoch_state.save(epoch + 1, kept, {"summary": summary})
         self.eval()
         return summary
 

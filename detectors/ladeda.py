@@ -83,9 +83,12 @@ class LaDeDa(NetworkDetector):
         self.net = build_ladeda9().to(data.device)
         torch.nn.init.normal_(self.net.fc.weight, 0.0, 0.02)
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
-        stopper, best, summary = EarlyStopping(int(o["patience"]), 0.001), BestWeights(), {}
-        epochs = int(o["epochs"]) if not data.has_val else int(o["max_epochs"])
-        for epoch in range(epochs):
+        stopper = EarlyStopping(int(o["patience"]), 0.001)
+        kept = {"net": self.net, "optimizer": opt, "stopper": stopper}
+        start, saved = data.epoch_state.resume(kept, log)  # an interrupted fit goes on after its last epoch
+        best, summary = BestWeights.from_state(saved.get("best")), saved.get("summary", {})
+        epochs = 0 if saved.get("ended") else int(o["epochs"]) if not data.has_val else int(o["max_epochs"])
+        for epoch in data.progress(range(start, epochs), total=max(epochs - start, 0), desc=f"{self.name} epochs"):
             self.net.train()
             batches = data.batches("train", batch_size=int(o["batch_size"]), augment=self.augmentation(),
                                    epoch=epoch, protocol="native")
@@ -93,12 +96,14 @@ class LaDeDa(NetworkDetector):
             summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss, 5)}
             if not data.has_val:
                 log(f"epoch {epoch + 1}: loss {loss:.4f}")
+                data.epoch_state.save(epoch + 1, kept, {"best": best.state(), "summary": summary})
                 continue
             acc = accuracy(*data.scores(self, "val"))
             log(f"epoch {epoch + 1}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.3g}")
             end = stopper.schedule(acc, opt, 1e-6, divisor=1 / 0.9)
             if stopper.improved:
                 best.keep(self.net, epoch + 1, acc)
+            data.epoch_state.save(epoch + 1, kept, {"best": best.state(), "summary": summary, "ended": end})
             if end:
                 break
         best.restore(self.net, summary)

@@ -69,8 +69,11 @@ class NPR(NetworkDetector):
         self.net = build_network().to(data.device)
         opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=float(o["lr"]),
                                betas=(0.9, 0.999))
-        view, best, summary = self.augmentation(), BestWeights(), {}
-        for epoch in range(int(o["epochs"])):
+        view, epochs = self.augmentation(), int(o["epochs"])
+        kept = {"net": self.net, "optimizer": opt}
+        start, saved = data.epoch_state.resume(kept, log)  # an interrupted fit goes on after its last epoch
+        best, summary = BestWeights.from_state(saved.get("best")), saved.get("summary", {})
+        for epoch in data.progress(range(start, epochs), total=epochs - start, desc=f"{self.name} epochs"):
             self.net.train()
             batches = data.batches("train", batch_size=int(o["batch_size"]), augment=view, epoch=epoch,
                                    protocol="native")
@@ -85,6 +88,7 @@ class NPR(NetworkDetector):
                 text += f", val acc {acc:.4f}"
                 best.offer(self.net, epoch + 1, acc)
             log(text)
+            data.epoch_state.save(epoch + 1, kept, {"best": best.state(), "summary": summary})
         if o["keep"] == "best":
             best.restore(self.net, summary)
         self.eval()

@@ -7,6 +7,7 @@ documented here.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
@@ -82,6 +83,68 @@ class FeatureSet:
         return FeatureSet({n: self.features[n] for n in names}, self.records, self.skipped)
 
 
+class EpochState:
+    """Where a fit that trains for epochs keeps its state after each epoch, so an interrupted fit resumes at
+    its last finished epoch and ends with the same model as an uninterrupted one.
+
+    ``resume(objects)`` restores every object (anything with ``state_dict``/``load_state_dict``: the network,
+    the optimiser, a scheduler) and torch's random state, and returns (the next epoch, the extras saved with
+    it); ``save(epochs_done, objects, extras)`` writes them atomically. ``extras`` holds plain values and
+    tensors (``torch.load(weights_only=True)`` reads it back). Without a path (``EpochState()``) nothing is
+    kept. ``key`` names the fit (detector, options, data, seed): a state saved under another key is ignored.
+    """
+
+    def __init__(self, path: "os.PathLike[str] | str | None" = None, key: str = ""):
+        from pathlib import Path
+
+        self.path, self.key = (Path(path) if path is not None else None), key
+        self.resumed_epochs = 0  # epochs an interrupted fit had done when resume() restored its state
+
+    def resume(self, objects: dict[str, Any], log: Callable[[str], None] = print) -> tuple[int, dict[str, Any]]:
+        import torch
+
+        if self.path is None or not self.path.is_file():
+            return 0, {}
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a torn or foreign file is not worth failing over: start over
+            log(f"ignoring the unreadable saved fit state {self.path} ({type(exc).__name__}); starting over")
+            return 0, {}
+        if not isinstance(state, dict) or state.get("key") != self.key:
+            return 0, {}
+        for name, obj in objects.items():
+            obj.load_state_dict(state["objects"][name])
+        torch.set_rng_state(state["torch_rng"])
+        log(f"resuming after epoch {state['epoch']} (the interrupted fit's state, {self.path})")
+        self.resumed_epochs = int(state["epoch"])
+        return self.resumed_epochs, dict(state["extras"])
+
+    def save(self, epochs_done: int, objects: dict[str, Any], extras: dict[str, Any] | None = None) -> None:
+        import torch
+
+        from .paths import check_replace, note_written, temporary_sibling
+
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_replace(self.path)
+        state = {"key": self.key, "epoch": epochs_done, "torch_rng": torch.get_rng_state(),
+                 "objects": {n: o.state_dict() for n, o in objects.items()}, "extras": dict(extras or {})}
+        tmp = temporary_sibling(self.path)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        note_written(self.path)
+
+    def clear(self) -> None:
+        """Remove the saved state (the fit finished and its checkpoint is written)."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 class FitData:
     """Training and validation data of one fit, served by the engine.
 
@@ -96,6 +159,16 @@ class FitData:
 
     seed: int
     protocol: str
+    epoch_state: EpochState = EpochState()  # where an epoch loop keeps its state (set by the engine per fit)
+    show_progress: bool = False
+
+    def progress(self, items: Iterable[Any], total: int | None = None, desc: str = "") -> Iterable[Any]:
+        """``items`` with a progress bar and ETA when progress is shown (a terminal, no ``--no-progress``)."""
+        if not self.show_progress:
+            return items
+        from tqdm.auto import tqdm
+
+        return tqdm(items, total=total, desc=desc, unit="epoch", leave=False)
 
     @property
     def has_val(self) -> bool:
@@ -196,6 +269,14 @@ class EarlyStopping:
         self.counter = 0
         self.improved = False  # whether the last step improved (CNNDetection saves its checkpoint then)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What :class:`EpochState` keeps of the stopper, so a resumed fit stops when an uninterrupted one would."""
+        return {"best": self.best, "counter": self.counter, "delta": self.delta, "improved": self.improved}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.counter = state["best"], int(state["counter"])
+        self.delta, self.improved = float(state["delta"]), bool(state["improved"])
+
     def step(self, acc: float) -> bool:
         """Record one epoch's validation accuracy; True when training at this learning rate should stop."""
         self.improved = self.best is None or acc >= self.best + self.delta
@@ -247,6 +328,18 @@ class BestWeights:
         """Keep them if ``acc`` beats every earlier offer (strictly)."""
         if self.acc is None or acc > self.acc:
             self.keep(net, epoch, acc)
+
+    def state(self) -> tuple | None:
+        """(epoch, accuracy, weights) for an epoch checkpoint (plain data: loads with ``weights_only``)."""
+        return None if self._state is None else (self.epoch, self.acc, self._state)
+
+    @classmethod
+    def from_state(cls, saved: tuple | None) -> "BestWeights":
+        """What :meth:`state` saved (None: nothing kept yet)."""
+        best = cls()
+        if saved:
+            best.epoch, best.acc, best._state = saved
+        return best
 
     def restore(self, net: Any, summary: dict[str, Any]) -> dict[str, Any]:
         """Load the kept weights into ``net`` (nothing kept: unchanged) and note ``kept_epoch``/``val_acc``."""

@@ -138,6 +138,23 @@ def describe_open_clip(name: str) -> BackboneInfo:
     return BackboneInfo(name, v["layers"], v["width"], _model_config(arch, name)["embed_dim"], size, mean, std)
 
 
+def check_open_clip_name(name: str) -> None:
+    """An ``ARCH[:TAG]`` whose ARCH open_clip has no config for fails here in one line, read from open_clip's
+    packaged config files without importing it (so before torch is)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    configs = [p for f in folders for p in Path(f, "model_configs").glob("*.json")]
+    if not configs:  # cannot tell without importing open_clip: building the backbone will say
+        return
+    archs = sorted(p.stem for p in configs)
+    if name.partition(":")[0] not in archs:
+        from ..api.errors import UnknownNameError
+
+        raise UnknownNameError("backbone", name, [f"{a}:openai" for a in archs])
+
+
 def _model_config(arch: str, name: str) -> dict:
     import open_clip
 
@@ -387,4 +404,5 @@ build_tiny.identity = lambda name, weights=None: TINY_IDENTITY  # type: ignore[a
 build_open_clip.describe = describe_open_clip  # type: ignore[attr-defined]
 build_open_clip.identity = open_clip_identity  # type: ignore[attr-defined]
 build_open_clip.activation = open_clip_activation  # type: ignore[attr-defined]
+build_open_clip.check = check_open_clip_name  # type: ignore[attr-defined]
 build_tiny.activation = lambda name, weights=None: GELU  # type: ignore[attr-defined]

@@ -38,6 +38,8 @@ def register(sub, common) -> None:
                    help="detector option (repeatable), as in `sidbench train`: for every detector that takes KEY, "
                         "or with NAME: for that one, e.g. --set epochs=3 --set clip_svm:C=10")
     p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as these flags (flags win)")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print only the leaderboard (no progress bars or log lines; warnings and errors still go to stderr)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over instead of resuming: removes the files an earlier sidbench run wrote in --out "
                         "(listed in its .sidbench-results manifest) and nothing else; a folder sidbench did not "
@@ -80,7 +82,8 @@ def add_backbone_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, metavar="N", help="images per backbone batch (default 64; halves on GPU out-of-memory)")
     g.add_argument("--workers", type=int, metavar="N", help="DataLoader workers (default: 0 on CPU, up to 16 on GPU)")
     g.add_argument("--seed", type=int, metavar="N", help="seed for everything random (default 0)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they are off anyway when the output is not a terminal)")
     g.add_argument("--no-cache", action="store_true", default=None,
                    help="neither read nor write the feature cache ($SIDBENCH_CACHE/features; see `sidbench cache info`)")
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the backbone (GPU: ~1.4x on ViT-L/14)")
@@ -97,19 +100,28 @@ def config_from_args(args: argparse.Namespace):
         v = getattr(args, f.name, None)
         if v is not None and v != []:
             values[f.name] = v
-    if getattr(args, "no_progress", False) or not sys.stderr.isatty():
-        values["progress"] = False if getattr(args, "no_progress", False) else values.get("progress", True)
+    if not show_progress(args):
+        values["progress"] = False
     return config_from(values, source)
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars only for a person watching: not with --no-progress or --quiet, nor when stdout or stderr
+    is not a terminal (a log file, a pipe, CI)."""
+    if getattr(args, "no_progress", False) or getattr(args, "quiet", False):
+        return False
+    return sys.stdout.isatty() and sys.stderr.isatty()
 
 
 def main(args: argparse.Namespace) -> int:
     from ..api.escape import terminal_safe
-    from ..run.inputs import quickstart_data, run_data, suite_run_data
+    from ..run.inputs import check_names, quickstart_data, run_data, suite_run_data
     from ..run.orchestrate import run
     from . import load_plugins_from
 
     plugins = load_plugins_from(args)
     cfg = config_from_args(args)
+    check_names(cfg, plugins)
     if args.set:
         from ..run.config import with_settings
         from ..run.inputs import default_detectors
@@ -133,5 +145,9 @@ def main(args: argparse.Namespace) -> int:
         default_out = f"results/{data.name}-{cfg.digest()}"
     out = Path(cfg.out or default_out)
     cfg.out = str(out)
-    run(cfg, data, out, plugins, log=lambda m: print(terminal_safe(m), flush=True), overwrite=args.overwrite)
+    quiet = getattr(args, "quiet", False)
+    log = (lambda m: None) if quiet else (lambda m: print(terminal_safe(m), flush=True))
+    run(cfg, data, out, plugins, log=log, overwrite=args.overwrite)
+    if quiet:
+        print(terminal_safe((out / "leaderboard.md").read_text(encoding="utf-8", errors="surrogateescape")), end="")
     return 0

@@ -33,6 +33,7 @@ def main(args: argparse.Namespace) -> int:
     from ..api.errors import SidbenchError
     from ..api.escape import one_line
     from ..run.config import config_from
+    from ..run.inputs import check_names
     from ..run.score import image_records, score_images
     from . import load_plugins_from
 
@@ -44,6 +45,7 @@ def main(args: argparse.Namespace) -> int:
                                               "seed", "protocol", "precision", "no_cache", "compile")}
     settings = {k: v for k, v in settings.items() if v is not None}
     cfg = config_from({**settings, "progress": not args.no_progress and sys.stderr.isatty()})
+    check_names(cfg, plugins)
     table = score_images(cfg, image_records(args.paths), plugins, log=lambda m: print(m, file=sys.stderr))
     text = render(table, fmt)
     if args.out:

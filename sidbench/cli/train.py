@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 
 def register(sub, common) -> None:
@@ -28,14 +29,17 @@ def parse_options(items: list[str]) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     from ..run.config import RunConfig
+    from ..run.inputs import check_names
+    from .run import show_progress
     from ..run.train import train_detector
     from . import load_plugins_from
 
     plugins = load_plugins_from(args)
     cfg = RunConfig(train=args.data, val=args.val, backbone=args.backbone, weights=args.weights, device=args.device,
-                    batch_size=args.batch_size or 64, workers=args.workers, progress=not args.no_progress,
+                    batch_size=args.batch_size or 64, workers=args.workers, progress=show_progress(args),
                     seed=0 if args.seed is None else args.seed, no_cache=bool(args.no_cache),
                     compile=bool(args.compile), precision=getattr(args, "precision", None))
+    check_names(dataclasses.replace(cfg, detectors=[args.name]), plugins)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     train_detector(cfg, args.name, args.out, plugins, parse_options(args.set), classes, log=print)
     return 0

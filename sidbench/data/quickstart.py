@@ -309,20 +309,28 @@ def content_hash(root: Path) -> str:
     return digest.hexdigest()
 
 
-def generate_quickstart(out: Path, counts: Mapping[str, int] | None = None, workers: int = 1) -> Path:
-    """Write the whole benchmark and its MANIFEST.json into ``out`` (which should not exist yet)."""
+def generate_quickstart(out: Path, counts: Mapping[str, int] | None = None, workers: int = 1,
+                        progress: bool = False) -> Path:
+    """Write the whole benchmark and its MANIFEST.json into ``out`` (which should not exist yet); ``progress``
+    shows a bar with an ETA (one step per generated folder)."""
+    from tqdm.auto import tqdm
+
     counts = dict(COUNTS if counts is None else counts)
     jobs = [(split, gen, label, counts[split]) for split, gens in SPLIT_GENERATORS.items()
             for gen in gens for label in (REAL, FAKE)]
     out.mkdir(parents=True, exist_ok=False)
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
+    bar = tqdm(total=len(jobs), desc="generating the quickstart data", unit="folder", leave=False, disable=not progress)
+    with bar:
+        if workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers) as pool:
-            list(pool.map(_write_folder, [out] * len(jobs), *zip(*jobs)))
-    else:
-        for job in jobs:
-            _write_folder(out, *job)
+            with ProcessPoolExecutor(workers) as pool:
+                for _ in pool.map(_write_folder, [out] * len(jobs), *zip(*jobs)):
+                    bar.update()
+        else:
+            for job in jobs:
+                _write_folder(out, *job)
+                bar.update()
     manifest = {
         "name": NAME, "version": VERSION, "seed": SEED, "size": SIZE, "jpeg_quality": JPEG_QUALITY,
         "counts": counts, "training_generators": list(TRAINING_GENERATORS),
@@ -357,7 +365,7 @@ def is_complete(root: Path, counts: Mapping[str, int] | None = None) -> bool:
 
 
 def ensure_quickstart(root: str | Path | None = None, counts: Mapping[str, int] | None = None,
-                      workers: int | None = None) -> Path:
+                      workers: int | None = None, progress: bool = False) -> Path:
     """The quickstart folder, generated (atomically, via ``ROOT.tmp-<pid>``) only if missing or incomplete."""
     root = Path(root).expanduser() if root is not None else default_root()
     if is_complete(root, counts):
@@ -366,7 +374,7 @@ def ensure_quickstart(root: str | Path | None = None, counts: Mapping[str, int] 
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.with_name(f"{root.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    generate_quickstart(tmp, counts, workers)
+    generate_quickstart(tmp, counts, workers, progress)
     if root.exists():  # incomplete: move it aside, then remove it
         old = root.with_name(f"{root.name}.old-{os.getpid()}")
         os.replace(root, old)

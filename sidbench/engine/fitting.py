@@ -21,7 +21,7 @@ import numpy as np
 
 from ..api.backbone import network_input
 from ..api.errors import DataError, SidbenchError
-from ..api.fitting import Augment, FeatureSet, FitData, check_augment
+from ..api.fitting import Augment, EpochState, FeatureSet, FitData, check_augment
 from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
 from .inputs import ExtractOptions, extract, isolated_iter
@@ -112,6 +112,7 @@ class EngineFitData(FitData):
             self.options = dataclasses.replace(self.options, decoded=DecodedImages())
         self._parent: EngineFitData | None = None
         self.skipped: list[tuple[Record, str]] = []
+        self.show_progress = self.options.progress
 
     # -- what a detector reads ---------------------------------------------------------------
     @property
@@ -217,7 +218,8 @@ class EngineFitData(FitData):
         else:
             order = list(range(len(records)))
         yielded, skipped = 0, []
-        for batch in isolated_iter(make_loader(dataset, batch_size, workers, self.device, order=order)):
+        loader = isolated_iter(make_loader(dataset, batch_size, workers, self.device, order=order))
+        for batch in self._batch_bar(loader, -(-len(records) // batch_size), f"{split} epoch {epoch + 1}"):
             self.skipped += [(records[i], reason) for i, reason in batch.skipped]
             skipped += batch.skipped
             if batch.pixels is None:
@@ -238,6 +240,13 @@ class EngineFitData(FitData):
             why = f" (the first: {records[skipped[0][0]].path}: {skipped[0][1]})" if skipped else ""
             raise DataError(f"data.batches({split!r}) gave no batch: none of its {len(records)} image(s) could be "
                             f"read{why}")
+
+    def _batch_bar(self, batches: Iterator[Any], total: int, desc: str) -> Iterator[Any]:
+        if not self.show_progress:
+            return batches
+        from tqdm.auto import tqdm
+
+        return tqdm(batches, total=total, desc=desc, unit="batch", leave=False)
 
     def scores(self, detector: "Detector", split: str = "val", *,
                augment: Augment | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -270,6 +279,7 @@ class EngineFitData(FitData):
                               perturbation=self.perturbation, share_subsets=self.share_subsets,
                               on_extract=self.on_extract, val_cache=self.val_cache, _memo=self._memo)
         child._parent = self._parent or self
+        child.epoch_state = self.epoch_state
         return child
 
     def with_protocol(self, protocol: str) -> "EngineFitData":
@@ -310,17 +320,24 @@ def torch_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fit_detector(det: "Detector", data: FitData, seed: int, log: Callable[[str], None]) -> tuple[dict[str, Any], float]:
+def fit_detector(det: "Detector", data: FitData, seed: int, log: Callable[[str], None],
+                 state: EpochState | None = None) -> tuple[dict[str, Any], float]:
     """Fit ``det`` on ``data``'s device from the seeded random state; (summary, seconds). Every fit
     (``sidbench run``, ``sidbench train``, the ablation studies) goes through here, so the same seed
-    gives the same model wherever it is fitted."""
+    gives the same model wherever it is fitted. With ``state``, a detector's epoch loop saves its state after
+    each epoch there and resumes from it (:class:`~sidbench.api.EpochState`); it is removed once the fit ends."""
     torch_seed(seed)
     counted = isinstance(data, EngineFitData)
     if counted:
         data.reset_served()
     t = time.time()
-    summary = det.to(data.device).fit(data, log=log) or {}
-    if counted and data.served == 0:
+    data.epoch_state = state or EpochState()
+    try:
+        summary = det.to(data.device).fit(data, log=log) or {}
+        resumed = data.epoch_state.resumed_epochs  # a fit resumed after its last epoch may read nothing more
+    finally:
+        data.epoch_state = EpochState()
+    if counted and data.served == 0 and not resumed:
         n = len(data.records("train"))
         raise SidbenchError(f"fitting detector {det.name!r} saw no training example ({n} listed): its fit() read no "
                             "data.features(...) row and no data.batches(...) batch, so it would save an unfitted "
@@ -328,3 +345,12 @@ def fit_detector(det: "Detector", data: FitData, seed: int, log: Callable[[str],
     det.fitted = True
     det.fit_summary = dict(summary) if isinstance(summary, dict) else {"summary": summary}
     return summary, time.time() - t
+
+
+def fit_key(det: "Detector", records: Sequence[Record], seed: int, identity: str = "") -> str:
+    """What a saved epoch state must match to be resumed: the detector and its options, the training images,
+    the seed and the run's identity."""
+    import json
+
+    options = json.dumps(getattr(det, "options", {}), sort_keys=True, default=str)
+    return hashlib.sha256(f"{det.name}|{options}|{_digest(records)}|{seed}|{identity}".encode()).hexdigest()[:32]

@@ -30,6 +30,15 @@ def describe_backbone(name: str, plugins: "Plugins | None" = None) -> "BackboneI
     return describe(name) if describe is not None else build_backbone(name, plugins=plugins).info
 
 
+def check_backbone_name(name: str, plugins: "Plugins | None" = None) -> None:
+    """Unknown backbone names fail in one line without building anything (the factory's ``check``, where it has
+    one, looks deeper than the name pattern: open_clip's architectures)."""
+    plugins = _plugins(plugins)
+    check = getattr(resolve_factory(plugins.backbone(name).factory), "check", None)
+    if check is not None:
+        check(name)
+
+
 def backbone_identity(name: str, weights: str | None = None, plugins: "Plugins | None" = None) -> str | None:
     """The identity a backbone will report once built (feature-cache keys), computed without loading it;
     None when its factory cannot say so (then it is built to find out)."""

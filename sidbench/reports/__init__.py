@@ -35,10 +35,10 @@ def report_text(merged: Merged, opts: ReportOptions) -> str:
     from ..results.leaderboard import to_markdown
     from .tables import leaderboards, long_table, to_latex
 
-    intervals = _intervals(merged, opts)
+    intervals, significance = _intervals(merged, opts)
     if opts.format == "csv":
         return spreadsheet_csv(long_table(merged, opts.metrics, intervals))
-    boards = leaderboards(merged, opts.metrics, intervals)
+    boards = leaderboards(merged, opts.metrics, intervals, significance)
     return to_markdown(boards) if opts.format == "md" else to_latex(boards)
 
 
@@ -71,9 +71,10 @@ def write_report(merged: Merged, out: Path, opts: ReportOptions) -> Path:
     from .html import OPERATING
 
     extra = [c for c in merged.metrics.columns if c in OPERATING or tpr_target(c) is not None]
-    intervals = _intervals(merged, opts, extra)  # the operating-point table's metrics too
+    intervals, significance = _intervals(merged, opts, extra)  # the operating-point table's metrics too
     figures = report_figures(merged, out, opts.metrics, intervals)
-    return write_html(merged, leaderboards(merged, opts.metrics, intervals), figures, out, opts.bootstrap, intervals)
+    return write_html(merged, leaderboards(merged, opts.metrics, intervals, significance), figures, out, opts.bootstrap,
+                      intervals)
 
 
 def claim_report_folder(out: Path, first: Path) -> None:
@@ -97,13 +98,20 @@ def claim_report_folder(out: Path, first: Path) -> None:
 
 
 def _intervals(merged: Merged, opts: ReportOptions, extra: Sequence[str] = ()):
+    """(bootstrap intervals, (paired replicates, paired columns)) of the report's metrics; (None, None) without
+    ``--bootstrap``."""
     if opts.bootstrap <= 0:
-        return None
-    from .bootstrap import bootstrap_intervals
+        return None, None
+    import pandas as pd
+
+    from .bootstrap import _percentiles, replicates
 
     metrics = list(dict.fromkeys([*opts.metrics, *extra]))
     per_split = merged.metrics[~merged.metrics["split"].str.startswith("mean:")]
-    return bootstrap_intervals(merged.scores, opts.bootstrap, metrics, seed=opts.seed, thresholds=per_split)
+    reps, paired = replicates(merged.scores, opts.bootstrap, metrics, seed=opts.seed, thresholds=per_split)
+    rows = [(det, name, pert, m, *_percentiles(values[m], 0.95)) for (det, name, pert), values in reps.items() for m in metrics]
+    intervals = pd.DataFrame(rows, columns=["detector", "split", "perturbation", "metric", "lo", "hi"])
+    return intervals, (reps, paired)
 
 
 def check_metrics(names: Sequence[str], merged: Merged | None = None) -> tuple[str, ...]:

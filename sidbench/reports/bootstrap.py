@@ -137,24 +137,38 @@ def split_rng(seed: int, split: str, perturbation: str) -> np.random.Generator:
 def bootstrap_intervals(scores: "pd.DataFrame", n_boot: int, metrics: Iterable[str] = METRICS,
                         seed: int = 0, level: float = 0.95, thresholds: "pd.DataFrame | None" = None) -> "pd.DataFrame":
     """Percentile intervals per detector x split x perturbation and for the ``mean:<group>``/``mean:all``
-    rows: columns detector, split, perturbation, metric, lo, hi.
+    rows: columns detector, split, perturbation, metric, lo, hi (the resamples of :func:`replicates`)."""
+    import pandas as pd
+
+    metrics = list(metrics)
+    reps, _ = replicates(scores, n_boot, metrics, seed, thresholds)
+    rows = [(det, name, pert, m, *_percentiles(values[m], level))
+            for (det, name, pert), values in reps.items() for m in metrics]
+    return pd.DataFrame(rows, columns=["detector", "split", "perturbation", "metric", "lo", "hi"])
+
+
+def replicates(scores: "pd.DataFrame", n_boot: int, metrics: Iterable[str] = METRICS, seed: int = 0,
+               thresholds: "pd.DataFrame | None" = None) -> tuple[dict, set]:
+    """The bootstrap values of every metric: ``{(detector, split or mean:<group>, perturbation): {metric:
+    [n_boot]}}``, and the (split or mean, perturbation) pairs where every detector was scored on the same images
+    (there the resamples are the same images for all of them: a paired bootstrap, :mod:`.significance`).
 
     ``thresholds`` (the metrics table's detector, split, perturbation, threshold, threshold_source[, ap_from])
     gives each row's threshold (default 0) and what its AP and AUC rank (default the logit). A fixed or
     validation threshold, and a calibration (the ``logit_calibrated`` column of ``scores``, used by ECE,
     Brier and NLL), come from outside the test images and are held fixed; an oracle threshold is chosen
     again on every resample."""
-    import pandas as pd
-
     metrics = list(metrics)
     points = _row_thresholds(thresholds)
     conventions = _row_ap_from(thresholds)
-    rows = []
+    out: dict[tuple[str, str, str], dict[str, np.ndarray]] = {}
+    images: dict[tuple[str, str], set] = {}  # (split, perturbation) -> the image lists the detectors were scored on
     for (det, pert), df in scores.groupby(["detector", "perturbation"], sort=True):
         reps: dict[str, dict[str, np.ndarray]] = {}
         groups: dict[str, str] = {}
         for split, sdf in df.groupby("split", sort=True):
             sdf = sdf.sort_values("path", kind="stable")
+            images.setdefault((split, pert), set()).add(tuple(sdf["path"]))
             threshold, source = points.get((det, split, pert), (0.0, "fixed"))
             ap_from = conventions.get((det, split, pert), "logit")
             calibrated = sdf["logit_calibrated"].to_numpy() if "logit_calibrated" in sdf else None
@@ -166,10 +180,13 @@ def bootstrap_intervals(scores: "pd.DataFrame", n_boot: int, metrics: Iterable[s
         members = {f"mean:{g}": [s for s in groups if groups[s] == g] for g in sorted(set(groups.values()))}
         members["mean:all"] = list(groups)
         for name, values in [*reps.items(), *((k, _mean(reps, v, metrics)) for k, v in members.items() if v)]:
-            for m in metrics:
-                lo, hi = _percentiles(values[m], level)
-                rows.append((det, name, pert, m, lo, hi))
-    return pd.DataFrame(rows, columns=["detector", "split", "perturbation", "metric", "lo", "hi"])
+            out[(det, name, pert)] = values
+    paired = {key for key, lists in images.items() if len(lists) == 1}
+    for pert in {p for _, p in images}:  # a mean is paired when every split in it is
+        splits = [s for s, p in images if p == pert]
+        if all((s, pert) in paired for s in splits):
+            paired |= {(name, pert) for (_, name, p) in out if p == pert and name.startswith("mean:")}
+    return out, paired
 
 
 def _row_thresholds(table: "pd.DataFrame | None") -> dict[tuple[str, str, str], tuple[float, str]]:

@@ -29,6 +29,9 @@ tbody tr:hover{background:#fafaf0} .best{color:#0b5d1e} .seen{color:#b35900}
 figure{margin:14px 0 26px} figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.9em;color:#555} td.mark{text-align:center;color:#b35900;font-weight:600}
 details{margin:6px 0} summary{cursor:pointer;font-weight:600;margin:8px 0} .mean{background:#f7f7fb} pre{background:#f6f6f6;padding:8px;overflow-x:auto;font-size:.82em}
+.gallery td{vertical-align:top;text-align:left} .errs{display:flex;flex-wrap:wrap;gap:6px}
+figure.err{margin:0;text-align:center;font-size:.8em} figure.err img{max-width:128px;max-height:128px;display:block}
+.kind{font-size:.85em;color:#555;margin-bottom:2px} sup.sig{color:#0a6}
 """
 
 
@@ -121,7 +124,7 @@ def _figures_section(figures: Sequence[FigureFile], section: str) -> str:
 
 
 def render_html(merged: "Merged", boards: Sequence[Leaderboard], figures: Sequence[FigureFile],
-                n_boot: int = 0, intervals=None) -> str:
+                n_boot: int = 0, intervals=None, gallery: str = "") -> str:
     """The whole page as a string."""
     ci = (f"Below each value: the bootstrap 95% interval ({n_boot} resamples of the images of each split, "
           "stratified by label; means resample every split).") if n_boot else "No bootstrap intervals (use --bootstrap N)."
@@ -147,6 +150,8 @@ def render_html(merged: "Merged", boards: Sequence[Leaderboard], figures: Sequen
                  "balanced accuracy on that test split's own labels: an upper bound of what a threshold could "
                  "reach, which no deployed detector can choose. Compare detectors on the tables above.</p>",
                  f"<details><summary>{len(oracle)} tables</summary>{''.join(oracle)}</details>"]
+    if gallery:
+        body += ["<h2>Error gallery</h2>", gallery]
     body += ["<h2>Training data</h2>", _training_section(merged)]
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -156,10 +161,13 @@ def render_html(merged: "Merged", boards: Sequence[Leaderboard], figures: Sequen
 
 def write_html(merged: "Merged", boards: Sequence[Leaderboard], figures: Sequence[FigureFile], out: Path,
                n_boot: int = 0, intervals=None) -> Path:
-    """Write ``out/index.html`` (the figures are already under ``out/figures``)."""
+    """Write ``out/index.html`` (the figures are already under ``out/figures``; the error gallery's thumbnails
+    go to ``out/gallery``)."""
+    from .gallery import gallery_section
+
     out.mkdir(parents=True, exist_ok=True)
     path = out / "index.html"
-    page = render_html(merged, boards, figures, n_boot, intervals)
+    page = render_html(merged, boards, figures, n_boot, intervals, gallery_section(merged, out))
     # bytes of a name that are not UTF-8 shown as \\xNN: the page stays valid UTF-8
     write_atomic(path, re.sub("[\udc80-\udcff]", lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", page))
     return path

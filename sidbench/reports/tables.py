@@ -13,15 +13,22 @@ if TYPE_CHECKING:
     from .runs import Merged
 
 
-def leaderboards(merged: "Merged", metrics: Sequence[str], intervals: "pd.DataFrame | None" = None) -> list[Leaderboard]:
-    """One leaderboard per perturbation (clean first) and metric, then the labelled oracle-threshold tables."""
+def leaderboards(merged: "Merged", metrics: Sequence[str], intervals: "pd.DataFrame | None" = None,
+                 significance: "tuple[dict, set] | None" = None) -> list[Leaderboard]:
+    """One leaderboard per perturbation (clean first) and metric, then the labelled oracle-threshold tables;
+    with ``significance`` (paired bootstrap replicates, :func:`~sidbench.reports.bootstrap.replicates`) the
+    best value of a column is marked when it beats every other detector there beyond noise."""
     boards = leaderboards_of(merged.metrics, metrics, intervals, merged.seen_in_training)
     from ..results.metrics import one_class_note
+    from .significance import MARK_NOTE, significance_marks
 
     one_class = one_class_note(merged.metrics)
     note = " ".join(filter(None, [merged.operating_note(), f"Note: {one_class}." if one_class else ""]))
     for b in boards:
         b.note = note
+        if significance is not None and not b.oracle:
+            b.significant = significance_marks(*significance, b.values, b.metric, b.perturbation)
+            b.note = " ".join(filter(None, [b.note, MARK_NOTE + "."]))
     return boards
 
 
@@ -51,7 +58,7 @@ def to_latex(boards: Sequence[Leaderboard]) -> str:
                  rf"\begin{{tabular}}{{l{'r' * len(cols)}}}", r"\toprule",
                  " & ".join(["Detector", *map(latex_escape, cols)]) + r" \\", r"\midrule"]
         for det, cells in board_cells(b, lambda t: rf"\textbf{{{t}}}", r"$^\dagger$",
-                                 lambda lo, hi: rf" {{\scriptsize[{lo}, {hi}]}}"):
+                                 lambda lo, hi: rf" {{\scriptsize[{lo}, {hi}]}}", r"$^*$"):
             lines.append(" & ".join([latex_escape(det), *cells]) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
         parts.append("\n".join(lines))
@@ -78,7 +85,8 @@ def to_html(board: Leaderboard) -> str:
     head = "<th>detector</th>" + "".join(f"<th{k}>{html.escape(c)}</th>" for c, k in zip(cols, cls))
     rows = []
     for det, cells in board_cells(board, lambda t: f'<b class="best">{t}</b>', f'<sup class="seen" title="generator seen in training">{DAGGER}</sup>',
-                             lambda lo, hi: f'<span class="ci">[{lo}, {hi}]</span>'):
+                             lambda lo, hi: f'<span class="ci">[{lo}, {hi}]</span>',
+                             '<sup class="sig" title="better than every other detector here beyond noise (paired bootstrap, 95%)">*</sup>'):
         tds = "".join(f"<td{k}>{c}</td>" for c, k in zip(cells, cls))
         rows.append(f"<tr><th>{html.escape(det)}</th>{tds}</tr>")
     note = f'<br><span class="note">{html.escape(board.note)}</span>' if board.note else ""

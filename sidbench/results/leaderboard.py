@@ -50,6 +50,7 @@ class Leaderboard:
     oracle: bool = False  # accuracies at oracle thresholds (their own tables, labelled)
     comparable: bool = True  # False: the detectors' means cover different splits (not ranked, no best mean)
     note: str = ""  # one line under the title (merged reports: each row's threshold policy and calibration)
+    significant: "pd.DataFrame | None" = None  # True: the column's best, better than every other beyond noise
 
     @property
     def title(self) -> str:
@@ -175,8 +176,10 @@ def seen_marker(training: Mapping[str, Iterable[str]], names: Mapping[str, set[s
     return lambda det, split: bool(lowered.get(det, set()) & names.get(split, set()))
 
 
-def board_cells(board: Leaderboard, bold: Callable[[str], str], dagger: str, interval: Callable[[str, str], str]):
-    """The shown text of every cell, row by row."""
+def board_cells(board: Leaderboard, bold: Callable[[str], str], dagger: str, interval: Callable[[str, str], str],
+                significant: str = "*"):
+    """The shown text of every cell, row by row (``significant`` follows a best value that beats every other
+    detector in its column beyond noise)."""
     best = board.best()
     for det in board.values.index:
         row = []
@@ -187,6 +190,8 @@ def board_cells(board: Leaderboard, bold: Callable[[str], str], dagger: str, int
                 continue
             text = format_value(board.metric, v)
             text = bold(text) if best.at[det, col] else text
+            if board.significant is not None and best.at[det, col] and board.significant.at[det, col]:
+                text += significant
             if board.seen is not None and board.seen.at[det, col]:
                 text += dagger
             if board.lo is not None and not math.isnan(board.lo.at[det, col]):
@@ -205,7 +210,7 @@ def to_markdown(boards: Sequence[Leaderboard]) -> str:
     parts = []
     for b in boards:
         rows = [[markdown_escape(det), *cells]
-                for det, cells in board_cells(b, lambda t: f"**{t}**", DAGGER, lambda lo, hi: f" [{lo}, {hi}]")]
+                for det, cells in board_cells(b, lambda t: f"**{t}**", DAGGER, lambda lo, hi: f" [{lo}, {hi}]", "\\*")]
         headers = ["detector", *map(markdown_escape, b.values.columns)]  # names from folders: `|`, `\\`, `*` ...
         body = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
         note = f"{markdown_escape(b.note)}\n\n" if b.note else ""

@@ -65,7 +65,7 @@ def quickstart_data(cfg: RunConfig, plugins: Any) -> tuple[RunConfig, RunData]:
     generated train split."""
     from ..data.quickstart import QuickstartLayout, ensure_quickstart
 
-    root = ensure_quickstart()
+    root = ensure_quickstart(progress=cfg.progress)
     layout = QuickstartLayout()
     detectors = cfg.detectors or default_detectors(plugins)
     from .config import check_detector_options, options_for
@@ -103,3 +103,23 @@ def default_detectors(plugins: Any, kind: str | None = None, builtin_only: bool 
         if spec.default or spec.family not in families:
             families[spec.family] = spec
     return sorted(s.name for s in families.values() if s.quickstart or not quickstart_only)
+
+
+def check_names(cfg: RunConfig, plugins: Any) -> None:
+    """Unknown detector, backbone, dataset, suite or perturbation names fail here, in one line, before any data
+    is read and before torch is imported (a typo answers in well under a second)."""
+    from ..data.perturb import parse_perturbations
+
+    for name in cfg.detectors:
+        plugins.detector(spec_name(name))
+    if cfg.backbone:
+        from ..registry.lookup import check_backbone_name
+
+        check_backbone_name(cfg.backbone, plugins)
+    if cfg.dataset:
+        plugins.dataset(cfg.dataset)
+    if cfg.suite:
+        from .suites import get_suite
+
+        get_suite(cfg.suite)
+    parse_perturbations(cfg.perturb, plugins)

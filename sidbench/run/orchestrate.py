@@ -403,6 +403,11 @@ def checkpoint_path(out: Path, det: "Detector") -> Path:
     return out / "checkpoints" / f"{det.name}.safetensors"
 
 
+def epoch_state_path(out: Path, det: "Detector") -> Path:
+    """Where an epoch loop keeps its state while ``det`` is being fitted (removed once its checkpoint is saved)."""
+    return out / "checkpoints" / f"{det.name}.epoch-state.pt"
+
+
 def earlier_checkpoint(out: Path, det: "Detector") -> Path | None:
     """The checkpoint an earlier, interrupted run of this command fitted for ``det`` in ``out``, if any."""
     ckpt = checkpoint_path(out, det)
@@ -427,11 +432,13 @@ def fit_data_for(ctx: RunContext, det: "Detector", group: Sequence["Detector"]):
 
 
 def fit_and_save(ctx: RunContext, det: "Detector", data) -> None:
-    from ..engine.fitting import fit_detector
+    from ..api.fitting import EpochState
+    from ..engine.fitting import fit_detector, fit_key
 
     from ..api.checkpoints import non_finite_tensor
 
-    summary, seconds = fit_detector(det, data, ctx.cfg.seed, log=lambda m, d=det: ctx.log(f"{d.name}: {m}"))
+    state = EpochState(epoch_state_path(ctx.out, det), fit_key(det, ctx.data.train, ctx.cfg.seed, ctx.cfg.digest()))
+    summary, seconds = fit_detector(det, data, ctx.cfg.seed, log=lambda m, d=det: ctx.log(f"{d.name}: {m}"), state=state)
     bad = non_finite_tensor(det.state_dict())
     if bad is not None:  # a diverged fit is not saved, so the next run fits again instead of loading it
         raise SidbenchError(f"fitting detector {det.name!r} gave NaN or Inf weights ({bad}); lower its learning rate "
@@ -439,6 +446,7 @@ def fit_and_save(ctx: RunContext, det: "Detector", data) -> None:
     det.trained_on = generators(ctx.data.train)
     det.fitted_in_run = True
     det.save(str(checkpoint_path(ctx.out, det)))
+    state.clear()
     ctx.log(f"{det.name}: fitted in {seconds:.1f}s {summary or ''}".rstrip())
 
 

@@ -45,7 +45,13 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
         data = EngineFitData(train, val, backbone=source, names=source_outputs(det), **common)
         where = source.identity
     log(f"training {det.name} on {len(train)} images ({len(val)} validation) with {where} on {device}")
-    summary, seconds = fit_detector(det, data, cfg.seed, log=log)
+    from ..api.fitting import EpochState
+    from ..engine.fitting import fit_key
+
+    # beside the checkpoint: the same command run again after an interruption resumes at the last epoch
+    state = EpochState(f"{out}.epoch-state.pt", fit_key(det, train, cfg.seed, f"{cfg.digest()}|{len(val)}"))
+    summary, seconds = fit_detector(det, data, cfg.seed, log=log, state=state)
     path = det.save(out)
+    state.clear()
     log(f"done in {seconds:.1f}s {summary or ''}\ncheckpoint: {path}")
     return path
