@@ -1,8 +1,8 @@
 """The done-means runs of the detector issues: every new detector family of an issue, each with a file in its
 official format (tiny seeded configurations, built by the per-family test modules), beside the older detectors
 in ONE ``sidbench run`` and one leaderboard. Each family's logits are checked against an independent forward of
-its official code in its own test module; here the point is that they all run together. Slow (a minute or so
-each on two cores): ``pytest --run-slow tests/test_roster_runs.py``."""
+its official code in its own test module; here the point is that they all run together (tiny configurations:
+seconds each)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +15,6 @@ import torch
 from sidbench.cli import main
 
 from conftest import make_folder, write_image
-
-pytestmark = pytest.mark.slow
 
 
 def npr_file(path: Path, seed: int) -> Path:
