@@ -9,12 +9,12 @@ centre crop 224 (zero padding below), ImageNet mean/std.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from sidbench.api import (BestWeights, DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, Option,
                           PixelInput, SidbenchError, WeightsError, accuracy, bce_epoch, hookimpl)
 from sidbench.data.augment import BlurJpegCrop
+from sidbench.nets.resnet import imagenet_resnet50
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +27,6 @@ LICENSE = "CC BY-NC-SA 4.0 (PeterWang512/CNNDetection)"
 REPOSITORY = "https://github.com/PeterWang512/CNNDetection"
 # the 20 LSUN classes of CNNDetection's ProGAN training set (all of them are used)
 TRAINING_DATA = ("progan",)
-IMAGENET_WEIGHTS = "https://download.pytorch.org/models/resnet50-0676ba61.pth"  # torchvision IMAGENET1K_V1
 
 
 class CNNDetection(NetworkDetector):
@@ -66,7 +65,7 @@ class CNNDetection(NetworkDetector):
         if not data.has_val and int(o["max_epochs"]) == int(self.spec.options["max_epochs"]):
             raise SidbenchError(f"{self.name} trains until validation accuracy stops improving: give --val PATH, "
                                 "or --set max_epochs=N to train N epochs without validation")
-        self.net = build_network(imagenet_state(o["pretrained"], log)).to(data.device)
+        self.net = build_network(imagenet_resnet50(o["pretrained"], log)).to(data.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
         train_view, val_view = self.augmentations()
         stopper = EarlyStopping(int(o["patience"]), 0.001)
@@ -112,30 +111,6 @@ def build_network(imagenet: dict[str, "torch.Tensor"] | None = None) -> "torch.n
             raise WeightsError(f"the ImageNet weights do not fit a ResNet-50: missing {missing[:3]}, unexpected {unexpected[:3]}")
         torch.nn.init.normal_(net.fc.weight, 0.0, 0.02)
     return net
-
-
-def imagenet_state(pretrained: Any, log: Callable[[str], None]) -> dict[str, "torch.Tensor"] | None:
-    """The ImageNet ResNet-50 to start from: ``true`` torchvision's IMAGENET1K_V1 (the weights CNNDetection
-    loads as resnet50-19c8e357.pth), a path to such a state dict, or ``false`` for a random start."""
-    from sidbench.api.checkpoints import load_tensors
-
-    if pretrained in (False, None, "false", "none"):
-        log("random initialisation (pretrained=false)")
-        return None
-    if isinstance(pretrained, str) and pretrained not in ("true", "imagenet"):
-        return load_tensors(pretrained)[0]
-    import torch
-
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_WEIGHTS.rsplit("/", 1)[1]
-    if cached.is_file():
-        return load_tensors(cached)[0]
-    try:
-        return torch.hub.load_state_dict_from_url(IMAGENET_WEIGHTS, map_location="cpu", progress=False, weights_only=True)
-    except OSError as exc:  # URLError (offline), HTTP errors, a read-only cache folder
-        raise WeightsError(
-            f"ImageNet ResNet-50 weights are not cached at {cached} and could not be downloaded ({exc}); "
-            f"put {IMAGENET_WEIGHTS} there, or pass --set pretrained=PATH (a ResNet-50 state dict) or "
-            "--set pretrained=false (random initialisation)") from None
 
 
 def _spec(variant: str, prob: float, filename: str, url: str, default: bool) -> DetectorSpec:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError, WeightsError,
                           accuracy, bce_epoch, hookimpl, strip_prefix)
+from sidbench.nets.resnet import imagenet_resnet50
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +39,6 @@ DISCRIMINATOR_URL = ("https://lid-1302259812.cos.ap-nanjing.myqcloud.com/tmp/"
 D_HINT = (f"LGrad needs the StyleGAN discriminator: give lgrad[discriminator=PATH] with {DISCRIMINATOR_URL} (LGrad's "
           "README; SIDBench re-hosts it as preprocessing/karras2019stylegan-bedrooms-256x256_discriminator.pth)")
 CHANNELS = ("rgb", "bgr")
-IMAGENET_WEIGHTS = "https://download.pytorch.org/models/resnet50-0676ba61.pth"  # torchvision IMAGENET1K_V1
 MBSTD_EPS = 1e-8
 
 
@@ -107,7 +107,7 @@ class LGrad(NetworkDetector):
             raise SidbenchError(f"{self.name} trains on discriminator gradients: {D_HINT}")
         data = data.with_classes(o["classes"], log)
         self.net.discriminator.to(data.device).eval().requires_grad_(False)
-        self.net.classifier = build_classifier(imagenet_state(o["pretrained"], log)).to(data.device)
+        self.net.classifier = build_classifier(imagenet_resnet50(o["pretrained"], log)).to(data.device)
         opt = torch.optim.Adam(self.net.classifier.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
         summary: dict[str, Any] = {}
         for epoch in range(int(o["epochs"])):
@@ -157,28 +157,6 @@ def build_classifier(imagenet: "dict[str, torch.Tensor] | None" = None) -> "torc
                                f"unexpected {unexpected[:3]}")
         torch.nn.init.normal_(net.fc.weight, 0.0, 0.02)
     return net
-
-
-def imagenet_state(pretrained: Any, log: Any) -> "dict[str, torch.Tensor] | None":
-    """``true``: torchvision's IMAGENET1K_V1 (torch hub cache, else a download); a path: that state dict;
-    ``false``: a random start."""
-    import torch
-
-    from sidbench.api.checkpoints import load_tensors
-
-    if pretrained in (False, None, "false", "none"):
-        log("random initialisation (pretrained=false)")
-        return None
-    if isinstance(pretrained, str) and pretrained not in ("true", "imagenet"):
-        return load_tensors(pretrained)[0]
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_WEIGHTS.rsplit("/", 1)[1]
-    if cached.is_file():
-        return load_tensors(cached)[0]
-    try:
-        return torch.hub.load_state_dict_from_url(IMAGENET_WEIGHTS, map_location="cpu", progress=False, weights_only=True)
-    except OSError as exc:
-        raise WeightsError(f"ImageNet ResNet-50 weights are not cached at {cached} and could not be downloaded ({exc}); "
-                           "put the file there, or --set pretrained=PATH or pretrained=false") from None
 
 
 def load_discriminator(path: str) -> dict[str, "torch.Tensor"]:

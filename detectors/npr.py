@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from sidbench.api import (BestWeights, DataError, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, Option,
                           PixelInput, ProtocolSpec, accuracy, bce_epoch, hookimpl)
 from sidbench.data.augment import BlurJpegCrop
+from sidbench.nets.resnet import bottleneck_stage, kaiming_init
 
 if TYPE_CHECKING:
     import torch
@@ -105,27 +106,11 @@ def build_network() -> "torch.nn.Module":
     net.bn1 = nn.BatchNorm2d(64)
     net.relu = nn.ReLU(inplace=True)
     net.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-    net.layer1 = _layer(64, 64, 3, stride=1)
-    net.layer2 = _layer(256, 128, 4, stride=2)
+    net.layer1 = bottleneck_stage(64, 64, 3, stride=1)
+    net.layer2 = bottleneck_stage(256, 128, 4, stride=2)
     net.avgpool = nn.AdaptiveAvgPool2d((1, 1))
     net.fc1 = nn.Linear(512, 1)
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.constant_(m.weight, 1)
-            nn.init.constant_(m.bias, 0)
-    return net
-
-
-def _layer(inplanes: int, planes: int, blocks: int, stride: int) -> "torch.nn.Sequential":
-    """A ResNet-50 stage of torchvision Bottlenecks (stride on the 3x3 conv), projection shortcut on block 0."""
-    from torch import nn
-    from torchvision.models.resnet import Bottleneck, conv1x1
-
-    down = nn.Sequential(conv1x1(inplanes, planes * 4, stride), nn.BatchNorm2d(planes * 4))
-    return nn.Sequential(Bottleneck(inplanes, planes, stride, down),
-                         *(Bottleneck(planes * 4, planes) for _ in range(blocks - 1)))
+    return kaiming_init(net)
 
 
 def npr_residual(x: "torch.Tensor") -> "torch.Tensor":

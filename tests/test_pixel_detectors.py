@@ -242,7 +242,7 @@ def test_cnndetection_takes_an_initialisation_file_as_its_error_message_says(tmp
     from safetensors.torch import save_file
 
     from sidbench.api.options import check_options
-    from sidbench.detectors.cnndetection import imagenet_state
+    from sidbench.nets.resnet import imagenet_resnet50 as imagenet_state
 
     spec = plugins.detector("cnndetection")
     check_options(spec, {"pretrained": str(tmp_path / "resnet50.safetensors")})

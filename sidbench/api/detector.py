@@ -43,6 +43,7 @@ class Detector:
         self.checkpoint_shapes: dict[str, tuple[int, ...]] = {}  # of the file being loaded, for load_extra_metadata
         self.explicit_options: dict[str, Any] = dict(options)  # what the caller set; checked against a checkpoint's
         self.options_from_checkpoint: dict[str, Any] = {}  # options a loaded checkpoint brought (run.json)
+        self.checkpoint_backbone: str | None = None  # the backbone a loaded sidbench checkpoint was fitted on
         self.fit_summary: dict[str, Any] | None = None  # what fit() returned (run.json), or the checkpoint's
         self.checkpoint_code: dict[str, Any] | None = None  # the code identity a loaded sidbench checkpoint was saved by
         self.fitted_in_run = False  # fitted (or reloaded from its results folder) by the command running it

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..api.detector import Detector
-from ..api.errors import SidbenchError
+from ..api.errors import SidbenchError, WeightsError
 from ..api.names import label, split_name, split_options
 from ..api.options import role_of
 from ..api.specs import resolve_factory
@@ -92,7 +92,8 @@ def load_detector(
     restored = options_of_checkpoint(spec, weights, given) if weights else {}
     # a detector's own backbone option (probe[backbone=...], or the one its checkpoint was fitted on) wins
     chosen = {**given, **restored}.get("backbone") if "backbone" in spec.options else None
-    info = describe_backbone(chosen or backbone or spec.backbone, plugins) if spec.input == "features" else None
+    fitted_on = checkpoint_backbone(spec, weights, backbone) if weights and spec.input == "features" else None
+    info = describe_backbone(chosen or backbone or fitted_on or spec.backbone, plugins) if spec.input == "features" else None
     try:
         det = resolve_factory(spec.factory)(spec, info, **{**given, **restored})
     except (ValueError, TypeError) as exc:  # an option value of the wrong kind, e.g. C=abc
@@ -109,9 +110,28 @@ def load_detector(
             det.label = label(spec.name, {k: shaped[k] for k in spec.options if k in shaped})
     if name_options:
         det.label = label(spec.name, name_options)
+    det.checkpoint_backbone = fitted_on
     if weights:
         det.load(weights)
     return det.eval()
+
+
+def checkpoint_backbone(spec: Any, weights: str, given: str | None) -> str | None:
+    """The backbone a sidbench checkpoint of a feature detector was fitted on (None: not recorded, or not a
+    sidbench checkpoint of this detector), so that ``NAME@ckpt`` reads the features it was fitted on; a
+    ``--backbone`` that names another one is an error naming both."""
+    from ..api.checkpoints import read_metadata
+
+    meta = read_metadata(weights)
+    fitted_on = meta.get("backbone") if isinstance(meta.get("detector"), str) and \
+        split_options(meta["detector"])[0] == spec.name else None
+    if not isinstance(fitted_on, str) or not fitted_on:
+        return None
+    if given and given != fitted_on:
+        raise WeightsError(f"{spec.name}: --backbone {given} contradicts {weights}, which was fitted on features of "
+                           f"{fitted_on}; drop --backbone (the checkpoint's is used) or attach a checkpoint fitted on "
+                           f"{given}")
+    return fitted_on
 
 
 def options_of_checkpoint(spec: Any, weights: str, given: dict[str, Any]) -> dict[str, Any]:

@@ -69,8 +69,8 @@ def check_weights_target(cfg: RunConfig, detectors: Sequence["Detector"]) -> Non
 
 def feature_backbone(det: "Detector", override: str | None) -> str:
     """The backbone a feature detector reads: its own ``backbone`` option (``probe[backbone=dinov2-l]``), else
-    ``--backbone``, else its spec's."""
-    return det.options.get("backbone") or override or det.spec.backbone
+    ``--backbone``, else the one its sidbench checkpoint was fitted on, else its spec's."""
+    return det.options.get("backbone") or override or det.checkpoint_backbone or det.spec.backbone
 
 
 class SourcePool:

@@ -1,0 +1,26 @@
+"""A fitted feature detector's checkpoint brings its backbone: ``NAME@ckpt`` reads the features it was fitted
+on without ``--backbone``, and a ``--backbone`` that names another one is a one-line error naming both."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from sidbench.cli import main
+
+from conftest import make_folder
+
+
+def test_a_checkpoint_fitted_on_clip_tiny_runs_on_clip_tiny_without_being_told(tmp_path, capsys):
+    train = make_folder(tmp_path / "train", splits=("a",), n=4, seed=1)
+    data = make_folder(tmp_path / "data", splits=("b",), n=2, seed=2)
+    ckpt = tmp_path / "univfd.safetensors"
+    assert main(["train", "univfd", "--data", str(train), "--backbone", "clip-tiny", "--out", str(ckpt),
+                 "--no-progress", "--set", "max_epochs=1"]) == 0
+    out = tmp_path / "o"
+    assert main(["run", "--data", str(data), "--detectors", f"univfd@{ckpt}", "--out", str(out), "--no-progress"]) == 0
+    assert len(pd.read_csv(out / "scores.csv")) == 4  # scored on clip-tiny: ViT-L-14 weights are not here
+    capsys.readouterr()
+    assert main(["run", "--data", str(data), "--detectors", f"univfd@{ckpt}", "--backbone", "ViT-B-32:random",
+                 "--out", str(tmp_path / "o2"), "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ViT-B-32:random" in err and "clip-tiny" in err
