@@ -19,6 +19,13 @@ def test_a_checkpoint_fitted_on_clip_tiny_runs_on_clip_tiny_without_being_told(t
     out = tmp_path / "o"
     assert main(["run", "--data", str(data), "--detectors", f"univfd@{ckpt}", "--out", str(out), "--no-progress"]) == 0
     assert len(pd.read_csv(out / "scores.csv")) == 4  # scored on clip-tiny: ViT-L-14 weights are not here
+    import json
+
+    info = json.loads((out / "run.json").read_text())["detectors"][0]
+    # what the checkpoint was fitted on travels with it (the leaderboard's seen-in-training marks use it)
+    assert info["training_data"] == ["a"] and info["training"]["splits"] == ["a"]
+    assert info["training"]["n_real"] == 4 and info["training"]["n_fake"] == 4
+    assert info["training"]["roots"] == [str(train)] and info["weights"]["sha256"]
     capsys.readouterr()
     assert main(["run", "--data", str(data), "--detectors", f"univfd@{ckpt}", "--backbone", "ViT-B-32:random",
                  "--out", str(tmp_path / "o2"), "--no-progress"]) != 0

@@ -44,6 +44,7 @@ class Detector:
         self.explicit_options: dict[str, Any] = dict(options)  # what the caller set; checked against a checkpoint's
         self.options_from_checkpoint: dict[str, Any] = {}  # options a loaded checkpoint brought (run.json)
         self.checkpoint_backbone: str | None = None  # the backbone a loaded sidbench checkpoint was fitted on
+        self.training: dict[str, Any] | None = None  # what it was fitted on: generators, splits, roots, counts
         self.fit_summary: dict[str, Any] | None = None  # what fit() returned (run.json), or the checkpoint's
         self.checkpoint_code: dict[str, Any] | None = None  # the code identity a loaded sidbench checkpoint was saved by
         self.fitted_in_run = False  # fitted (or reloaded from its results folder) by the command running it
@@ -163,6 +164,8 @@ class Detector:
         }
         if self.fit_summary is not None and _jsonable(self.fit_summary):
             meta["fit"] = self.fit_summary
+        if self.training is not None and _jsonable(self.training):
+            meta["training"] = self.training  # what it saw: a later NAME@ckpt marks those generators as seen
         return str(save_tensors(path, self.state_dict(), meta))
 
     def extra_metadata(self) -> dict[str, Any]:
@@ -232,6 +235,10 @@ class Detector:
             self.checkpoint_code = meta.get("code") if isinstance(meta.get("code"), dict) else None
             if isinstance(meta.get("fit"), dict):
                 self.fit_summary = meta["fit"]
+            training = meta.get("training")
+            if isinstance(training, dict) and isinstance(training.get("generators"), list):
+                self.training = training
+                self.trained_on = [str(g) for g in training["generators"]]
             try:
                 self.load_extra_metadata(meta.get("extra") or {})
             except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:

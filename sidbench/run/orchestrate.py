@@ -351,7 +351,7 @@ def fit_all(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
             ctx.log(f"{det.name}: its code changed since the earlier run fitted {ckpt}; fitting it again")
         elif ckpt is not None:  # fitted by an earlier, interrupted run of the same command
             det.load(str(ckpt))
-            det.trained_on = generators(ctx.data.train)
+            note_training(det, ctx.data.train, ctx.cfg.train)
             det.fitted_in_run = True
             ctx.log(f"{det.name}: loaded the checkpoint fitted by the earlier run ({ckpt})")
             continue
@@ -443,7 +443,7 @@ def fit_and_save(ctx: RunContext, det: "Detector", data) -> None:
     if bad is not None:  # a diverged fit is not saved, so the next run fits again instead of loading it
         raise SidbenchError(f"fitting detector {det.name!r} gave NaN or Inf weights ({bad}); lower its learning rate "
                             "or check the training data")
-    det.trained_on = generators(ctx.data.train)
+    note_training(det, ctx.data.train, ctx.cfg.train)
     det.fitted_in_run = True
     det.save(str(checkpoint_path(ctx.out, det)))
     state.clear()
@@ -453,6 +453,15 @@ def fit_and_save(ctx: RunContext, det: "Detector", data) -> None:
 def generators(records: Sequence[Record]) -> list[str]:
     """The generators a detector fitted on these records saw (recorded as its training data)."""
     return sorted({r.generator for r in records if r.label == 1 and r.generator})
+
+
+def note_training(det: "Detector", records: Sequence[Record], roots: Any) -> None:
+    """What ``det`` was fitted on, for its checkpoint and run.json: the generators (the leaderboard's
+    seen-in-training marks), the splits, the roots given and the counts of reals and fakes."""
+    det.trained_on = generators(records)
+    det.training = {"generators": det.trained_on, "splits": sorted({r.split for r in records}),
+                    "roots": [str(r) for r in ([roots] if isinstance(roots, (str, Path)) else roots or [])],
+                    "n_real": sum(r.label == 0 for r in records), "n_fake": sum(r.label == 1 for r in records)}
 
 
 def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequence[Any],
@@ -537,6 +546,8 @@ def detector_info(det: "Detector", cfg: RunConfig, pool: SourcePool) -> dict[str
     info["code"] = code_identity(det)  # the plugin's version and a hash of its module source
     if det.fit_summary is not None:
         info["fit"] = det.fit_summary
+    if det.training is not None:
+        info["training"] = det.training
     fitted = fitted_values(det)
     if fitted:
         info["fitted_values"] = fitted

@@ -21,7 +21,7 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
     from ..engine.sources import BackboneSource
     from ..registry.lookup import load_detector
     from .inputs import fit_records
-    from .orchestrate import feature_backbone
+    from .orchestrate import feature_backbone, note_training
 
     torch_seed(cfg.seed)  # before the detector is built: a network initialised in __init__ is the run's
     det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **(options or {}))
@@ -51,6 +51,7 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
     # beside the checkpoint: the same command run again after an interruption resumes at the last epoch
     state = EpochState(f"{out}.epoch-state.pt", fit_key(det, train, cfg.seed, f"{cfg.digest()}|{len(val)}"))
     summary, seconds = fit_detector(det, data, cfg.seed, log=log, state=state)
+    note_training(det, train, cfg.train)
     path = det.save(out)
     state.clear()
     log(f"done in {seconds:.1f}s {summary or ''}\ncheckpoint: {path}")
