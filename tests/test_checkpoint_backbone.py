@@ -31,3 +31,19 @@ def test_a_checkpoint_fitted_on_clip_tiny_runs_on_clip_tiny_without_being_told(t
                  "--out", str(tmp_path / "o2"), "--no-progress"]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "ViT-B-32:random" in err and "clip-tiny" in err
+
+
+def test_a_run_that_fits_records_its_checkpoint_from_the_first_run(tmp_path):
+    import hashlib
+    import json
+
+    train = make_folder(tmp_path / "train", splits=("a",), n=3, seed=1)
+    data = make_folder(tmp_path / "data", splits=("b",), n=1, seed=2)
+    out = tmp_path / "o"
+    assert main(["run", "--data", str(data), "--train", str(train), "--detectors", "univfd", "--backbone", "clip-tiny",
+                 "--set", "max_epochs=1", "--out", str(out), "--no-progress"]) == 0
+    info = json.loads((out / "run.json").read_text())["detectors"][0]
+    ckpt = out / "checkpoints" / "univfd.progan.safetensors"
+    assert info["checkpoint"] == {"path": str(ckpt), "sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest()}
+    assert info["training"]["generators"] == ["a"] and "fit" in info
+

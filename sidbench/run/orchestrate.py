@@ -494,7 +494,7 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
     write_run_json(out / "run.json", {
         "name": data.name,
         "config": {**dataclasses.asdict(cfg), "numerics": cfg.numerics()},  # what cfg.identity() holds, and more
-        "detectors": [detector_info(d, cfg, ctx.pool) for d in detectors],
+        "detectors": [detector_info(d, cfg, ctx.pool, ctx.out) for d in detectors],
         "plugins": plugin_versions(ctx.plugins),
         "backbones": ctx.pool.describe(),
         "perturbations": [p.name for p in perturbations],
@@ -526,7 +526,7 @@ def operating_scores(ctx: RunContext, detectors: Sequence["Detector"]):
     return write_calibrated(ctx.out / "scores.csv", finalize_scores(ctx.out / "scores.csv"), op), op
 
 
-def detector_info(det: "Detector", cfg: RunConfig, pool: SourcePool) -> dict[str, Any]:
+def detector_info(det: "Detector", cfg: RunConfig, pool: SourcePool, out: Path | None = None) -> dict[str, Any]:
     from ..api.checkpoints import file_sha256
     from ..api.code import code_identity
 
@@ -543,6 +543,9 @@ def detector_info(det: "Detector", cfg: RunConfig, pool: SourcePool) -> dict[str
     if det.weights_path:
         info["weights"] = {"path": det.weights_path, "sha256": file_sha256(Path(det.weights_path))}
         info["options_from_checkpoint"] = {k: v for k, v in det.options_from_checkpoint.items() if _plain(v)}
+    fitted = checkpoint_path(out, det) if out is not None and getattr(det, "fitted_in_run", False) else None
+    if fitted is not None and fitted.is_file():  # fitted by this run (or its interrupted start): from the first run
+        info["checkpoint"] = {"path": str(fitted), "sha256": file_sha256(fitted)}
     info["code"] = code_identity(det)  # the plugin's version and a hash of its module source
     if det.fit_summary is not None:
         info["fit"] = det.fit_summary
