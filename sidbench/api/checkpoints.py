@@ -146,11 +146,22 @@ def non_finite_tensor(tensors: dict[str, "torch.Tensor"]) -> str | None:
     return None
 
 
-def file_sha256(path: Path) -> str:
+def _sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: Path, remember: bool = True) -> str:
     """SHA-256 of a file, remembered by (path, size, mtime, inode, ctime) so big weights are hashed once:
-    a file replaced (new inode) or rewritten in place (new ctime, which no tool can set back) is hashed again."""
+    a file replaced (new inode) or rewritten in place (new ctime, which no tool can set back) is hashed again.
+    ``remember=False``: hash without reading or writing the memo in the user's cache (a file just written)."""
     from .paths import cache_dir, write_atomic
 
+    if not remember:
+        return _sha256_of(path)
     stat = path.stat()
     memo_path = cache_dir() / "file-hashes.json"
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}|{stat.st_ctime_ns}"
@@ -161,11 +172,7 @@ def file_sha256(path: Path) -> str:
     if not isinstance(memo, dict) or not isinstance(memo.get(key, ""), str):
         memo = {}
     if key not in memo:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        memo[key] = h.hexdigest()
+        memo[key] = _sha256_of(path)
         try:
             memo_path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(memo_path, json.dumps(memo))

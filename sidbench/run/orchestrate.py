@@ -545,7 +545,7 @@ def detector_info(det: "Detector", cfg: RunConfig, pool: SourcePool, out: Path |
         info["options_from_checkpoint"] = {k: v for k, v in det.options_from_checkpoint.items() if _plain(v)}
     fitted = checkpoint_path(out, det) if out is not None and getattr(det, "fitted_in_run", False) else None
     if fitted is not None and fitted.is_file():  # fitted by this run (or its interrupted start): from the first run
-        info["checkpoint"] = {"path": str(fitted), "sha256": file_sha256(fitted)}
+        info["checkpoint"] = {"path": str(fitted), "sha256": file_sha256(fitted, remember=False)}
     info["code"] = code_identity(det)  # the plugin's version and a hash of its module source
     if det.fit_summary is not None:
         info["fit"] = det.fit_summary
