@@ -182,7 +182,7 @@ class Detector:
         ``precision`` are never the checkpoint's to fix). Saved values are validated like any other."""
         adopted = {}
         for key, value in checkpoint_options(self.spec, saved, path).items():
-            if _same(self.options[key], value):
+            if same_value(self.options[key], value):
                 continue
             if key in self.explicit_options:
                 if role_of(self.spec, key) == "test":
@@ -352,8 +352,8 @@ def contradiction(name: str, key: str, given: Any, saved: Any, path: str) -> Wei
         "drop the option (the checkpoint's value is used) or attach a checkpoint fitted with it")
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal once both went through JSON (a checkpoint stores tuples as lists)."""
+def same_value(a: Any, b: Any) -> bool:
+    """Equal once both went through JSON (a checkpoint stores tuples as lists): how option values compare."""
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..api.detector import Detector
+from ..api.detector import Detector, same_value
 from ..api.errors import SidbenchError, WeightsError
 from ..api.names import label, split_name, split_options
 from ..api.options import role_of
@@ -146,12 +146,7 @@ def options_of_checkpoint(spec: Any, weights: str, given: dict[str, Any]) -> dic
         return {}  # not sidbench's, or another detector's: loading says so
     saved = checkpoint_options(spec, meta.get("options"), weights)
     for key, value in saved.items():
-        if key in given and not _same(given[key], value) and role_of(spec, key) != "test":
+        if key in given and not same_value(given[key], value) and role_of(spec, key) != "test":
             raise contradiction(spec.name if not given else label(spec.name, given), key, given[key], value, weights)
     return {k: v for k, v in saved.items() if k not in given}
 
-
-def _same(a: Any, b: Any) -> bool:
-    import json
-
-    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)

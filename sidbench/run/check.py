@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..api.detector import same_value
+
 if TYPE_CHECKING:
     from ..api.detector import Detector
     from ..api.records import Record
@@ -107,7 +109,7 @@ def check_detector(name: str, plugins: "Plugins", *, options: dict[str, Any] | N
         after = again_data.scores(again, "val")[0]
         diff = float(abs(before - after).max()) if len(before) == len(after) and len(before) else math.inf
         lost = {k: (v, again.options.get(k)) for k, v in det.options.items()
-                if k != "preprocess" and not _same(v, again.options.get(k))}
+                if k != "preprocess" and not same_value(v, again.options.get(k))}
         return CheckReport(det.name, det.needs_fit, len(before), diff, lost, undeclared_state(det, again),
                            str(ckpt) if workdir is not None else "a temporary file")
 
@@ -147,7 +149,7 @@ def undeclared_state(fitted: "Detector", reloaded: "Detector") -> dict[str, str]
             if not same:
                 out[key] = (f"a {type(value).__name__} outside modules(): not in the checkpoint (return it from "
                             "modules(), or register it as a buffer of a module there)")
-        elif _plain(value) and not _same(value, other):
+        elif _plain(value) and not same_value(value, other):
             out[key] = (f"{_short(value)} after the fit, {'missing' if other is _MISSING else _short(other)} "
                         "after reloading (save it in extra_metadata and restore it in load_extra_metadata)")
     return out
@@ -162,12 +164,6 @@ def _plain(v: Any) -> bool:
     if isinstance(v, dict):
         return all(isinstance(k, str) and _plain(x) for k, x in v.items())
     return isinstance(v, (str, int, float, bool, type(None)))
-
-
-def _same(a: Any, b: Any) -> bool:
-    import json
-
-    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
 def _same_tensors(a: dict, b: dict) -> bool:
