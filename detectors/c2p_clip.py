@@ -40,18 +40,12 @@ class ResizeBilinearCenterCrop:
         self.size, self.mean, self.std = info.image_size, tuple(info.mean), tuple(info.std)
 
     def __call__(self, item: "ImageInput") -> "torch.Tensor":
-        import io
-
         import torchvision.transforms.functional as TF
-        from PIL import Image
 
         from sidbench.data.images import check_short_side_resize
+        from sidbench.data.pil_decode import pil_convert_rgb
 
-        if item.data is not None:
-            with Image.open(io.BytesIO(item.data)) as f:
-                img = f.convert("RGB")
-        else:
-            img = item.image.convert("RGB")
+        img = pil_convert_rgb(item)  # decoded again the plain-PIL way only where that differs (EXIF, modes)
         check_short_side_resize(*img.size, self.size)  # a thin strip would become huge: refused as unreadable
         img = TF.resize(img, self.size, interpolation=TF.InterpolationMode.BILINEAR)
         img = TF.center_crop(img, [self.size, self.size])
