@@ -114,11 +114,12 @@ def test_a_write_failure_is_printed_once(tmp_path, monkeypatch):
         import logging, sqlite3, torch
         from sidbench.cli import show_warnings
         from sidbench.engine import cache as cache_mod
+        from sidbench.engine.cache import store
         show_warnings()
         logging.info("a library's root-level message")  # what open_clip does; installs basicConfig otherwise
         def full(db, rows):
             raise sqlite3.OperationalError("database or disk is full")
-        cache_mod._write_rows = full
+        store.write_rows = full
         cache = cache_mod.FeatureCache({str(tmp_path / "c")!r})
         for i in range(3):
             cache.put_many([(f"k{{i}}", "f", "bb", torch.ones(2))])

@@ -16,6 +16,7 @@ import torch
 from conftest import make_folder
 
 import sidbench.engine.cache as cache_mod
+from sidbench.engine.cache import encoding, store
 from sidbench.data.layout import resolve_records
 from sidbench.engine import ExtractOptions, extract
 from sidbench.engine.cache import DB_NAME, OLD_DB_NAMES, WRITE_QUEUE, FeatureCache
@@ -93,8 +94,8 @@ def test_a_corrupted_blob_is_a_miss(tmp_path, recs, want, tiny_backbone, monkeyp
 
 def test_a_read_only_cache_serves_what_it_has_and_stops_writing(tmp_path, recs, want, tiny_backbone, monkeypatch, caplog):
     filled(tmp_path / "c", tiny_backbone, recs[:2])
-    real = cache_mod._connect
-    monkeypatch.setattr(cache_mod, "_connect", lambda path, readonly=False: real(path, readonly=True))
+    real = store.connect
+    monkeypatch.setattr(store, "connect", lambda path, readonly=False: real(path, readonly=True))
     caplog.set_level(logging.WARNING, "sidbench.cache")
     cache = FeatureCache(tmp_path / "c")
     same(run(tiny_backbone, recs, cache), want)
@@ -109,7 +110,7 @@ def test_a_full_disk_is_reported_once(tmp_path, recs, want, tiny_backbone, monke
     def full(db, rows):
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(cache_mod, "_write_rows", full)
+    monkeypatch.setattr(store, "write_rows", full)
     caplog.set_level(logging.WARNING, "sidbench.cache")
     cache = FeatureCache(tmp_path / "c")
     same(run(tiny_backbone, recs, cache), want)
@@ -145,7 +146,7 @@ def test_a_read_fault_in_a_dataloader_worker_is_reported_once_by_the_main_proces
     def malformed(db, keys):
         raise sqlite3.DatabaseError("database disk image is malformed")
 
-    monkeypatch.setattr(cache_mod, "_read_rows", malformed)
+    monkeypatch.setattr(store, "read_rows", malformed)
     caplog.set_level(logging.WARNING, "sidbench.cache")
     cache = FeatureCache(tmp_path / "c")
     same(run(tiny_backbone, recs, cache, workers=2), want)
@@ -193,7 +194,7 @@ def test_sidbench_run_with_a_full_cache_disk_scores_and_skips_nothing_differentl
     common = ["run", "--data", str(data), "--detectors", "clip_zeroshot", "--backbone", "clip-tiny", "--no-progress",
               "--batch-size", "2"]
     assert main([*common, "--out", str(tmp_path / "plain"), "--no-cache"]) == 0
-    monkeypatch.setattr(cache_mod, "_write_rows", full)
+    monkeypatch.setattr(store, "write_rows", full)
     caplog.set_level(logging.WARNING, "sidbench.cache")
     assert main([*common, "--out", str(tmp_path / "full")]) == 0
     assert len(warnings(caplog)) == 1
@@ -226,8 +227,8 @@ def test_entries_are_stored_in_the_precision_they_were_computed_in(tmp_path, nar
 
 def test_the_write_queue_is_bounded_and_flush_commits_everything(tmp_path, monkeypatch):
     gate = threading.Event()
-    real = cache_mod._write_rows
-    monkeypatch.setattr(cache_mod, "_write_rows", lambda db, rows: gate.wait(30) and real(db, rows))
+    real = store.write_rows
+    monkeypatch.setattr(store, "write_rows", lambda db, rows: gate.wait(30) and real(db, rows))
     cache = FeatureCache(tmp_path / "c")
     done = []
 
@@ -256,7 +257,7 @@ def test_a_bug_in_the_writer_surfaces_at_flush(tmp_path, monkeypatch):
     def broken(*args):
         raise TypeError("a bug in the writer")
 
-    monkeypatch.setattr(cache_mod, "_split", broken)
+    monkeypatch.setattr(encoding, "encode_batch", broken)
     cache = FeatureCache(tmp_path / "c")
     for i in range(3):
         cache.store([f"k{i}"], "image_embed", "test", torch.ones(1, 4))

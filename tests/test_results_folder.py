@@ -178,11 +178,11 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_files(tmp_path, data, c
 
 def test_a_full_cache_database_is_reported_not_its_rollback(tmp_path, data, capsys, monkeypatch):
     """#16.9: when SQLite runs out of space, the failed ROLLBACK's error hid the real one. The run writes
-    through ``_write_rows`` (the writer thread's one write call): the fault is injected there, inside the real
+    through ``store.write_rows`` (the writer thread's one write call): the fault is injected there, inside the real
     transaction, and the test checks that it was reached."""
     import sqlite3
 
-    from sidbench.engine import cache as cache_module
+    from sidbench.engine.cache import store as cache_store
 
     calls = []
 
@@ -197,7 +197,7 @@ def test_a_full_cache_database_is_reported_not_its_rollback(tmp_path, data, caps
             except sqlite3.Error:
                 pass
 
-    monkeypatch.setattr(cache_module, "_write_rows", full_disk)
+    monkeypatch.setattr(cache_store, "write_rows", full_disk)
     monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
     code = main([a for a in run_args(data, tmp_path / "out") if a != "--no-cache"])
     err = capsys.readouterr().err
