@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from ..api.paths import write_atomic
 from ..results.metrics import tpr_target
-from .merge import Merged, load_runs
-from .runs import ReportError
+from .merge import Merged
+from .runs import ReportError, load_runs
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .runs import ReportError, Run, checked_scores, load_run, read_table, run_names
+from .runs import ReportError, Run, checked_scores, read_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -244,9 +244,3 @@ def merge_runs(runs: Sequence[Run]) -> Merged:
     table = pd.concat(parts, ignore_index=True)
     table = pd.concat([table, group_means(table)], ignore_index=True)
     return Merged(list(runs), rename, table, keys)
-
-
-def load_runs(paths: Sequence[str | Path]) -> Merged:
-    """Read and merge results folders."""
-    names = run_names([Path(p) for p in paths])
-    return merge_runs([load_run(p, n) for p, n in zip(paths, names)])

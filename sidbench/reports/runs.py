@@ -15,6 +15,8 @@ from ..results.metrics import KEYS, METRICS, metric_columns
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .merge import Merged
+
 
 class ReportError(SidbenchError):
     """A results folder cannot be reported on (missing files, bad options)."""
@@ -71,6 +73,14 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     info_path = path / "run.json"
     info = read_run_info(info_path) if info_path.is_file() else {}
     return Run(name or path.resolve().name, path, metrics, info)
+
+
+def load_runs(paths: Sequence[str | Path]) -> "Merged":
+    """Read and merge results folders (:func:`sidbench.reports.merge.merge_runs`)."""
+    from .merge import merge_runs
+
+    names = run_names([Path(p) for p in paths])
+    return merge_runs([load_run(p, n) for p, n in zip(paths, names)])
 
 
 _INFO_TYPES = {"environment": dict, "counts": dict, "backbones": dict, "operating_points": dict, "detectors": list}
