@@ -86,7 +86,7 @@ def make_jpegs(root: Path, n: int, size: int, seed: int = 0) -> Path:
     import numpy as np
     from PIL import Image
 
-    from sidbench.data.quickstart import natural_image
+    from sidbench.data.quickstart_images import natural_image
 
     rng = np.random.default_rng(seed)
     bases = [natural_image(rng, size + 32) for _ in range(min(n, 8))]

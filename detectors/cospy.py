@@ -18,6 +18,10 @@ The release (``progan.zip`` on Hugging Face) holds three files: ``semantic_weigh
 ``artifact_weights.pth`` (``artifact_encoder.*`` and ``fc.*``) and ``fusion_weights.pth`` (``fc.*``);
 ``cospy.progan@progan.zip`` (or the unzipped folder) loads all three strictly. CLIP comes from open_clip's
 ``ViT-L-14-quickgelu`` with the ``openai`` weights (cached offline, one-line error when missing).
+
+Longer than most detectors because it is one family with two published variants (progan and sd-v1_4) that share
+the release loader, the trained heads and the test protocol (plugins never import each other); the ResNet
+stages come from :mod:`sidbench.nets.resnet`.
 """
 from __future__ import annotations
 
@@ -156,18 +160,14 @@ def build_head(clip_dim: int) -> "torch.nn.Module":
     """CO-SPY's trained parts, one submodule per release file with that file's key names: ``sem`` (``fc``),
     ``art`` (``artifact_encoder.*`` and ``fc``) and ``fusion`` (``fc``)."""
     from torch import nn
-    from torchvision.models.resnet import Bottleneck, conv1x1
 
-    def layer(inplanes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        down = nn.Sequential(conv1x1(inplanes, planes * 4, stride), nn.BatchNorm2d(planes * 4))
-        return nn.Sequential(Bottleneck(inplanes, planes, stride, down),
-                             *(Bottleneck(planes * 4, planes) for _ in range(blocks - 1)))
+    from sidbench.nets.resnet import bottleneck_stage
 
     enc = nn.Module()
     enc.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=2, padding=1, bias=False)
     enc.bn1 = nn.BatchNorm2d(64)
-    enc.layer1 = layer(64, 64, 3, 1)
-    enc.layer2 = layer(256, 128, 4, 2)
+    enc.layer1 = bottleneck_stage(64, 64, 3, stride=1)
+    enc.layer2 = bottleneck_stage(256, 128, 4, stride=2)
     enc.fc1 = nn.Linear(512, 1)  # stored in the release, unused by the forward
     head = nn.Module()
     head.sem, head.art, head.fusion = nn.Module(), nn.Module(), nn.Module()

@@ -87,3 +87,13 @@ def test_rine_architecture_from_the_checkpoint_and_its_contradiction(tmp_path):
     assert plain.name == "rine.progan4[tie=false,proj_dim=64]" and not plain.tie and plain.options["proj_dim"] == 64
     with pytest.raises(WeightsError, match="tie=true contradicts .* tie=false"):
         load_detector("rine.progan4[tie=true]", weights=path, backbone="clip-tiny")
+
+
+def test_bracket_options_show_in_the_display_name_and_label_is_a_deprecated_alias(probe, plugins):
+    det = load_detector("scaled_probe[k=2]", backbone="clip-tiny", plugins=plugins)
+    assert det.display_name == "scaled_probe[k=2]" == det.name
+    with pytest.warns(DeprecationWarning, match="display_name"):
+        assert det.label == "scaled_probe[k=2]"
+    with pytest.warns(DeprecationWarning, match="display_name"):
+        det.label = "other"
+    assert det.name == "other"

@@ -18,6 +18,7 @@ import torch
 from sidbench.api import OfficialWeights, WeightsError
 from sidbench.api.paths import cache_dir
 from sidbench.registry import load_detector
+from sidbench.registry import download as download_mod
 from sidbench.registry import weights as weights_mod
 
 STOP = threading.Event()
@@ -130,7 +131,7 @@ def online(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("SIDBENCH_OFFLINE", raising=False)
     monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(weights_mod, "TIMEOUT_S", 5)
+    monkeypatch.setattr(download_mod, "TIMEOUT_S", 5)
 
 
 def with_official(plugins, **fields):
@@ -155,14 +156,14 @@ def refused(plugins, match: str, limit_s: float = 10) -> str:
 
 
 def test_a_trickle_fails_at_the_minimum_rate(server, online, plugins, monkeypatch):
-    monkeypatch.setattr(weights_mod, "RATE_WINDOW_S", 1.0)
-    monkeypatch.setattr(weights_mod, "MIN_RATE", 100)
+    monkeypatch.setattr(download_mod, "RATE_WINDOW_S", 1.0)
+    monkeypatch.setattr(download_mod, "MIN_RATE", 100)
     with_official(plugins, url=f"{server}/drip.pth", filename="fc_weights.pth", sha256=hashlib.sha256(HEAD).hexdigest())
     refused(plugins, r"sends \d+ bytes/s, under the minimum of 100 bytes/s; nothing was kept")
 
 
 def test_a_download_has_an_overall_deadline(server, online, plugins, monkeypatch):
-    monkeypatch.setattr(weights_mod, "DEADLINE_S", 1.0)
+    monkeypatch.setattr(download_mod, "DEADLINE_S", 1.0)
     with_official(plugins, url=f"{server}/drip.pth", filename="fc_weights.pth")
     refused(plugins, r"did not finish within 1.0 s")
 
@@ -180,7 +181,7 @@ def test_an_endless_body_behind_a_content_length_is_read_to_that_length_only(ser
 
 
 def test_an_endless_body_stops_at_the_size_limit(server, online, plugins, monkeypatch):
-    monkeypatch.setattr(weights_mod, "MAX_BYTES", 1 << 20)
+    monkeypatch.setattr(download_mod, "MAX_BYTES", 1 << 20)
     with_official(plugins, url=f"{server}/endless.pth", filename="fc_weights.pth")
     refused(plugins, r"sent more than 1048576 bytes")
 

@@ -1,13 +1,14 @@
 """The detector contract: named backbone features (or pixels) in, one logit per image out (higher = more fake)."""
 from __future__ import annotations
 
-import json
+import warnings
 from typing import TYPE_CHECKING, Any, Callable
 
 from .checkpoints import load_tensors, non_finite_tensor, save_tensors, strip_prefix
 from .errors import SidbenchError, WeightsError
 from .names import option_text, split_options
 from .options import check_options, role_of
+from .restore import checked_metadata, checkpoint_options, contradiction, jsonable, same_value, take_empty_shapes
 from .specs import DetectorSpec, PixelInput
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class Detector:
         self.fitted = not self.needs_fit
         self.device = "cpu"
         self.weights_path: str | None = None
-        self.label: str | None = None  # e.g. "rine.progan4[tie=false]" when built with bracket options
+        self.display_name: str | None = None  # the name shown, e.g. "rine.progan4[tie=false]" (bracket options)
         self.trained_on: list[str] | None = None  # generators of the data it was fitted on in this run (None: published)
         self.checkpoint_shapes: dict[str, tuple[int, ...]] = {}  # of the file being loaded, for load_extra_metadata
         self.explicit_options: dict[str, Any] = dict(options)  # what the caller set; checked against a checkpoint's
@@ -52,7 +53,18 @@ class Detector:
     # -- what the harness reads ---------------------------------------------------
     @property
     def name(self) -> str:
-        return self.label or self.spec.name
+        return self.display_name or self.spec.name
+
+    @property
+    def label(self) -> str | None:
+        """Deprecated alias of :attr:`display_name` (in sidbench a label is real or fake)."""
+        warnings.warn("Detector.label is deprecated; use Detector.display_name", DeprecationWarning, stacklevel=2)
+        return self.display_name
+
+    @label.setter
+    def label(self, value: str | None) -> None:
+        warnings.warn("Detector.label is deprecated; use Detector.display_name", DeprecationWarning, stacklevel=2)
+        self.display_name = value
 
     @property
     def required_features(self) -> tuple[str, ...]:
@@ -157,14 +169,14 @@ class Detector:
 
         meta = {
             "detector": self.name,
-            "options": {k: v for k, v in self.options.items() if _jsonable(v)},
+            "options": {k: v for k, v in self.options.items() if jsonable(v)},
             "backbone": self.backbone_info.name if self.backbone_info is not None else None,
             "extra": self.extra_metadata(),
             "code": code_identity(self),
         }
-        if self.fit_summary is not None and _jsonable(self.fit_summary):
+        if self.fit_summary is not None and jsonable(self.fit_summary):
             meta["fit"] = self.fit_summary
-        if self.training is not None and _jsonable(self.training):
+        if self.training is not None and jsonable(self.training):
             meta["training"] = self.training  # what it saw: a later NAME@ckpt marks those generators as seen
         return str(save_tensors(path, self.state_dict(), meta))
 
@@ -207,7 +219,7 @@ class Detector:
         from .code import code_identity
 
         out = {"name": self.name, "code": code_identity(self),
-               "options": {k: v for k, v in sorted(self.options.items()) if k != "precision" and _jsonable(v)}}
+               "options": {k: v for k, v in sorted(self.options.items()) if k != "precision" and jsonable(v)}}
         if self.weights_path:
             from pathlib import Path
 
@@ -225,7 +237,7 @@ class Detector:
                                "such weights (re-fit the detector or fetch the checkpoint again)")
         self.checkpoint_shapes = {k: tuple(v.shape) for k, v in tensors.items()}
         if meta:
-            meta = _checked_metadata(meta, path)
+            meta = checked_metadata(meta, path)
             if meta.get("detector") and split_options(meta["detector"])[0] != self.spec.name:
                 raise WeightsError(
                     f"{path} was saved by detector {meta['detector']!r}, not {self.name!r}; "
@@ -295,71 +307,3 @@ class NetworkDetector(Detector):
         """A checkpoint changed an option that shapes the network: build the network again from the options."""
         if any(role_of(self.spec, k) == "network" for k in changed):
             self.net = self.build_network()
-
-
-def _checked_metadata(meta: Any, path: str) -> dict[str, Any]:
-    """sidbench's checkpoint metadata, with every standard field of the kind it must be (else one line)."""
-    kinds = {"detector": str, "options": dict, "backbone": str, "extra": dict}
-    problem = None if isinstance(meta, dict) else f"metadata is of type {type(meta).__name__}, not a table"
-    for key, kind in kinds.items():
-        if problem is None and meta.get(key) is not None and not isinstance(meta[key], kind):
-            problem = f"{key!r} is of type {type(meta[key]).__name__}, not {kind.__name__}"
-    if problem:
-        raise WeightsError(f"{path}: not a valid sidbench checkpoint ({problem})")
-    return meta
-
-
-def take_empty_shapes(module: "torch.nn.Module", state: dict[str, "torch.Tensor"]) -> None:
-    """Re-allocate each empty parameter or buffer of ``module`` to the shape and dtype of its entry in ``state``
-    (a parameter stays a parameter, with its ``requires_grad``); non-empty ones are left for the shape check."""
-    import torch
-
-    for key, value in state.items():
-        owner_name, _, leaf = key.rpartition(".")
-        try:
-            owner = module.get_submodule(owner_name) if owner_name else module
-        except AttributeError:
-            continue  # an unexpected key: load_state_dict reports it
-        table = owner._parameters if leaf in owner._parameters else owner._buffers
-        current = table.get(leaf)
-        if current is None or current.numel() or tuple(current.shape) == tuple(value.shape):
-            continue
-        fresh = torch.zeros(value.shape, dtype=value.dtype, device=current.device)
-        table[leaf] = torch.nn.Parameter(fresh, requires_grad=current.requires_grad) if table is owner._parameters else fresh
-
-
-# Options that say how a detector is fed at test time, not what was fitted: never taken from a checkpoint.
-TEST_TIME_OPTIONS = ("preprocess", "precision")
-
-
-def checkpoint_options(spec: DetectorSpec, saved: Any, path: str) -> dict[str, Any]:
-    """The options a checkpoint's metadata restores: the spec's options it saved (not ``preprocess`` or
-    ``precision``), validated like any other value (a bad one is a one-line :class:`WeightsError`)."""
-    if not isinstance(saved, dict):
-        return {}
-    out = {k: v for k, v in saved.items() if k in spec.options and k not in TEST_TIME_OPTIONS}
-    try:
-        check_options(spec, out, where=str(path))
-    except SidbenchError as exc:
-        raise WeightsError(str(exc)) from None
-    return out
-
-
-def contradiction(name: str, key: str, given: Any, saved: Any, path: str) -> WeightsError:
-    """'NAME: option k=2 contradicts FILE, which was fitted with k=3; ...' (one line)."""
-    return WeightsError(
-        f"{name}: option {key}={option_text(given)} contradicts {path}, which was fitted with {key}={option_text(saved)}; "
-        "drop the option (the checkpoint's value is used) or attach a checkpoint fitted with it")
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """Equal once both went through JSON (a checkpoint stores tuples as lists): how option values compare."""
-    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
-
-
-def _jsonable(v: Any) -> bool:
-    try:
-        json.dumps(v)
-        return True
-    except TypeError:
-        return False

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..api.detector import Detector, same_value
+from ..api.detector import Detector
 from ..api.errors import SidbenchError, WeightsError
 from ..api.names import label, split_name, split_options
 from ..api.options import role_of
+from ..api.restore import same_value
 from ..api.specs import resolve_factory
 from ..data.preprocess import check_protocol
 from .weights import OFFICIAL, fetch_official
@@ -107,9 +108,9 @@ def load_detector(
         det.options_from_checkpoint = {k: v for k, v in restored.items() if v != defaults.get(k)}
         shaped = {k: v for k, v in det.options_from_checkpoint.items() if role_of(spec, k) == "network"}
         if shaped and not name_options:
-            det.label = label(spec.name, {k: shaped[k] for k in spec.options if k in shaped})
+            det.display_name = label(spec.name, {k: shaped[k] for k in spec.options if k in shaped})
     if name_options:
-        det.label = label(spec.name, name_options)
+        det.display_name = label(spec.name, name_options)
     det.checkpoint_backbone = fitted_on
     if weights:
         det.load(weights)
@@ -139,7 +140,7 @@ def options_of_checkpoint(spec: Any, weights: str, given: dict[str, Any]) -> dic
     caller did not give; a given option that contradicts the file is an error naming both values, unless its
     role is ``"test"`` (the caller's value wins)."""
     from ..api.checkpoints import read_metadata
-    from ..api.detector import checkpoint_options, contradiction
+    from ..api.restore import checkpoint_options, contradiction
 
     meta = read_metadata(weights)
     if not meta or not isinstance(meta.get("detector"), str) or split_options(meta["detector"])[0] != spec.name:

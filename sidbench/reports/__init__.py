@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from ..api.paths import write_atomic
 from ..results.metrics import tpr_target
-from .runs import Merged, ReportError, load_runs
+from .merge import Merged
+from .runs import ReportError, load_runs
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -15,7 +15,7 @@ from ..results.operating import p_fake
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .runs import Merged
+    from .merge import Merged
 
 # Families whose value is a quality (higher = milder); others grow more severe with the value,
 # except resize, whose severity is the distance of the scale from 1.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .runs import Merged
+    from .merge import Merged
 
 THUMB = 128  # longest side of a thumbnail, in pixels
 PER_KIND = 4  # false positives and false negatives shown per detector and split

@@ -14,7 +14,7 @@ from ..results.metrics import LOWER_IS_BETTER, tpr_target
 from .tables import to_html
 
 if TYPE_CHECKING:
-    from .runs import Merged
+    from .merge import Merged
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;max-width:1180px;margin:24px auto;padding:0 16px}

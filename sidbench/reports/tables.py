@@ -10,7 +10,7 @@ from ..results.leaderboard import DAGGER, Leaderboard, board_cells, leaderboards
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .runs import Merged
+    from .merge import Merged
 
 
 def leaderboards(merged: "Merged", metrics: Sequence[str], intervals: "pd.DataFrame | None" = None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..api.detector import same_value
+from ..api.restore import same_value
 
 if TYPE_CHECKING:
     from ..api.detector import Detector
