@@ -26,7 +26,8 @@ def _plugins(plugins: "Plugins | None") -> "Plugins":
 def backbone_factory(name: str, plugins: "Plugins | None" = None) -> "BackboneFactory":
     """The factory of the spec serving ``name`` (a plugin's plain function comes wrapped)."""
     spec = _plugins(plugins).backbone(name)
-    return as_backbone_factory(resolve_factory(spec.factory), spec.origin)
+    return as_backbone_factory(resolve_factory(spec.factory) if isinstance(spec.factory, str) else spec.factory,
+                               spec.origin)
 
 
 def describe_backbone(name: str, plugins: "Plugins | None" = None) -> "BackboneInfo":
