@@ -9,7 +9,7 @@ Nothing here imports torch at import time, so ``sidbench list`` stays instant.
 """
 from __future__ import annotations
 
-from .backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneInfo
+from .backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneFactory, BackboneInfo
 from .detector import Detector, NetworkDetector
 from .errors import DataError, FitRequiredError, PluginError, SidbenchError, UnknownNameError, WeightsError
 from .checkpoints import strip_prefix
@@ -23,7 +23,8 @@ from .specs import (BackboneSpec, DatasetSpec, DetectorSpec, ImageInput, Officia
                     ProtocolSpec)
 
 __all__ = [
-    "accuracy", "bce_epoch", "check_augment", "Augment", "Backbone", "BackboneInfo", "BackboneSpec", "BestWeights",
+    "accuracy", "bce_epoch", "check_augment", "Augment", "Backbone", "BackboneFactory", "BackboneInfo", "BackboneSpec",
+    "BestWeights",
     "CLIP_MEAN", "CLIP_STD", "DataError", "DatasetSpec", "Detector", "DetectorSpec", "EarlyStopping", "EpochState",
     "LossMeter", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "ImageInput", "IMAGENET_MEAN", "IMAGENET_STD",
     "NetworkDetector", "OfficialWeights", "Option", "PerturbationSpec", "PixelInput", "PluginError", "ProtocolSpec",

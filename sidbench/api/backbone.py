@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 if TYPE_CHECKING:
     import torch
@@ -146,3 +146,63 @@ class Backbone:
     def has_text(self) -> bool:
         """Whether :meth:`text_embed` is implemented (DINOv2 and other image-only backbones: False)."""
         return type(self).text_embed is not Backbone.text_embed
+
+
+class BackboneFactory:
+    """How a registered backbone is made, and what the registry may learn about it without making it.
+
+    Subclass it and implement :meth:`build`; the other methods are optional answers that save loading weights
+    (a fully cached run never builds the backbone when :meth:`describe` and :meth:`identity` answer). A
+    ``BackboneSpec`` takes an instance (or a plain function ``build``, wrapped in :class:`FunctionFactory`).
+    """
+
+    def build(self, name: str, weights: str | None = None, device: str = "cpu") -> Backbone:
+        """The backbone ``name`` with ``weights`` (a file, or None for the name's own) on ``device``."""
+        raise NotImplementedError
+
+    def describe(self, name: str) -> BackboneInfo | None:
+        """Shapes and preprocessing of ``name`` without loading weights; None: build it once to find out."""
+        return None
+
+    def check(self, name: str) -> None:
+        """Raise a one-line ``SidbenchError`` when ``name`` cannot be built (deeper than the spec's pattern)."""
+
+    def identity(self, name: str, weights: str | None = None) -> str | None:
+        """The identity the built backbone will report (feature-cache keys); None: build it to find out."""
+        return None
+
+    def activation(self, name: str, weights: str | None = None) -> str | None:
+        """The activation it is built with (``quick_gelu``, ``gelu``), for run.json; None: the architecture's own."""
+        return None
+
+    def __call__(self, name: str, weights: str | None = None, device: str = "cpu") -> Backbone:
+        return self.build(name, weights=weights, device=device)
+
+
+class FunctionFactory(BackboneFactory):
+    """A plain function ``fn(name, weights=None, device="cpu") -> Backbone`` as a factory (it answers nothing
+    ahead, so the backbone is built to learn its shapes and identity)."""
+
+    def __init__(self, fn: Callable[..., Backbone]) -> None:
+        self.fn = fn
+
+    def build(self, name: str, weights: str | None = None, device: str = "cpu") -> Backbone:
+        return self.fn(name, weights=weights, device=device)
+
+    def __repr__(self) -> str:
+        return f"FunctionFactory({getattr(self.fn, '__qualname__', self.fn)!r})"
+
+
+def as_backbone_factory(obj: Any, origin: str = "") -> BackboneFactory:
+    """A :class:`BackboneFactory` from what a ``BackboneSpec`` holds (already resolved from ``"module:attr"``):
+    an instance, a subclass (instantiated without arguments) or a plain function."""
+    if isinstance(obj, BackboneFactory):
+        return obj
+    if isinstance(obj, type) and issubclass(obj, BackboneFactory):
+        return obj()
+    if callable(obj):
+        return FunctionFactory(obj)
+    from .errors import PluginError
+
+    raise PluginError(f"backbone factory {obj!r}{f' ({origin})' if origin else ''} is neither a BackboneFactory "
+                      "nor a function; see docs/plugins.md#backbones")

@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+
+if TYPE_CHECKING:
+    from .backbone import BackboneFactory
 
 Factory = "Callable[..., Any] | str"
 
@@ -176,12 +179,13 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A feature extractor: ``factory(name, weights=None, device='cpu')`` returns a
-    :class:`sidbench.api.Backbone`. ``pattern`` (a regex) lets one spec
-    serve a family of names such as open_clip's ``ARCH:TAG``."""
+    """A feature extractor: ``factory`` is a :class:`sidbench.api.BackboneFactory` (its ``build(name,
+    weights=None, device='cpu')`` returns a :class:`sidbench.api.Backbone`; ``describe``/``identity`` answer
+    without loading weights), a plain function ``build``, or a ``"module:attr"`` naming either. ``pattern``
+    (a regex) lets one spec serve a family of names such as open_clip's ``ARCH:TAG``."""
 
     name: str
-    factory: Callable[..., Any] | str
+    factory: BackboneFactory | Callable[..., Any] | str
     description: str = ""
     pattern: str | None = None
     origin: str = ""

@@ -1,16 +1,16 @@
 """open_clip CLIP backbones: real weights by ``ARCH:TAG`` or a local file, and the offline ``clip-tiny``."""
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..api.backbone import CLIP_MEAN, CLIP_STD, Backbone, BackboneInfo
+from ..api.backbone import CLIP_MEAN, CLIP_STD, Backbone, BackboneFactory, BackboneInfo
 from ..api.checkpoints import file_sha256
 from ..api.errors import SidbenchError, WeightsError
+from .capture import ClsCapture
+from .clip_weights import (file_activation, how_to_provide, load_local, quiet_random_init,
+                           require_weights_reachable)
 
 if TYPE_CHECKING:
     import torch
@@ -38,44 +38,21 @@ class ClipBackbone(Backbone):
         self.identity = identity
         self.activation = activation
         visual = model.visual
-        blocks = visual.transformer.resblocks
-        # open_clip >= 2.24 runs blocks batch-first; older versions sequence-first (NLD vs LND).
-        self._batch_first = getattr(visual.transformer, "batch_first", False)
-        self._captured: dict[str, list] = {}
-        for block in blocks:
-            block.ln_2.register_forward_hook(self._hook("cls_ln2"))
-            block.register_forward_hook(self._hook("cls_blocks"))
-        visual.ln_post.register_forward_hook(self._hook("cls_final"))
-
-    def _hook(self, key: str):
-        def hook(module, args, output):
-            if key not in self._captured:
-                return
-            if output.ndim == 2:  # final LN applied after pooling: already [B, W]
-                cls = output
-            else:
-                cls = output[:, 0] if self._batch_first or key == "cls_final" else output[0]
-            self._captured[key].append(cls)
-
-        return hook
+        blocks = list(visual.transformer.resblocks)
+        # open_clip >= 2.24 runs blocks batch-first; older versions sequence-first (NLD vs LND). ln_post runs
+        # batch-first in both (or after pooling, on [B, W]).
+        batch_first = getattr(visual.transformer, "batch_first", False)
+        self.capture = ClsCapture()
+        self.capture.watch("cls_ln2", [b.ln_2 for b in blocks], batch_first=batch_first)
+        self.capture.watch("cls_blocks", blocks, batch_first=batch_first)
+        self.capture.watch("cls_final", [visual.ln_post], stack=False)
 
     def _forward(self, images: "torch.Tensor", names: tuple[str, ...]) -> dict[str, "torch.Tensor"]:
-        import torch
-
-        # A compiled tower captures every feature whatever is asked for: the hooks' choice is traced into the
-        # graph, so one graph serves every feature set (no recompilation per set of names)
-        self._captured = {k: [] for k in ("cls_ln2", "cls_blocks", "cls_final") if k in names or self.compiled}
-        try:
-            embed = self.model.visual(images)
-            out = {}
-            for key, parts in self._captured.items():
-                if key in names:
-                    out[key] = parts[0] if key == "cls_final" else torch.stack(parts, dim=1)
-            if "image_embed" in names:
-                out["image_embed"] = embed
-            return out
-        finally:
-            self._captured = {}
+        # A compiled tower captures every feature whatever is asked for (one graph for every set of names)
+        embed, out = self.capture.run(lambda: self.model.visual(images), names, every=self.compiled)
+        if "image_embed" in names:
+            out["image_embed"] = embed
+        return out
 
     def _move(self, device: str) -> None:
         import torch
@@ -186,7 +163,7 @@ def resolve_open_clip(name: str, weights: str | None = None) -> OpenClipPlan:
     """The activation follows the weights: a tag whose open_clip pretrained config says ``quick_gelu``
     (every ``openai`` tag) gets QuickGELU, as does a ``-quickgelu`` architecture; ``ARCH:TAG --weights PATH``
     is that tag's architecture with these weights; a bare ``ARCH --weights PATH`` must show which
-    activation it needs, or it is refused (see :func:`_file_activation`)."""
+    activation it needs, or it is refused (see :func:`.clip_weights.file_activation`)."""
     import open_clip
 
     arch, _, tag = name.partition(":")
@@ -207,7 +184,7 @@ def resolve_open_clip(name: str, weights: str | None = None) -> OpenClipPlan:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsError(f"--weights {weights}: no such file; give the path of an open_clip checkpoint for {arch}")
-        quick = _file_activation(arch, tag, path, quick)
+        quick = file_activation(arch, tag, path, quick)
         base = f"{arch}:{tag}" if tag else arch
         identity = f"{base}@sha256:{file_sha256(path)[:16]}"
     elif not tag:
@@ -215,46 +192,6 @@ def resolve_open_clip(name: str, weights: str | None = None) -> OpenClipPlan:
     else:
         path, identity = None, f"{arch}:{tag}"
     return OpenClipPlan(arch, tag, path, quick, f"{identity}|{QUICK_GELU if quick else GELU}")
-
-
-def _file_activation(arch: str, tag: str, path: Path, quick: bool) -> bool:
-    """Whether local weights run with QuickGELU; refuses files that are OpenAI's but would run with GELU."""
-    import open_clip
-
-    from .clip_weights import inspect_checkpoint
-
-    facts = inspect_checkpoint(path)
-    if facts.torchscript:
-        raise WeightsError(
-            f"--weights {path} is a TorchScript archive (OpenAI's clip.load format), which sidbench does not load "
-            f"(it holds code, not only tensors); convert it once: python -c \"import torch; torch.save(torch.jit.load("
-            f"'{path}', map_location='cpu').state_dict(), 'clip-openai.pt')\" and pass --backbone {arch}:openai "
-            "--weights clip-openai.pt")
-    if facts.openai_extras and tag and not quick:
-        raise WeightsError(
-            f"--weights {path} is an OpenAI CLIP checkpoint (it has OpenAI's input_resolution/context_length/"
-            f"vocab_size entries), trained with QuickGELU, but {arch}{':' + tag if tag else ''} builds GELU; "
-            f"use --backbone {arch}:openai --weights {path}")
-    if tag or quick or facts.openai_extras:
-        return quick or facts.openai_extras
-    if facts.openai_layout and "openai" in open_clip.list_pretrained_tags_by_model(arch):
-        raise WeightsError(
-            f"--weights {path} is in OpenAI's CLIP key layout, which does not record the activation it was trained "
-            f"with (OpenAI: QuickGELU; most LAION models: GELU); say which: --backbone {arch}:openai (QuickGELU, "
-            f"OpenAI's preprocessing), {arch}-quickgelu, or {arch}:TAG of the GELU model the file comes from "
-            f"(`sidbench list backbones`)")
-    return False
-
-
-def open_clip_identity(name: str, weights: str | None = None) -> str:
-    """What a built ``ARCH[:TAG]`` backbone reports as its identity, known without loading it:
-    architecture, weights (tag, or the file's SHA-256) and activation, e.g. ``ViT-L-14:openai|quick_gelu``."""
-    return resolve_open_clip(name, weights).identity
-
-
-def open_clip_activation(name: str, weights: str | None = None) -> str:
-    """``quick_gelu`` or ``gelu``: what the weights were trained with (run.json records it)."""
-    return resolve_open_clip(name, weights).activation
 
 
 def build_open_clip(name: str, weights: str | None = None, device: str = "cpu") -> ClipBackbone:
@@ -267,18 +204,18 @@ def build_open_clip(name: str, weights: str | None = None, device: str = "cpu") 
     if plan.tag == RANDOM_TAG:
         return build_random(plan, info, device)
     if plan.path is None:
-        _require_weights_reachable(plan.arch, plan.tag)
+        require_weights_reachable(plan.arch, plan.tag)
     try:
-        with _quiet_random_init():  # with --weights the random start is overwritten right after
+        with quiet_random_init():  # with --weights the random start is overwritten right after
             model = open_clip.create_model(plan.arch, pretrained=None if plan.path else plan.tag,
                                            force_quick_gelu=plan.quick_gelu, device="cpu")
         if plan.path is not None:
-            _load_local(model, plan)
+            load_local(model, plan.path, plan.arch)
     except WeightsError:
         raise
     except Exception as exc:  # noqa: BLE001 - open_clip raises many types; the user needs one line
         first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        raise WeightsError(f"could not load {name} weights ({first}); {_how_to_provide(plan.arch, plan.tag)}") from exc
+        raise WeightsError(f"could not load {name} weights ({first}); {how_to_provide(plan.arch, plan.tag)}") from exc
     _check_activation(model, plan)
     return ClipBackbone(model, open_clip.get_tokenizer(plan.arch), info, plan.identity, plan.activation).to(device)
 
@@ -289,39 +226,6 @@ def _check_activation(model, plan: OpenClipPlan) -> None:
     if (act == "QuickGELU") != plan.quick_gelu:
         raise SidbenchError(f"open_clip built {plan.arch} with {act}, but its weights need {plan.activation}; "
                             "please report this (open_clip version mismatch)")
-
-
-@contextlib.contextmanager
-def _quiet_random_init():
-    """Hide open_clip's 'Model initialized randomly' warning while a model is made to load local weights into."""
-    import logging
-
-    class Quiet(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "initialized randomly" not in record.getMessage()
-
-    quiet, root = Quiet(), logging.getLogger()
-    root.addFilter(quiet)
-    try:
-        yield
-    finally:
-        root.removeFilter(quiet)
-
-
-def _load_local(model, plan: OpenClipPlan) -> None:
-    """Load ``plan.path`` with open_clip's own (weights-only) loader; OpenAI's non-weight entries are dropped."""
-    import open_clip
-
-    from .clip_weights import OPENAI_EXTRAS
-
-    result = open_clip.load_checkpoint(model, str(plan.path), strict=False)
-    missing = list(getattr(result, "missing_keys", []))
-    unexpected = [k for k in getattr(result, "unexpected_keys", []) if k.removeprefix("module.") not in OPENAI_EXTRAS]
-    if missing or unexpected:
-        parts = ([f"missing {', '.join(missing[:3])}"] if missing else []) + \
-                ([f"unexpected {', '.join(unexpected[:3])}"] if unexpected else [])
-        raise WeightsError(f"--weights {plan.path} does not fit {plan.arch} ({'; '.join(parts)}); "
-                           "name the architecture the file was trained with in --backbone")
 
 
 def build_random(plan: OpenClipPlan, info: BackboneInfo, device: str) -> ClipBackbone:
@@ -338,71 +242,39 @@ def build_random(plan: OpenClipPlan, info: BackboneInfo, device: str) -> ClipBac
     return ClipBackbone(model, open_clip.get_tokenizer(plan.arch), info, plan.identity, plan.activation).to(device)
 
 
-def _how_to_provide(arch: str, tag: str) -> str:
-    return (
-        f"run once where the network is reachable so open_clip caches it (Hugging Face cache), "
-        f"or download the {arch} {tag or ''} checkpoint and pass --backbone {arch}{':' + tag if tag else ''} --weights PATH"
-    )
+class TinyClipFactory(BackboneFactory):
+    """``clip-tiny``: shapes, identity and activation are constants."""
+
+    def build(self, name: str, weights: str | None = None, device: str = "cpu") -> ClipBackbone:
+        return build_tiny(name, weights, device)
+
+    def describe(self, name: str) -> BackboneInfo:
+        return describe_tiny(name)
+
+    def identity(self, name: str, weights: str | None = None) -> str:
+        return TINY_IDENTITY
+
+    def activation(self, name: str, weights: str | None = None) -> str:
+        return GELU
 
 
-def _require_weights_reachable(arch: str, tag: str) -> None:
-    """Fail within seconds when the weights are neither cached nor downloadable."""
-    import open_clip
+class OpenClipFactory(BackboneFactory):
+    """Any open_clip ``ARCH:TAG`` (or ``ARCH[:TAG]`` with a weights file, or ``ARCH:random``): shapes from its
+    config, identity and activation from :func:`resolve_open_clip`, all without loading weights."""
 
-    cfg = open_clip.get_pretrained_cfg(arch, tag)
-    if not cfg:
-        raise WeightsError(
-            f"open_clip has no pretrained tag {tag!r} for {arch}; known: "
-            f"{', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'}"
-        )
-    if _weights_cached(cfg):
-        return
-    offline = any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "SIDBENCH_OFFLINE"))
-    if offline or not _online(cfg):
-        raise WeightsError(
-            f"{arch}:{tag} weights are not cached here and the network is unreachable"
-            f"{' (HF_HUB_OFFLINE is set)' if offline else ''}; {_how_to_provide(arch, tag)}"
-        )
+    def build(self, name: str, weights: str | None = None, device: str = "cpu") -> ClipBackbone:
+        return build_open_clip(name, weights, device)
 
+    def describe(self, name: str) -> BackboneInfo:
+        return describe_open_clip(name)
 
-def _weights_cached(cfg: dict) -> bool:
-    hub = cfg.get("hf_hub")
-    if hub:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:
-            return False
-        parts = hub.rstrip("/").split("/")
-        repo_id, folder = "/".join(parts[:2]), "/".join(parts[2:])
-        for fname in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
-            found = try_to_load_from_cache(repo_id, f"{folder}/{fname}" if folder else fname)
-            if isinstance(found, str):
-                return True
-    url = cfg.get("url")
-    if url and not hub:  # with an hf_hub entry open_clip reads the Hugging Face cache only
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clip"
-        if (cache / os.path.basename(url)).is_file():
-            return True
-    return False
+    def check(self, name: str) -> None:
+        check_open_clip_name(name)
 
+    def identity(self, name: str, weights: str | None = None) -> str:
+        """Architecture, weights (tag, or the file's SHA-256) and activation, e.g. ``ViT-L-14:openai|quick_gelu``."""
+        return resolve_open_clip(name, weights).identity
 
-def _online(cfg: dict, timeout: float = 3.0) -> bool:
-    host = "huggingface.co"
-    url = cfg.get("url") or ""
-    if url and not cfg.get("hf_hub"):
-        host = url.split("/")[2]
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-# What the registry reads without building a model: shapes, and the identity of the weights.
-build_tiny.describe = describe_tiny  # type: ignore[attr-defined]
-build_tiny.identity = lambda name, weights=None: TINY_IDENTITY  # type: ignore[attr-defined]
-build_open_clip.describe = describe_open_clip  # type: ignore[attr-defined]
-build_open_clip.identity = open_clip_identity  # type: ignore[attr-defined]
-build_open_clip.activation = open_clip_activation  # type: ignore[attr-defined]
-build_open_clip.check = check_open_clip_name  # type: ignore[attr-defined]
-build_tiny.activation = lambda name, weights=None: GELU  # type: ignore[attr-defined]
+    def activation(self, name: str, weights: str | None = None) -> str:
+        """``quick_gelu`` or ``gelu``: what the weights were trained with (run.json records it)."""
+        return resolve_open_clip(name, weights).activation

@@ -1,13 +1,17 @@
-"""What a local CLIP checkpoint says about itself, read without loading its tensors: is it a TorchScript
-archive (OpenAI's ``clip.load`` format), does it carry the extra entries of OpenAI's checkpoints, is
-it in the key layout OpenAI's CLIP uses (which open_clip's non-custom-text models share)?
+"""open_clip weights: where they come from (open_clip's cache, the network, or a local file) and what a local
+CLIP checkpoint says about itself, read without loading its tensors: is it a TorchScript archive (OpenAI's
+``clip.load`` format), does it carry the extra entries of OpenAI's checkpoints, is it in the key layout
+OpenAI's CLIP uses (which open_clip's non-custom-text models share)?
 
 The activation a CLIP was trained with is not stored in its weights, so these facts decide whether a
 bare ``ARCH --weights PATH`` can be built safely (see :func:`sidbench.backbones.clip.resolve_open_clip`).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import socket
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,3 +78,122 @@ def _keys(path: Path) -> set[str]:
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     return set(obj) if isinstance(obj, dict) else set()
+
+
+def file_activation(arch: str, tag: str, path: Path, quick: bool) -> bool:
+    """Whether local weights run with QuickGELU; refuses files that are OpenAI's but would run with GELU."""
+    import open_clip
+
+    facts = inspect_checkpoint(path)
+    if facts.torchscript:
+        raise WeightsError(
+            f"--weights {path} is a TorchScript archive (OpenAI's clip.load format), which sidbench does not load "
+            f"(it holds code, not only tensors); convert it once: python -c \"import torch; torch.save(torch.jit.load("
+            f"'{path}', map_location='cpu').state_dict(), 'clip-openai.pt')\" and pass --backbone {arch}:openai "
+            "--weights clip-openai.pt")
+    if facts.openai_extras and tag and not quick:
+        raise WeightsError(
+            f"--weights {path} is an OpenAI CLIP checkpoint (it has OpenAI's input_resolution/context_length/"
+            f"vocab_size entries), trained with QuickGELU, but {arch}{':' + tag if tag else ''} builds GELU; "
+            f"use --backbone {arch}:openai --weights {path}")
+    if tag or quick or facts.openai_extras:
+        return quick or facts.openai_extras
+    if facts.openai_layout and "openai" in open_clip.list_pretrained_tags_by_model(arch):
+        raise WeightsError(
+            f"--weights {path} is in OpenAI's CLIP key layout, which does not record the activation it was trained "
+            f"with (OpenAI: QuickGELU; most LAION models: GELU); say which: --backbone {arch}:openai (QuickGELU, "
+            f"OpenAI's preprocessing), {arch}-quickgelu, or {arch}:TAG of the GELU model the file comes from "
+            f"(`sidbench list backbones`)")
+    return False
+
+
+def load_local(model, path: Path, arch: str) -> None:
+    """Load ``path`` with open_clip's own (weights-only) loader; OpenAI's non-weight entries are dropped."""
+    import open_clip
+
+    result = open_clip.load_checkpoint(model, str(path), strict=False)
+    missing = list(getattr(result, "missing_keys", []))
+    unexpected = [k for k in getattr(result, "unexpected_keys", []) if k.removeprefix("module.") not in OPENAI_EXTRAS]
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(missing[:3])}"] if missing else []) + \
+                ([f"unexpected {', '.join(unexpected[:3])}"] if unexpected else [])
+        raise WeightsError(f"--weights {path} does not fit {arch} ({'; '.join(parts)}); "
+                           "name the architecture the file was trained with in --backbone")
+
+
+@contextlib.contextmanager
+def quiet_random_init():
+    """Hide open_clip's 'Model initialized randomly' warning while a model is made to load local weights into."""
+    import logging
+
+    class Quiet(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "initialized randomly" not in record.getMessage()
+
+    quiet, root = Quiet(), logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
+def how_to_provide(arch: str, tag: str) -> str:
+    """The end of a missing-weights message: how to make ``ARCH:TAG``'s weights available."""
+    return (
+        f"run once where the network is reachable so open_clip caches it (Hugging Face cache), "
+        f"or download the {arch} {tag or ''} checkpoint and pass --backbone {arch}{':' + tag if tag else ''} --weights PATH"
+    )
+
+
+def require_weights_reachable(arch: str, tag: str) -> None:
+    """Fail within seconds when the weights are neither cached nor downloadable."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    if not cfg:
+        raise WeightsError(
+            f"open_clip has no pretrained tag {tag!r} for {arch}; known: "
+            f"{', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'}"
+        )
+    if _weights_cached(cfg):
+        return
+    offline = any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "SIDBENCH_OFFLINE"))
+    if offline or not _online(cfg):
+        raise WeightsError(
+            f"{arch}:{tag} weights are not cached here and the network is unreachable"
+            f"{' (HF_HUB_OFFLINE is set)' if offline else ''}; {how_to_provide(arch, tag)}"
+        )
+
+
+def _weights_cached(cfg: dict) -> bool:
+    hub = cfg.get("hf_hub")
+    if hub:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return False
+        parts = hub.rstrip("/").split("/")
+        repo_id, folder = "/".join(parts[:2]), "/".join(parts[2:])
+        for fname in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            found = try_to_load_from_cache(repo_id, f"{folder}/{fname}" if folder else fname)
+            if isinstance(found, str):
+                return True
+    url = cfg.get("url")
+    if url and not hub:  # with an hf_hub entry open_clip reads the Hugging Face cache only
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "clip"
+        if (cache / os.path.basename(url)).is_file():
+            return True
+    return False
+
+
+def _online(cfg: dict, timeout: float = 3.0) -> bool:
+    host = "huggingface.co"
+    url = cfg.get("url") or ""
+    if url and not cfg.get("hf_hub"):
+        host = url.split("/")[2]
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

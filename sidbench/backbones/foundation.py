@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..api.backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneInfo
+from ..api.backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneFactory, BackboneInfo
 from ..api.errors import WeightsError
 
 if TYPE_CHECKING:
@@ -183,7 +183,40 @@ def _renamed(info: BackboneInfo, name: str) -> BackboneInfo:
     return dataclasses.replace(info, name=name)
 
 
-build_dinov2.describe, build_dinov2.identity = describe_dinov2, dinov2_identity  # type: ignore[attr-defined]
-build_open_clip_tower.describe = describe_open_clip_tower  # type: ignore[attr-defined]
-build_open_clip_tower.identity = tower_identity  # type: ignore[attr-defined]
-build_tiny.describe, build_tiny.identity = describe_tiny, tiny_identity  # type: ignore[attr-defined]
+class Dinov2Factory(BackboneFactory):
+    """``dinov2-l`` and friends (timm)."""
+
+    def build(self, name: str, weights: str | None = None, device: str = "cpu") -> Backbone:
+        return build_dinov2(name, weights, device)
+
+    def describe(self, name: str) -> BackboneInfo:
+        return describe_dinov2(name)
+
+    def identity(self, name: str, weights: str | None = None) -> str:
+        return dinov2_identity(name, weights)
+
+
+class OpenClipTowerFactory(BackboneFactory):
+    """``siglip-so400m``, ``siglip-b``, ``convnext-xxl`` (open_clip image towers)."""
+
+    def build(self, name: str, weights: str | None = None, device: str = "cpu") -> Backbone:
+        return build_open_clip_tower(name, weights, device)
+
+    def describe(self, name: str) -> BackboneInfo:
+        return describe_open_clip_tower(name)
+
+    def identity(self, name: str, weights: str | None = None) -> str:
+        return tower_identity(name, weights)
+
+
+class TinyFactory(BackboneFactory):
+    """The tiny random twins (``dinov2-tiny``, ``siglip-tiny``, ...)."""
+
+    def build(self, name: str, weights: str | None = None, device: str = "cpu") -> Backbone:
+        return build_tiny(name, weights, device)
+
+    def describe(self, name: str) -> BackboneInfo:
+        return describe_tiny(name)
+
+    def identity(self, name: str, weights: str | None = None) -> str:
+        return tiny_identity(name, weights)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ..api.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneInfo
+from ..api.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneFactory, BackboneInfo
 from ..api.errors import UnknownNameError, WeightsError
+from .capture import ClsCapture
 
 if TYPE_CHECKING:
     import torch
@@ -34,32 +35,17 @@ class TimmViTBackbone(Backbone):
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.info, self.identity = info, identity
-        self._captured: dict[str, list] = {}
-        for block in model.blocks:
-            block.norm2.register_forward_hook(self._hook("cls_ln2"))
-            block.register_forward_hook(self._hook("cls_blocks"))
-
-    def _hook(self, key: str):
-        def hook(module, args, output):
-            if key in self._captured:
-                self._captured[key].append(output[:, 0])  # timm blocks are batch-first, CLS first
-
-        return hook
+        self.capture = ClsCapture()  # timm blocks are batch-first, CLS first
+        self.capture.watch("cls_ln2", [block.norm2 for block in model.blocks])
+        self.capture.watch("cls_blocks", model.blocks)
 
     def _forward(self, images: "torch.Tensor", names: tuple[str, ...]) -> dict[str, "torch.Tensor"]:
-        import torch
-
-        self._captured = {k: [] for k in ("cls_ln2", "cls_blocks") if k in names}
-        try:
-            tokens = self.model.forward_features(images)  # final norm applied
-            out = {k: torch.stack(v, dim=1) for k, v in self._captured.items()}
-            if "cls_final" in names:
-                out["cls_final"] = tokens[:, 0]
-            if "image_embed" in names:
-                out["image_embed"] = self.model.forward_head(tokens, pre_logits=True)
-            return out
-        finally:
-            self._captured = {}
+        tokens, out = self.capture.run(lambda: self.model.forward_features(images), names)  # final norm applied
+        if "cls_final" in names:
+            out["cls_final"] = tokens[:, 0]
+        if "image_embed" in names:
+            out["image_embed"] = self.model.forward_head(tokens, pre_logits=True)
+        return out
 
     def _move(self, device: str) -> None:
         self.model.to(device)
@@ -130,5 +116,14 @@ def timm_identity(name: str, weights: str | None = None) -> str:
     return f"timm:{model_name}"
 
 
-build_timm.describe = describe_timm  # type: ignore[attr-defined]
-build_timm.identity = timm_identity  # type: ignore[attr-defined]
+class TimmFactory(BackboneFactory):
+    """``timm:MODEL[:random]``: shapes from the model built on the meta device, identity from the name or file."""
+
+    def build(self, name: str, weights: str | None = None, device: str = "cpu") -> TimmViTBackbone:
+        return build_timm(name, weights, device)
+
+    def describe(self, name: str) -> BackboneInfo:
+        return describe_timm(name)
+
+    def identity(self, name: str, weights: str | None = None) -> str:
+        return timm_identity(name, weights)

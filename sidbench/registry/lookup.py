@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..api.backbone import Backbone, as_backbone_factory
 from ..api.detector import Detector
 from ..api.errors import SidbenchError, WeightsError
 from ..api.names import label, split_name, split_options
@@ -13,7 +14,7 @@ from ..data.preprocess import check_protocol
 from .weights import OFFICIAL, fetch_official
 
 if TYPE_CHECKING:
-    from ..api.backbone import Backbone, BackboneInfo
+    from ..api.backbone import BackboneFactory, BackboneInfo
     from .plugins import Plugins
 
 
@@ -23,46 +24,46 @@ def _plugins(plugins: "Plugins | None") -> "Plugins":
     return plugins or default_plugins()
 
 
+def backbone_factory(name: str, plugins: "Plugins | None" = None) -> "BackboneFactory":
+    """The factory of the spec serving ``name`` (a plugin's plain function comes wrapped)."""
+    spec = _plugins(plugins).backbone(name)
+    return as_backbone_factory(resolve_factory(spec.factory) if isinstance(spec.factory, str) else spec.factory,
+                               spec.origin)
+
+
 def describe_backbone(name: str, plugins: "Plugins | None" = None) -> "BackboneInfo":
-    """Shapes of a backbone without loading weights (the factory's ``describe``; else it is built once)."""
+    """Shapes of a backbone without loading weights (its factory's ``describe``; else it is built once)."""
     plugins = _plugins(plugins)
-    factory = resolve_factory(plugins.backbone(name).factory)
-    describe = getattr(factory, "describe", None)
-    return describe(name) if describe is not None else build_backbone(name, plugins=plugins).info
+    info = backbone_factory(name, plugins).describe(name)
+    return info if info is not None else build_backbone(name, plugins=plugins).info
 
 
 def check_backbone_name(name: str, plugins: "Plugins | None" = None) -> None:
-    """Unknown backbone names fail in one line without building anything (the factory's ``check``, where it has
-    one, looks deeper than the name pattern: open_clip's architectures)."""
-    plugins = _plugins(plugins)
-    check = getattr(resolve_factory(plugins.backbone(name).factory), "check", None)
-    if check is not None:
-        check(name)
+    """Unknown backbone names fail in one line without building anything (the factory's ``check`` looks deeper
+    than the name pattern: open_clip's architectures)."""
+    backbone_factory(name, plugins).check(name)
 
 
 def backbone_identity(name: str, weights: str | None = None, plugins: "Plugins | None" = None) -> str | None:
     """The identity a backbone will report once built (feature-cache keys), computed without loading it;
     None when its factory cannot say so (then it is built to find out)."""
-    plugins = _plugins(plugins)
-    factory = resolve_factory(plugins.backbone(name).factory)
-    identity = getattr(factory, "identity", None)
-    return identity(name, weights) if identity is not None else None
+    return backbone_factory(name, plugins).identity(name, weights)
 
 
 def backbone_activation(name: str, weights: str | None = None, plugins: "Plugins | None" = None) -> str | None:
     """The activation a backbone is built with (``quick_gelu``, ``gelu``), known without loading it; None when
     its factory does not say (the architecture's own)."""
-    plugins = _plugins(plugins)
-    factory = resolve_factory(plugins.backbone(name).factory)
-    activation = getattr(factory, "activation", None)
-    return activation(name, weights) if activation is not None else None
+    return backbone_factory(name, plugins).activation(name, weights)
 
 
 def build_backbone(name: str, weights: str | None = None, device: str = "cpu", plugins: "Plugins | None" = None,
                    precision: str | None = None) -> "Backbone":
     """Load a backbone by name (``clip-tiny``, ``ViT-L-14:openai``, a plugin's) onto ``device``."""
     plugins = _plugins(plugins)
-    backbone = resolve_factory(plugins.backbone(name).factory)(name, weights=weights, device="cpu")
+    backbone = backbone_factory(name, plugins).build(name, weights=weights, device="cpu")
+    if not isinstance(backbone, Backbone):
+        raise SidbenchError(f"backbone {name!r} factory ({plugins.backbone(name).origin}) returned "
+                            f"{type(backbone).__name__}, not a sidbench.api.Backbone")
     return backbone.to(device, precision)
 
 

@@ -6,44 +6,39 @@ import dataclasses
 import hashlib
 import os
 
-from sidbench.api import BackboneSpec, hookimpl
+from sidbench.api import BackboneFactory, BackboneSpec, hookimpl
 
 TWINS = {"count-dinov2": "dinov2-reg-tiny", "count-siglip": "siglip-tiny", "count-convnext": "convnext-tiny"}
 
 
-def _describe(name: str):
-    from sidbench.backbones.foundation import describe_tiny
+class Counting(BackboneFactory):
+    def describe(self, name: str):
+        from sidbench.backbones.foundation import describe_tiny
 
-    return dataclasses.replace(describe_tiny(TWINS[name]), name=name)
+        return dataclasses.replace(describe_tiny(TWINS[name]), name=name)
 
+    def identity(self, name: str, weights: str | None = None) -> str:
+        return f"{name}:seed0-test"
 
-def _identity(name: str, weights: str | None = None) -> str:
-    return f"{name}:seed0-test"
+    def build(self, name: str, weights: str | None = None, device: str = "cpu"):
+        from sidbench.backbones.foundation import build_tiny
 
+        bb = build_tiny(TWINS[name], device=device)
+        bb.info, bb.identity = self.describe(name), self.identity(name)
+        real = bb._forward
 
-def build_counting(name: str, weights: str | None = None, device: str = "cpu"):
-    from sidbench.backbones.foundation import build_tiny
+        def forward(images, names):
+            digests = [hashlib.sha256(row.detach().cpu().numpy().tobytes()).hexdigest() for row in images
+                       if (row.flatten(1) != row.flatten(1)[:, :1]).any()]
+            with open(os.environ["SIDBENCH_TEST_COUNT_LOG"], "a") as f:
+                f.write("".join(f"{name} {d}\n" for d in digests))
+            return real(images, names)
 
-    bb = build_tiny(TWINS[name], device=device)
-    bb.info, bb.identity = _describe(name), _identity(name)
-    real = bb._forward
-
-    def forward(images, names):
-        digests = [hashlib.sha256(row.detach().cpu().numpy().tobytes()).hexdigest() for row in images
-                   if (row.flatten(1) != row.flatten(1)[:, :1]).any()]
-        with open(os.environ["SIDBENCH_TEST_COUNT_LOG"], "a") as f:
-            f.write("".join(f"{name} {d}\n" for d in digests))
-        return real(images, names)
-
-    bb._forward = forward
-    return bb
-
-
-build_counting.describe = _describe  # type: ignore[attr-defined]
-build_counting.identity = _identity  # type: ignore[attr-defined]
+        bb._forward = forward
+        return bb
 
 
 @hookimpl
 def sidbench_backbones():
-    return [BackboneSpec(n, build_counting, description=f"{t} that records every image it encodes (tests)")
+    return [BackboneSpec(n, Counting(), description=f"{t} that records every image it encodes (tests)")
             for n, t in TWINS.items()]
