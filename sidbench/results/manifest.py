@@ -39,7 +39,7 @@ SIDBENCH_CONFIG_KEYS = {"data", "detectors", "backbone", "perturb", "protocol", 
 SCORE_HEADER = {"detector", "split", "perturbation", "path", "label", "logit", "prob"}
 METRICS_HEADER = {"detector", "split", "perturbation", "n_real", "n_fake", "acc"}
 RUN_JSON_KEYS = {"config", "detectors", "environment"}
-STUDY_RUN_JSON_KEYS = {"study", "detectors", "environment"}  # run.json of `sidbench ablate`
+STUDY_RUN_JSON_KEYS = {"study", "detectors", "environment"}  # run.json of an older `sidbench ablate` (no config)
 STUDY_JSON_KEYS = {"study", "title", "command", "environment"}
 
 

@@ -51,7 +51,8 @@ def score_images(cfg: RunConfig, records: Sequence[Record], plugins: "Plugins",
     from ..engine.inputs import ExtractOptions
     from ..engine.scoring import ScoreContext
     from ..results.scores import ScoreRows
-    from .orchestrate import SourcePool, assign, build_detectors, feature_cache, score_all
+    from .build import SourcePool, build_detectors, feature_cache
+    from .scoring import assign, score_all
 
     detectors = build_detectors(cfg, plugins)
     for det in detectors:

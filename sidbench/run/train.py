@@ -21,7 +21,8 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
     from ..engine.sources import BackboneSource
     from ..registry.lookup import load_detector
     from .inputs import fit_records
-    from .orchestrate import feature_backbone, note_training
+    from .build import feature_backbone
+    from .fit import note_training
 
     torch_seed(cfg.seed)  # before the detector is built: a network initialised in __init__ is the run's
     det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **(options or {}))

@@ -1,15 +1,14 @@
 """What every ablation study shares: its data, backbones, counted feature extractions, fitting under
 one seed, scoring in-memory test features through the engine, and its output: a standard results
-folder (scores.csv, metrics.csv, run.json, readable by ``sidbench report``) plus the study's own
-table, plot, ``study.csv`` (every variant's metrics with its settings) and ``study.json``."""
+folder (scores.csv, metrics.csv, and run.json written by the same writer as ``sidbench run``'s, from a
+RunConfig built of the study's flags, readable by ``sidbench report``) plus the study's own table, plot,
+``study.csv`` (every variant's metrics with its settings) and ``study.json``."""
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -19,6 +18,10 @@ from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
 from ..engine.inputs import ExtractOptions
 from ..engine.sources import BackboneSource
+from .inputs import StudyData, study_config, study_data
+from .tables import markdown_table, parse_list, wide
+
+__all__ = ["Study", "StudyData", "study_config", "study_data", "markdown_table", "wide", "parse_list"]
 
 if TYPE_CHECKING:
     import argparse
@@ -29,41 +32,6 @@ if TYPE_CHECKING:
     from ..engine.fitting import EngineFitData
 
 QUICKSTART_BACKBONE = "clip-tiny"
-
-
-@dataclass
-class StudyData:
-    """Training, validation and test records, and where they came from."""
-
-    train: list[Record]
-    val: list[Record]
-    test: list[Record]
-    quickstart: bool
-    sources: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> dict[str, Any]:
-        count = lambda rs: {"images": len(rs), "real": sum(r.label == 0 for r in rs), "fake": sum(r.label == 1 for r in rs)}
-        return {"quickstart": self.quickstart, "sources": self.sources, "train": count(self.train),
-                "val": count(self.val), "test": {**count(self.test), "splits": sorted({r.split for r in self.test})}}
-
-
-def study_data(args: "argparse.Namespace", plugins: Any, study: str) -> StudyData:
-    """``--data/--train/--val`` records, or the generated quickstart when none of them is given."""
-    from ..run.inputs import records_of
-
-    if not (args.data or args.train or args.val):
-        from ..data.quickstart import QuickstartLayout, ensure_quickstart
-
-        root, layout = ensure_quickstart(), QuickstartLayout()
-        return StudyData(layout.records(root, split="train"), layout.records(root, split="val"),
-                         layout.records(root, split="test"), True, {"quickstart": str(root)})
-    if not args.data:
-        raise SidbenchError(f"study {study}: give the test data with --data PATH (or no data flags for the quickstart)")
-    if not args.train:
-        raise SidbenchError(f"study {study} fits detectors: give --train PATH (and --val PATH to select on)")
-    test, train, val = (records_of(args.data, plugins), records_of(args.train, plugins, role="train", flag="--train"),
-                         records_of(args.val, plugins, role="val", flag="--val"))
-    return StudyData(train, val, test, False, {"data": args.data, "train": args.train, "val": args.val})
 
 
 class CountedSource(BackboneSource):
@@ -86,19 +54,22 @@ class Study:
         from ..run.config import pick_device
 
         self.name, self.args, self.plugins, self.config = name, args, plugins, config
-        self.seed = 0 if args.seed is None else int(args.seed)
-        self.device = pick_device(args.device)
-        self.out = Path(args.out or f"results/ablate-{name}")
-        self.data = study_data(args, plugins, name)
-        progress = not args.no_progress and sys.stderr.isatty()
-        self.extract_options = ExtractOptions(args.batch_size or 64, args.workers, progress)
+        self.cfg = study_config(args, name)
+        self.seed = self.cfg.seed
+        self.device = pick_device(self.cfg.device)
+        self.out = Path(self.cfg.out)
+        self.data = study_data(self.cfg, plugins, name)
+        self.extract_options = ExtractOptions(self.cfg.batch_size, self.cfg.workers, self.cfg.progress)
         self.passes: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
         self.notes: list[str] = []
         self.extra: dict[str, Any] = {}
         self._backbones: dict[str, CountedSource] = {}
         self._test: dict[tuple, FeatureSet] = {}
-        self._evaluated: dict[str, dict[str, Any]] = {}  # result name -> detector provenance
+        self._evaluated: dict[str, dict[str, Any]] = {}  # result name -> its run.json entry
+        self._built: list[str] = []  # the detector names built (run.json's config.detectors)
+        self._backbone_of: dict[int, str] = {}  # id of a detector built here -> the backbone it was built on
+        self._perturbations: list[str] = []
         self._t0 = time.time()
         # locked and listed like a run's results folder: nothing of the user's is replaced, nothing written through a link
         self.folder = ResultsFolder.open(self.out)
@@ -123,8 +94,8 @@ class Study:
     # -- backbones and features -------------------------------------------------------------
     def backbone_name(self, detector: str | None = None) -> str:
         """``--backbone``, else clip-tiny on the quickstart, else the detector's own backbone."""
-        if self.args.backbone:
-            return self.args.backbone
+        if self.cfg.backbone:
+            return self.cfg.backbone
         if self.data.quickstart or detector is None:
             return QUICKSTART_BACKBONE
         from ..api.names import spec_name
@@ -134,8 +105,8 @@ class Study:
     def backbone(self, name: str) -> CountedSource:
         """The backbone source ``name`` (built on first use); every image it encodes is counted."""
         if name not in self._backbones:
-            self._backbones[name] = CountedSource(name, self.plugins, weights=self.args.weights, device=self.device,
-                                                  precision=getattr(self.args, "precision", None))
+            self._backbones[name] = CountedSource(name, self.plugins, weights=self.cfg.weights, device=self.device,
+                                                  precision=self.cfg.precision, compile=self.cfg.compile)
         return self._backbones[name]
 
     def _count(self, backbone: str):
@@ -183,13 +154,17 @@ class Study:
         return self._quick(spec).get("preprocess") or spec.preprocess
 
     def detector(self, name: str, backbone: str, **options: Any) -> "Detector":
-        """``name`` on ``backbone`` with quickstart options (on the quickstart), ``--set`` and ``options``."""
+        """``name`` on ``backbone`` with quickstart options (on the quickstart), ``--set`` and ``options``, built
+        from the study's seeded random state (as `sidbench run` builds each detector)."""
         from ..api.names import spec_name
-        from ..registry.lookup import load_detector
+        from ..run.build import load_seeded
 
         quick = self._quick(self.plugins.detector(spec_name(name)))
-        return load_detector(name, backbone=backbone, plugins=self.plugins,
-                             **{**quick, **self.config.get("set", {}), **options})
+        det = load_seeded(name, self.seed, self.plugins, backbone, **{**quick, **self.config.get("set", {}), **options})
+        if name not in self._built:
+            self._built.append(name)
+        self._backbone_of[id(det)] = backbone
+        return det
 
     def _quick(self, spec: Any) -> dict[str, Any]:
         """The quickstart options of ``spec`` when the study runs on the quickstart data (as `sidbench run`)."""
@@ -198,33 +173,36 @@ class Study:
         return quickstart_options(spec, {}) if self.data.quickstart else {}
 
     def fit(self, det: "Detector", data: "EngineFitData", label: str) -> dict[str, Any]:
-        """Fit under the study's seed (every variant starts from the same random state)."""
+        """Fit under the study's seed (every variant starts from the same random state); what it was trained on
+        is noted for run.json, as `sidbench run` notes it."""
         from ..engine.fitting import fit_detector
+        from ..run.fit import note_training
 
         summary, seconds = fit_detector(det, data.with_protocol(det.preprocess), self.seed,
                                         log=lambda m: self.log(f"{label}: {m}", verbose=True))
+        note_training(det, data.records("train"), self.data.sources.get("train") or self.data.sources.get("quickstart"))
         self.timings[f"fit {label}"] = round(seconds, 3)
         return summary
 
     def evaluate(self, det: "Detector", fs: FeatureSet, name: str, perturbation: str = "none",
                  backbone: str | None = None) -> "pd.DataFrame":
         """Score ``det`` on ``fs`` through the engine, write its rows to ``scores.csv`` as detector ``name``,
-        and return its metrics per test split, then the unweighted ``mean`` row."""
+        and return its metrics per test split, then the unweighted ``mean`` row; its run.json entry is taken now
+        (a sweep may change the detector before the next variant)."""
         import pandas as pd
 
         from ..engine.scoring import score_features
         from ..results.metrics import metrics_table
         from ..results.scores import SCORE_COLUMNS, score_row
+        from ..run.record import describe_detector
 
         logits = score_features(det.to(self.device).eval(), fs)
         protocol = det.preprocess
         rows = [score_row(name, r, perturbation, protocol, float(x)) for r, x in zip(fs.records, logits)]
         self.scores.write(rows)
-        self._evaluated[name] = {"name": name, "spec": det.spec.name, "input": det.input, "backbone": backbone,
-                                 "preprocess": protocol, "training_data": sorted({r.generator for r in self.data.train
-                                                                                  if r.label == 1 and r.generator}),
-                                 "options": {k: v for k, v in det.options.items()
-                                             if isinstance(v, (str, int, float, bool, list, type(None)))}}
+        self._evaluated[name] = describe_detector(det, backbone or self._backbone_of.get(id(det)), name=name)
+        if perturbation not in self._perturbations:
+            self._perturbations.append(perturbation)
 
         df = pd.DataFrame(rows, columns=SCORE_COLUMNS)
         df["label"], df["logit"] = df["label"].astype(int), df["logit"].astype(float)
@@ -247,7 +225,7 @@ class Study:
         study.csv (tidy), the figures and study.json; print the table."""
         from ..api.paths import write_atomic
         from ..reports.plots import save_figure
-        from ..results.folder import environment, write_run_json
+        from ..results.folder import environment
         from ..results.metrics import metrics_table
         from ..results.scores import finalize_scores, to_csv
 
@@ -263,13 +241,12 @@ class Study:
         self.timings["total"] = round(time.time() - self._t0, 3)
         backbones = {n: b.describe() for n, b in self._backbones.items()}
         counts = self.data.describe()
-        write_run_json(self.out / "run.json", {
-            "name": f"ablate-{self.name}", "study": self.name, "detectors": list(self._evaluated.values()),
-            "backbones": backbones, "counts": {k: counts[k]["images"] for k in ("test", "train", "val")},
-            "seed": self.seed, "timings_s": self.timings, "environment": environment()})
+        command = "sidbench ablate " + " ".join(self.config.get("argv", []))
+        settings = {k: v for k, v in self.config.items() if k != "argv"}
+        self.write_run_json(title, command, settings, backbones, counts)
         info = {
-            "study": self.name, "title": title, "command": "sidbench ablate " + " ".join(self.config.get("argv", [])),
-            "config": {k: v for k, v in self.config.items() if k != "argv"}, "seed": self.seed, "device": self.device,
+            "study": self.name, "title": title, "command": command,
+            "config": settings, "seed": self.seed, "device": self.device,
             "backbones": backbones, "data": counts,
             "backbone_passes": {"extractions": self.n_passes(), "images_encoded": self.images_encoded,
                                 "passes": self.passes},
@@ -283,51 +260,21 @@ class Study:
         print(f"results in {self.out}")
         return self.out
 
+    def write_run_json(self, title: str, command: str, settings: dict[str, Any], backbones: dict[str, Any],
+                       counts: dict[str, Any]) -> None:
+        """run.json through the writer `sidbench run` uses: the study's RunConfig (with the detectors it built and
+        ``--set`` as their options), every evaluated variant's entry, and the study's own fields under ``study``."""
+        from ..run.record import write_run_record
+
+        given = self.config.get("set") or {}
+        cfg = dataclasses.replace(self.cfg, detectors=list(self._built),
+                                  detector_options={n: dict(given) for n in self._built} if given else {})
+        study = {"name": self.name, "title": title, "command": command, "settings": settings, "data": counts}
+        write_run_record(self.out, cfg, f"ablate-{self.name}", list(self._evaluated.values()), plugins=self.plugins,
+                         backbones=backbones, perturbations=list(self._perturbations), study=study,
+                         counts={k: counts[k]["images"] for k in ("test", "train", "val")}, timings=self.timings)
+
     def cost_line(self) -> str:
         per = ", ".join(f"{n}: {k} images" for n, k in self.images_encoded.items())
         return (f"Backbone passes: {self.n_passes()} feature extractions ({per}); every variant's fit and score "
                 f"reused them. Seed {self.seed}.")
-
-
-def markdown_table(table: "pd.DataFrame", percent: Sequence[str] | None = None) -> str:
-    """Fractions in ``percent`` columns (default: those named like metrics) shown as percentages, one decimal."""
-    shown = table.copy()
-    for col in shown.columns:
-        if (col in percent if percent is not None else is_metric(col)) and shown[col].dtype.kind == "f":
-            shown[col] = (shown[col] * 100).map(lambda v: "" if v != v else f"{v:.1f}")
-    return shown.to_markdown(index=False)
-
-
-def is_metric(column: str) -> bool:
-    words = str(column).replace("_", " ").split()
-    return bool(words) and words[-1] in {"acc", "AP", "ap", "AUC", "auc"}
-
-
-def wide(long: "pd.DataFrame", row: str, metrics: Sequence[str] = ("acc", "ap")) -> "pd.DataFrame":
-    """Rows = ``row`` values (in first-seen order), columns ``<split> acc``, ``<split> AP``, ..., ``mean acc``."""
-    import pandas as pd
-
-    label = {"acc": "acc", "ap": "AP", "auc": "AUC"}
-    order = list(dict.fromkeys(long[row]))
-    splits = [s for s in dict.fromkeys(long["split"]) if s != "mean"] + ["mean"]
-    cols = {}
-    for split in splits:
-        for m in metrics:
-            sub = long[long["split"] == split].set_index(row)[m]
-            cols[f"{split} {label.get(m, m)}"] = sub.reindex(order).to_numpy()
-    return pd.concat([pd.DataFrame({row: order}), pd.DataFrame(cols)], axis=1)
-
-
-def parse_list(flag: str, text: str | None, kind: type = float, default: Sequence | None = None) -> list:
-    """``"1,2,4"`` -> [1, 2, 4]; a bad item is a one-line error naming the flag."""
-    if text is None:
-        return list(default or [])
-    items = [t.strip() for t in str(text).split(",") if t.strip()]
-    try:
-        values = [kind(t) for t in items]
-    except ValueError:
-        raise SidbenchError(f"--{flag} {text!r}: give comma-separated {'integers' if kind is int else 'numbers'}, "
-                            f"e.g. --{flag} {'1,2,4' if kind is int else '0,0.5,1'}") from None
-    if not values:
-        raise SidbenchError(f"--{flag}: give at least one value")
-    return values
