@@ -15,7 +15,7 @@ from ..api.fitting import FeatureSet
 from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
 from ..data.preprocess import make_preprocess, n_views, protocol_key, variable_size
-from .loader import DecodedImages, ImageDataset, default_workers, make_loader
+from .loader import DecodedImages, ImageDataset, WorkerPool, default_workers, make_loader
 
 if TYPE_CHECKING:
     import torch
@@ -33,6 +33,7 @@ class ExtractOptions:
     desc: str = "features"
     cache: "FeatureCache | None" = None  # serve/store outputs on disk (None: always run the source)
     decoded: DecodedImages | None = None  # a run's memo of decoded images (used when loading in-process)
+    pool: WorkerPool | None = None  # a run's persistent loader workers (None: each pass forks its own)
 
     def loading(self, device: str) -> tuple[int, DecodedImages | None]:
         """(DataLoader workers on ``device``, the memo of decoded images when they load in this process)."""
@@ -73,7 +74,7 @@ def iter_outputs(
     workers, decoded = opts.loading(source.device)
     dataset = ImageDataset(records, make_preprocess(protocol, source.info, uint8=True), perturbation, transform, lookup,
                            digest=files is not None, decoded=decoded)
-    loader = make_loader(dataset, opts.batch_size, workers, source.device)
+    loader = make_loader(dataset, opts.batch_size, workers, source.device, pool=opts.pool)
     pending = _Pending(source, names, n_views(protocol, source.info), opts.batch_size, lookup,
                        variable_size(protocol, source.info))
     if lookup is not None:

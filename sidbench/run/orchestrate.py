@@ -136,7 +136,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
 
     from ..data.perturb import parse_perturbations
     from ..engine.inputs import ExtractOptions
-    from ..engine.loader import DecodedImages
+    from ..engine.loader import DecodedImages, WorkerPool
     from . import distributed
     from .resume import RowCheck
 
@@ -156,6 +156,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
     check = RowCheck(detectors, perturbations, data, cfg)
     folder = dist.on_main(lambda: open_results(out, overwrite, cfg, check))
     cache = scratch = None
+    workers = WorkerPool()  # one set of loader processes for every pass and epoch of the run
     try:
         cache = None if cfg.no_cache else feature_cache(dist)
         if cache is None and data.val and data.train:
@@ -163,7 +164,8 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
             # scored from that pass (a run-private cache, deleted at the end), not sent through the backbone again
             scratch = scratch_cache()
         # on CPU (in-process loading) each file is read and decoded once for all protocols, perturbations and fits
-        opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, decoded=DecodedImages())
+        opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, decoded=DecodedImages(),
+                              pool=workers)
         ctx = RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log,
                          val_cache=scratch[1] if scratch else None)
         with dist.main_first():  # fits (one process) or reloads an earlier run's checkpoints (rank 0 first)
@@ -191,6 +193,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
             folder.abandon()
         raise
     finally:
+        workers.close()
         if cache is not None:
             cache.close()
         if scratch is not None:

@@ -18,6 +18,7 @@ from ..api.fitting import FeatureSet
 from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
 from ..engine.inputs import ExtractOptions
+from ..engine.loader import WorkerPool
 from ..engine.sources import BackboneSource
 
 if TYPE_CHECKING:
@@ -91,7 +92,8 @@ class Study:
         self.out = Path(args.out or f"results/ablate-{name}")
         self.data = study_data(args, plugins, name)
         progress = not args.no_progress and sys.stderr.isatty()
-        self.extract_options = ExtractOptions(args.batch_size or 64, args.workers, progress)
+        self.workers = WorkerPool()  # one set of loader processes for every pass of the study
+        self.extract_options = ExtractOptions(args.batch_size or 64, args.workers, progress, pool=self.workers)
         self.passes: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
         self.notes: list[str] = []
@@ -113,7 +115,8 @@ class Study:
             raise
 
     def close(self) -> None:
-        """Let go of the folder's lock (the study finished or failed)."""
+        """Stop the loader workers and let go of the folder's lock (the study finished or failed)."""
+        self.workers.close()
         self.folder.release()
 
     @property
