@@ -36,6 +36,7 @@ class Batch:
     keys: dict[int, dict[str, str]] = field(default_factory=dict)  # cache keys of the computed ones
     faults: list[tuple[str, str]] = field(default_factory=list)  # cache faults met by the workers
     files: dict[int, "FileInfo"] = field(default_factory=dict)  # content hash and state of each image read
+    encoded: dict[int, "torch.Tensor"] = field(default_factory=dict)  # JPEG bytes to decode on the device
 
     def pin_memory(self) -> "Batch":
         """Called by the DataLoader's pinning thread (GPU runs) so host-to-device copies can be non-blocking."""
@@ -85,9 +86,10 @@ class ImageDataset:
 
     def __init__(self, records: Sequence[Record], preprocess: Callable, perturbation: Perturbation = NONE,
                  transform: Callable | None = None, lookup: "CacheLookup | None" = None, digest: bool = False,
-                 decoded: DecodedImages | None = None):
+                 decoded: DecodedImages | None = None, ship: Callable[[bytes | None, str], bool] | None = None):
         self.records, self.preprocess, self.perturbation = records, preprocess, perturbation
-        self.decoded = decoded  # in-process memo of decoded images (and their files' hashes)
+        self.ship = ship  # which files go undecoded to the main process (decoded there on the device)
+        self.decoded = decoded if ship is None else None  # in-process memo of decoded images (and their hashes)
         self.transform = transform  # e.g. a training augmentation: (img, record, index) -> img
         self.lookup = lookup  # feature cache: hit -> features without decoding; miss -> pixels + keys
         self.digest = digest
@@ -129,6 +131,10 @@ class ImageDataset:
             faults = self.lookup.cache.take_unsent()
             if hit is not None:
                 return Item(i, None, None, hit, None, faults, info)
+        if self.ship is not None and self.ship(data, rec.path):
+            import torch
+
+            return Item(i, None, None, None, keys, faults, info, torch.frombuffer(bytearray(data), dtype=torch.uint8))
         try:
             if img is None:
                 img = read_image(rec.path, draft=draft, data=data)
@@ -159,6 +165,7 @@ class Item(NamedTuple):
     keys: dict[str, str] | None  # cache keys of an image to compute (stored once its outputs exist)
     faults: list[tuple[str, str]]  # cache faults a worker met, reported once by the main process
     info: "FileInfo | None"  # content hash and file state, when asked for (scoring) or cached
+    encoded: "torch.Tensor | None" = None  # the file's bytes, to decode in the main process (on the device)
 
 
 def collate(items: list[Item]) -> Batch:
@@ -167,12 +174,14 @@ def collate(items: list[Item]) -> Batch:
     ok = [(it.index, it.pixels) for it in items if it.pixels is not None]
     skipped = [(it.index, it.skip) for it in items if it.skip is not None]
     cached = {it.index: it.cached for it in items if it.cached is not None}
-    keys = {it.index: it.keys for it in items if it.pixels is not None and it.keys}
+    keys = {it.index: it.keys for it in items if (it.pixels is not None or it.encoded is not None) and it.keys}
     files = {it.index: it.info for it in items if it.info is not None}
+    encoded = {it.index: it.encoded for it in items if it.encoded is not None}
     tensors = [x for _, x in ok]
     same = len({tuple(x.shape) for x in tensors}) <= 1
     pixels = (torch.stack(tensors) if same else tensors) if ok else None
-    return Batch([i for i, _ in ok], pixels, skipped, cached, keys, [f for it in items for f in it.faults], files)
+    return Batch([i for i, _ in ok], pixels, skipped, cached, keys, [f for it in items for f in it.faults], files,
+                 encoded)
 
 
 def cpu_count() -> int:

@@ -136,6 +136,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
 
     from ..data.perturb import parse_perturbations
     from ..engine.inputs import ExtractOptions
+    from ..engine.decode import resolve_decode
     from ..engine.loader import DecodedImages, WorkerPool
     from . import distributed
     from .resume import RowCheck
@@ -165,7 +166,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
             scratch = scratch_cache()
         # on CPU (in-process loading) each file is read and decoded once for all protocols, perturbations and fits
         opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, decoded=DecodedImages(),
-                              pool=workers)
+                              pool=workers, decode=resolve_decode(cfg.decode, device))
         ctx = RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log,
                          val_cache=scratch[1] if scratch else None)
         with dist.main_first():  # fits (one process) or reloads an earlier run's checkpoints (rank 0 first)

@@ -63,7 +63,8 @@ def score_images(cfg: RunConfig, records: Sequence[Record], plugins: "Plugins",
                 f"or fit it with `sidbench train {det.name}`")
     cache = None if cfg.no_cache else feature_cache()
     with WorkerPool() as workers:  # one set of loader processes for every detector group's pass
-        opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, pool=workers)
+        opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, pool=workers,
+                              decode=cfg.decode_mode())
         pool = SourcePool(cfg, pick_device(cfg.device), plugins, cache)
         score = ScoreContext(ScoreRows(), opts)
         score_all(score, pool, detectors, assign(detectors, RunData(test=list(records)), cfg), [NONE], {})

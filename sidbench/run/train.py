@@ -35,7 +35,8 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
     device = pick_device(cfg.device)
     cache = None if cfg.no_cache else FeatureCache()
     with WorkerPool() as pool:  # one set of loader processes for every epoch
-        opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, pool=pool)
+        opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, pool=pool,
+                              decode=cfg.decode_mode())
         return _train(cfg, det, train, val, opts, device, plugins, out, log)
 
 
