@@ -120,12 +120,12 @@ class DeviceDecoder:
         import torch
 
         index = sorted(batch.encoded)
-        decoded = self._decode([batch.encoded[i] for i in index])
+        decoded = self._decode([torch.frombuffer(bytearray(batch.encoded[i]), dtype=torch.uint8) for i in index])
         pixels = batch.pixels
         items = list(zip(batch.index, [] if pixels is None else pixels if isinstance(pixels, list) else list(pixels)))
         for i, x in zip(index, decoded):
             if x is None:
-                x = self._with_pillow(i, bytes(batch.encoded[i].numpy()), batch)
+                x = self._with_pillow(i, batch.encoded[i], batch)
             if x is not None:
                 items.append((i, x))
         items.sort(key=lambda t: t[0])

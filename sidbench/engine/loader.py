@@ -36,7 +36,7 @@ class Batch:
     keys: dict[int, dict[str, str]] = field(default_factory=dict)  # cache keys of the computed ones
     faults: list[tuple[str, str]] = field(default_factory=list)  # cache faults met by the workers
     files: dict[int, "FileInfo"] = field(default_factory=dict)  # content hash and state of each image read
-    encoded: dict[int, "torch.Tensor"] = field(default_factory=dict)  # JPEG bytes to decode on the device
+    encoded: dict[int, bytes] = field(default_factory=dict)  # JPEG files' bytes, to decode on the device
 
     def pin_memory(self) -> "Batch":
         """Called by the DataLoader's pinning thread (GPU runs) so host-to-device copies can be non-blocking."""
@@ -131,10 +131,8 @@ class ImageDataset:
             faults = self.lookup.cache.take_unsent()
             if hit is not None:
                 return Item(i, None, None, hit, None, faults, info)
-        if self.ship is not None and self.ship(data, rec.path):
-            import torch
-
-            return Item(i, None, None, None, keys, faults, info, torch.frombuffer(bytearray(data), dtype=torch.uint8))
+        if self.ship is not None and self.ship(data, rec.path):  # as bytes: pickled through the queue, no shared
+            return Item(i, None, None, None, keys, faults, info, data)  # memory segment (and descriptor) per file
         try:
             if img is None:
                 img = read_image(rec.path, draft=draft, data=data)
@@ -165,7 +163,7 @@ class Item(NamedTuple):
     keys: dict[str, str] | None  # cache keys of an image to compute (stored once its outputs exist)
     faults: list[tuple[str, str]]  # cache faults a worker met, reported once by the main process
     info: "FileInfo | None"  # content hash and file state, when asked for (scoring) or cached
-    encoded: "torch.Tensor | None" = None  # the file's bytes, to decode in the main process (on the device)
+    encoded: bytes | None = None  # the file's bytes, to decode in the main process (on the device)
 
 
 def collate(items: list[Item]) -> Batch:
