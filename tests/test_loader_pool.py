@@ -207,3 +207,31 @@ def test_ctrl_c_stops_the_workers(tmp_path):
     while any(alive(p) for p in pids) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(alive(p) for p in pids)
+
+
+def test_a_run_starts_its_workers_once_for_all_passes_and_stops_them(tmp_path, monkeypatch):
+    """`sidbench run --workers 2` with a perturbation (two passes) and two protocols' detectors: one start."""
+    from sidbench.cli import main
+    from sidbench.engine import loader
+
+    pools = []
+
+    class Recorded(loader.WorkerPool):
+        def __init__(self):
+            super().__init__()
+            self.passes = 0
+            pools.append(self)
+
+        def loader(self, *args, **kwargs):
+            pooled = super().loader(*args, **kwargs)
+            self.passes += pooled is not None
+            return pooled
+
+    monkeypatch.setattr(loader, "WorkerPool", Recorded)
+    data = make_folder(tmp_path / "data", splits=("a",), n=2, size=(40, 48), seed=5)
+    code = main(["run", "--data", str(data), "--backbone", "clip-tiny", "--detectors", "clip_zeroshot", "--device", "cpu",
+                 "--workers", "2", "--perturb", "jpeg:50", "--batch-size", "2", "--no-progress", "--no-cache",
+                 "--out", str(tmp_path / "out")])
+    assert code == 0
+    assert len(pools) == 1 and pools[0].passes >= 2  # the clean and the JPEG pass, at least
+    assert pools[0].starts == 1 and pools[0].workers == []  # started once, stopped at the end
