@@ -37,11 +37,18 @@ ENCODINGS = [  # (label, Pillow save options)
 ]
 
 
+def natural_image(rng, size: int):
+    """The quickstart's photo-like image model (its module moved in a later refactor: either place)."""
+    try:
+        from sidbench.data.quickstart_images import natural_image as make
+    except ImportError:
+        from sidbench.data.quickstart import natural_image as make
+    return make(rng, size)
+
+
 def photos(seed: int = 0) -> dict[str, "object"]:
     """name -> uint8 RGB array: photo-like images of each size, and scikit-learn's two real photos."""
     import numpy as np
-
-    from sidbench.data.quickstart import natural_image
 
     rng = np.random.default_rng(seed)
     out = {f"photo-like {s}": natural_image(rng, s).astype(np.uint8) for s in SIZES}
@@ -161,7 +168,6 @@ def throughput(n: int) -> str:
     from sidbench.api.records import Record
     from sidbench.data.images import read_file
     from sidbench.data.preprocess import Preprocess
-    from sidbench.data.quickstart import natural_image
     from sidbench.engine.decode import ShipJpeg
     from sidbench.engine.loader import ImageDataset
 
