@@ -93,7 +93,10 @@ class Study:
         self.data = study_data(args, plugins, name)
         progress = not args.no_progress and sys.stderr.isatty()
         self.workers = WorkerPool()  # one set of loader processes for every pass of the study
-        self.extract_options = ExtractOptions(args.batch_size or 64, args.workers, progress, pool=self.workers)
+        from ..engine.decode import resolve_decode
+
+        self.extract_options = ExtractOptions(args.batch_size or 64, args.workers, progress, pool=self.workers,
+                                              decode=resolve_decode(getattr(args, "decode", None), self.device))
         self.passes: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
         self.notes: list[str] = []
