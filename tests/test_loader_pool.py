@@ -235,3 +235,25 @@ def test_a_run_starts_its_workers_once_for_all_passes_and_stops_them(tmp_path, m
     assert code == 0
     assert len(pools) == 1 and pools[0].passes >= 2  # the clean and the JPEG pass, at least
     assert pools[0].starts == 1 and pools[0].workers == []  # started once, stopped at the end
+
+
+def test_a_plugin_imported_after_the_workers_started_gets_a_fresh_loader_then_a_fresh_pool(tmp_path, monkeypatch):
+    """A pass whose preprocess lives in a module the pooled workers cannot import (loaded after they forked) is
+    loaded by a fresh loader; the pool starts afresh for the next pass."""
+    from sidbench.engine.inputs import isolated_iter
+    from sidbench.engine.loader import ImageDataset, WorkerPool, make_loader
+
+    recs = records(tmp_path, n=2)
+    with WorkerPool() as pool:
+        first = pass_pids(pool, recs)
+        (tmp_path / "late_plugin.py").write_text(
+            "import os, torch\n\nclass Late:\n    def __call__(self, img):\n"
+            "        return torch.tensor([[[os.getpid()]]], dtype=torch.int64)\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        import late_plugin
+
+        got = set()
+        for batch in isolated_iter(make_loader(ImageDataset(recs, late_plugin.Late()), 2, 2, "cpu", pool=pool)):
+            got |= {int(p) for p in batch.pixels.flatten()}
+        assert len(got) >= 1 and not got & first and pool.starts == 1 and pool.workers == []
+        assert pass_pids(pool, recs) and pool.starts == 2
