@@ -237,3 +237,13 @@ def test_cli_resume_with_another_decode_is_refused(tmp_path):
     assert "cpu-fp32+jpeg@cpu" in run_json
     again = subprocess.run(base, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert again.returncode != 0 and "differs in: numerics" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_auto_decodes_on_cuda_only_where_torchvision_can(monkeypatch):
+    from sidbench.engine import decode
+
+    assert decode.resolve_decode("auto", "cpu") == decode.resolve_decode(None, "cpu") == "cpu"
+    assert decode.resolve_decode("device", "cpu") == "device" and decode.resolve_decode("cpu", "cuda:1") == "cpu"
+    monkeypatch.setattr(decode, "device_decode_works", lambda device: device == "cuda:1")
+    assert decode.resolve_decode("auto", "cuda:1") == "device" and decode.resolve_decode("auto", "cuda:0") == "cpu"
+    assert decode.decode_variant("device", "cuda:1") == "jpeg@cuda" and decode.decode_variant("cpu", "cuda") == ""
