@@ -247,3 +247,31 @@ def test_auto_decodes_on_cuda_only_where_torchvision_can(monkeypatch):
     monkeypatch.setattr(decode, "device_decode_works", lambda device: device == "cuda:1")
     assert decode.resolve_decode("auto", "cuda:1") == "device" and decode.resolve_decode("auto", "cuda:0") == "cpu"
     assert decode.decode_variant("device", "cuda:1") == "jpeg@cuda" and decode.decode_variant("cpu", "cuda") == ""
+
+
+def test_a_decoder_warning_of_damage_sends_that_file_to_pillow(tmp_path, monkeypatch):
+    import warnings
+
+    import torchvision.io
+
+    from sidbench.data.preprocess import Preprocess
+    from sidbench.engine.decode import DeviceDecoder
+    from sidbench.engine.loader import Batch
+
+    files = folder(tmp_path)
+    records = recs(files)[:2]  # big.jpg, small.jpg
+    data = [Path(r.path).read_bytes() for r in records]
+    real = torchvision.io.decode_jpeg
+
+    def warns_on_small(batch, **kw):
+        items = batch if isinstance(batch, list) else [batch]
+        if any(bytes(x.numpy()) == data[1] for x in items):
+            warnings.warn("Corrupt JPEG data: 12 extraneous bytes before marker 0xd9")
+        return real(batch, **kw)
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", warns_on_small)
+    pre = Preprocess("center_crop", 32, (0.5,) * 3, (0.5,) * 3, uint8=True)
+    decoder = DeviceDecoder(pre, "cpu", records)
+    batch = decoder(Batch([], None, [], encoded={0: data[0], 1: data[1]}))
+    assert batch.index == [0, 1] and batch.pixels.shape == (2, 3, 32, 32) and not batch.skipped
+    assert decoder.decoded == 1 and decoder.fallbacks == 1  # the warned-about file took Pillow's path

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DECODES = ("auto", "cpu", "device")
+DAMAGE = re.compile(r"corrupt|premature|truncat|invalid|damaged|extraneous", re.IGNORECASE)  # a decoder's warning
 JPEG_MAGIC = b"\xff\xd8\xff"
 EXIF_ORIENTATION = 0x0112
 
@@ -139,10 +141,7 @@ class DeviceDecoder:
 
     def _decode(self, datas: list["torch.Tensor"]) -> list["torch.Tensor | None"]:
         """The protocol's tensors of the JPEGs ``datas`` (None where the device decoder failed)."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a decoder's warning (corrupt or truncated data) is a failure: Pillow's path
-            warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to TorchCodec
-            images = self._decode_jpegs(datas)
+        images = self._decode_jpegs(datas)
         out = []
         for x in images:
             try:
@@ -153,18 +152,32 @@ class DeviceDecoder:
         return out
 
     def _decode_jpegs(self, datas: list["torch.Tensor"]) -> list["torch.Tensor | None"]:
+        """Decoded [3, H, W] uint8 tensors on the device; one call for all, one per file when that call fails or
+        warns of damaged data (then a file that fails or warns alone is None: Pillow's path decides)."""
+        try:
+            return self._decode_call(datas)
+        except Exception:  # noqa: BLE001 - one bad file fails the whole call: find it one by one
+            pass
+        images: list["torch.Tensor | None"] = []
+        for d in datas:
+            try:
+                images.append(self._decode_call(d))
+            except Exception:  # noqa: BLE001
+                images.append(None)
+        return images
+
+    def _decode_call(self, data: "torch.Tensor | list[torch.Tensor]"):
         from torchvision.io import ImageReadMode, decode_jpeg
 
-        try:
-            images = decode_jpeg(datas, mode=ImageReadMode.RGB, device=self.device)
-        except Exception:  # noqa: BLE001 - one bad file fails the whole call: find it one by one
-            images = []
-            for d in datas:
-                try:
-                    images.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=self.device))
-                except Exception:  # noqa: BLE001
-                    images.append(None)
-        return images
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            out = decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
+        for w in seen:
+            if DAMAGE.search(str(w.message)):
+                raise ValueError(f"decoder warning: {w.message}")
+            if not issubclass(w.category, DeprecationWarning):  # torchvision 0.29 points to TorchCodec
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return out
 
     def _with_pillow(self, i: int, data: bytes, batch: "Batch") -> "torch.Tensor | None":
         self.fallbacks += 1
