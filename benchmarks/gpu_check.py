@@ -12,7 +12,12 @@ options, untimed) and prints one Markdown table:
   (c) the same with ``--compile`` (CUDA only);
   (d) the same command again from the warm cache;
   (e) each registered pixel detector (``sidbench run`` with it alone, cold cache; none registered: skipped);
-  (f) the encoder alone on device-resident batches, in the same precision (eager, and compiled with (c)).
+  (f) the encoder alone on device-resident batches, in the same precision (eager, and compiled with (c));
+  (g) (b) with the other JPEG decode: ``--decode cpu`` (Pillow in the workers) on CUDA, where (b) decodes on the
+      device (``--decode auto``); ``--decode device`` (torchvision's CPU decoder) on the CPU;
+  (h) torchvision's ``decode_jpeg`` on the device vs Pillow on the test JPEGs: the decoder's batched rate and
+      how far its pixels are from Pillow's (largest difference, share of differing values, on the whole image
+      and after the centre crop), which is why ``--decode device`` is a protocol variant.
 
 Rates are steady-state: every ``sidbench run`` mode runs twice, on one batch and on all images, and the rate
 is the difference in images over the difference in seconds, so backbone construction, compilation and
@@ -39,7 +44,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 REFERENCE_IMAGES = 2048  # (a) is slow by design; its rate is per image, so a subset suffices
-MODES = "abcdef"
+MODES = "abcdefgh"
 
 
 @dataclass
@@ -302,8 +307,12 @@ def modes(check: Check) -> list[tuple[str, Callable[[], Row]]]:
         ("a", lambda: reference(check)),
         ("b", lambda: labelled(steady(check, "b", check.clip, "cache-b", passes=protocols),
                                "(b) sidbench run, default precision, cold cache", dets)),
+        ("h", lambda: decode_compat(check)),
         ("d", lambda: labelled(steady(check, "d", check.clip, "cache-b", passes=0),
                                "(d) sidbench run, warm cache", dets)),
+        ("g", lambda: labelled(steady(check, "g", check.clip, "cache-g", ["--decode", other_decode(check)],
+                                      passes=protocols),
+                               f"(g) sidbench run --decode {other_decode(check)}, cold cache", dets)),
     ]
     if check.cuda:
         out += [("c", lambda: labelled(steady(check, "c", check.clip, "cache-c", ["--compile"], protocols, warmup=True),
@@ -313,6 +322,43 @@ def modes(check: Check) -> list[tuple[str, Callable[[], Row]]]:
         out.append(("e", lambda n=name: labelled(steady(check, f"e-{n.split('@')[0]}", [n], f"cache-e-{n.split('@')[0]}"),
                                                  f"(e) pixel detector {n.split('@')[0]}, cold cache", "")))
     return out
+
+
+def other_decode(check: Check) -> str:
+    """The decode (b) does not use: (b) runs --decode auto (the device on CUDA, Pillow on the CPU)."""
+    return "cpu" if check.cuda else "device"
+
+
+def decode_compat(check: Check, most: int = 512) -> Row:
+    """(h): torchvision's decode_jpeg on the device, batched, over the test JPEGs vs sidbench's Pillow decode."""
+    import warnings
+
+    import torch
+    import torchvision.transforms.functional as TF
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from sidbench.data.images import read_image
+
+    paths = sorted((check.work / "test").rglob("*.jpg"))[:most]
+    datas = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in paths]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        decode_jpeg(datas[: check.args.batch_size], mode=ImageReadMode.RGB, device=check.args.device)  # warm-up
+        sync(check)
+        t = time.perf_counter()
+        for k in range(0, len(datas), check.args.batch_size):
+            out = decode_jpeg(datas[k:k + check.args.batch_size], mode=ImageReadMode.RGB, device=check.args.device)
+        sync(check)
+        seconds = time.perf_counter() - t
+        decoded = [x.cpu() for k in range(0, len(datas), 64)
+                   for x in decode_jpeg(datas[k:k + 64], mode=ImageReadMode.RGB, device=check.args.device)]
+    worst, differing, values = 0, 0, 0
+    for path, x in zip(paths, decoded):
+        d = (TF.pil_to_tensor(read_image(path)).int() - x.int()).abs()
+        worst, differing, values = max(worst, int(d.max())), differing + int((d > 0).sum()), values + d.numel()
+    note = (f"decode_jpeg on {check.args.device} vs Pillow, {len(paths)} JPEGs: max abs diff {worst}, "
+            f"{100 * differing / values:.3f}% of values differ")
+    return Row("(h) JPEG decode on the device (batched)", len(paths), seconds, 0, note=note)
 
 
 def labelled(row: Row, mode: str, note: str) -> Row:
@@ -388,7 +434,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64, help="images per backbone batch (default 64, sidbench run's)")
     p.add_argument("--workers", type=int, default=None, help="decode workers (default: sidbench's, up to 16 on GPU)")
     p.add_argument("--train-images", type=int, default=64, help="train split for the untimed fits (default 64)")
-    p.add_argument("--modes", default=MODES, help="which of a,b,c,d,e,f to measure (default all)")
+    p.add_argument("--modes", default=MODES, help="which of a,b,c,d,e,f,g,h to measure (default all)")
     p.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", help="extra plugins (e.g. pixel detectors)")
     p.add_argument("--pixels", metavar="NAMES", default=None,
                    help="pixel detectors for (e), comma-separated (default: every registered family's default variant)")

@@ -36,6 +36,15 @@ def test_encoder_alone_and_a_skipped_mode_make_a_table(tmp_path, monkeypatch):
     assert not stale.exists()
 
 
+def test_the_device_decode_mode_compares_with_pillow(tmp_path, monkeypatch):
+    """(h) on the CPU: torchvision's CPU decoder (libjpeg-turbo, as Pillow's) gives Pillow's pixels exactly."""
+    monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
+    assert gpu_check().main([*TINY, "--modes", "h", "--out", str(tmp_path / "o")]) == 0
+    text = (tmp_path / "o" / "gpu_check.md").read_text()
+    assert "| (h) JPEG decode on the device (batched) | 16 |" in text
+    assert "decode_jpeg on cpu vs Pillow, 16 JPEGs: max abs diff 0, 0.000% of values differ" in text
+
+
 def test_a_work_folder_it_did_not_make_is_refused(tmp_path):
     (tmp_path / "o" / "work").mkdir(parents=True)
     with pytest.raises(SystemExit, match="was not made by this script"):

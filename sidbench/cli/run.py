@@ -81,6 +81,10 @@ def add_backbone_args(p: argparse.ArgumentParser) -> None:
                         "code ran), bf16 autocast, or fp32 (UnivFD's reference); the CPU always runs fp32")
     g.add_argument("--batch-size", type=int, metavar="N", help="images per backbone batch (default 64; halves on GPU out-of-memory)")
     g.add_argument("--workers", type=int, metavar="N", help="DataLoader workers (default: 0 on CPU, up to 16 on GPU)")
+    g.add_argument("--decode", choices=("auto", "cpu", "device"),
+                   help="where JPEGs are decoded: auto (default: on the device when it is CUDA), cpu (Pillow, in the "
+                        "loader workers) or device (torchvision's decode_jpeg in batches; a protocol variant: its "
+                        "pixels may differ from Pillow's, so its scores and cache entries are kept apart)")
     g.add_argument("--seed", type=int, metavar="N", help="seed for everything random (default 0)")
     g.add_argument("--no-progress", action="store_true",
                    help="no progress bars (they are off anyway when the output is not a terminal)")

@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     fmt = args.format or (Path(args.out).suffix.lstrip(".").lower() if args.out else "table")
     if fmt not in FORMATS:
         raise SidbenchError(f"--out {args.out}: give --format csv or json (or a .csv/.json file name)")
-    settings = {k: getattr(args, k, None) for k in ("detectors", "backbone", "weights", "device", "batch_size", "workers",
+    settings = {k: getattr(args, k, None) for k in ("detectors", "backbone", "weights", "device", "batch_size", "workers", "decode",
                                               "seed", "protocol", "precision", "no_cache", "compile")}
     settings = {k: v for k, v in settings.items() if v is not None}
     cfg = config_from({**settings, "progress": not args.no_progress and sys.stderr.isatty()})

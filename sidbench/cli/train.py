@@ -38,7 +38,8 @@ def main(args: argparse.Namespace) -> int:
     cfg = RunConfig(train=args.data, val=args.val, backbone=args.backbone, weights=args.weights, device=args.device,
                     batch_size=args.batch_size or 64, workers=args.workers, progress=show_progress(args),
                     seed=0 if args.seed is None else args.seed, no_cache=bool(args.no_cache),
-                    compile=bool(args.compile), precision=getattr(args, "precision", None))
+                    compile=bool(args.compile), precision=getattr(args, "precision", None),
+                    decode=getattr(args, "decode", None) or "auto")
     check_names(dataclasses.replace(cfg, detectors=[args.name]), plugins)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
     train_detector(cfg, args.name, args.out, plugins, parse_options(args.set), classes, log=print)

@@ -42,6 +42,9 @@ PROTOCOLS = {
     "resize_square": "both sides resized to the size (bilinear, antialiased; aspect ratio not kept), no crop",
 }
 VARIABLE_SIZE = ("native", "native_even")  # protocols whose tensors differ in size from image to image
+# protocols that also run on a decoded uint8 tensor (on the device, after torchvision's JPEG decode): crops and
+# slices give the same pixels as on a PIL image; the resizes are torchvision's antialiased tensor resizes
+TENSOR_PROTOCOLS = ("center_crop", "ten_crop", "native", "native_even", "resize_center_crop", "resize_square")
 
 
 class InputInfo(Protocol):
@@ -157,6 +160,33 @@ class Preprocess:
                 img = TF.center_crop(img, [max(h, s), max(w, s)])
             return torch.stack([self._tensor(c) for c in TF.ten_crop(img, s)])
         return self._tensor(TF.center_crop(img, s))
+
+    def on_tensor(self, x: "torch.Tensor") -> "torch.Tensor":
+        """The protocol on a decoded uint8 RGB tensor [3, H, W] (any device), uint8 out (``uint8`` protocols
+        only). Crops and slices match :meth:`__call__` exactly; a resize is torchvision's antialiased tensor
+        resize, whose pixels may differ from Pillow's by a grey level."""
+        import torch
+        import torchvision.transforms.functional as TF
+
+        if self.protocol not in TENSOR_PROTOCOLS or not self.uint8:
+            raise ValueError(f"protocol {self.protocol!r} does not run on decoded tensors")
+        s, (h, w) = self.size, x.shape[-2:]
+        if self.protocol == "native":
+            return x
+        if self.protocol == "native_even":
+            return x[:, : h - h % 2, : w - w % 2]
+        if self.protocol == "resize_square":
+            return TF.resize(x, [s, s], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+        if self.protocol == "resize_center_crop":
+            from .images import check_short_side_resize
+
+            check_short_side_resize(w, h, s)
+            x = TF.resize(x, s, interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+        if self.protocol == "ten_crop":
+            if w < s or h < s:
+                x = TF.center_crop(x, [max(h, s), max(w, s)])
+            return torch.stack(list(TF.ten_crop(x, s)))
+        return TF.center_crop(x, s)
 
     def _tensor(self, img: Image.Image) -> "torch.Tensor":
         """[3, H, W]: uint8 as decoded, or float normalised (``to_tensor`` then ``normalize``)."""

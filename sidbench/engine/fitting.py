@@ -218,7 +218,7 @@ class EngineFitData(FitData):
         else:
             order = list(range(len(records)))
         yielded, skipped = 0, []
-        loader = isolated_iter(make_loader(dataset, batch_size, workers, self.device, order=order))
+        loader = isolated_iter(make_loader(dataset, batch_size, workers, self.device, order=order, pool=self.options.pool))
         for batch in self._batch_bar(loader, -(-len(records) // batch_size), f"{split} epoch {epoch + 1}"):
             self.skipped += [(records[i], reason) for i, reason in batch.skipped]
             skipped += batch.skipped

@@ -15,7 +15,8 @@ from ..api.fitting import FeatureSet
 from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
 from ..data.preprocess import make_preprocess, n_views, protocol_key, variable_size
-from .loader import DecodedImages, ImageDataset, default_workers, make_loader
+from .decode import DeviceDecoder, ShipJpeg, decode_variant, device_protocol
+from .loader import DecodedImages, ImageDataset, WorkerPool, default_workers, make_loader
 
 if TYPE_CHECKING:
     import torch
@@ -33,6 +34,8 @@ class ExtractOptions:
     desc: str = "features"
     cache: "FeatureCache | None" = None  # serve/store outputs on disk (None: always run the source)
     decoded: DecodedImages | None = None  # a run's memo of decoded images (used when loading in-process)
+    pool: WorkerPool | None = None  # a run's persistent loader workers (None: each pass forks its own)
+    decode: str = "cpu"  # "device": JPEGs decoded by torchvision on the source's device (sidbench.engine.decode)
 
     def loading(self, device: str) -> tuple[int, DecodedImages | None]:
         """(DataLoader workers on ``device``, the memo of decoded images when they load in this process)."""
@@ -69,11 +72,14 @@ def iter_outputs(
     source = as_source(source)
     opts = options or ExtractOptions()
     names = tuple(names)
-    lookup = cache_lookup(source, names, protocol, perturbation, transform, view_id, opts)
+    preprocess = make_preprocess(protocol, source.info, uint8=True)
+    decoder = device_decoder(opts, preprocess, perturbation, transform, source.device, records)
+    lookup = cache_lookup(source, names, protocol, perturbation, transform, view_id, opts,
+                          decode_variant(opts.decode, source.device) if decoder is not None else "")
     workers, decoded = opts.loading(source.device)
-    dataset = ImageDataset(records, make_preprocess(protocol, source.info, uint8=True), perturbation, transform, lookup,
-                           digest=files is not None, decoded=decoded)
-    loader = make_loader(dataset, opts.batch_size, workers, source.device)
+    dataset = ImageDataset(records, preprocess, perturbation, transform, lookup, digest=files is not None,
+                           decoded=decoded, ship=ShipJpeg(preprocess) if decoder is not None else None)
+    loader = make_loader(dataset, opts.batch_size, workers, source.device, pool=opts.pool)
     pending = _Pending(source, names, n_views(protocol, source.info), opts.batch_size, lookup,
                        variable_size(protocol, source.info))
     if lookup is not None:
@@ -81,6 +87,8 @@ def iter_outputs(
     try:
         with tqdm(total=len(records), desc=opts.desc, unit="img", disable=not opts.progress, leave=False) as bar:
             for batch in isolated_iter(loader):
+                if decoder is not None:
+                    batch = decoder(batch)
                 if files is not None:
                     files.update(batch.files)
                 if lookup is not None:
@@ -110,14 +118,25 @@ def isolated_iter(loader) -> Iterator:
     yield from it
 
 
+def device_decoder(opts: ExtractOptions, preprocess: Callable, perturbation: Perturbation, transform: Callable | None,
+                   device: str, records: Sequence[Record]) -> "DeviceDecoder | None":
+    """The decoder of a pass whose JPEGs are decoded on the device, or None (Pillow in the loader): only plain
+    passes (no perturbation, no augmentation) of a protocol that runs on tensors (sidbench.engine.decode)."""
+    if opts.decode != "device" or perturbation.steps or transform is not None or not device_protocol(preprocess):
+        return None
+    return DeviceDecoder(preprocess, device, records)  # type: ignore[arg-type]
+
+
 def cache_lookup(source: "Source", names: tuple[str, ...], protocol: str, perturbation: Perturbation,
-                 transform: Callable | None, view_id: str | None, opts: ExtractOptions) -> "CacheLookup | None":
+                 transform: Callable | None, view_id: str | None, opts: ExtractOptions,
+                 variant: str = "") -> "CacheLookup | None":
+    """The pass's cache look-up; ``variant`` (e.g. ``jpeg@cuda``) marks pixels decoded another way."""
     if opts.cache is None or (transform is not None and not view_id) or not opts.cache.usable():
         return None
     from .cache import CacheContext, CacheLookup
 
-    context = CacheContext(source.identity, source.numerics(opts.batch_size), protocol_key(protocol, source.info),
-                           perturbation.name, view_id or "")
+    key = protocol_key(protocol, source.info) + (f"|{variant}" if variant else "")
+    context = CacheContext(source.identity, source.numerics(opts.batch_size), key, perturbation.name, view_id or "")
     return CacheLookup(opts.cache, context, names)
 
 
@@ -207,6 +226,8 @@ class _Pending:
             parts.append(x)
         if not blocks:
             del self.buckets[shape]
+        if len({p.device for p in parts}) > 1:  # device-decoded JPEGs beside images decoded in the loader
+            parts = [p.to(self.source.device) for p in parts]
         return index, pad_rows(parts[0] if len(parts) == 1 else torch.cat(parts), n)
 
     def launch(self, shape: tuple) -> "_Launched":

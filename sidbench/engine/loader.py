@@ -1,9 +1,16 @@
-"""Batched, parallel image loading that skips unreadable files and reports them."""
+"""Batched, parallel image loading that skips unreadable files and reports them.
+
+A :class:`WorkerPool` keeps the DataLoader's worker processes for a whole run: every pass (split, protocol,
+perturbation, training epoch) reuses them instead of forking new ones.
+"""
 from __future__ import annotations
 
+import itertools
+import logging
 import os
+import pickle
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, NamedTuple, Sequence
 
 from ..api.records import Record
 from ..data.images import FileState, UnreadableImage, content_sha256, read_file, read_image
@@ -14,6 +21,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from .cache import CacheLookup
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,6 +36,7 @@ class Batch:
     keys: dict[int, dict[str, str]] = field(default_factory=dict)  # cache keys of the computed ones
     faults: list[tuple[str, str]] = field(default_factory=list)  # cache faults met by the workers
     files: dict[int, "FileInfo"] = field(default_factory=dict)  # content hash and state of each image read
+    encoded: dict[int, bytes] = field(default_factory=dict)  # JPEG files' bytes, to decode on the device
 
     def pin_memory(self) -> "Batch":
         """Called by the DataLoader's pinning thread (GPU runs) so host-to-device copies can be non-blocking."""
@@ -76,9 +86,10 @@ class ImageDataset:
 
     def __init__(self, records: Sequence[Record], preprocess: Callable, perturbation: Perturbation = NONE,
                  transform: Callable | None = None, lookup: "CacheLookup | None" = None, digest: bool = False,
-                 decoded: DecodedImages | None = None):
+                 decoded: DecodedImages | None = None, ship: Callable[[bytes | None, str], bool] | None = None):
         self.records, self.preprocess, self.perturbation = records, preprocess, perturbation
-        self.decoded = decoded  # in-process memo of decoded images (and their files' hashes)
+        self.ship = ship  # which files go undecoded to the main process (decoded there on the device)
+        self.decoded = decoded if ship is None else None  # in-process memo of decoded images (and their hashes)
         self.transform = transform  # e.g. a training augmentation: (img, record, index) -> img
         self.lookup = lookup  # feature cache: hit -> features without decoding; miss -> pixels + keys
         self.digest = digest
@@ -87,10 +98,21 @@ class ImageDataset:
         return len(self.records)
 
     def __getitem__(self, i: int) -> "Item":
+        return self.load(i, self.records[i])
+
+    def settings(self) -> "ImageDataset":
+        """This dataset without its records and in-process memo: what a pooled worker needs besides each
+        batch's records (pickled once per pass)."""
+        import copy
+
+        slim = copy.copy(self)
+        slim.records, slim.decoded = (), None
+        return slim
+
+    def load(self, i: int, rec: Record) -> "Item":
         """The image's pixels, or its cached features, or why it was skipped. The file is read once (bytes
         and state through one descriptor); the cache is consulted outside the decoding ``try``: it reports
         its own faults (returned with the item) and never skips an image."""
-        rec = self.records[i]
         keys, faults, data = None, [], None
         draft = getattr(self.preprocess, "draft", None)
         wants_input = getattr(self.preprocess, "wants_input", False)  # a detector's own protocol (ImageInput)
@@ -109,6 +131,8 @@ class ImageDataset:
             faults = self.lookup.cache.take_unsent()
             if hit is not None:
                 return Item(i, None, None, hit, None, faults, info)
+        if self.ship is not None and self.ship(data, rec.path):  # as bytes: pickled through the queue, no shared
+            return Item(i, None, None, None, keys, faults, info, data)  # memory segment (and descriptor) per file
         try:
             if img is None:
                 img = read_image(rec.path, draft=draft, data=data)
@@ -139,6 +163,7 @@ class Item(NamedTuple):
     keys: dict[str, str] | None  # cache keys of an image to compute (stored once its outputs exist)
     faults: list[tuple[str, str]]  # cache faults a worker met, reported once by the main process
     info: "FileInfo | None"  # content hash and file state, when asked for (scoring) or cached
+    encoded: bytes | None = None  # the file's bytes, to decode in the main process (on the device)
 
 
 def collate(items: list[Item]) -> Batch:
@@ -147,12 +172,14 @@ def collate(items: list[Item]) -> Batch:
     ok = [(it.index, it.pixels) for it in items if it.pixels is not None]
     skipped = [(it.index, it.skip) for it in items if it.skip is not None]
     cached = {it.index: it.cached for it in items if it.cached is not None}
-    keys = {it.index: it.keys for it in items if it.pixels is not None and it.keys}
+    keys = {it.index: it.keys for it in items if (it.pixels is not None or it.encoded is not None) and it.keys}
     files = {it.index: it.info for it in items if it.info is not None}
+    encoded = {it.index: it.encoded for it in items if it.encoded is not None}
     tensors = [x for _, x in ok]
     same = len({tuple(x.shape) for x in tensors}) <= 1
     pixels = (torch.stack(tensors) if same else tensors) if ok else None
-    return Batch([i for i, _ in ok], pixels, skipped, cached, keys, [f for it in items for f in it.faults], files)
+    return Batch([i for i, _ in ok], pixels, skipped, cached, keys, [f for it in items for f in it.faults], files,
+                 encoded)
 
 
 def cpu_count() -> int:
@@ -170,12 +197,18 @@ def default_workers(device: str) -> int:
     return max(1, min(16, cpu_count() - 1))
 
 
-def make_loader(dataset: ImageDataset, batch_size: int, workers: int, device: str, order: "Sequence[int] | None" = None):
+def make_loader(dataset: ImageDataset, batch_size: int, workers: int, device: str, order: "Sequence[int] | None" = None,
+                pool: "WorkerPool | None" = None):
     """Batches of ``dataset`` in record order, or in ``order`` (a permutation, for shuffled training batches).
-    ``workers`` is capped at the CPU count: more processes only cost memory."""
+    ``workers`` is capped at the CPU count: more processes only cost memory. With a ``pool`` (and workers),
+    the pass runs on the pool's persistent workers when it can (see :meth:`WorkerPool.loader`)."""
     from torch.utils.data import DataLoader
 
     workers = min(workers, cpu_count())
+    if pool is not None and workers > 0:
+        pooled = pool.loader(dataset, batch_size, workers, device, order)
+        if pooled is not None:
+            return pooled
     batches = None
     if order is not None:
         order = list(order)
@@ -191,3 +224,165 @@ def make_loader(dataset: ImageDataset, batch_size: int, workers: int, device: st
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
     )
+
+
+class PassUnavailable(Exception):
+    """A pooled worker could not unpickle a pass's settings (e.g. a plugin module imported after it started)."""
+
+
+_PASSES: dict[str, ImageDataset] = {}  # in a pooled worker: the settings of the latest passes, by token
+
+
+class _PoolDataset:
+    """The pool's dataset: each task carries its pass's token, pickled settings, index and record."""
+
+    def __getitem__(self, task: tuple[str, bytes, int, Record]) -> Item:
+        token, blob, i, rec = task
+        job = _PASSES.get(token)
+        if job is None:
+            try:
+                job = pickle.loads(blob)
+            except Exception as exc:  # noqa: BLE001 - said in the main process, which falls back to a fresh loader
+                raise PassUnavailable(f"pass settings could not be unpickled in a worker ({type(exc).__name__}: {exc})") from None
+            while len(_PASSES) >= 2:  # old passes' settings (and their cache connections) go
+                _PASSES.pop(next(iter(_PASSES)))
+            _PASSES[token] = job
+        return job.load(i, rec)
+
+
+class _PassSampler:
+    """The pool's batch sampler: iterates the current pass's tasks, batch by batch."""
+
+    def __init__(self) -> None:
+        self.tasks: Callable[[], Iterator[list]] = lambda: iter(())
+
+    def __iter__(self) -> Iterator[list]:
+        return self.tasks()
+
+
+class WorkerPool:
+    """DataLoader workers kept for a whole run (``persistent_workers``): every pass reuses the same processes.
+
+    A pass's settings (its :class:`ImageDataset` without records) are pickled once in the main process and sent
+    with each batch's records; a worker unpickles them once per pass. Which worker loads an image never changes
+    its pixels (decoding, perturbations and augmentations are seeded per image), so pooled passes are
+    bit-identical to fresh loaders. One pass runs at a time; a pass that cannot use the pool (another pass
+    still open, settings that do not pickle) gets a fresh loader as before. :meth:`close` (or leaving the
+    ``with`` block) stops the workers; a pass that fails in the loader (a worker killed, Ctrl-C while waiting
+    for a batch) stops them too, and the next pass starts new ones."""
+
+    def __init__(self) -> None:
+        self._loader = None
+        self._key: tuple[int, bool] | None = None
+        self._sampler = _PassSampler()
+        self._busy = False
+        self._tokens = itertools.count()
+        self.starts = 0  # times worker processes were started (1 for a whole run when all goes well)
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def workers(self) -> list[int]:
+        """Process ids of the live workers (empty when none run)."""
+        it = getattr(self._loader, "_iterator", None)
+        return [w.pid for w in getattr(it, "_workers", [])] if it is not None else []
+
+    def loader(self, dataset: ImageDataset, batch_size: int, workers: int, device: str,
+               order: "Sequence[int] | None" = None) -> "PooledPass | None":
+        """An iterable of ``dataset``'s batches on the pool's workers, or None when this pass cannot use it."""
+        if self._busy:
+            return None
+        try:
+            blob = pickle.dumps(dataset.settings())
+        except Exception as exc:  # noqa: BLE001 - e.g. a plugin's lambda: that pass forks its own workers
+            log.debug("loader pool: a fresh loader for this pass (settings do not pickle: %s)", exc)
+            return None
+        order = list(range(len(dataset))) if order is None else list(order)
+        return PooledPass(self, dataset, blob, order, batch_size, workers, str(device).startswith("cuda"))
+
+    def _open(self, workers: int, pin: bool):
+        import torch
+        from torch.utils.data import DataLoader
+
+        if self._loader is not None and (self._key != (workers, pin) or not self._healthy()):
+            self.close()
+        if self._loader is None:
+            self._loader = DataLoader(_PoolDataset(), batch_sampler=self._sampler, num_workers=workers,  # type: ignore[arg-type]
+                                      collate_fn=collate, pin_memory=pin, persistent_workers=True, prefetch_factor=4,
+                                      generator=torch.Generator())  # its own seed draw: the global RNG untouched
+            self._key = (workers, pin)
+        return self._loader
+
+    def _healthy(self) -> bool:
+        """Whether every started worker still runs (one killed between batches, e.g. by the out-of-memory killer,
+        is reported by torch's SIGCHLD handler wherever the main thread is, not by the loader)."""
+        it = getattr(self._loader, "_iterator", None)
+        return it is None or all(w.is_alive() for w in getattr(it, "_workers", []))
+
+    def close(self) -> None:
+        """Stop the workers (joined: no process outlives this call)."""
+        loader, self._loader, self._key = self._loader, None, None
+        it = getattr(loader, "_iterator", None)
+        if it is not None:
+            it._shutdown_workers()
+            loader._iterator = None
+
+
+class PooledPass:
+    """One pass over a dataset on a :class:`WorkerPool`'s workers (iterate it once)."""
+
+    def __init__(self, pool: WorkerPool, dataset: ImageDataset, blob: bytes, order: list[int], batch_size: int,
+                 workers: int, pin: bool):
+        self.pool, self.dataset, self.blob, self.order = pool, dataset, blob, order
+        self.batch_size, self.workers, self.pin = batch_size, workers, pin
+
+    def _tasks(self, token: str) -> Iterator[list]:
+        records, blob, order, n = self.dataset.records, self.blob, self.order, self.batch_size
+        for k in range(0, len(order), n):
+            yield [(token, blob, i, records[i]) for i in order[k:k + n]]
+
+    def __iter__(self) -> Iterator[Batch]:
+        import torch
+
+        pool = self.pool
+        if pool._busy:  # another pass started on the pool since this one was made
+            yield from self._fresh()
+            return
+        pool._busy, delivered = True, False
+        try:
+            token = f"{os.getpid()}-{next(pool._tokens)}"
+            loader = pool._open(self.workers, self.pin)
+            pool._sampler.tasks = lambda: self._tasks(token)
+            if loader._iterator is None:
+                pool.starts += 1
+            with torch.random.fork_rng(devices=[]):
+                it = iter(loader)
+            for batch in it:
+                delivered = True
+                yield batch
+        except PassUnavailable:
+            pool.close()
+            if delivered:
+                raise
+            log.debug("loader pool: restarted (a worker could not read this pass's settings)")
+            pool._busy = False
+            yield from self._fresh()
+        except GeneratorExit:  # the consumer stopped early: the next pass drains what is in flight
+            if not pool._healthy():
+                pool.close()
+            raise
+        except BaseException:  # the loader itself failed (a worker died, Ctrl-C while waiting): no workers kept
+            pool.close()
+            raise
+        finally:
+            pool._busy = False
+
+    def _fresh(self) -> Iterator[Batch]:
+        from .inputs import isolated_iter
+
+        yield from isolated_iter(make_loader(self.dataset, self.batch_size, self.workers, "cuda" if self.pin else "cpu",
+                                             self.order))

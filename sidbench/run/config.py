@@ -43,6 +43,7 @@ class RunConfig:
     calibrate: str | None = None  # temperature | platt, fitted on the validation split per detector
     fpr_targets: list[float] = field(default_factory=list)  # TPR columns at these FPRs besides 1% and 5%
     ap_from: str = "logit"  # what AP/AUC rank: logit, or sigmoid32 (the reference scripts' float32 P(fake))
+    decode: str = "auto"  # where JPEGs are decoded: auto (device on CUDA), cpu (Pillow), device (torchvision)
 
     def __post_init__(self) -> None:
         """Values of the wrong kind fail here with one line (TOML files are not type-checked)."""
@@ -66,6 +67,10 @@ class RunConfig:
         self._check_operating_points()
         from ..api.backbone import PRECISIONS
 
+        from ..engine.decode import DECODES
+
+        if self.decode not in DECODES:
+            raise SidbenchError(f"decode must be one of {', '.join(DECODES)}, got {self.decode!r}")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise SidbenchError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.detector_options, dict) or not all(isinstance(v, dict) for v in self.detector_options.values()):
@@ -92,16 +97,29 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         """What fixes the scores (not where they go, how fast or with which progress bars; nor the
         threshold, calibration and FPR targets, which only change the metrics computed from the scores)."""
-        skip = ("out", "progress", "workers", "device", "no_cache", "threshold", "calibrate", "fpr_targets", "ap_from")
+        skip = ("out", "progress", "workers", "device", "no_cache", "threshold", "calibrate", "fpr_targets", "ap_from",
+                "decode")
         ident = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-        ident["numerics"] = self.numerics()  # a resume on another device kind or precision never mixes rows
+        ident["numerics"] = self.numerics()  # a resume on another device kind, precision or decode never mixes rows
         return ident
 
     def numerics(self) -> str:
         """The device kind and the backbones' effective precision, e.g. ``cuda-fp16``, ``cpu-fp32`` (which
-        GPU of a kind does not change the numbers; the CPU always runs fp32)."""
-        kind = pick_device(self.device).split(":")[0]
-        return f"{kind}-{'fp32' if kind == 'cpu' else self.precision or 'fp16'}"
+        GPU of a kind does not change the numbers; the CPU always runs fp32), and ``+jpeg@cuda`` when JPEGs
+        are decoded on the device (:mod:`sidbench.engine.decode`: its pixels may differ from Pillow's)."""
+        device = pick_device(self.device)
+        kind = device.split(":")[0]
+        text = f"{kind}-{'fp32' if kind == 'cpu' else self.precision or 'fp16'}"
+        from ..engine.decode import decode_variant
+
+        variant = decode_variant(self.decode_mode(), device)
+        return f"{text}+{variant}" if variant else text
+
+    def decode_mode(self) -> str:
+        """``cpu`` or ``device``: where this run decodes JPEGs (``auto``: on the device when it is CUDA)."""
+        from ..engine.decode import resolve_decode
+
+        return resolve_decode(self.decode, pick_device(self.device))
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]

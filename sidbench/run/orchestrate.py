@@ -41,6 +41,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
     before it scored or fitted anything removes what it wrote there."""
     import torch
 
+    from ..engine.loader import WorkerPool
     from . import distributed
 
     t0 = time.time()
@@ -51,13 +52,14 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
     detectors, perturbations, check = prepare(cfg, data, out, plugins, dist, str(device), log)
     folder = dist.on_main(lambda: open_results(out, overwrite, cfg, check))
     cache = scratch = None
+    workers = WorkerPool()  # one set of loader processes for every pass and epoch of the run
     try:
         cache = None if cfg.no_cache else feature_cache(dist)
         if cache is None and data.val and data.train:
             # --no-cache leaves the user's cache alone; the validation images the fit extracted are still
             # scored from that pass (a run-private cache, deleted at the end), not sent through the backbone again
             scratch = scratch_cache()
-        ctx = context(cfg, data, out, plugins, dist, device, cache, scratch[1] if scratch else None, log)
+        ctx = context(cfg, data, out, plugins, dist, device, cache, scratch[1] if scratch else None, log, workers)
         with dist.main_first():  # fits (one process) or reloads an earlier run's checkpoints (rank 0 first)
             fit_all(ctx, detectors)
         with dist.main_first():  # rank 0 drops the rows of changed or deleted images before anyone resumes
@@ -75,6 +77,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
             folder.abandon()
         raise
     finally:
+        workers.close()
         for closing in (cache, scratch[1] if scratch else None):
             if closing is not None:
                 closing.close()
@@ -104,13 +107,15 @@ def prepare(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", dist: 
 
 
 def context(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", dist: "Dist", device: Any, cache: Any,
-            val_cache: Any, log: Log) -> RunContext:
+            val_cache: Any, log: Log, workers: Any = None) -> RunContext:
     """What the stages share; on CPU (in-process loading) each file is read and decoded once for all protocols,
     perturbations and fits."""
+    from ..engine.decode import resolve_decode
     from ..engine.inputs import ExtractOptions
     from ..engine.loader import DecodedImages
 
-    opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, decoded=DecodedImages())
+    opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, decoded=DecodedImages(),
+                          pool=workers, decode=resolve_decode(cfg.decode, device))
     return RunContext(cfg, data, out, plugins, dist, SourcePool(cfg, device, plugins, cache), opts, log,
                       val_cache=val_cache)
 

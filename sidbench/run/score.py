@@ -49,6 +49,7 @@ def score_images(cfg: RunConfig, records: Sequence[Record], plugins: "Plugins",
 
     from ..data.perturb import NONE
     from ..engine.inputs import ExtractOptions
+    from ..engine.loader import WorkerPool
     from ..engine.scoring import ScoreContext
     from ..results.scores import ScoreRows
     from .build import SourcePool, build_detectors, feature_cache
@@ -62,10 +63,12 @@ def score_images(cfg: RunConfig, records: Sequence[Record], plugins: "Plugins",
                 f"or its published one, {det.name}@official where `sidbench weights list` has it; "
                 f"or fit it with `sidbench train {det.name}`")
     cache = None if cfg.no_cache else feature_cache()
-    opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache)
-    pool = SourcePool(cfg, pick_device(cfg.device), plugins, cache)
-    score = ScoreContext(ScoreRows(), opts)
-    score_all(score, pool, detectors, assign(detectors, RunData(test=list(records)), cfg), [NONE], {})
+    with WorkerPool() as workers:  # one set of loader processes for every detector group's pass
+        opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, pool=workers,
+                              decode=cfg.decode_mode())
+        pool = SourcePool(cfg, pick_device(cfg.device), plugins, cache)
+        score = ScoreContext(ScoreRows(), opts)
+        score_all(score, pool, detectors, assign(detectors, RunData(test=list(records)), cfg), [NONE], {})
     rows = score.scores.frame()[["path", "detector", "logit", "prob", "protocol"]].assign(skipped="")
     lost = [{"path": r.path, "detector": d.name, "logit": float("nan"), "prob": float("nan"), "protocol": d.preprocess,
              "skipped": score.skipped[r.path][0]} for r in records if r.path in score.skipped for d in detectors]

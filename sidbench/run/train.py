@@ -8,6 +8,8 @@ from ..api.errors import DataError
 from .config import RunConfig, pick_device
 
 if TYPE_CHECKING:
+    from ..api.detector import Detector
+    from ..engine.inputs import ExtractOptions
     from ..registry.plugins import Plugins
 
 
@@ -15,10 +17,9 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
                    classes: list[str] | None = None, log: Callable[[str], None] = print) -> str:
     """Fit ``name`` on ``cfg.train`` (validated on ``cfg.val``) and save it to ``out``; returns the path written."""
     from ..engine.cache import FeatureCache
-    from ..engine.fitting import EngineFitData, fit_detector, torch_seed
+    from ..engine.fitting import torch_seed
     from ..engine.inputs import ExtractOptions
-    from ..engine.scoring import source_outputs
-    from ..engine.sources import BackboneSource
+    from ..engine.loader import WorkerPool
     from ..registry.lookup import load_detector
     from .inputs import fit_records
     from .build import feature_backbone
@@ -35,14 +36,26 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
             raise DataError(f"--classes {','.join(classes)}: no training images in those class folders under {cfg.train}")
     device = pick_device(cfg.device)
     cache = None if cfg.no_cache else FeatureCache()
-    opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache)
+    with WorkerPool() as pool:  # one set of loader processes for every epoch
+        opts = ExtractOptions(cfg.batch_size, cfg.workers, cfg.progress, cache=cache, pool=pool,
+                              decode=cfg.decode_mode())
+        return _train(cfg, det, train, val, opts, device, plugins, out, log)
+
+
+def _train(cfg: RunConfig, det: "Detector", train: list, val: list, opts: "ExtractOptions", device: str,
+           plugins: "Plugins", out: str, log: Callable[[str], None]) -> str:
+    from ..engine.fitting import EngineFitData, fit_detector
+    from ..engine.scoring import source_outputs
+    from ..engine.sources import BackboneSource
+    from .orchestrate import feature_backbone, note_training
+
     common = dict(protocol=det.preprocess, seed=cfg.seed, options=opts, device=device)
     if det.input == "pixels":
         data = EngineFitData(train, val, pixels=det.pixel_input, **common)
         where = "its own network"
     else:
         source = BackboneSource(feature_backbone(det, cfg.backbone), plugins, weights=cfg.weights, device=device,
-                                precision=cfg.precision, compile=cfg.compile, cache=cache)
+                                precision=cfg.precision, compile=cfg.compile, cache=opts.cache)
         data = EngineFitData(train, val, backbone=source, names=source_outputs(det), **common)
         where = source.identity
     log(f"training {det.name} on {len(train)} images ({len(val)} validation) with {where} on {device}")

@@ -17,6 +17,7 @@ from ..api.fitting import FeatureSet
 from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
 from ..engine.inputs import ExtractOptions
+from ..engine.loader import WorkerPool
 from ..engine.sources import BackboneSource
 from .inputs import StudyData, study_config, study_data
 from .tables import markdown_table, parse_list, wide
@@ -59,7 +60,9 @@ class Study:
         self.device = pick_device(self.cfg.device)
         self.out = Path(self.cfg.out)
         self.data = study_data(self.cfg, plugins, name)
-        self.extract_options = ExtractOptions(self.cfg.batch_size, self.cfg.workers, self.cfg.progress)
+        self.workers = WorkerPool()  # one set of loader processes for every pass of the study
+        self.extract_options = ExtractOptions(self.cfg.batch_size, self.cfg.workers, self.cfg.progress,
+                                              pool=self.workers, decode=self.cfg.decode_mode())
         self.passes: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
         self.notes: list[str] = []
@@ -84,7 +87,8 @@ class Study:
             raise
 
     def close(self) -> None:
-        """Let go of the folder's lock (the study finished or failed)."""
+        """Stop the loader workers and let go of the folder's lock (the study finished or failed)."""
+        self.workers.close()
         self.folder.release()
 
     @property
