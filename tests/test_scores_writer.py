@@ -74,6 +74,36 @@ def test_row_keys_behave_as_the_set_of_row_keys():
     assert ("x", "none", "s", "/a") in done and done.any("x", "none") and not done.any("x", "jpeg")
     done.pairs("y", "none").add(("s", "/c"))
     assert ("y", "none", "s", "/c") in done
+    done.add_records("z", "none", [Record("/p", 0, "s"), Record("/q", 1, "t")])  # a chunk's rows, kept as records
+    assert done.any("z", "none") and ("z", "none", "t", "/q") in done and ("z", "none", "s", "/q") not in done
+    done.add_records("z", "jpeg", [Record("/p", 0, "s")])
+    assert ("z", "jpeg", "s", "/p") in set(done) and len(done) == 8
+
+
+@pytest.mark.parametrize("layout", ["aligned", "misaligned", "skips"])
+def test_arrived_serves_each_chunk_s_outputs_in_order(layout):
+    """Batches that are exactly one chunk are served whole; others are cut and joined per image as before."""
+    from sidbench.engine.scoring import _Arrived
+
+    spans = [range(0, 4), range(4, 8), range(8, 10)]
+    feats = torch.arange(10.0)[:, None] * torch.ones(1, 3)
+    batches = {"aligned": [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]],
+               "misaligned": [[0, 1, 2], [3, 4, 5, 6, 7, 8], [9]],
+               "skips": [[0, 1, 3], [2], [4, 6, 7, 5], [8, 9]]}[layout]
+    skipped = {"skips": [2, 5]}.get(layout, [])
+    arrived = _Arrived(spans)
+    served = []
+    for index in batches:
+        kept = [i for i in index if i not in skipped]
+        arrived.add(kept, {"f": feats[kept]}, [i for i in index if i in skipped])
+        assert not (layout == "aligned" and arrived.where)  # whole chunks: no per-image entries
+        while len(served) < len(spans) and arrived.has(spans[len(served)]):
+            served.append(arrived.take(spans[len(served)]))
+    assert len(served) == 3
+    for span, (loaded, outs) in zip(spans, served):
+        assert loaded == [i for i in span if i not in skipped]
+        assert torch.equal(outs["f"], feats[loaded])
+    assert not arrived.whole and not arrived.batches and not arrived.where
 
 
 class _Head:

@@ -111,11 +111,11 @@ def score_group(ctx: ScoreContext, group: Sequence["Detector"], source: "Source"
         return
     names = tuple(sorted({f for d in group for f in source_outputs(d)}))
     opts = dataclasses.replace(ctx.options, desc=f"{'+'.join(d.name for d in group)} [{pert.name}]")
-    arrived = _Arrived()
     starts = [0]
     for c in todo_chunks:
         starts.append(starts[-1] + len(c))
     spans = [range(a, b) for a, b in zip(starts, starts[1:])]
+    arrived = _Arrived(spans)
     next_chunk = 0
     files: dict[int, "FileInfo"] = {}  # content hash of each image, as read
     for index, outs, skip in iter_outputs(source, todo, names, protocol=protocol, perturbation=pert, options=opts,
@@ -126,9 +126,10 @@ def score_group(ctx: ScoreContext, group: Sequence["Detector"], source: "Source"
         while next_chunk < len(spans) and arrived.has(spans[next_chunk]):
             span = spans[next_chunk]
             loaded, outputs = arrived.take(span)
-            plan.write_chunk(protocol, [(todo[i], files.get(i)) for i in loaded], outputs)
-            for i in span:
-                files.pop(i, None)
+            plan.write_chunk(protocol, [(todo[i], files.pop(i, None)) for i in loaded], outputs)
+            if len(loaded) < len(span):
+                for i in span:
+                    files.pop(i, None)
             next_chunk += 1
 
 
@@ -136,26 +137,34 @@ class _Arrived:
     """Source outputs as batches delivered them, kept whole (no per-image slices): a chunk of images is
     served as slices of the batches that hold it, concatenated only where it spans several."""
 
-    def __init__(self) -> None:
+    def __init__(self, spans: list[range]) -> None:
         self.where: dict[int, tuple[int, int] | None] = {}  # image -> (batch id, row), None: skipped
         self.batches: dict[int, list] = {}  # batch id -> [outputs, rows not yet taken]
         self.next_id = 0
+        self.spans = {s.start: s.stop for s in spans}
+        self.whole: dict[int, dict] = {}  # first image -> outputs of a batch that is exactly one chunk (the usual case)
 
     def add(self, index: list[int], outs: dict, skipped: list[int]) -> None:
         for i in skipped:
             self.where[i] = None
-        if index:
+        if index and self.spans.get(index[0]) == index[-1] + 1 == index[0] + len(index) \
+                and index == list(range(index[0], index[-1] + 1)) \
+                and all(v.shape[0] == len(index) for v in outs.values()):
+            self.whole[index[0]] = outs  # no per-image bookkeeping
+        elif index:
             self.batches[self.next_id] = [outs, len(index)]
             self.where.update((i, (self.next_id, j)) for j, i in enumerate(index))
             self.next_id += 1
 
     def has(self, span: range) -> bool:
-        return all(i in self.where for i in span)
+        return span.start in self.whole or all(i in self.where for i in span)
 
     def take(self, span: range) -> tuple[list[int], dict]:
         """(the span's images that loaded, in order; their outputs stacked in that order)."""
         import torch
 
+        if (outs := self.whole.pop(span.start, None)) is not None:
+            return list(span), outs
         loaded, runs = [], []  # runs of consecutive rows of one batch: [batch id, first row, end row]
         for i in span:
             at = self.where.pop(i)
@@ -184,9 +193,13 @@ class _Plan:
     def __init__(self, group: Sequence["Detector"], pert: Perturbation, records_by_det: dict[str, list[Record]],
                  ctx: ScoreContext):
         self.group, self.pert, self.ctx = group, pert, ctx
-        wanted: dict[int, set[tuple[str, str]]] = {}  # detectors given the same list share its set
-        self.wanted = {d.name: wanted.setdefault(id(recs := records_by_det.get(d.name, [])),
-                                                 {(r.split, r.path) for r in recs}) for d in group}
+        shared: dict[int, set[tuple[str, str]]] = {}  # detectors given the same list share its set
+        self.wanted = {}
+        for d in group:
+            recs = records_by_det.get(d.name, [])
+            if id(recs) not in shared:
+                shared[id(recs)] = {(r.split, r.path) for r in recs}
+            self.wanted[d.name] = shared[id(recs)]
         self.by_path: dict[str, list[Record]] = {}
         for recs in {id(v): v for v in records_by_det.values()}.values():
             for r in recs:
@@ -200,7 +213,7 @@ class _Plan:
 
     def pending_chunks(self) -> list[list[Record]]:
         # The image's first split (by name) seeds its perturbation, whatever is left to do.
-        images = [min(rs, key=lambda r: r.split) for rs in self.by_path.values()]
+        images = [rs[0] if len(rs) == 1 else min(rs, key=lambda r: r.split) for rs in self.by_path.values()]
         size = self.ctx.options.batch_size
         rank, world = self.ctx.shard
         chunks = [images[k:k + size] for k in range(0, len(images), size)][rank::world]

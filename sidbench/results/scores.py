@@ -110,10 +110,12 @@ class ScoreBlock:
         return out
 
     def mark_done(self, done: "RowKeys") -> None:
-        """Count the block's rows as done in ``done``: one set update per detector."""
-        pairs = [(r.split, r.path) for r in self.records]
+        """Count the block's rows as done in ``done``: a step per detector."""
         for name, owed in zip(self.detectors, self.owed):
-            done.pairs(name, self.perturbation).update(pairs if owed is None else [pairs[k] for k in owed])
+            if owed is None:
+                done.add_records(name, self.perturbation, self.records)
+            else:
+                done.pairs(name, self.perturbation).update((self.records[k].split, self.records[k].path) for k in owed)
 
     def text(self) -> str:
         """The rows as CSV lines: each record's cells are formatted once for every detector, each image's logit
@@ -147,23 +149,35 @@ def _record_cells(r: "Record", middle: str) -> str:
 
 
 class RowKeys:
-    """The row keys (:data:`ROW_KEY` tuples) of finished rows, as a set, kept per (detector, perturbation) so
-    that a chunk's rows count as done with one set update of its (split, path) pairs."""
+    """The row keys (:data:`ROW_KEY` tuples) of finished rows, as a set, kept per (detector, perturbation).
+    A chunk's rows count as done in one step per detector: its records are kept as they are and become (split,
+    path) pairs only when that detector and perturbation is looked up (a run scores each once: never)."""
 
     def __init__(self, keys: Iterable[tuple] = ()):
         self._by: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._records: dict[tuple[str, str], list[Sequence["Record"]]] = {}  # done, not yet in _by
         self.update(keys)
 
     def pairs(self, detector: str, perturbation: str) -> set[tuple[str, str]]:
         """The (split, path) pairs done for ``detector`` under ``perturbation`` (the live set: add to it)."""
-        return self._by.setdefault((detector, perturbation), set())
+        done = self._by.setdefault((detector, perturbation), set())
+        for records in self._records.pop((detector, perturbation), ()):
+            done.update((r.split, r.path) for r in records)
+        return done
+
+    def add_records(self, detector: str, perturbation: str, records: Sequence["Record"]) -> None:
+        """Count the rows of ``records`` as done (``records`` is kept: never change it)."""
+        self._records.setdefault((detector, perturbation), []).append(records)
 
     def any(self, detector: str, perturbation: str) -> bool:
-        return bool(self._by.get((detector, perturbation)))
+        return bool(self.pairs(detector, perturbation))
 
     def update(self, keys: Iterable[tuple]) -> None:
+        by = self._by
         for detector, perturbation, split, path in keys:
-            self.pairs(detector, perturbation).add((split, path))
+            if (done := by.get((detector, perturbation))) is None:
+                done = by[detector, perturbation] = set()
+            done.add((split, path))
 
     def add(self, key: tuple) -> None:
         self.update([key])
@@ -174,16 +188,17 @@ class RowKeys:
 
     def __contains__(self, key: object) -> bool:
         detector, perturbation, split, path = key  # type: ignore[misc]
-        done = self._by.get((detector, perturbation))
-        return done is not None and (split, path) in done
+        return (split, path) in self.pairs(detector, perturbation)
 
     def __iter__(self) -> Iterator[tuple[str, str, str, str]]:
+        for later in list(self._records):
+            self.pairs(*later)
         for (detector, perturbation), pairs in self._by.items():
             for split, path in pairs:
                 yield detector, perturbation, split, path
 
     def __len__(self) -> int:
-        return sum(map(len, self._by.values()))
+        return sum(1 for _ in self)
 
 
 class ScoreLog:
