@@ -96,7 +96,8 @@ def heads(names):
     return out
 
 
-def run_group(dets, source, n_images: int, batch: int, cache_root: Path | None, folder: Path) -> tuple[float, float, float]:
+def run_group(dets, source, n_images: int, batch: int, cache_root: Path | None,
+              folder: Path) -> tuple[float, float, float]:
     """Main-thread (wall, CPU) seconds of one scoring pass of ``dets`` over ``n_images`` ready-made images, and
     the other threads' CPU seconds until every row is written."""
     from unittest import mock

@@ -46,9 +46,11 @@ def test_a_block_s_text_is_csv_writer_of_its_rows():
     records.append(Record("/d/label-is-bool.png", True, "s"))  # not an int: written as csv.writer writes it
     n = len(records)
     extremes = [1e300, -1e300, 0.0, -0.0, 1e-320, 33.3, -745.2, 710.0, -710.0, float(torch.tensor(5e-39))]
-    logits = [torch.linspace(-7, 7, n).tolist(), (extremes * n)[:n], torch.randn(n, generator=torch.Generator().manual_seed(0)).tolist()]
+    noise = torch.randn(n, generator=torch.Generator().manual_seed(0))
+    logits = [torch.linspace(-7, 7, n).tolist(), (extremes * n)[:n], noise.tolist()]
     shas = ["ab" * 32] * (n - 2) + ["", "odd,sha"]
-    for names, pert, protocol in ((["det", "det,2", 'd"3'], "none", "center_crop"), (["a", "b", "c"], "jpeg 75", "x\ry")):
+    for names, pert, protocol in ((["det", "det,2", 'd"3'], "none", "center_crop"),
+                                  (["a", "b", "c"], "jpeg 75", "x\ry")):
         for owed in ([None, None, None], [[0, 2, 5], None, []], [list(range(n)), [n - 1], [1]]):
             block = ScoreBlock(names, pert, protocol, records, None, shas, logits, owed)
             rows = block.rows()
@@ -69,7 +71,8 @@ def test_row_keys_behave_as_the_set_of_row_keys():
     keys = {("d", "none", "s", "/a"), ("d", "jpeg", "s", "/a"), ("e", "none", "t", "/b")}
     done = RowKeys(keys)
     assert set(done) == keys and len(done) == 3
-    assert ("d", "none", "s", "/a") in done and ("d", "none", "t", "/a") not in done and ("x", "none", "s", "/a") not in done
+    assert ("d", "none", "s", "/a") in done
+    assert ("d", "none", "t", "/a") not in done and ("x", "none", "s", "/a") not in done
     done |= {("x", "none", "s", "/a")}
     assert ("x", "none", "s", "/a") in done and done.any("x", "none") and not done.any("x", "jpeg")
     done.pairs("y", "none").add(("s", "/c"))
@@ -171,7 +174,8 @@ def test_rows_and_resume_keys_are_those_of_the_per_row_path(case, tmp_path):
         already = {("rine", "none", "other", reals[0].path)}
     log = ScoreLog(tmp_path / "scores.csv")
     log.done |= already
-    ctx = ScoreContext(log, ExtractOptions(batch_size=4, workers=0, progress=False), index=FileIndex(tmp_path / "index"))
+    ctx = ScoreContext(log, ExtractOptions(batch_size=4, workers=0, progress=False),
+                       index=FileIndex(tmp_path / "index"))
     plan = _Plan(group, NONE, by_det, ctx)
     assert all(plan.fresh.values()) == (case == "fresh")
     expected, old_done = _chunks(plan, by_det, records, already)
@@ -200,7 +204,8 @@ def test_in_memory_rows_equal_the_file_s(tmp_path):
 def test_index_lines_are_json():
     for path in ["/a/b.png", "", 'q"uote\\back\nline', "caf\u00e9", "bad \udcff"]:
         st = FileState(123, 2 ** 62 + 1, 0, 99)
-        assert index_line(path, "ab" * 32, st) == json.dumps([path, "ab" * 32, 123, 2 ** 62 + 1, 0, 99]).encode() + b"\n"
+        expected = json.dumps([path, "ab" * 32, 123, 2 ** 62 + 1, 0, 99]).encode() + b"\n"
+        assert index_line(path, "ab" * 32, st) == expected
 
 
 def test_a_write_error_of_the_writer_reaches_the_scoring_thread(tmp_path):

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .operating import OperatingPoints
 
 FSYNC_EVERY = 1.0  # seconds between fsyncs of scores.csv (each batch still reaches the OS at once)
-QUEUED_BATCHES = 64  # batches of rows waiting for the writer thread before write() waits (memory bound)
+QUEUED_BATCHES = 64  # jobs (a chunk's rows, its hash-index lines) waiting for the writer thread before a write waits
 CALIBRATED = "prob_calibrated"  # with --calibrate: P(fake) after the detector's calibration (added when finished)
 SCORE_COLUMNS = ("detector", "split", "group", "generator", "perturbation", "protocol", "path", "label", "logit", "prob",
                  "sha256")
@@ -95,7 +95,7 @@ class ScoreBlock:
     logits: Sequence[Sequence[float]]  # per detector, per image
     owed: Sequence[Sequence[int] | None]  # per detector: positions in ``records`` of its rows (None: every one)
 
-    def _cells(self) -> Iterator[tuple[str, Sequence[float], Iterable[int]]]:
+    def _positions(self) -> Iterator[tuple[str, Sequence[float], Iterable[int]]]:
         for name, logits, owed in zip(self.detectors, self.logits, self.owed):
             yield name, logits, range(len(self.records)) if owed is None else owed
 
@@ -103,7 +103,7 @@ class ScoreBlock:
         """The rows as :func:`score_row` tuples."""
         image_of, pert, protocol = self.image_of, self.perturbation, self.protocol
         out = []
-        for name, logits, positions in self._cells():
+        for name, logits, positions in self._positions():
             for k in positions:
                 j = k if image_of is None else image_of[k]
                 out.append(score_row(name, self.records[k], pert, protocol, logits[j], self.sha256[j]))
