@@ -185,6 +185,13 @@ def test_rows_and_resume_keys_are_those_of_the_per_row_path(case, tmp_path):
     assert expected and set(log.done) == old_done == done_rows(tmp_path / "scores.csv") | already
     index = FileIndex(tmp_path / "index").load()
     assert index[records[0].path][1] == f"{0:064x}" and records[3].path not in index and records[4].path not in index
+    # the same detectors and perturbation planned again in this process: only the images that did not load are owed
+    again = _Plan(group, NONE, by_det, ScoreContext(log, ctx.options))
+    assert not any(again.fresh.values())
+    for det in group:
+        owed = [(r.split, r.path) for r in by_det[det.name] if again._owed(det, r)]
+        assert owed == [(r.split, r.path) for r in by_det[det.name] if (det.name, "none", r.split, r.path) not in old_done]
+        assert all(int(path[-7:-4]) % 5 == 4 for _, path in owed)
 
 
 def test_in_memory_rows_equal_the_file_s(tmp_path):
