@@ -102,14 +102,13 @@ def run_group(dets, source, n_images: int, batch: int, cache_root: Path | None,
     the other threads' CPU seconds until every row is written."""
     from unittest import mock
 
-    from sidbench.results.manifest import mark
-    from sidbench.results.resume import INDEX_NAME, FileIndex
-
     from sidbench.data.perturb import NONE
     from sidbench.engine import inputs
     from sidbench.engine.cache import FeatureCache
     from sidbench.engine.inputs import ExtractOptions
     from sidbench.engine.scoring import ScoreContext, score_group
+    from sidbench.results.manifest import mark
+    from sidbench.results.resume import INDEX_NAME, FileIndex
     from sidbench.results.scores import ScoreLog
 
     recs = records(n_images)
