@@ -18,7 +18,7 @@ from ..api.fitting import FeatureSet
 from ..api.records import Record
 from ..data.perturb import Perturbation
 from ..data.preprocess import n_views
-from ..results.scores import score_row
+from ..results.scores import ScoreBlock
 from .inputs import ExtractOptions, iter_outputs, pad_rows
 from .sources import LOGIT
 
@@ -111,11 +111,11 @@ def score_group(ctx: ScoreContext, group: Sequence["Detector"], source: "Source"
         return
     names = tuple(sorted({f for d in group for f in source_outputs(d)}))
     opts = dataclasses.replace(ctx.options, desc=f"{'+'.join(d.name for d in group)} [{pert.name}]")
-    arrived = _Arrived()
     starts = [0]
     for c in todo_chunks:
         starts.append(starts[-1] + len(c))
     spans = [range(a, b) for a, b in zip(starts, starts[1:])]
+    arrived = _Arrived(spans)
     next_chunk = 0
     files: dict[int, "FileInfo"] = {}  # content hash of each image, as read
     for index, outs, skip in iter_outputs(source, todo, names, protocol=protocol, perturbation=pert, options=opts,
@@ -126,9 +126,10 @@ def score_group(ctx: ScoreContext, group: Sequence["Detector"], source: "Source"
         while next_chunk < len(spans) and arrived.has(spans[next_chunk]):
             span = spans[next_chunk]
             loaded, outputs = arrived.take(span)
-            plan.write_chunk(protocol, [(todo[i], files.get(i)) for i in loaded], outputs)
-            for i in span:
-                files.pop(i, None)
+            plan.write_chunk(protocol, [(todo[i], files.pop(i, None)) for i in loaded], outputs)
+            if len(loaded) < len(span):
+                for i in span:
+                    files.pop(i, None)
             next_chunk += 1
 
 
@@ -136,26 +137,34 @@ class _Arrived:
     """Source outputs as batches delivered them, kept whole (no per-image slices): a chunk of images is
     served as slices of the batches that hold it, concatenated only where it spans several."""
 
-    def __init__(self) -> None:
+    def __init__(self, spans: list[range]) -> None:
         self.where: dict[int, tuple[int, int] | None] = {}  # image -> (batch id, row), None: skipped
         self.batches: dict[int, list] = {}  # batch id -> [outputs, rows not yet taken]
         self.next_id = 0
+        self.spans = {s.start: s.stop for s in spans}
+        self.whole: dict[int, dict] = {}  # first image -> outputs of a batch that is exactly one chunk (the usual case)
 
     def add(self, index: list[int], outs: dict, skipped: list[int]) -> None:
         for i in skipped:
             self.where[i] = None
-        if index:
+        if index and self.spans.get(index[0]) == index[-1] + 1 == index[0] + len(index) \
+                and index == list(range(index[0], index[-1] + 1)) \
+                and all(v.shape[0] == len(index) for v in outs.values()):
+            self.whole[index[0]] = outs  # no per-image bookkeeping
+        elif index:
             self.batches[self.next_id] = [outs, len(index)]
             self.where.update((i, (self.next_id, j)) for j, i in enumerate(index))
             self.next_id += 1
 
     def has(self, span: range) -> bool:
-        return all(i in self.where for i in span)
+        return span.start in self.whole or all(i in self.where for i in span)
 
     def take(self, span: range) -> tuple[list[int], dict]:
         """(the span's images that loaded, in order; their outputs stacked in that order)."""
         import torch
 
+        if (outs := self.whole.pop(span.start, None)) is not None:
+            return list(span), outs
         loaded, runs = [], []  # runs of consecutive rows of one batch: [batch id, first row, end row]
         for i in span:
             at = self.where.pop(i)
@@ -184,54 +193,79 @@ class _Plan:
     def __init__(self, group: Sequence["Detector"], pert: Perturbation, records_by_det: dict[str, list[Record]],
                  ctx: ScoreContext):
         self.group, self.pert, self.ctx = group, pert, ctx
-        self.wanted = {d.name: {(r.split, r.path) for r in records_by_det.get(d.name, ())} for d in group}
+        shared: dict[int, set[tuple[str, str]]] = {}  # detectors given the same list share its set
+        self.wanted = {}
+        for d in group:
+            recs = records_by_det.get(d.name, [])
+            if id(recs) not in shared:
+                shared[id(recs)] = {(r.split, r.path) for r in recs}
+            self.wanted[d.name] = shared[id(recs)]
         self.by_path: dict[str, list[Record]] = {}
-        for recs in records_by_det.values():
+        for recs in {id(v): v for v in records_by_det.values()}.values():
             for r in recs:
                 if r not in self.by_path.setdefault(r.path, []):
                     self.by_path[r.path].append(r)
+        self.single = all(len(rs) == 1 for rs in self.by_path.values())  # no image in several splits
+        every = len({(r.split, r.path) for rs in self.by_path.values() for r in rs})
+        done = ctx.scores.done
+        # a detector that wants every image and has no row yet owes every row of every chunk: no per-row check
+        self.fresh = {d.name: len(self.wanted[d.name]) == every and not done.any(d.name, pert.name) for d in group}
 
     def pending_chunks(self) -> list[list[Record]]:
         # The image's first split (by name) seeds its perturbation, whatever is left to do.
-        images = [min(rs, key=lambda r: r.split) for rs in self.by_path.values()]
+        images = [rs[0] if len(rs) == 1 else min(rs, key=lambda r: r.split) for rs in self.by_path.values()]
         size = self.ctx.options.batch_size
         rank, world = self.ctx.shard
         chunks = [images[k:k + size] for k in range(0, len(images), size)][rank::world]
+        if any(self.fresh.values()):
+            return chunks
         return [c for c in chunks if any(self._owed(d, r) for img in c for r in self.by_path[img.path] for d in self.group)]
 
     def _owed(self, det: "Detector", r: Record) -> bool:
         return (r.split, r.path) in self.wanted[det.name] and \
             (det.name, self.pert.name, r.split, r.path) not in self.ctx.scores.done
 
-    def write_chunk(self, protocol: str, loaded: list[tuple[Record, "FileInfo | None"]], outs: dict) -> None:
-        """Score one chunk's loaded images (``outs``: their source outputs, in order) with every detector and
-        write their owed rows at once, each with the content hash of the bytes it was scored from."""
+    def logits(self, protocol: str, outs: dict) -> "torch.Tensor":
+        """[detectors, images] logits of one chunk on the CPU: every head queued on the device, then one transfer."""
         import torch
 
-        if not loaded:
-            return
-        rows, pert, done = [], self.pert.name, self.ctx.scores.done
         with torch.inference_mode():
             on_device: dict[str, dict] = {}  # the chunk's outputs moved once per device, for every head there
-            heads = [head_logits(det, on_device.setdefault(det.device, {k: v.to(det.device, non_blocking=True)
-                                                                         for k, v in outs.items()}),
-                                 n_views(protocol, det.pixel_input), self.ctx.options.batch_size, check=False).float()
-                     for det in self.group]
-            # every head queued on the device, then one transfer of all their logits (one sync per chunk)
+            heads = []
+            for det in self.group:
+                if (feats := on_device.get(det.device)) is None:
+                    feats = on_device[det.device] = {k: v.to(det.device, non_blocking=True) for k, v in outs.items()}
+                heads.append(head_logits(det, feats, n_views(protocol, det.pixel_input), self.ctx.options.batch_size,
+                                         check=False).float())
             heads = torch.stack([h.to(heads[0].device) for h in heads]).cpu()
-        finite = torch.isfinite(heads).all(dim=1).tolist()
-        keys = []
-        for det, head, ok, logits in zip(self.group, heads, finite, heads.tolist()):
-            if not ok:
+        if not bool(torch.isfinite(heads).all()):
+            for det, head in zip(self.group, heads):
                 finite_logits(det, head)  # raises, naming the detector
-            name, wanted = det.name, self.wanted[det.name]  # _owed, inlined: this loop runs per image and detector
-            for (img, info), logit in zip(loaded, logits):
-                sha = info.sha256 if info is not None else ""
-                for r in self.by_path[img.path]:
-                    if (r.split, r.path) in wanted and (key := (name, pert, r.split, r.path)) not in done:
-                        rows.append((name, r, logit, sha))
-                        keys.append(key)
-        # the rows themselves (floats to text) are made by the writer, off this thread
-        self.ctx.scores.write_deferred(lambda: [score_row(n, r, pert, protocol, x, s) for n, r, x, s in rows], keys)
-        if self.ctx.index is not None:
-            self.ctx.index.append((img.path, info.sha256, info.state) for img, info in loaded if info is not None)
+        return heads
+
+    def write_chunk(self, protocol: str, loaded: list[tuple[Record, "FileInfo | None"]], outs: dict) -> None:
+        """Score one chunk's loaded images (``outs``: their source outputs, in order) with every detector and
+        write their owed rows at once, each with the content hash of the bytes it was scored from. This thread
+        only decides which rows are owed; the score log's writer makes them (a chunk is 64 images x detectors)."""
+        if not loaded:
+            return
+        logits = self.logits(protocol, outs).tolist()
+        if self.single:
+            records, image_of = [img for img, _ in loaded], None
+        else:
+            records = [r for img, _ in loaded for r in self.by_path[img.path]]
+            image_of = [j for j, (img, _) in enumerate(loaded) for _ in self.by_path[img.path]]
+        pert, done = self.pert.name, self.ctx.scores.done
+        owed: list[list[int] | None] = []
+        for det in self.group:
+            if self.fresh[det.name]:
+                owed.append(None)
+                continue
+            wanted, finished = self.wanted[det.name], done.pairs(det.name, pert)
+            owed.append([k for k, r in enumerate(records) if (p := (r.split, r.path)) in wanted and p not in finished])
+        block = ScoreBlock([d.name for d in self.group], pert, protocol, records, image_of,
+                           [info.sha256 if info is not None else "" for _, info in loaded], logits, owed)
+        self.ctx.scores.write_block(block)
+        if (index := self.ctx.index) is not None:  # the hash index, kept by the writer thread too
+            self.ctx.scores.after(lambda: index.append((img.path, info.sha256, info.state)
+                                                       for img, info in loaded if info is not None))

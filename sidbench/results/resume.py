@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 INDEX_NAME = ".sidbench-hashes"
+_json_text = json.encoder.encode_basestring_ascii  # json.dumps of a str
+
+
+def index_line(path: str, sha256: str, state: FileState) -> bytes:
+    """One line of the index: ``json.dumps([path, sha256, size, mtime_ns, ctime_ns, inode])``, spelled out
+    (the scoring writer makes 64 per chunk)."""
+    st = state
+    return (f"[{_json_text(path)}, {_json_text(sha256)}, {int.__repr__(st.size)}, {int.__repr__(st.mtime_ns)}, "
+            f"{int.__repr__(st.ctime_ns)}, {int.__repr__(st.inode)}]\n").encode()
 
 
 class FileIndex:
@@ -29,16 +38,18 @@ class FileIndex:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._checked = False  # an earlier append checked the path and listed it in the results folder's manifest
 
     def append(self, entries: Iterable[tuple[str, str, FileState]]) -> None:
-        lines = [json.dumps([p, sha, st.size, st.mtime_ns, st.ctime_ns, st.inode]).encode() + b"\n"
-                 for p, sha, st in entries]
+        lines = [index_line(p, sha, st) for p, sha, st in entries]
         if not lines:
             return
-        if not os.path.islink(self.path) and not written_by_sidbench(self.path) and is_hash_index(self.path):
-            note_written(self.path)  # an index an older sidbench left unlisted: sidbench's by its content
-        check_replace(self.path)
-        note_written(self.path)  # listed before it exists: a kill in between leaves no file "in the way"
+        if not self._checked:
+            if not os.path.islink(self.path) and not written_by_sidbench(self.path) and is_hash_index(self.path):
+                note_written(self.path)  # an index an older sidbench left unlisted: sidbench's by its content
+            check_replace(self.path)
+            note_written(self.path)  # listed before it exists: a kill in between leaves no file "in the way"
+            self._checked = True
         fd = open_no_follow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             for line in lines:  # one write per line: ranks appending at once keep their lines whole
