@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlparse
 
 from ..api.errors import WeightsError
+from ..api.log import note
 from ..api.paths import cache_dir, file_mode, write_atomic
 
 if TYPE_CHECKING:
@@ -40,10 +41,6 @@ CHUNK = 1 << 20
 HASHES = ("sha256", "md5")  # computed while streaming; git blob ids need the size first (computed after)
 
 Log = Callable[[str], None]
-
-
-def _stderr(message: str) -> None:
-    print(f"sidbench: {message}", file=sys.stderr)
 
 
 def offline() -> str | None:
@@ -99,7 +96,7 @@ def install_from_zip(archive: Path, path: Path, ow: "OfficialWeights", name: str
     return digests
 
 
-def fetch_official(spec: "DetectorSpec", log: Log = _stderr) -> Path:
+def fetch_official(spec: "DetectorSpec", log: Log = note) -> Path:
     """The published checkpoint of ``spec`` on disk: the cached copy (checked again), or downloaded once."""
     ow = published(spec)
     path = official_path(spec)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..api.errors import FitRequiredError, SidbenchError
+from ..api.log import note
 from ..api.paths import written_by_sidbench
 from ..api.records import Record
 from .config import RunConfig, RunData, pick_device
@@ -125,7 +126,7 @@ class RunContext:
     val_cache: "FeatureCache | None" = None  # --no-cache: a run-private cache of the fit's validation features
 
 
-def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log = print,
+def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log = note,
         overwrite: bool = False) -> "pd.DataFrame | None":
     """Run ``cfg`` on ``data`` into ``out`` and return the metrics table (None on torchrun ranks > 0).
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..api.errors import SidbenchError
 from ..api.fitting import FeatureSet
+from ..api.log import note
 from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
 from ..engine.inputs import ExtractOptions
@@ -90,7 +91,7 @@ class Study:
         self.device = pick_device(args.device)
         self.out = Path(args.out or f"results/ablate-{name}")
         self.data = study_data(args, plugins, name)
-        progress = not args.no_progress and sys.stderr.isatty()
+        progress = not (args.no_progress or getattr(args, "quiet", False)) and sys.stderr.isatty()
         self.extract_options = ExtractOptions(args.batch_size or 64, args.workers, progress)
         self.passes: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}
@@ -235,8 +236,9 @@ class Study:
 
     # -- output -------------------------------------------------------------------------------
     def log(self, message: str, verbose: bool = False) -> None:
+        """A progress line (:func:`~sidbench.api.note`); ``verbose`` ones (a fit's epochs) not with --no-progress."""
         if not verbose or not self.args.no_progress:
-            print(message, flush=True)
+            note(message)
 
     def n_passes(self) -> int:
         return len(self.passes)
