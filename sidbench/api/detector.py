@@ -91,7 +91,8 @@ class Detector:
         raise NotImplementedError
 
     def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
-        """Fit on training data (features served by ``data``); return a summary for the log."""
+        """Fit on training data (features served by ``data``); return a summary for the log. ``log(message)``
+        reports progress (default :func:`~sidbench.api.note`, the ``sidbench`` logger; never ``print``)."""
         raise SidbenchError(f"detector {self.name!r} has nothing to fit")
 
     # -- state --------------------------------------------------------------------
