@@ -22,6 +22,7 @@ Read from ``models/AIDE.py``, ``data/dct.py`` and ``data/datasets.py`` (``TestDa
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec,
                           SidbenchError, hookimpl)
@@ -60,7 +61,7 @@ class AIDE(NetworkDetector):
         z = forward(self.net, features["pixels"])
         return z[:, FAKE] - z[:, 1 - FAKE]
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: training AIDE (main_finetune.py) is not implemented in sidbench; attach "
                             f"the released weights: --detectors {self.name}@CHECKPOINT (from {DRIVE})")
 

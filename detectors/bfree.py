@@ -21,6 +21,7 @@ cut to whole patches. sidbench's protocol ``bfree_5crops`` therefore produces th
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec,
                           SidbenchError, hookimpl)
@@ -52,7 +53,7 @@ class BFree(NetworkDetector):
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
         return self.net(features["pixels"])[:, 0]
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: B-Free publishes no training code to reproduce; attach the official "
                             f"weights instead: --detectors {self.name}@official (or @model_epoch_best.pth)")
 

@@ -12,6 +12,7 @@ bilinear, antialiased), ``CenterCrop(224)``, CLIP mean/std. P(fake) = sigmoid(lo
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (CLIP_MEAN, CLIP_STD, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput,
                           ProtocolSpec, SidbenchError, hookimpl, strip_prefix)
@@ -77,7 +78,7 @@ class C2PCLIP(NetworkDetector):
 
         return super().load(str(checkpoint_file(path, MEMBER)))
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: C2P-CLIP publishes no training code; attach its released weights: "
                             f"--detectors {self.name}@official (or @C2P_CLIP_release_20240901.zip)")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
+from sidbench.api import note
 
 from sidbench.api import DataError, Detector, DetectorSpec, OfficialWeights, WeightsError, hookimpl, strip_prefix
 
@@ -92,7 +93,7 @@ class ClipSVM(Detector):
         return sel
 
     # -- fitting -------------------------------------------------------------------
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         """Fit on (a seeded few-shot subsample of) the training split; pick C on validation if asked."""
         from sidbench.api import few_shot
 

@@ -10,6 +10,7 @@ centre crop 224 (zero padding below), ImageNet mean/std.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (BestWeights, DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, Option,
                           PixelInput, SidbenchError, WeightsError, accuracy, bce_epoch, hookimpl)
@@ -56,7 +57,7 @@ class CNNDetection(NetworkDetector):
                            random_crop=False, flip=False, **common)
         return train, val
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         """The published recipe: ImageNet init, Adam lr 1e-4, BCE, blur+JPEG views, early stopping on validation."""
         import torch
 

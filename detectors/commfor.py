@@ -13,6 +13,7 @@ the 224 model; torchvision's short-side resize of the PIL image, bilinear and an
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (IMAGENET_MEAN, IMAGENET_STD, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights,
                           PixelInput, ProtocolSpec, SidbenchError, hookimpl, strip_prefix)
@@ -47,7 +48,7 @@ class CommunityForensics(NetworkDetector):
     def convert_checkpoint(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
         return {f"net.{k}": v for k, v in strip_prefix(strip_prefix(state), "vit.").items()}
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: Community Forensics' training (train.py, 2.7M images of 4803 generators) is not "
                             f"ported to sidbench; attach the official weights: --detectors {self.name}@official "
                             "(or @model.safetensors)")

@@ -12,6 +12,7 @@ the full image, no resize, no crop, ImageNet mean/std; fake when the logit is po
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError, hookimpl
 
@@ -44,7 +45,7 @@ class Corvi2023(NetworkDetector):
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
         return forward(self.net, features["pixels"])
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: DMimageDetection publishes no training code to reproduce; attach the "
                             f"official weights instead: --detectors {self.name}@model_epoch_best.pth (see the README)")
 

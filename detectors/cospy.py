@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (Detector, DetectorSpec, ImageInput, OfficialWeights, PixelInput, ProtocolSpec,
                           SidbenchError, WeightsError, hookimpl)
@@ -82,7 +83,7 @@ class CoSpy(Detector):
         """The artifact file's tensors that ``head.art`` holds (all of them for the progan variant)."""
         return state
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: CO-SPY's three-stage training (train.py) is not implemented in sidbench; "
                             f"attach the release: --detectors {self.name}@official (or @progan.zip)")
 

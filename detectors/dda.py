@@ -17,6 +17,7 @@ resizes the 37x37 position embedding to 24x24 the DINOv2 way (bicubic, scale (24
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (CLIP_MEAN, CLIP_STD, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput,
                           ProtocolSpec, SidbenchError, hookimpl, strip_prefix)
@@ -58,7 +59,7 @@ class DDA(NetworkDetector):
         expected = [f"model.{n}" for n in lora_targets(self.net.model, LORA_TARGETS)]
         return {f"net.{k}": v for k, v in merge_lora(state, alpha / rank, expected=expected, rank=rank).items()}
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: DDA's training (Training/train.py, on VAE-reconstructed COCO) is not ported "
                             f"to sidbench; attach the official weights: --detectors {self.name}@official (or @DDA_ckpt.pth)")
 

@@ -20,6 +20,7 @@ BGR to RGB): ``PadIfNeeded(224, 224)`` with zeros (centred, the extra pixel at t
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (IMAGENET_MEAN, IMAGENET_STD, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput,
                           ProtocolSpec, SidbenchError, WeightsError, hookimpl, strip_prefix)
@@ -94,7 +95,7 @@ class DRCTConvNeXt(NetworkDetector):
     def load(self, path: str) -> "DRCTConvNeXt":
         return super().load(release_member(path, self.spec))
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise _no_fit(self.name)
 
 
@@ -148,7 +149,7 @@ class DRCTCLIP(NetworkDetector):
     def load(self, path: str) -> "DRCTCLIP":
         return super().load(release_member(path, self.spec))
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise _no_fit(self.name)
 
 

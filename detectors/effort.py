@@ -14,6 +14,7 @@ BGR to RGB, ``cv2.resize`` of the whole image to 224x224 (INTER_LINEAR), ``ToTen
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (CLIP_MEAN, CLIP_STD, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput,
                           ProtocolSpec, SidbenchError, WeightsError, hookimpl, strip_prefix)
@@ -83,7 +84,7 @@ class Effort(NetworkDetector):
             raise WeightsError(f"{self.name}: not an Effort checkpoint ({exc.args[0]})") from None
         return {f"net.{k}": v for k, v in drop_position_ids(merged).items()}
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: sidbench does not reproduce Effort's training (DeepfakeBench); attach "
                             f"its released weights: --detectors {self.name}@official (or @FILE.pth)")
 

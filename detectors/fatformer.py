@@ -10,6 +10,7 @@ ImageNet mean/std; fp32 (``clip.load(device='cpu')`` turns the model to fp32 bef
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec,
                           SidbenchError, WeightsError, hookimpl, strip_prefix)
@@ -74,7 +75,7 @@ class FatFormer(NetworkDetector):
         z = self.net(x.float())
         return z[:, FAKE] - z[:, REAL]
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: FatFormer's repository publishes inference code only; attach the released "
                             f"checkpoint: --detectors {self.name}@official (or @fatformer_4class_ckpt.pth)")
 

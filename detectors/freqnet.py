@@ -13,6 +13,7 @@ calls it ``4-classes-freqnet.pth``) is a bare state dict loaded strictly by ``te
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, accuracy, bce_epoch,
                           hookimpl)
@@ -48,7 +49,7 @@ class FreqNet(NetworkDetector):
         return BlurJpegCrop(f"freqnet-train-l{o['load_size']}-c{o['crop_size']}", crop=int(o["crop_size"]),
                             resize=int(o["load_size"]), square=True, flip=True)
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         """The README's recipe: from scratch, Adam lr 1e-3 (beta1 0.9), batch 32, BCE, lr x 0.8 at the end of
         every 10th epoch, 85 epochs; the last epoch is kept (validation accuracy is logged)."""
         import torch

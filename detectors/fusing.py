@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 import numpy as np
 from PIL import Image
@@ -82,7 +83,7 @@ class Fusing(NetworkDetector):
         o = self.options
         return FusingAugment(float(o["blur_prob"]), tuple(o["blur_sigma"]), float(o["jpeg_prob"]), tuple(o["jpeg_quality"]))
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         """train.sh's recipe: ImageNet ResNet-50, Adam lr 5e-5, batch 128, BCE, blur/JPEG (p 0.1) and flip on the
         native images; after ``patience`` epochs without a validation gain the lr is halved; the best epoch
         is kept (eval_config's model_epoch_best). Training ends when the lr would fall under 1e-6 (the official

@@ -15,6 +15,7 @@ Test protocol of ``test.py`` (``loadSize`` 256, ``no_crop``): ``Resize((256, 256
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (BestWeights, DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, PixelInput,
                           SidbenchError, accuracy, bce_epoch, hookimpl)
@@ -69,7 +70,7 @@ class LaDeDa(NetworkDetector):
         return BlurJpegCrop(f"ladeda-train-l{o['load_size']}-c{o['crop_size']}", crop=int(o["crop_size"]),
                             resize=int(o["load_size"]), square=True, flip=True)
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         """The README's recipe: from scratch (fc from N(0, 0.02)), Adam lr 2e-4, batch 32, BCE; after
         ``patience`` epochs without a validation gain the lr is multiplied by 0.9, until below 1e-6; the best
         validation epoch is kept. Without --val, ``epochs`` epochs at the initial lr."""

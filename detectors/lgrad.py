@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from sidbench.api import note
 
 from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError, WeightsError,
                           accuracy, bce_epoch, hookimpl, strip_prefix)
@@ -95,7 +96,7 @@ class LGrad(NetworkDetector):
         return self.net.classifier((g - mean) / std).squeeze(1)
 
     # -- training -----------------------------------------------------------------------------------
-    def fit(self, data: "FitData", log: Any = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Any = note) -> dict[str, Any]:
         """LGrad's ``train-detector.sh`` (CNNDetection's trainer on the gradient images): ImageNet ResNet-50 with
         ``fc`` from N(0, 0.02), Adam lr 5e-4 (betas 0.9, 0.999), batch 16, BCE, random 224 crop and horizontal
         flip of each 256x256 gradient image, no blur or JPEG, lr x 0.8 after every 10th epoch, 100 epochs, the

@@ -11,6 +11,7 @@ state dict).
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (BestWeights, DataError, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, Option,
                           PixelInput, ProtocolSpec, accuracy, bce_epoch, hookimpl)
@@ -60,7 +61,7 @@ class NPR(NetworkDetector):
         return BlurJpegCrop(f"npr-train-l{resize}-c{o['crop_size']}-f{int(bool(o['flip']))}", crop=int(o["crop_size"]),
                             resize=resize, square=True, flip=bool(o["flip"]))
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         """The published recipe: from scratch, Adam lr 2e-4, batch 32, BCE, lr x 0.9 after every 10th epoch,
         50 epochs, the last epoch kept (validation accuracy is logged; ``keep=best`` selects on it instead)."""
         import torch

@@ -11,6 +11,7 @@ Several probes on one backbone share its pass; probes on different backbones run
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import Detector, DetectorSpec, SidbenchError, hookimpl
 
@@ -60,7 +61,7 @@ class Probe(Detector):
         x = features[self.options["feature"]].to(self.fc.weight.dtype)
         return self.fc(x).squeeze(-1)
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         """Logistic regression with inverse regularisation ``C`` on standardised features; the scaling is folded
         into the linear layer, so the saved head reads raw features."""
         import numpy as np

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
+from sidbench.api import note
 
 import numpy as np
 
@@ -316,7 +317,7 @@ class Rine(Detector):
         return RineAugment(self.backbone_info.image_size, float(o["blur_prob"]), tuple(o["blur_sigma"]),
                            float(o["jpeg_prob"]), q if isinstance(q, str) else tuple(q), bool(o["flip"]))
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         """Train from a fresh seeded start: BCE + xi * SupCon, Adam, one augmented view per image per epoch."""
         import torch
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 import numpy as np
 from PIL import Image
@@ -61,7 +62,7 @@ class SAFE(NetworkDetector):
             return super().load(path)
 
     # -- training -----------------------------------------------------------------------------------
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         """The published recipe (``scripts/train.sh``): from scratch, AdamW (lr = blr x batch / 256, weight
         decay on weights only), one warm-up epoch then a half-cosine per step, label-smoothed cross-entropy,
         SAFE's crop/flip/rotate/jitter/mask view; the best validation epoch is kept (``checkpoint-best``)."""

@@ -10,6 +10,7 @@ under 224, pixels / 255 (the model normalises each patch itself), fp32 (the test
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import (DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec,
                           SidbenchError, hookimpl)
@@ -53,7 +54,7 @@ class Spai(NetworkDetector):
                                 "protocol spai_native, which pads smaller images as the official test does")
         return self.net(x.float())
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: SPAI's training needs the MFM pre-trained ViT and NVIDIA APEX, which "
                             f"sidbench does not reproduce; attach the released weights: --detectors "
                             f"{self.name}@official (or @spai.pth)")

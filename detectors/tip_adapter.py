@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
+from sidbench.api import note
 
 import numpy as np
 from PIL import Image
@@ -200,7 +201,7 @@ class TipAdapter(ClipZeroShot):
             raise SidbenchError(f"{self.name}: call bind(backbone) first, the text classifier comes from the backbone")
 
     # -- fitting ---------------------------------------------------------------------
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         """Build the cache from K shots per class, then search alpha, beta on the validation split."""
         self.bind(data.backbone)
         shots = self.build_cache(data, log)
@@ -308,7 +309,7 @@ class TipAdapterF(TipAdapter):
     def affinity(self, f: "torch.Tensor") -> "torch.Tensor":
         return self._adapter(f)
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         """Cache as Tip-Adapter, fine-tune the keys (epoch picked on validation), then re-search alpha, beta."""
         import torch
 

@@ -7,6 +7,7 @@ CVPR 2023 (WisconsinAIVision/UniversalFakeDetect, MIT). The official ``fc_weight
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
+from sidbench.api import note
 
 from sidbench.api import Detector, DetectorSpec, EarlyStopping, OfficialWeights, WeightsError, hookimpl
 from sidbench.data.augment import BlurJpegCrop
@@ -49,7 +50,7 @@ class UnivFD(Detector):
         x = features["image_embed"].to(self.fc.weight.dtype)
         return self.fc(x).squeeze(-1)
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         """The published recipe: AdamW, BCE, one augmented view per epoch, early stopping on validation accuracy."""
         import copy
 

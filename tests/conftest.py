@@ -91,3 +91,13 @@ def make_folder(root: Path, splits=("a", "b"), n: int = 6, size=(64, 64), seed: 
 @pytest.fixture
 def image_folder(tmp_path) -> Path:
     return make_folder(tmp_path / "data")
+
+
+@pytest.fixture
+def messages():
+    """sidbench's messages on stderr as the CLI shows them (progress, warnings): a library call alone logs them to
+    the ``sidbench`` logger, which shows nothing but warnings until a program asks (``show_messages``)."""
+    from sidbench.api.log import messages_shown
+
+    with messages_shown():
+        yield

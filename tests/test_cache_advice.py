@@ -112,10 +112,10 @@ def test_a_write_failure_is_printed_once(tmp_path, monkeypatch):
     every sidbench warning a second time as `WARNING:sidbench.cache:...`."""
     code = textwrap.dedent(f'''
         import logging, sqlite3, torch
-        from sidbench.cli import show_warnings
+        from sidbench.api import show_messages
         from sidbench.engine import cache as cache_mod
         from sidbench.engine.cache import store
-        show_warnings()
+        show_messages()
         logging.info("a library's root-level message")  # what open_clip does; installs basicConfig otherwise
         def full(db, rows):
             raise sqlite3.OperationalError("database or disk is full")

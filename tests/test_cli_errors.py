@@ -7,6 +7,7 @@ from sidbench.cli import main
 
 
 def one_line_error(capsys, argv) -> str:
+    capsys.readouterr()  # what earlier commands said on stderr (their progress) is not this error
     code = main(argv)
     err = capsys.readouterr().err.strip()
     assert code == 2, (argv, err)

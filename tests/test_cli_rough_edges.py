@@ -17,6 +17,7 @@ from sidbench.cli import main
 
 
 def one_line_error(capsys, argv) -> str:
+    capsys.readouterr()  # what earlier commands said on stderr (their progress) is not this error
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1, err

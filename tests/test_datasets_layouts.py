@@ -10,6 +10,8 @@ import pytest
 
 from sidbench.api import DataError
 
+pytestmark = pytest.mark.usefixtures("messages")  # layouts' notes on stderr, as the CLI shows them
+
 GENIMAGE = {"ADM": "imagenet_ai_0508_adm", "BigGAN": "imagenet_ai_0419_biggan", "glide": "imagenet_glide",
             "Midjourney": "imagenet_midjourney", "stable_diffusion_v_1_4": "imagenet_ai_0419_sdv4",
             "stable_diffusion_v_1_5": "imagenet_ai_0424_sdv5", "VQDM": "imagenet_ai_0419_vqdm",

@@ -13,6 +13,8 @@ from test_datasets_ufd import EXPECTED_GROUPS, LAION, make_ufd_tree
 
 from sidbench.api import DataError
 
+pytestmark = pytest.mark.usefixtures("messages")  # layouts' notes on stderr, as the CLI shows them
+
 CNN_SETS = [s for s, g in EXPECTED_GROUPS.items() if g != "diffusion"]
 DIFFUSION_SETS = [s for s, g in EXPECTED_GROUPS.items() if g == "diffusion"]
 

@@ -14,6 +14,8 @@ from test_datasets_synthbuster import GENERATORS, make_synthbuster_tree
 from test_datasets_training import make_progan_train
 from test_datasets_ufd import EXPECTED_GROUPS, make_ufd_tree
 
+pytestmark = pytest.mark.usefixtures("messages")  # layouts' notes on stderr, as the CLI shows them
+
 
 def read(root, plugins, **kw):
     from sidbench.data.layout import resolve_records

@@ -10,6 +10,8 @@ from conftest import write_image
 from test_datasets_synthbuster import GENERATORS, make_synthbuster_tree
 from test_datasets_ufd import EXPECTED_GROUPS, make_ufd_tree
 
+pytestmark = pytest.mark.usefixtures("messages")  # layouts' notes on stderr, as the CLI shows them
+
 
 @pytest.fixture(scope="module")
 def paper_run(tmp_path_factory):

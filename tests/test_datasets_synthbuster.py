@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from conftest import write_image
 
+pytestmark = pytest.mark.usefixtures("messages")  # layouts' notes on stderr, as the CLI shows them
+
 GENERATORS = ("dalle2", "dalle3", "firefly", "glide", "midjourney-v5", "stable-diffusion-1-3",
               "stable-diffusion-1-4", "stable-diffusion-2", "stable-diffusion-xl")
 

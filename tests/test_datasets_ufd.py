@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from conftest import write_image
 
+pytestmark = pytest.mark.usefixtures("messages")  # layouts' notes on stderr, as the CLI shows them
+
 NESTED = {"progan": ("airplane", "cat"), "stylegan": ("bedroom", "car"), "stylegan2": ("car", "horse"),
           "cyclegan": ("apple", "zebra")}
 FLAT = ("biggan", "stargan", "gaugan", "deepfake", "seeingdark", "san", "crn", "imle")

@@ -102,7 +102,7 @@ def test_needs_fit_as_a_class_attribute(tmp_path, image_folder, capsys):
     assert main([*base, "--out", str(tmp_path / "o1")]) == 2
     assert "'classfit' must be fitted" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "o2"), "--train", str(image_folder)]) == 0
-    assert "classfit: fitted in" in capsys.readouterr().out
+    assert "classfit: fitted in" in capsys.readouterr().err  # progress: on stderr
 
 
 @pytest.mark.parametrize("options", [{"k": 4}, {"lr": 1}, {"lr": 0.5}, {"flag": True}, {"grid": []}, {"off": [1]},

@@ -67,7 +67,7 @@ def test_escape_helpers():
     assert latex_escape("50%_{x}^~\\") == "50\\%\\_\\{x\\}\\textasciicircum{}\\textasciitilde{}\\textbackslash{}"
 
 
-def test_layout_notes_escape_control_characters_in_folder_names(capsys):
+def test_layout_notes_escape_control_characters_in_folder_names(messages, capsys):
     from sidbench.data.trees import note, warn
 
     note("read set 'ev\x1b[31mil' as group 'other'")

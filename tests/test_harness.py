@@ -70,7 +70,7 @@ def test_bad_files_are_skipped_listed_and_counted(image_folder, tmp_path, capsys
     (image_folder / "a" / "1_fake" / "junk.jpg").write_text("nope")
     out = tmp_path / "out"
     assert run_cli("--data", str(image_folder), "--detectors", "clip_zeroshot", "--out", str(out)) == 0
-    assert "24 images scored, 2 skipped (unreadable: see" in capsys.readouterr().out
+    assert "24 images scored, 2 skipped (unreadable: see" in capsys.readouterr().err
     skipped = pd.read_csv(out / "skipped.csv")
     assert sorted(Path(p).name for p in skipped.path) == ["junk.jpg", "zero.png"]
     assert json.loads((out / "run.json").read_text())["counts"]["skipped"] == 2
@@ -93,7 +93,7 @@ def test_fit_then_resume_reuses_checkpoint(image_folder, tmp_path, capsys):
     assert pd.read_csv(out / "metrics.csv").set_index("split").loc["mean:all", "acc"] > 0.8  # the checkerboard is learnable
     capsys.readouterr()
     assert run_cli(*args) == 0
-    assert "loaded the checkpoint fitted by the earlier run" in capsys.readouterr().out
+    assert "loaded the checkpoint fitted by the earlier run" in capsys.readouterr().err
     pd.testing.assert_frame_equal(first, pd.read_csv(out / "scores.csv"))
 
 

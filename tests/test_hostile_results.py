@@ -179,7 +179,7 @@ def test_a_checkpoint_renamed_before_the_kill_is_loaded_not_fitted_again(tmp_pat
     monkeypatch.undo()
     capsys.readouterr()
     assert main(fit) == 0
-    assert "loaded the checkpoint fitted by the earlier run" in capsys.readouterr().out
+    assert "loaded the checkpoint fitted by the earlier run" in capsys.readouterr().err
 
 
 def test_a_hash_index_an_older_sidbench_left_unlisted_is_adopted_by_content(tmp_path, data):
@@ -279,7 +279,7 @@ def test_a_carriage_return_in_a_file_name_survives_run_resume_and_report(tmp_pat
     assert len(read_scores(out / "scores.csv")) == 5
     capsys.readouterr()
     assert main(run_args(data, out)) == 0
-    assert "dropped" not in capsys.readouterr().out and (out / "scores.csv").read_bytes() == scores
+    assert "dropped" not in capsys.readouterr().err and (out / "scores.csv").read_bytes() == scores
     assert main(["report", str(out), "--format", "md"]) == 0
 
 

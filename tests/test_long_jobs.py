@@ -77,14 +77,16 @@ def test_sigkilled_fit_resumes_at_its_last_epoch(data, tmp_path):
 
     resumed = _sidbench([*common, "--out", str(out)], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming after epoch 1" in resumed.stdout
-    assert "epoch 1:" not in resumed.stdout and "epoch 2:" in resumed.stdout  # epoch 1 was not run again
+    assert "resuming after epoch 1" in resumed.stderr  # progress goes to stderr, the leaderboard to stdout
+    assert "epoch 1:" not in resumed.stderr and "epoch 2:" in resumed.stderr  # epoch 1 was not run again
+    assert resumed.stdout == (out / "leaderboard.md").read_text()
     assert _scores(out) == _scores(tmp_path / "whole")  # the same model, to the last digit
     assert not (out / "checkpoints" / "npr.progan4.epoch-state.pt").exists()  # removed once the checkpoint is saved
 
     quiet = _sidbench([*common, "--out", str(out), "--quiet"], tmp_path)
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout == (out / "leaderboard.md").read_text()  # nothing but the leaderboard
+    assert "loaded the checkpoint" not in quiet.stderr and "images scored" not in quiet.stderr  # no progress lines
     assert "\r" not in resumed.stderr and "it/s" not in resumed.stderr  # no progress bars into a pipe
 
 

@@ -93,7 +93,7 @@ def test_two_agents_match_one_process_and_their_shards_serve_a_second_run(tmp_pa
         assert main([*cmd, "--out", str(tmp_path / "again")]) == 0
     finally:
         torch.set_num_threads(threads)
-    assert "12 image(s) served, 0 entries stored" in capsys.readouterr().out
+    assert "12 image(s) served, 0 entries stored" in capsys.readouterr().err
     assert not (shards / "features-v2.sqlite").exists() or rows(shards / "features-v2.sqlite") == 0
     for name in ("scores.csv", "metrics.csv", "skipped.csv"):
         want = (tmp_path / "single" / name).read_text()

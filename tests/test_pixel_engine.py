@@ -94,7 +94,7 @@ def test_train_command_fits_a_pixel_detector(tmp_path, capsys):
     ckpt = tmp_path / "probe.safetensors"
     assert main(["train", "checker_probe.fit", "--plugins-dir", PLUGIN_DIR, "--data", str(train), "--out", str(ckpt),
                  "--no-progress"]) == 0
-    assert "its own network" in capsys.readouterr().out and ckpt.is_file()
+    assert "its own network" in capsys.readouterr().err and ckpt.is_file()
     from sidbench.api.checkpoints import load_tensors
 
     tensors, meta = load_tensors(ckpt)

@@ -480,7 +480,7 @@ def test_lgrad_trains_with_its_recipe_and_bundles_the_discriminator(tmp_path, ca
             "--set", f"discriminator={tmp_path / 'D.pth'}", "--set", "pretrained=false", "--set", "epochs=2",
             "--set", "decay_every=1", "--set", "batch_size=2", "--set", "crop_size=128"]
     assert main(args) == 0
-    log = capsys.readouterr().out
+    log = capsys.readouterr().err
     assert "train: classes horse (2 of 4 images)" in log
     lrs = [float(m) for m in re.findall(r"epoch \d: loss [\d.]+, lr ([\d.e-]+)", log)]
     assert lrs == pytest.approx([5e-4, 5e-4 * 0.8])  # x0.8 at the end of 0-based epoch 1 (decay_every=1)

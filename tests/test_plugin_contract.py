@@ -95,7 +95,7 @@ def run(setup, *extra: str, out: str = "out") -> Path:
 def test_an_augment_that_is_not_an_augment_is_refused_where_it_is_given(setup, capsys, tiny_backbone):
     tmp, plugins, _, train = setup
     code = cli("train", "hpcnn", "--plugins-dir", str(plugins), "--data", str(train), "--out", str(tmp / "c.safetensors"),
-               "--set", "augment=flip")
+               "--set", "augment=flip", "-q")  # --quiet: no progress line before the error
     err = capsys.readouterr().err
     assert code != 0 and "data.batches('train'): augment='flip' is not an augmentation" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp / "c.safetensors").exists()

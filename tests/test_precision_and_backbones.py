@@ -37,7 +37,7 @@ def test_run_json_records_precision_and_activation(tmp_path, image_folder, capsy
     assert info["config"]["precision"] == "bf16"  # asked for
     backbone = info["backbones"]["clip-tiny"]
     assert backbone["precision"] == "fp32" and backbone["activation"] == "gelu"  # what ran on the CPU
-    assert "--precision bf16 applies to CUDA devices; cpu runs fp32" in capsys.readouterr().out
+    assert "--precision bf16 applies to CUDA devices; cpu runs fp32" in capsys.readouterr().err
 
 
 def test_numerics_key_holds_the_precision():

@@ -275,7 +275,7 @@ def test_html_is_valid_offline_and_its_images_exist(html_report):
 def test_html_default_location_is_inside_the_results_folder(tmp_path, capsys):
     run = make_results(tmp_path / "r", n=8, perturbations={"none": 1.0})
     assert main(["report", str(run)]) == 0
-    assert (run / "report" / "index.html").is_file() and "report written to" in capsys.readouterr().out
+    assert (run / "report" / "index.html").is_file() and "report written to" in capsys.readouterr().err
     assert not list((run / "report" / "figures").glob("robustness_*.png"))  # no perturbations, no curves
 
 

@@ -39,7 +39,7 @@ def test_resume_rescores_changed_images_and_drops_deleted_ones(tmp_path, capsys)
     deleted.unlink()
     capsys.readouterr()
     assert main(run_args(data, out)) == 0
-    said = capsys.readouterr().out
+    said = capsys.readouterr().err
 
     clean = tmp_path / "clean"
     assert main(run_args(data, clean)) == 0
@@ -130,7 +130,7 @@ def test_validation_rows_follow_their_files_too(tmp_path, capsys):
     deleted.unlink()
     capsys.readouterr()
     assert main([*run_args(data, out), "--val", str(val)]) == 0
-    assert "dropped 2 validation score row(s)" in capsys.readouterr().out
+    assert "dropped 2 validation score row(s)" in capsys.readouterr().err
     assert main([*run_args(data, clean), "--val", str(val)]) == 0
     assert (out / "val_scores.csv").read_text() == (clean / "val_scores.csv").read_text()
 

@@ -264,7 +264,7 @@ def test_cli_train_selects_the_variant_classes_and_saves(tmp_path, capsys):
     out = tmp_path / "rine2.safetensors"
     rc = main(["train", "rine.progan2", "--data", str(data), "--val", str(val), "--out", str(out),
                "--backbone", TINY, "--no-progress", "--set", "epochs=2", "--set", "batch_size=4"])
-    text = capsys.readouterr().out
+    text = capsys.readouterr().err
     assert rc == 0, text
     assert "train: classes chair,horse (12 of 18 images)" in text
     assert "selected epoch" in text
@@ -284,7 +284,7 @@ def test_run_fits_rine_on_unknown_classes_and_records_ten_crop(tmp_path, capsys,
     out = tmp_path / "out"
     rc = main(["run", "--data", str(test), "--train", str(train), "--detectors", "rine", "--backbone", TINY,
                "--protocol", "ten_crop", "--out", str(out), "--no-progress"])
-    text = capsys.readouterr().out
+    text = capsys.readouterr().err
     assert rc == 0, text
     assert "no class folders named car,cat,chair,horse" in text and "using all 12 images" in text
     rows = list(csv.DictReader(open(out / "scores.csv")))

@@ -53,7 +53,7 @@ def listed(folder: Path, must: str) -> list[str]:
     return sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.name.split(".")[1] in exts and must in str(p))
 
 
-def test_univfd_suite_samples_as_validate_py(tmp_path, plugins, capsys):
+def test_univfd_suite_samples_as_validate_py(messages, tmp_path, plugins, capsys):
     from sidbench.run.suites import suite_data
 
     root = make_tree(tmp_path)

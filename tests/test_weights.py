@@ -120,7 +120,7 @@ def test_git_blob_id_is_checked(server, online, plugins):
     assert load_detector("univfd@official", backbone="clip-tiny", plugins=plugins).weights_path
 
 
-def test_unknown_checksum_prints_and_records_the_hash(server, online, plugins, capsys):
+def test_unknown_checksum_prints_and_records_the_hash(messages, server, online, plugins, capsys):
     base, root, _ = server
     path, _, _ = official_head(root)
     with_official(plugins, "univfd", url=f"{base}/fc_weights.pth", filename="fc_weights.pth")

@@ -1,5 +1,6 @@
 """The public contract of sidbench plugins: specs, the Detector and Backbone base classes, records,
-what a fit sees (FitData, FeatureSet), safe checkpoint I/O, errors and the hook markers.
+what a fit sees (FitData, FeatureSet), safe checkpoint I/O, errors, the hook markers, and ``note`` for
+progress messages.
 
 Everything a detector, dataset, backbone or perturbation plugin needs is importable from here::
 
@@ -16,6 +17,7 @@ from .checkpoints import strip_prefix
 from .fitting import (Augment, BestWeights, EarlyStopping, EpochState, LossMeter, check_augment, FeatureSet, FitData,
                       accuracy, bce_epoch, few_shot, lower_lr, pick_classes)
 from .hookspecs import hookimpl, hookspec
+from .log import note, show_messages
 from .options import Option
 from .names import parse_key_values, split_name, split_options
 from .records import FAKE, REAL, UNKNOWN, Record
@@ -29,6 +31,6 @@ __all__ = [
     "LossMeter", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "ImageInput", "IMAGENET_MEAN", "IMAGENET_STD",
     "NetworkDetector", "OfficialWeights", "Option", "PerturbationSpec", "PixelInput", "PluginError", "ProtocolSpec",
     "REAL", "Record", "SidbenchError", "UNKNOWN", "UnknownNameError",
-    "WeightsError", "few_shot", "hookimpl", "hookspec", "lower_lr", "parse_key_values", "pick_classes", "split_name",
-    "split_options", "strip_prefix",
+    "WeightsError", "few_shot", "hookimpl", "hookspec", "lower_lr", "note", "parse_key_values", "pick_classes",
+    "show_messages", "split_name", "split_options", "strip_prefix",
 ]

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .checkpoints import load_tensors, non_finite_tensor, save_tensors, strip_prefix
 from .errors import SidbenchError, WeightsError
+from .log import note
 from .names import option_text, split_options
 from .options import check_options, role_of
 from .restore import checked_metadata, checkpoint_options, contradiction, jsonable, same_value, take_empty_shapes
@@ -101,8 +102,9 @@ class Detector:
         """Logits [B] for a batch of features (eval mode, no dropout)."""
         raise NotImplementedError
 
-    def fit(self, data: "FitData", log: Callable[[str], None] = print) -> dict[str, Any]:
-        """Fit on training data (features served by ``data``); return a summary for the log."""
+    def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
+        """Fit on training data (features served by ``data``); return a summary for the log. ``log(message)``
+        reports progress (default :func:`~sidbench.api.note`, the ``sidbench`` logger; never ``print``)."""
         raise SidbenchError(f"detector {self.name!r} has nothing to fit")
 
     # -- state --------------------------------------------------------------------

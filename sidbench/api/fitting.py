@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
+from .log import note
 from .records import Record
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class EpochState:
         self.path, self.key = (Path(path) if path is not None else None), key
         self.resumed_epochs = 0  # epochs an interrupted fit had done when resume() restored its state
 
-    def resume(self, objects: dict[str, Any], log: Callable[[str], None] = print) -> tuple[int, dict[str, Any]]:
+    def resume(self, objects: dict[str, Any], log: Callable[[str], None] = note) -> tuple[int, dict[str, Any]]:
         import torch
 
         if self.path is None or not self.path.is_file():
@@ -211,7 +212,7 @@ class FitData:
         """The same data with both splits restricted."""
         raise NotImplementedError
 
-    def with_classes(self, classes: Any, log: Callable[[str], None] = print) -> "FitData":
+    def with_classes(self, classes: Any, log: Callable[[str], None] = note) -> "FitData":
         """Both splits restricted to the named training classes (:func:`pick_classes`: ``"all"`` keeps all)."""
         return self.restrict(*(pick_classes(self.records(s), classes, s, log) for s in ("train", "val")))
 

@@ -20,7 +20,8 @@ COMMANDS = ("run", "score", "train", "list_", "plugins", "datasets", "report", "
 
 
 def common_parser(after_command: bool = False) -> argparse.ArgumentParser:
-    """``--plugins-dir``, ``--strict`` and ``--debug``, accepted before the command and after it.
+    """``--plugins-dir``, ``--strict``, ``--debug``, ``--quiet`` and ``--verbose``, accepted before the command
+    and after it.
 
     After the command they have no defaults (argparse would otherwise let a subcommand's defaults reset what
     was given before it), and ``--plugins-dir`` collects into its own list, merged by :func:`parse`."""
@@ -33,6 +34,11 @@ def common_parser(after_command: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--strict", action="store_true", default=unset if after_command else False,
                    help="fail when any plugin fails to load")
     g.add_argument("--debug", action="store_true", default=unset if after_command else False, help="show tracebacks")
+    m = common.add_argument_group("messages (on stderr; command output stays on stdout)")
+    m.add_argument("--quiet", "-q", action="store_true", default=unset if after_command else False,
+                   help="warnings and errors only: no progress lines or bars")
+    m.add_argument("--verbose", "-v", action="store_true", default=unset if after_command else False,
+                   help="debugging details too (timings, feature cache files passed over)")
     return common
 
 
@@ -58,50 +64,19 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argpa
     parser = build_parser()
     args = parser.parse_args(argv)
     args.plugins_dir = [*args.plugins_dir, *vars(args).pop("plugins_dir_after", [])]
+    if args.quiet and args.verbose:
+        parser.error("--quiet and --verbose: give one of them")
     return parser, args
 
 
 def load_plugins_from(args: argparse.Namespace):
-    """The plugin manager for this invocation, with failures reported on stderr."""
+    """The plugin manager for this invocation, with failures reported as warnings."""
     from ..registry.plugins import load_plugins
 
     plugins = load_plugins(args.plugins_dir, strict=args.strict)
-    from ..api.escape import one_line
-
     for failure in plugins.failed:
-        print(f"sidbench: warning: {one_line(failure)}", file=sys.stderr)
+        logging.getLogger("sidbench").warning("%s", failure)
     return plugins
-
-
-class _WarningsToStderr(logging.Handler):
-    """sidbench's logged warnings as ``sidbench: warning: ...`` lines (file names made terminal-safe)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from ..api.escape import one_line
-
-        print(f"sidbench: warning: {one_line(record.getMessage())}", file=sys.stderr, flush=True)
-
-
-class _OthersToStderr(logging.StreamHandler):
-    """The root logger's handler for other libraries' warnings (``WARNING:name:message``, as
-    ``logging.basicConfig`` would print them). Being there, it stops a library's ``logging.info(...)`` from
-    installing basicConfig's handler, which would print each sidbench warning a second time, raw."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-        self.setLevel(logging.WARNING)
-        self.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
-        self.addFilter(lambda r: r.name != "sidbench" and not r.name.startswith("sidbench."))
-
-
-def show_warnings() -> None:
-    logger = logging.getLogger("sidbench")
-    if not any(isinstance(h, _WarningsToStderr) for h in logger.handlers):
-        handler = _WarningsToStderr(logging.WARNING)
-        logger.addHandler(handler)
-    root = logging.getLogger()
-    if not root.handlers:
-        root.addHandler(_OthersToStderr())
 
 
 def system_error(exc: BaseException) -> str | None:
@@ -122,13 +97,20 @@ def system_error(exc: BaseException) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..api.escape import one_line
+    from ..api.log import level_of, messages_shown
 
     parser, args = parse(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    show_warnings()
+    with messages_shown(level_of(args.quiet, args.verbose)):
+        return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``args.func(args)``, with user errors and fixable machine errors as one line on stderr."""
+    from ..api.escape import one_line
+
     try:
         return int(args.func(args) or 0)
     except SidbenchError as exc:

@@ -51,6 +51,6 @@ def check(args: argparse.Namespace, plugins) -> int:
     if not args.name:
         raise SidbenchError("sidbench plugins check NAME: name the detector to check (see `sidbench list detectors`)")
     report = check_detector(args.name, plugins, options=parse_key_values(args.set, "--set"), backbone=args.backbone,
-                            workdir=args.keep, log=print)
+                            workdir=args.keep)
     print("\n".join(report.lines()))
     return 0 if report.ok else 1

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from pathlib import Path
 
 FORMATS = ("html", "md", "latex", "csv")
@@ -35,6 +35,7 @@ def register(sub, common) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..api.escape import terminal_safe
+    from ..api.log import note
     from ..reports import ReportError, ReportOptions, check_metrics, load_runs, report_text, write_report
 
     if args.bootstrap < 0:
@@ -44,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
     from ..results.leaderboard import coverage_warning
 
     if (warning := coverage_warning(merged.metrics)) is not None:
-        print(f"sidbench: warning: {warning}", file=sys.stderr)
+        logging.getLogger("sidbench").warning("%s", warning)
     opts = ReportOptions(args.format, check_metrics(names, merged), args.bootstrap, args.seed)
     if args.compare:
         print(terminal_safe(compare_text(merged, args.compare, opts)), end="")
@@ -59,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         raise ReportError("several results folders: say where the report goes with --out DIR")
     path = write_report(merged, out, opts)
-    print(terminal_safe(f"report written to {path}"))
+    note(f"report written to {path}")
     return 0
 
 

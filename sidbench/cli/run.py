@@ -10,6 +10,7 @@ from ..api.backbone import PRECISIONS
 from ..data.preprocess import PROTOCOLS
 
 QUICKSTART_OUT = "results/quickstart"
+LEADERBOARD_HEADER = "# sidbench leaderboard: "  # how run.orchestrate.finish's leaderboard message starts
 
 
 def register(sub, common) -> None:
@@ -38,8 +39,6 @@ def register(sub, common) -> None:
                    help="detector option (repeatable), as in `sidbench train`: for every detector that takes KEY, "
                         "or with NAME: for that one, e.g. --set epochs=3 --set clip_svm:C=10")
     p.add_argument("--config", metavar="FILE", help="TOML file with the same keys as these flags (flags win)")
-    p.add_argument("--quiet", "-q", action="store_true",
-                   help="print only the leaderboard (no progress bars or log lines; warnings and errors still go to stderr)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over instead of resuming: removes the files an earlier sidbench run wrote in --out "
                         "(listed in its .sidbench-results manifest) and nothing else; a folder sidbench did not "
@@ -149,9 +148,36 @@ def main(args: argparse.Namespace) -> int:
         default_out = f"results/{data.name}-{cfg.digest()}"
     out = Path(cfg.out or default_out)
     cfg.out = str(out)
-    quiet = getattr(args, "quiet", False)
-    log = (lambda m: None) if quiet else (lambda m: print(terminal_safe(m), flush=True))
-    run(cfg, data, out, plugins, log=log, overwrite=args.overwrite)
-    if quiet:
-        print(terminal_safe((out / "leaderboard.md").read_text(encoding="utf-8", errors="surrogateescape")), end="")
+    if run(cfg, data, out, plugins, log=progress, overwrite=args.overwrite) is None:  # torchrun rank > 0
+        return 0
+    log_timings(out)
+    print(terminal_safe((out / "leaderboard.md").read_text(encoding="utf-8", errors="surrogateescape")), end="",
+          flush=True)
     return 0
+
+
+def log_timings(out: Path) -> None:
+    """run.json's timings, one DEBUG line each (``--verbose``)."""
+    import json
+    import logging
+
+    logger = logging.getLogger("sidbench.run")
+    if logger.isEnabledFor(logging.DEBUG):
+        timings = json.loads((out / "run.json").read_text(encoding="utf-8")).get("timings_s", {})
+        for step, seconds in timings.items():
+            logger.debug("timing: %s: %.3f s", step, seconds)
+
+
+def progress(message: str) -> None:
+    """A run's progress, through :func:`~sidbench.api.note`; its leaderboard is the command's output, printed on
+    stdout from ``leaderboard.md`` once the run is done, and its warnings are warnings (shown with --quiet)."""
+    import logging
+
+    from ..api.log import note
+
+    if message.startswith(LEADERBOARD_HEADER):
+        return
+    if message.startswith("warning: "):
+        logging.getLogger("sidbench").warning("%s", message.removeprefix("warning: "))
+    else:
+        note(message)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def register(sub, common) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..api.errors import SidbenchError
-    from ..api.escape import one_line
+    from ..api.log import note
     from ..run.config import config_from
     from ..run.inputs import check_names
     from ..run.score import image_records, score_images
@@ -44,17 +45,17 @@ def main(args: argparse.Namespace) -> int:
     settings = {k: getattr(args, k, None) for k in ("detectors", "backbone", "weights", "device", "batch_size", "workers", "decode",
                                               "seed", "protocol", "precision", "no_cache", "compile")}
     settings = {k: v for k, v in settings.items() if v is not None}
-    cfg = config_from({**settings, "progress": not args.no_progress and sys.stderr.isatty()})
+    cfg = config_from({**settings, "progress": not (args.no_progress or args.quiet) and sys.stderr.isatty()})
     check_names(cfg, plugins)
-    table = score_images(cfg, image_records(args.paths), plugins, log=lambda m: print(m, file=sys.stderr))
+    table = score_images(cfg, image_records(args.paths), plugins, log=note)
     text = render(table, fmt)
     if args.out:
         Path(args.out).write_text(text)
-        print(one_line(f"scores written to {args.out}"), file=sys.stderr)
+        note(f"scores written to {args.out}")
     else:
         print(text, end="")
     for row in table[table["skipped"] != ""].drop_duplicates("path").itertuples():
-        print(one_line(f"sidbench: skipped {row.path}: {row.skipped}"), file=sys.stderr)
+        logging.getLogger("sidbench").warning("skipped %s: %s", row.path, row.skipped)
     return 0
 
 

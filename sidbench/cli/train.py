@@ -42,5 +42,5 @@ def main(args: argparse.Namespace) -> int:
                     decode=getattr(args, "decode", None) or "auto")
     check_names(dataclasses.replace(cfg, detectors=[args.name]), plugins)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    train_detector(cfg, args.name, args.out, plugins, parse_options(args.set), classes, log=print)
+    train_detector(cfg, args.name, args.out, plugins, parse_options(args.set), classes)
     return 0

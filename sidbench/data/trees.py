@@ -3,8 +3,8 @@ children matched without regard to case, test sets whose class level is detected
 and the one-line notes a layout prints about what it read and what it left out."""
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Iterator
 
 from ..api.errors import DataError
 from ..api.escape import one_line
+from ..api.log import note as api_note
 from ..api.records import FAKE, REAL, Record
 from .layout import SIDECAR_SUFFIXES, files_in, iter_files
 
@@ -41,13 +42,14 @@ def reading_roots(roots: Iterable[str | Path]) -> Iterator[None]:
 
 
 def note(message: str) -> None:
-    """One line to stderr about what a layout read or left out (not an error); control characters in folder
-    names are escaped."""
-    print(f"sidbench: {one_line(message)}", file=sys.stderr, flush=True)
+    """One line about what a layout read or left out (not an error; :func:`sidbench.api.note`); control
+    characters in folder names are escaped."""
+    api_note(one_line(message))
 
 
 def warn(message: str) -> None:
-    print(f"sidbench: warning: {one_line(message)}", file=sys.stderr, flush=True)
+    """A warning about what a layout read (shown with ``--quiet`` too)."""
+    logging.getLogger("sidbench.data").warning("%s", message)
 
 
 def subdirs(folder: Path) -> list[Path]:

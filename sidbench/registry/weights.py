@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlparse
 
 from ..api.errors import WeightsError
+from ..api.log import note
 from ..api.paths import cache_dir, file_mode, write_atomic
 from .download import HASHES, direct_url, download, file_digest, git_blob_id, partial, unpack_member
 
@@ -30,10 +31,6 @@ OFFICIAL = "official"  # the checkpoint name that means "the published file"
 OFFLINE_ENV = ("SIDBENCH_OFFLINE", "HF_HUB_OFFLINE")
 
 Log = Callable[[str], None]
-
-
-def _stderr(message: str) -> None:
-    print(f"sidbench: {message}", file=sys.stderr)
 
 
 def offline() -> str | None:
@@ -89,7 +86,7 @@ def install_from_zip(archive: Path, path: Path, ow: "OfficialWeights", name: str
     return digests
 
 
-def fetch_official(spec: "DetectorSpec", log: Log = _stderr) -> Path:
+def fetch_official(spec: "DetectorSpec", log: Log = note) -> Path:
     """The published checkpoint of ``spec`` on disk: the cached copy (checked again), or downloaded once."""
     ow = published(spec)
     path = official_path(spec)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..api.restore import same_value
+from ..api.log import note
 
 if TYPE_CHECKING:
     from ..api.detector import Detector
@@ -85,7 +86,7 @@ def generated_records(root: Path, n: int = 6, size: int = 96, seed: int = 0) -> 
 
 def check_detector(name: str, plugins: "Plugins", *, options: dict[str, Any] | None = None,
                    backbone: str = "clip-tiny", seed: int = 0, workdir: str | Path | None = None,
-                   log: Callable[[str], None] = print) -> CheckReport:
+                   log: Callable[[str], None] = note) -> CheckReport:
     """Fit (if needed), save, reload and score ``name`` on generated images; see the module docstring."""
     from ..engine.fitting import fit_detector, torch_seed
     from ..registry.lookup import load_detector

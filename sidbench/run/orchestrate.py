@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ..api.log import note
 from .build import (Log, RunContext, SourcePool, build_detectors, check_out_outside_data, feature_backbone,
                     feature_cache, open_results, scratch_cache)
 from .config import RunConfig, RunData, pick_device
@@ -32,7 +33,7 @@ __all__ = ["run", "RunContext", "SourcePool", "build_detectors", "feature_backbo
            "plugin_versions", "SKIPPED", "VAL_SCORES"]
 
 
-def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log = print,
+def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log = note,
         overwrite: bool = False) -> "pd.DataFrame | None":
     """Run ``cfg`` on ``data`` into ``out`` and return the metrics table (None on torchrun ranks > 0).
 

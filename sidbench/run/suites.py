@@ -7,12 +7,13 @@ protocol a detector scores it, so one run writes one scores.csv and one leaderbo
 """
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..api.errors import DataError, SidbenchError
+from ..api.log import note
 
 if TYPE_CHECKING:
     from ..api.detector import Detector
@@ -141,8 +142,7 @@ def published_only(suite: str, dataset: str, layout: Any, records: list) -> list
         return records
     extra = sorted({r.split for r in records} - set(keep))
     if extra:
-        print(f"sidbench: --suite {suite}: {dataset} sets outside its published protocol, left out: "
-              f"{', '.join(extra)}", file=sys.stderr, flush=True)
+        note(f"--suite {suite}: {dataset} sets outside its published protocol, left out: {', '.join(extra)}")
     return [r for r in records if r.split in set(keep)]
 
 
@@ -191,7 +191,7 @@ def suite_data(name: str, roots: list[str], plugins: Any, perturb: str | None = 
         raise DataError(f"--suite {name}: no {' or '.join(missing)} data under {', '.join(roots)}; "
                         "see the README's 'Benchmarks and data layouts' section")
     if missing:
-        print(f"sidbench: warning: --suite {name}: no {', '.join(missing)} data under {', '.join(roots)}; "
-              "running the rest", file=sys.stderr, flush=True)
+        logging.getLogger("sidbench").warning(f"--suite {name}: no {', '.join(missing)} data under "
+                                              f"{', '.join(roots)}; running the rest")
     merged = ";".join(filter(None, [perturb, *(p.perturb for p in suite.parts if p.dataset in found)]))
     return records, plan, merged or None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..api.errors import DataError
+from ..api.log import note
 from .config import RunConfig, pick_device
 
 if TYPE_CHECKING:
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", options: dict[str, Any] | None = None,
-                   classes: list[str] | None = None, log: Callable[[str], None] = print) -> str:
+                   classes: list[str] | None = None, log: Callable[[str], None] = note) -> str:
     """Fit ``name`` on ``cfg.train`` (validated on ``cfg.val``) and save it to ``out``; returns the path written."""
     from ..engine.cache import FeatureCache
     from ..engine.fitting import torch_seed

@@ -59,5 +59,5 @@ def study_config(args: "argparse.Namespace", study: str) -> "RunConfig":
                      precision=getattr(args, "precision", None), batch_size=args.batch_size or 64,
                      workers=args.workers, out=args.out or f"results/ablate-{study}", train=args.train, val=args.val,
                      seed=0 if args.seed is None else int(args.seed),
-                     progress=not args.no_progress and sys.stderr.isatty(), no_cache=True,
+                     progress=not (args.no_progress or getattr(args, "quiet", False)) and sys.stderr.isatty(), no_cache=True,
                      compile=bool(getattr(args, "compile", None)), decode=getattr(args, "decode", None) or "auto")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..api.errors import SidbenchError
 from ..api.fitting import FeatureSet
+from ..api.log import note
 from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
 from ..engine.inputs import ExtractOptions
@@ -217,8 +218,9 @@ class Study:
 
     # -- output -------------------------------------------------------------------------------
     def log(self, message: str, verbose: bool = False) -> None:
+        """A progress line (:func:`~sidbench.api.note`); ``verbose`` ones (a fit's epochs) not with --no-progress."""
         if not verbose or not self.args.no_progress:
-            print(message, flush=True)
+            note(message)
 
     def n_passes(self) -> int:
         return len(self.passes)
