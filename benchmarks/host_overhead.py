@@ -109,7 +109,7 @@ def run_group(dets, source, n_images: int, batch: int, cache_root: Path | None,
     from sidbench.engine.scoring import ScoreContext, score_group
     from sidbench.results.manifest import mark
     from sidbench.results.resume import INDEX_NAME, FileIndex
-    from sidbench.results.scores import ScoreLog
+    from sidbench.results.score_log import ScoreLog
 
     recs = records(n_images)
     batches = ready_batches(n_images, batch)

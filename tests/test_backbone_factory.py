@@ -106,9 +106,8 @@ def test_every_builtin_backbone_declares_its_shapes_and_identity(plugins):
     for spec in plugins.backbones.values():
         name = {"open_clip": "ViT-B-32:openai", "timm": "timm:vit_small_patch14_dinov2.lvd142m"}.get(spec.name, spec.name)
         factory = backbone_factory(name, plugins)
-        assert type(factory).describe is not BackboneFactory.describe, spec.name
-        assert type(factory).identity is not BackboneFactory.identity, spec.name
-        assert factory.identity(name) is not None
+        assert factory.describe(name) is not None, spec.name  # answered without building the backbone
+        assert factory.identity(name) is not None, spec.name
     assert backbone_activation("ViT-B-32:openai", plugins=plugins) == "quick_gelu"
     assert backbone_activation("clip-tiny", plugins=plugins) == "gelu"
 

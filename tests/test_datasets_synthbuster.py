@@ -70,7 +70,8 @@ def test_missing_reals_is_an_error_and_missing_generators_warn(tmp_path, layout,
 
 def test_score_log_keeps_shared_reals_per_split(tmp_path):
     """The same real path in two splits: resume must not treat the second split as done."""
-    from sidbench.results.scores import ScoreLog, finalize_scores
+    from sidbench.results.scores import finalize_scores
+    from sidbench.results.score_log import ScoreLog
 
     row = lambda split, logit: ("det", split, "synthbuster", "", "none", "center_crop", "/r/a.png", 0,  # noqa: E731
                                 repr(logit), "0.5")

@@ -160,7 +160,7 @@ def test_device_decode_gives_torchvision_pixels_and_pillow_for_the_rest(tmp_path
 
 
 def test_workers_ship_the_bytes_through_the_pool(tmp_path):
-    from sidbench.engine.loader import WorkerPool
+    from sidbench.engine.workers import WorkerPool
 
     records = recs(folder(tmp_path))
     want = Echoed(records, decode="device")

@@ -1,4 +1,4 @@
-"""Persistent loader workers (sidbench.engine.loader.WorkerPool): one set of worker processes serves every pass
+"""Persistent loader workers (sidbench.engine.workers.WorkerPool): one set of worker processes serves every pass
 and epoch of a run, the pixels are those of a fresh loader bit for bit, and no worker outlives the pool (closed,
 failed or interrupted)."""
 from __future__ import annotations
@@ -56,7 +56,7 @@ def pass_pids(pool, recs, batch_size: int = 2, order=None) -> set[int]:
 
 
 def test_two_passes_use_the_same_workers_and_close_stops_them(tmp_path):
-    from sidbench.engine.loader import WorkerPool
+    from sidbench.engine.workers import WorkerPool
 
     recs = records(tmp_path)
     pool = WorkerPool()
@@ -74,7 +74,7 @@ def test_pooled_passes_give_the_pixels_of_fresh_loaders(tmp_path, tiny_backbone,
     """Features of two protocols and a perturbation through one pool equal in-process loading, bit for bit."""
     from sidbench.data.perturb import parse_perturbations
     from sidbench.engine.inputs import ExtractOptions, extract
-    from sidbench.engine.loader import WorkerPool
+    from sidbench.engine.workers import WorkerPool
 
     recs = records(tmp_path, n=2)
     jpeg = parse_perturbations("jpeg:50", plugins)[-1]
@@ -96,7 +96,7 @@ def test_training_epochs_share_workers_and_keep_seeded_augmentations(tmp_path):
     from sidbench.data.augment import BlurJpegCrop
     from sidbench.engine.fitting import EngineFitData
     from sidbench.engine.inputs import ExtractOptions
-    from sidbench.engine.loader import WorkerPool
+    from sidbench.engine.workers import WorkerPool
 
     recs = records(tmp_path, n=5)
     aug = BlurJpegCrop(name="t", crop=32, blur_prob=0.5, jpeg_prob=0.5)
@@ -120,7 +120,8 @@ def test_training_epochs_share_workers_and_keep_seeded_augmentations(tmp_path):
 def test_an_abandoned_or_overlapping_pass_leaves_the_next_one_right(tmp_path):
     from sidbench.engine.inputs import isolated_iter
     from sidbench.data.preprocess import Preprocess
-    from sidbench.engine.loader import ImageDataset, WorkerPool, make_loader
+    from sidbench.engine.loader import ImageDataset, make_loader
+    from sidbench.engine.workers import WorkerPool
 
     recs = records(tmp_path, n=8)
     pre = Preprocess("center_crop", 16, (0.5,) * 3, (0.5,) * 3, uint8=True)
@@ -147,7 +148,7 @@ def test_an_abandoned_or_overlapping_pass_leaves_the_next_one_right(tmp_path):
 
 
 def test_settings_that_do_not_pickle_get_a_fresh_loader(tmp_path):
-    from sidbench.engine.loader import WorkerPool
+    from sidbench.engine.workers import WorkerPool
 
     recs = records(tmp_path, n=2)
     pool = WorkerPool()
@@ -163,7 +164,8 @@ def test_settings_that_do_not_pickle_get_a_fresh_loader(tmp_path):
 
 def test_a_worker_killed_mid_pass_fails_the_pass_and_the_pool_starts_afresh(tmp_path):
     from sidbench.engine.inputs import isolated_iter
-    from sidbench.engine.loader import ImageDataset, WorkerPool, make_loader
+    from sidbench.engine.loader import ImageDataset, make_loader
+    from sidbench.engine.workers import WorkerPool
 
     recs = records(tmp_path, n=8)
     with WorkerPool() as pool:
@@ -183,7 +185,8 @@ INTERRUPTED = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from test_loader_pool import PidPixels, records
     from sidbench.engine.inputs import isolated_iter
-    from sidbench.engine.loader import ImageDataset, WorkerPool, make_loader
+    from sidbench.engine.loader import ImageDataset, make_loader
+    from sidbench.engine.workers import WorkerPool
     from pathlib import Path
 
     recs = records(Path({tmp!r}), n=20)
@@ -212,11 +215,11 @@ def test_ctrl_c_stops_the_workers(tmp_path):
 def test_a_run_starts_its_workers_once_for_all_passes_and_stops_them(tmp_path, monkeypatch):
     """`sidbench run --workers 2` with a perturbation (two passes) and two protocols' detectors: one start."""
     from sidbench.cli import main
-    from sidbench.engine import loader
+    from sidbench.engine import workers
 
     pools = []
 
-    class Recorded(loader.WorkerPool):
+    class Recorded(workers.WorkerPool):
         def __init__(self):
             super().__init__()
             self.passes = 0
@@ -227,7 +230,7 @@ def test_a_run_starts_its_workers_once_for_all_passes_and_stops_them(tmp_path, m
             self.passes += pooled is not None
             return pooled
 
-    monkeypatch.setattr(loader, "WorkerPool", Recorded)
+    monkeypatch.setattr(workers, "WorkerPool", Recorded)
     data = make_folder(tmp_path / "data", splits=("a",), n=2, size=(40, 48), seed=5)
     code = main(["run", "--data", str(data), "--backbone", "clip-tiny", "--detectors", "clip_zeroshot", "--device", "cpu",
                  "--workers", "2", "--perturb", "jpeg:50", "--batch-size", "2", "--no-progress", "--no-cache",
@@ -241,7 +244,8 @@ def test_a_plugin_imported_after_the_workers_started_gets_a_fresh_loader_then_a_
     """A pass whose preprocess lives in a module the pooled workers cannot import (loaded after they forked) is
     loaded by a fresh loader; the pool starts afresh for the next pass."""
     from sidbench.engine.inputs import isolated_iter
-    from sidbench.engine.loader import ImageDataset, WorkerPool, make_loader
+    from sidbench.engine.loader import ImageDataset, make_loader
+    from sidbench.engine.workers import WorkerPool
 
     recs = records(tmp_path, n=2)
     with WorkerPool() as pool:

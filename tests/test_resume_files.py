@@ -84,7 +84,8 @@ def test_a_folder_without_config_is_adopted_only_when_its_rows_match(tmp_path, c
 
 def test_an_older_scores_file_is_brought_to_the_current_format(tmp_path):
     """Rows without a content hash cannot be checked: the file gets the column (empty), and resume rescores them."""
-    from sidbench.results.scores import SCORE_COLUMNS, ScoreLog, read_scores
+    from sidbench.results.scores import SCORE_COLUMNS, read_scores
+    from sidbench.results.score_log import ScoreLog
 
     path = tmp_path / "scores.csv"
     path.write_text("detector,split,group,generator,perturbation,protocol,path,label,logit,prob\n"

@@ -18,8 +18,8 @@ from sidbench.engine.inputs import ExtractOptions
 from sidbench.engine.loader import FileInfo
 from sidbench.engine.scoring import ScoreContext, _Plan
 from sidbench.results.resume import FileIndex, index_line
-from sidbench.results.scores import (SCORE_COLUMNS, RowKeys, ScoreBlock, ScoreLog, ScoreRows, csv_cells, done_rows,
-                                     score_row)
+from sidbench.results.scores import SCORE_COLUMNS, done_rows, score_row
+from sidbench.results.score_log import RowKeys, ScoreBlock, ScoreLog, ScoreRows, csv_cells
 
 AWKWARD = ["plain", "with,comma", 'with "quotes"', "cr\rinside", "lf\ninside", "crlf\r\n", "", " lead space",
            "trail space ", "caf\u00e9 \u6f22\u5b57", "bad byte \udcff", "'single'", "semi;colon", "tab\there", "=1+2"]

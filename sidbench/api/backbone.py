@@ -180,14 +180,31 @@ class BackboneFactory:
 
 
 class FunctionFactory(BackboneFactory):
-    """A plain function ``fn(name, weights=None, device="cpu") -> Backbone`` as a factory (it answers nothing
-    ahead, so the backbone is built to learn its shapes and identity)."""
+    """Functions as a factory: ``build(name, weights=None, device="cpu") -> Backbone``, and optionally the
+    answers ``describe(name)``, ``identity(name, weights)``, ``activation(name, weights)`` and ``check(name)``.
+    A plain function alone answers nothing ahead, so the backbone is built to learn its shapes and identity."""
 
-    def __init__(self, fn: Callable[..., Backbone]) -> None:
-        self.fn = fn
+    def __init__(self, fn: Callable[..., Backbone], *, describe: Callable[[str], BackboneInfo] | None = None,
+                 identity: Callable[[str, str | None], str] | None = None,
+                 activation: Callable[[str, str | None], str] | None = None,
+                 check: Callable[[str], None] | None = None) -> None:
+        self.fn, self._describe, self._identity, self._activation, self._check = fn, describe, identity, activation, check
 
     def build(self, name: str, weights: str | None = None, device: str = "cpu") -> Backbone:
         return self.fn(name, weights=weights, device=device)
+
+    def describe(self, name: str) -> BackboneInfo | None:
+        return self._describe(name) if self._describe is not None else None
+
+    def check(self, name: str) -> None:
+        if self._check is not None:
+            self._check(name)
+
+    def identity(self, name: str, weights: str | None = None) -> str | None:
+        return self._identity(name, weights) if self._identity is not None else None
+
+    def activation(self, name: str, weights: str | None = None) -> str | None:
+        return self._activation(name, weights) if self._activation is not None else None
 
     def __repr__(self) -> str:
         return f"FunctionFactory({getattr(self.fn, '__qualname__', self.fn)!r})"

@@ -12,7 +12,7 @@ def sidbench_backbones() -> list[BackboneSpec]:
     return [
         BackboneSpec(
             name="clip-tiny",
-            factory="sidbench.backbones.clip:TinyClipFactory",
+            factory="sidbench.backbones.clip:TINY_CLIP_FACTORY",
             description="tiny randomly initialised CLIP (4 blocks, width 64, embed 32), built offline from seed 0",
         ),
         BackboneSpec(
@@ -25,7 +25,7 @@ def sidbench_backbones() -> list[BackboneSpec]:
         ),
         BackboneSpec(
             name="timm",
-            factory="sidbench.backbones.timm_vit:TimmFactory",
+            factory="sidbench.backbones.timm_vit:TIMM_FACTORY",
             pattern=r"^timm:[A-Za-z0-9_\-.]+(:random)?$",
             description="a timm ViT, e.g. timm:vit_large_patch14_dinov2.lvd142m (DINOv2); timm:MODEL:random for random weights",
         ),
@@ -45,9 +45,9 @@ def foundation_specs() -> list[BackboneSpec]:
             "convnext-tiny": "ConvNeXt-XXLarge-shaped trunk (depths 1,1,2,1, dims 8-48) with projection (tiny)"}
     module = "sidbench.backbones.foundation"
     return [
-        *(BackboneSpec(name=n, factory=f"{module}:Dinov2Factory", description=f"{t} (timm, 224 px; per-block CLS, cls_final, image_embed)")
+        *(BackboneSpec(name=n, factory=f"{module}:DINOV2_FACTORY", description=f"{t} (timm, 224 px; per-block CLS, cls_final, image_embed)")
           for n, t in DINOV2.items()),
-        *(BackboneSpec(name=n, factory=f"{module}:OpenClipTowerFactory", description=t) for n, t in towers.items()),
-        *(BackboneSpec(name=n, factory=f"{module}:TinyFactory", description=f"{t}, random from seed 0 (tests)")
+        *(BackboneSpec(name=n, factory=f"{module}:TOWER_FACTORY", description=t) for n, t in towers.items()),
+        *(BackboneSpec(name=n, factory=f"{module}:TINY_FACTORY", description=f"{t}, random from seed 0 (tests)")
           for n, t in tiny.items()),
     ]

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..api.backbone import CLIP_MEAN, CLIP_STD, Backbone, BackboneFactory, BackboneInfo
+from ..api.backbone import CLIP_MEAN, CLIP_STD, Backbone, BackboneFactory, BackboneInfo, FunctionFactory
 from ..api.checkpoints import file_sha256
 from ..api.errors import SidbenchError, WeightsError
 from .capture import ClsCapture
@@ -242,20 +242,10 @@ def build_random(plan: OpenClipPlan, info: BackboneInfo, device: str) -> ClipBac
     return ClipBackbone(model, open_clip.get_tokenizer(plan.arch), info, plan.identity, plan.activation).to(device)
 
 
-class TinyClipFactory(BackboneFactory):
-    """``clip-tiny``: shapes, identity and activation are constants."""
-
-    def build(self, name: str, weights: str | None = None, device: str = "cpu") -> ClipBackbone:
-        return build_tiny(name, weights, device)
-
-    def describe(self, name: str) -> BackboneInfo:
-        return describe_tiny(name)
-
-    def identity(self, name: str, weights: str | None = None) -> str:
-        return TINY_IDENTITY
-
-    def activation(self, name: str, weights: str | None = None) -> str:
-        return GELU
+# clip-tiny: shapes, identity and activation are constants
+TINY_CLIP_FACTORY = FunctionFactory(build_tiny, describe=describe_tiny,
+                                    identity=lambda name, weights=None: TINY_IDENTITY,
+                                    activation=lambda name, weights=None: GELU)
 
 
 class OpenClipFactory(BackboneFactory):

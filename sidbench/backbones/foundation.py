@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..api.backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneFactory, BackboneInfo
+from ..api.backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneInfo, FunctionFactory
 from ..api.errors import WeightsError
 
 if TYPE_CHECKING:
@@ -183,40 +183,9 @@ def _renamed(info: BackboneInfo, name: str) -> BackboneInfo:
     return dataclasses.replace(info, name=name)
 
 
-class Dinov2Factory(BackboneFactory):
-    """``dinov2-l`` and friends (timm)."""
-
-    def build(self, name: str, weights: str | None = None, device: str = "cpu") -> Backbone:
-        return build_dinov2(name, weights, device)
-
-    def describe(self, name: str) -> BackboneInfo:
-        return describe_dinov2(name)
-
-    def identity(self, name: str, weights: str | None = None) -> str:
-        return dinov2_identity(name, weights)
-
-
-class OpenClipTowerFactory(BackboneFactory):
-    """``siglip-so400m``, ``siglip-b``, ``convnext-xxl`` (open_clip image towers)."""
-
-    def build(self, name: str, weights: str | None = None, device: str = "cpu") -> Backbone:
-        return build_open_clip_tower(name, weights, device)
-
-    def describe(self, name: str) -> BackboneInfo:
-        return describe_open_clip_tower(name)
-
-    def identity(self, name: str, weights: str | None = None) -> str:
-        return tower_identity(name, weights)
-
-
-class TinyFactory(BackboneFactory):
-    """The tiny random twins (``dinov2-tiny``, ``siglip-tiny``, ...)."""
-
-    def build(self, name: str, weights: str | None = None, device: str = "cpu") -> Backbone:
-        return build_tiny(name, weights, device)
-
-    def describe(self, name: str) -> BackboneInfo:
-        return describe_tiny(name)
-
-    def identity(self, name: str, weights: str | None = None) -> str:
-        return tiny_identity(name, weights)
+# The factories the registry holds ("sidbench.backbones.foundation:DINOV2_FACTORY"): shapes and identities answered
+# without loading weights
+DINOV2_FACTORY = FunctionFactory(build_dinov2, describe=describe_dinov2, identity=dinov2_identity)  # dinov2-l, ... (timm)
+TOWER_FACTORY = FunctionFactory(build_open_clip_tower, describe=describe_open_clip_tower,
+                                identity=tower_identity)  # siglip-so400m, siglip-b, convnext-xxl (open_clip towers)
+TINY_FACTORY = FunctionFactory(build_tiny, describe=describe_tiny, identity=tiny_identity)  # dinov2-tiny, ... (random)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ..api.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneFactory, BackboneInfo
+from ..api.backbone import IMAGENET_MEAN, IMAGENET_STD, Backbone, BackboneInfo, FunctionFactory
 from ..api.errors import UnknownNameError, WeightsError
 from .capture import ClsCapture
 
@@ -116,14 +116,5 @@ def timm_identity(name: str, weights: str | None = None) -> str:
     return f"timm:{model_name}"
 
 
-class TimmFactory(BackboneFactory):
-    """``timm:MODEL[:random]``: shapes from the model built on the meta device, identity from the name or file."""
-
-    def build(self, name: str, weights: str | None = None, device: str = "cpu") -> TimmViTBackbone:
-        return build_timm(name, weights, device)
-
-    def describe(self, name: str) -> BackboneInfo:
-        return describe_timm(name)
-
-    def identity(self, name: str, weights: str | None = None) -> str:
-        return timm_identity(name, weights)
+# timm:MODEL[:random]: shapes from the model built on the meta device, identity from the name or file
+TIMM_FACTORY = FunctionFactory(build_timm, describe=describe_timm, identity=timm_identity)

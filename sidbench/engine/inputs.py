@@ -16,7 +16,8 @@ from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
 from ..data.preprocess import make_preprocess, n_views, protocol_key, variable_size
 from .decode import DeviceDecoder, ShipJpeg, decode_variant, device_protocol
-from .loader import DecodedImages, ImageDataset, WorkerPool, default_workers, make_loader
+from .loader import DecodedImages, ImageDataset, default_workers, make_loader
+from .workers import WorkerPool
 
 if TYPE_CHECKING:
     import torch

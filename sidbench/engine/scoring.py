@@ -18,7 +18,7 @@ from ..api.fitting import FeatureSet
 from ..api.records import Record
 from ..data.perturb import Perturbation
 from ..data.preprocess import n_views
-from ..results.scores import ScoreBlock
+from ..results.score_log import ScoreBlock
 from .inputs import ExtractOptions, iter_outputs, pad_rows
 from .sources import LOGIT
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from ..api.detector import Detector
     from ..results.resume import FileIndex
-    from ..results.scores import ScoreLog
+    from ..results.score_log import ScoreLog
     from .loader import FileInfo
     from .sources import Source
 

@@ -110,7 +110,8 @@ def complete_scores(path: Path) -> "pd.DataFrame":
 
 def repaired_scores(path: Path) -> "pd.DataFrame":
     """The rows of a scores file, after cutting a torn last line and bringing an older format to this one."""
-    from .scores import ScoreLog, read_scores
+    from .scores import read_scores
+    from .score_log import ScoreLog
 
     ScoreLog(path).close()
     return read_scores(path)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 TOLERANCE = 1e-4  # largest |logit difference| accepted between the fitted detector and its reloaded copy
 # attributes every detector has (the base class's bookkeeping), never "undeclared state"
-BOOKKEEPING = {"spec", "backbone_info", "options", "needs_fit", "fitted", "device", "weights_path", "label",
+BOOKKEEPING = {"spec", "backbone_info", "options", "needs_fit", "fitted", "device", "weights_path", "display_name",
                "trained_on", "checkpoint_shapes", "explicit_options", "options_from_checkpoint", "fit_summary",
                "checkpoint_code", "fitted_in_run", "checkpoint_backbone", "training"}
 

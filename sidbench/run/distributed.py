@@ -177,7 +177,8 @@ def scores_path(out: Path, d: Dist) -> Path:
 
 def open_scores(out: Path, d: Dist):
     """This rank's ScoreLog, knowing every row any earlier run (single or distributed) finished."""
-    from ..results.scores import ScoreLog, done_rows, score_files
+    from ..results.scores import done_rows, score_files
+    from ..results.score_log import ScoreLog
 
     log = ScoreLog(scores_path(out, d))
     if d.active:

@@ -42,7 +42,7 @@ def run(cfg: RunConfig, data: RunData, out: Path, plugins: "Plugins", log: Log =
     before it scored or fitted anything removes what it wrote there."""
     import torch
 
-    from ..engine.loader import WorkerPool
+    from ..engine.workers import WorkerPool
     from . import distributed
 
     t0 = time.time()

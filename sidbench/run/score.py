@@ -49,9 +49,9 @@ def score_images(cfg: RunConfig, records: Sequence[Record], plugins: "Plugins",
 
     from ..data.perturb import NONE
     from ..engine.inputs import ExtractOptions
-    from ..engine.loader import WorkerPool
+    from ..engine.workers import WorkerPool
     from ..engine.scoring import ScoreContext
-    from ..results.scores import ScoreRows
+    from ..results.score_log import ScoreRows
     from .build import SourcePool, build_detectors, feature_cache
     from .scoring import assign, score_all
 

@@ -20,11 +20,9 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
     from ..engine.cache import FeatureCache
     from ..engine.fitting import torch_seed
     from ..engine.inputs import ExtractOptions
-    from ..engine.loader import WorkerPool
+    from ..engine.workers import WorkerPool
     from ..registry.lookup import load_detector
     from .inputs import fit_records
-    from .build import feature_backbone
-    from .fit import note_training
 
     torch_seed(cfg.seed)  # before the detector is built: a network initialised in __init__ is the run's
     det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **(options or {}))
@@ -48,7 +46,8 @@ def _train(cfg: RunConfig, det: "Detector", train: list, val: list, opts: "Extra
     from ..engine.fitting import EngineFitData, fit_detector
     from ..engine.scoring import source_outputs
     from ..engine.sources import BackboneSource
-    from .orchestrate import feature_backbone, note_training
+    from .build import feature_backbone
+    from .fit import note_training
 
     common = dict(protocol=det.preprocess, seed=cfg.seed, options=opts, device=device)
     if det.input == "pixels":

@@ -32,7 +32,7 @@ def score_validation(ctx: RunContext, detectors: Sequence["Detector"]) -> None:
     the same scoring path as the test records, into ``val_scores.csv`` (resumable like ``scores.csv``)."""
     from ..data.perturb import NONE
     from ..engine.scoring import ScoreContext
-    from ..results.scores import ScoreLog
+    from ..results.score_log import ScoreLog
 
     if not ctx.data.val:
         return

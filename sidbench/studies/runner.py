@@ -18,7 +18,7 @@ from ..api.log import note
 from ..api.records import Record
 from ..data.perturb import NONE, Perturbation
 from ..engine.inputs import ExtractOptions
-from ..engine.loader import WorkerPool
+from ..engine.workers import WorkerPool
 from ..engine.sources import BackboneSource
 from .inputs import StudyData, study_config, study_data
 from .tables import markdown_table, parse_list, wide
@@ -52,7 +52,7 @@ class Study:
     def __init__(self, name: str, args: "argparse.Namespace", plugins: Any, config: dict[str, Any]):
         from ..api.paths import check_replace
         from ..results.folder import ResultsFolder
-        from ..results.scores import ScoreLog
+        from ..results.score_log import ScoreLog
         from ..run.config import pick_device
 
         self.name, self.args, self.plugins, self.config = name, args, plugins, config
