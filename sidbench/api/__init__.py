@@ -13,8 +13,9 @@ from .backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone
 from .detector import Detector, NetworkDetector
 from .errors import DataError, FitRequiredError, PluginError, SidbenchError, UnknownNameError, WeightsError
 from .checkpoints import strip_prefix
-from .fitting import (Augment, BestWeights, EarlyStopping, EpochState, LossMeter, check_augment, FeatureSet, FitData,
-                      accuracy, bce_epoch, few_shot, lower_lr, pick_classes)
+from .fitting import Augment, EpochState, check_augment, FeatureSet, FitData, accuracy, few_shot, pick_classes
+from .training import (BestWeights, EarlyStopping, LossMeter, LrAt, Milestones, PerStep, Plateau, Schedule, StepDecay,
+                       bce_epoch, lower_lr, train_epochs)
 from .hookspecs import hookimpl, hookspec
 from .options import Option
 from .names import parse_key_values, split_name, split_options
@@ -25,9 +26,9 @@ from .specs import (BackboneSpec, DatasetSpec, DetectorSpec, ImageInput, Officia
 __all__ = [
     "accuracy", "bce_epoch", "check_augment", "Augment", "Backbone", "BackboneInfo", "BackboneSpec", "BestWeights",
     "CLIP_MEAN", "CLIP_STD", "DataError", "DatasetSpec", "Detector", "DetectorSpec", "EarlyStopping", "EpochState",
-    "LossMeter", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "ImageInput", "IMAGENET_MEAN", "IMAGENET_STD",
+    "LossMeter", "LrAt", "Milestones", "PerStep", "Plateau", "Schedule", "StepDecay", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "ImageInput", "IMAGENET_MEAN", "IMAGENET_STD",
     "NetworkDetector", "OfficialWeights", "Option", "PerturbationSpec", "PixelInput", "PluginError", "ProtocolSpec",
     "REAL", "Record", "SidbenchError", "UNKNOWN", "UnknownNameError",
     "WeightsError", "few_shot", "hookimpl", "hookspec", "lower_lr", "parse_key_values", "pick_classes", "split_name",
-    "split_options", "strip_prefix",
+    "split_options", "strip_prefix", "train_epochs",
 ]
