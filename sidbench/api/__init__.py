@@ -14,8 +14,8 @@ from .detector import Detector, NetworkDetector
 from .errors import DataError, FitRequiredError, PluginError, SidbenchError, UnknownNameError, WeightsError
 from .checkpoints import strip_prefix
 from .fitting import Augment, EpochState, check_augment, FeatureSet, FitData, accuracy, few_shot, pick_classes
-from .training import (BestWeights, EarlyStopping, LossMeter, LrAt, Milestones, PerStep, Plateau, Schedule, StepDecay,
-                       bce_epoch, lower_lr, train_epochs)
+from .schedules import EarlyStopping, LrAt, Milestones, PerStep, Plateau, Schedule, StepDecay, lower_lr
+from .training import BestWeights, LossMeter, bce_epoch, train_epochs
 from .hookspecs import hookimpl, hookspec
 from .options import Option
 from .names import parse_key_values, split_name, split_options
