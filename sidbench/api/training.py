@@ -137,6 +137,8 @@ def train_epochs(data: "FitData", name: str, *, epochs: int, run_epoch: Callable
     schedule = schedule or Schedule()
     if keep == "improved" and not isinstance(schedule, Plateau):
         raise ValueError("keep='improved' follows a Plateau schedule's stopper")
+    if keep != "last" and net is None:
+        raise ValueError(f"keep={keep!r} needs the net whose weights it keeps")
     kept = {**objects, "schedule": schedule}
     stateful = {k: (_GeneratorState(v) if _is_generator(v) else v) for k, v in kept.items()}
     start, saved = data.epoch_state.resume(stateful, log)  # an interrupted fit goes on after its last epoch
@@ -152,6 +154,7 @@ def train_epochs(data: "FitData", name: str, *, epochs: int, run_epoch: Callable
             net.train()
         stats = run_epoch(epoch)
         stats = dict(stats) if isinstance(stats, dict) else {"n": stats[1], "loss": stats[0]}
+        stats = {k: int(v) if k == "n" else float(v) for k, v in stats.items()}  # plain numbers: the state reloads
         data.forget_views()
         if not stats["n"]:
             from .errors import DataError
@@ -162,7 +165,7 @@ def train_epochs(data: "FitData", name: str, *, epochs: int, run_epoch: Callable
         scores: dict[str, float] = {}
         if validating:
             got = validate()  # type: ignore[misc]
-            scores = dict(got) if isinstance(got, dict) else {"val_acc": float(got)}
+            scores = {k: float(v) for k, v in (got.items() if isinstance(got, dict) else [("val_acc", got)])}
         end = schedule.end(epoch, next(iter(scores.values())) if scores else None)
         if scores and (keep == "improved" and schedule.improved):
             best.keep(net, epoch + 1, tuple(scores.values()))
