@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 from sidbench.api import note
 
-from sidbench.api import (BestWeights, DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, Option,
-                          PixelInput, SidbenchError, WeightsError, accuracy, bce_epoch, hookimpl)
+from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, Option, PixelInput, Plateau, SidbenchError,
+                          WeightsError, accuracy, bce_epoch, hookimpl, train_epochs)
 from sidbench.data.augment import BlurJpegCrop
 from sidbench.nets.resnet import imagenet_resnet50
 
@@ -69,31 +69,18 @@ class CNNDetection(NetworkDetector):
         self.net = build_network(imagenet_resnet50(o["pretrained"], log)).to(data.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
         train_view, val_view = self.augmentations()
-        stopper = EarlyStopping(int(o["patience"]), 0.001)
-        kept = {"net": self.net, "optimizer": opt, "stopper": stopper}
-        start, saved = data.epoch_state.resume(kept, log)  # an interrupted fit goes on after its last epoch
-        best, summary = BestWeights.from_state(saved.get("best")), saved.get("summary", {})
-        epochs = 0 if saved.get("ended") else int(o["max_epochs"])
-        for epoch in data.progress(range(start, epochs), total=max(epochs - start, 0), desc=f"{self.name} epochs"):
-            self.net.train()
+
+        def run_epoch(epoch: int) -> tuple[float, int]:
             batches = data.batches("train", batch_size=int(o["batch_size"]), augment=train_view, epoch=epoch,
                                    protocol="native")
-            loss, seen = bce_epoch(self.score, batches, opt, data.device)
-            data.forget_views()
-            summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss, 5)}
-            if not data.has_val:
-                log(f"epoch {epoch + 1}: loss {loss:.4f}")
-                data.epoch_state.save(epoch + 1, kept, {"best": best.state(), "summary": summary})
-                continue
-            acc = accuracy(*data.scores(self, "val", augment=val_view))
-            log(f"epoch {epoch + 1}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.0e}")
-            end = stopper.schedule(acc, opt, float(o["min_lr"]))  # lr /10 after `patience` flat epochs, restarted
-            if stopper.improved:  # CNNDetection saves model_epoch_best.pth here; the last one saved is released
-                best.keep(self.net, epoch + 1, acc)
-            data.epoch_state.save(epoch + 1, kept, {"best": best.state(), "summary": summary, "ended": end})
-            if end:
-                break
-        best.restore(self.net, summary)
+            return bce_epoch(self.score, batches, opt, data.device)
+
+        # lr / 10 after `patience` flat epochs, restarted; the weights of the last improving epoch are kept
+        # (CNNDetection saves model_epoch_best.pth then; the last one saved is released)
+        summary = train_epochs(data, self.name, epochs=int(o["max_epochs"]), run_epoch=run_epoch,
+                               objects={"net": self.net, "optimizer": opt}, net=self.net, keep="improved", log=log,
+                               validate=lambda: accuracy(*data.scores(self, "val", augment=val_view)),
+                               schedule=Plateau(opt, int(o["patience"]), min_lr=float(o["min_lr"])))
         self.eval()
         return summary
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 from sidbench.api import note
 
-from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, accuracy, bce_epoch,
-                          hookimpl)
+from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, StepDecay, accuracy, bce_epoch,
+                          hookimpl, train_epochs)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -58,24 +58,16 @@ class FreqNet(NetworkDetector):
         data = data.with_classes(o["classes"], log)
         self.net = build_network().to(data.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
-        kept = {"net": self.net, "optimizer": opt}
-        start, saved = data.epoch_state.resume(kept, log)  # an interrupted fit goes on after its last epoch
-        summary: dict[str, Any] = saved.get("summary", {})
-        epochs = int(o["epochs"])
-        for epoch in data.progress(range(start, epochs), total=epochs - start, desc=f"{self.name} epochs"):
-            self.net.train()
+
+        def run_epoch(epoch: int) -> tuple[float, int]:
             batches = data.batches("train", batch_size=int(o["batch_size"]), augment=self.augmentation(),
                                    epoch=epoch, protocol="native")
-            loss, seen = bce_epoch(self.score, batches, opt, data.device)
-            if epoch % int(o["decay_every"]) == 0 and epoch != 0:
-                for group in opt.param_groups:
-                    group["lr"] *= float(o["lr_decay"])
-            summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss, 5)}
-            text = f"epoch {epoch + 1}: loss {loss:.4f}, lr {opt.param_groups[0]['lr']:.3g}"
-            if data.has_val:
-                text += f", val acc {accuracy(*data.scores(self, 'val')):.4f}"
-            log(text)
-            data.epoch_state.save(epoch + 1, kept, {"summary": summary})
+            return bce_epoch(self.score, batches, opt, data.device)
+
+        summary = train_epochs(data, self.name, epochs=int(o["epochs"]), run_epoch=run_epoch, net=self.net,
+                               objects={"net": self.net, "optimizer": opt}, log=log,
+                               validate=lambda: accuracy(*data.scores(self, "val")),
+                               schedule=StepDecay(opt, int(o["decay_every"]), float(o["lr_decay"])))
         self.eval()
         return summary
 

@@ -22,8 +22,8 @@ from sidbench.api import note
 import numpy as np
 from PIL import Image
 
-from sidbench.api import (BestWeights, IMAGENET_MEAN, IMAGENET_STD, DetectorSpec, EarlyStopping, NetworkDetector,
-                          OfficialWeights, PixelInput, ProtocolSpec, accuracy, bce_epoch, hookimpl)
+from sidbench.api import (IMAGENET_MEAN, IMAGENET_STD, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput,
+                          Plateau, ProtocolSpec, accuracy, bce_epoch, hookimpl, train_epochs)
 from sidbench.data.perturb import JPEG, Blur
 
 if TYPE_CHECKING:
@@ -95,24 +95,17 @@ class Fusing(NetworkDetector):
         o = self.options
         self.net = build_network(imagenet_resnet50(o["pretrained"], log)).to(data.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
-        stopper, best, summary = EarlyStopping(int(o["patience"]), 0.0001), BestWeights(), {}
-        for epoch in range(int(o["max_epochs"]) if data.has_val else int(o["epochs"])):
-            self.net.train()
+
+        def run_epoch(epoch: int) -> tuple[float, int]:
             batches = data.batches("train", batch_size=int(o["batch_size"]), augment=self.augmentation(),
                                    epoch=epoch, protocol=PROTOCOL.name)
-            loss, seen = bce_epoch(self.score, batches, opt, data.device)
-            summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss, 5)}
-            if not data.has_val:
-                log(f"epoch {epoch + 1}: loss {loss:.4f}")
-                continue
-            acc = accuracy(*data.scores(self, "val"))
-            log(f"epoch {epoch + 1}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.3g}")
-            end = stopper.schedule(acc, opt, 1e-6, divisor=2.0, restart_delta=0.00005)
-            if stopper.improved:
-                best.keep(self.net, epoch + 1, acc)
-            if end:
-                break
-        best.restore(self.net, summary)
+            return bce_epoch(self.score, batches, opt, data.device)
+
+        summary = train_epochs(data, self.name, epochs=int(o["max_epochs"] if data.has_val else o["epochs"]),
+                               run_epoch=run_epoch, objects={"net": self.net, "optimizer": opt}, net=self.net,
+                               validate=lambda: accuracy(*data.scores(self, "val")), keep="improved", log=log,
+                               schedule=Plateau(opt, int(o["patience"]), delta=0.0001, min_lr=1e-6, divisor=2.0,
+                                                restart_delta=0.00005))
         self.eval()
         return summary
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 from sidbench.api import note
 
-from sidbench.api import (BestWeights, DetectorSpec, EarlyStopping, NetworkDetector, OfficialWeights, PixelInput,
+from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, Plateau, train_epochs,
                           SidbenchError, accuracy, bce_epoch, hookimpl)
 from sidbench.data.augment import BlurJpegCrop
 
@@ -84,30 +84,16 @@ class LaDeDa(NetworkDetector):
         self.net = build_ladeda9().to(data.device)
         torch.nn.init.normal_(self.net.fc.weight, 0.0, 0.02)
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
-        stopper = EarlyStopping(int(o["patience"]), 0.001)
-        kept = {"net": self.net, "optimizer": opt, "stopper": stopper}
-        start, saved = data.epoch_state.resume(kept, log)  # an interrupted fit goes on after its last epoch
-        best, summary = BestWeights.from_state(saved.get("best")), saved.get("summary", {})
-        epochs = 0 if saved.get("ended") else int(o["epochs"]) if not data.has_val else int(o["max_epochs"])
-        for epoch in data.progress(range(start, epochs), total=max(epochs - start, 0), desc=f"{self.name} epochs"):
-            self.net.train()
+
+        def run_epoch(epoch: int) -> tuple[float, int]:
             batches = data.batches("train", batch_size=int(o["batch_size"]), augment=self.augmentation(),
                                    epoch=epoch, protocol="native")
-            loss, seen = bce_epoch(self.score, batches, opt, data.device)
-            summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss, 5)}
-            if not data.has_val:
-                log(f"epoch {epoch + 1}: loss {loss:.4f}")
-                data.epoch_state.save(epoch + 1, kept, {"best": best.state(), "summary": summary})
-                continue
-            acc = accuracy(*data.scores(self, "val"))
-            log(f"epoch {epoch + 1}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.3g}")
-            end = stopper.schedule(acc, opt, 1e-6, divisor=1 / 0.9)
-            if stopper.improved:
-                best.keep(self.net, epoch + 1, acc)
-            data.epoch_state.save(epoch + 1, kept, {"best": best.state(), "summary": summary, "ended": end})
-            if end:
-                break
-        best.restore(self.net, summary)
+            return bce_epoch(self.score, batches, opt, data.device)
+
+        summary = train_epochs(data, self.name, epochs=int(o["max_epochs"] if data.has_val else o["epochs"]),
+                               run_epoch=run_epoch, objects={"net": self.net, "optimizer": opt}, net=self.net,
+                               validate=lambda: accuracy(*data.scores(self, "val")), keep="improved", log=log,
+                               schedule=Plateau(opt, int(o["patience"]), min_lr=1e-6, divisor=1 / 0.9))
         self.eval()
         return summary
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from sidbench.api import note
 
-from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError, WeightsError,
-                          accuracy, bce_epoch, hookimpl, strip_prefix)
+from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError, StepDecay,
+                          WeightsError, accuracy, bce_epoch, hookimpl, strip_prefix, train_epochs)
 from sidbench.nets.resnet import imagenet_resnet50
 
 if TYPE_CHECKING:
@@ -110,21 +110,21 @@ class LGrad(NetworkDetector):
         self.net.discriminator.to(data.device).eval().requires_grad_(False)
         self.net.classifier = build_classifier(imagenet_resnet50(o["pretrained"], log)).to(data.device)
         opt = torch.optim.Adam(self.net.classifier.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
-        summary: dict[str, Any] = {}
-        for epoch in range(int(o["epochs"])):
-            self.net.classifier.train()
+        classifier = self.net.classifier
+
+        def run_epoch(epoch: int) -> tuple[float, int]:
             rng = torch.Generator().manual_seed(data.seed * 1000 + epoch)
             batches = data.batches("train", batch_size=int(o["batch_size"]), epoch=epoch, protocol=self.preprocess)
-            loss, seen = bce_epoch(lambda f: self.classify(self.train_view(f["pixels"], rng)), batches, opt, data.device)
-            if epoch % int(o["decay_every"]) == 0 and epoch != 0:  # adjust_learning_rate at the end of epochs 10, 20, ...
-                for group in opt.param_groups:
-                    group["lr"] *= float(o["lr_decay"])
-            summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss, 5)}
-            text = f"epoch {epoch + 1}: loss {loss:.4f}, lr {opt.param_groups[0]['lr']:.3g}"
-            if data.has_val:
-                self.net.classifier.eval()
-                text += f", val acc {accuracy(*data.scores(self, 'val')):.4f}"
-            log(text)
+            return bce_epoch(lambda f: self.classify(self.train_view(f["pixels"], rng)), batches, opt, data.device)
+
+        def validate() -> float:
+            classifier.eval()
+            return accuracy(*data.scores(self, "val"))
+
+        # adjust_learning_rate at the end of epochs 10, 20, ...
+        summary = train_epochs(data, self.name, epochs=int(o["epochs"]), run_epoch=run_epoch, validate=validate,
+                               objects={"classifier": classifier, "optimizer": opt}, net=classifier, log=log,
+                               schedule=StepDecay(opt, int(o["decay_every"]), float(o["lr_decay"])))
         self.eval()
         return summary
 

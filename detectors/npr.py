@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 from sidbench.api import note
 
-from sidbench.api import (BestWeights, DataError, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, Option,
-                          PixelInput, ProtocolSpec, accuracy, bce_epoch, hookimpl)
+from sidbench.api import (DataError, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, Option, PixelInput,
+                          ProtocolSpec, StepDecay, accuracy, bce_epoch, hookimpl, train_epochs)
 from sidbench.data.augment import BlurJpegCrop
 from sidbench.nets.resnet import bottleneck_stage, kaiming_init
 
@@ -71,28 +71,17 @@ class NPR(NetworkDetector):
         self.net = build_network().to(data.device)
         opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=float(o["lr"]),
                                betas=(0.9, 0.999))
-        view, epochs = self.augmentation(), int(o["epochs"])
-        kept = {"net": self.net, "optimizer": opt}
-        start, saved = data.epoch_state.resume(kept, log)  # an interrupted fit goes on after its last epoch
-        best, summary = BestWeights.from_state(saved.get("best")), saved.get("summary", {})
-        for epoch in data.progress(range(start, epochs), total=epochs - start, desc=f"{self.name} epochs"):
-            self.net.train()
+        view = self.augmentation()
+
+        def run_epoch(epoch: int) -> tuple[float, int]:
             batches = data.batches("train", batch_size=int(o["batch_size"]), augment=view, epoch=epoch,
                                    protocol="native")
-            loss, seen = bce_epoch(self.score, batches, opt, data.device)
-            if epoch % int(o["decay_every"]) == 0 and epoch != 0:  # at the end of epochs 10, 20, ... (0-based)
-                for group in opt.param_groups:
-                    group["lr"] *= float(o["lr_decay"])
-            summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss, 5)}
-            text = f"epoch {epoch + 1}: loss {loss:.4f}, lr {opt.param_groups[0]['lr']:.3g}"
-            if data.has_val:
-                acc = accuracy(*data.scores(self, "val"))
-                text += f", val acc {acc:.4f}"
-                best.offer(self.net, epoch + 1, acc)
-            log(text)
-            data.epoch_state.save(epoch + 1, kept, {"best": best.state(), "summary": summary})
-        if o["keep"] == "best":
-            best.restore(self.net, summary)
+            return bce_epoch(self.score, batches, opt, data.device)
+
+        summary = train_epochs(data, self.name, epochs=int(o["epochs"]), run_epoch=run_epoch,
+                               objects={"net": self.net, "optimizer": opt}, net=self.net, keep=o["keep"], log=log,
+                               validate=lambda: accuracy(*data.scores(self, "val")),
+                               schedule=StepDecay(opt, int(o["decay_every"]), float(o["lr_decay"])))  # after epochs 10, 20, ...
         self.eval()
         return summary
 

@@ -21,7 +21,8 @@ from sidbench.api import note
 import numpy as np
 from PIL import Image
 
-from sidbench.api import BestWeights, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, accuracy, hookimpl
+from sidbench.api import (DetectorSpec, LossMeter, LrAt, NetworkDetector, OfficialWeights, PixelInput, accuracy, hookimpl,
+                          train_epochs)
 
 if TYPE_CHECKING:
     import torch
@@ -72,30 +73,27 @@ class SAFE(NetworkDetector):
         data = data.with_classes(o["classes"], log)
         self.net = build_network().to(data.device)
         opt = torch.optim.AdamW(_param_groups(self.net, float(o["weight_decay"])), lr=float(o["lr"]))
-        view, best, summary = SafeAugment(int(o["crop_size"])), BestWeights(), {}
-        lr_at = _cosine(float(o["lr"]), float(o["min_lr"]), float(o["warmup_epochs"]), int(o["epochs"]))
-        for epoch in range(int(o["epochs"])):
-            self.net.train()
+        view = SafeAugment(int(o["crop_size"]))
+        schedule = LrAt(opt, _cosine(float(o["lr"]), float(o["min_lr"]), float(o["warmup_epochs"]), int(o["epochs"])))
+
+        def run_epoch(epoch: int) -> tuple[float, int]:
             batches = list(data.batches("train", batch_size=int(o["batch_size"]), augment=view, epoch=epoch,
                                         protocol="native"))
-            loss, seen = 0.0, 0
+            meter, seen = LossMeter(), 0
             for step, (inputs, labels) in enumerate(batches):
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(epoch + step / max(len(batches), 1))
+                schedule.before_step(epoch, step, len(batches))
                 x, y = inputs["pixels"].to(data.device), labels.to(data.device).long()
                 out = torch.nn.functional.cross_entropy(forward(self.net, x), y, label_smoothing=float(o["smoothing"]))
                 opt.zero_grad()
                 out.backward()
                 opt.step()
-                loss, seen = loss + float(out.detach()) * len(y), seen + len(y)
-            summary = {"epochs": epoch + 1, "n_train": seen, "loss": round(loss / max(seen, 1), 5)}
-            text = f"epoch {epoch + 1}: loss {summary['loss']:.4f}, lr {opt.param_groups[0]['lr']:.3g}"
-            if data.has_val:
-                acc = accuracy(*data.scores(self, "val"))
-                text += f", val acc {acc:.4f}"
-                best.offer(self.net, epoch + 1, acc)
-            log(text)
-        best.restore(self.net, summary)
+                meter.add(len(y), loss=out)  # read once per epoch: no host sync per step
+                seen += len(y)
+            return meter.totals().get("loss", 0.0) / max(seen, 1), seen
+
+        summary = train_epochs(data, self.name, epochs=int(o["epochs"]), run_epoch=run_epoch, schedule=schedule,
+                               objects={"net": self.net, "optimizer": opt}, net=self.net, keep="best", log=log,
+                               validate=lambda: accuracy(*data.scores(self, "val")))
         self.eval()
         return summary
 

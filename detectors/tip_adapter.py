@@ -7,7 +7,8 @@ F the cache keys and L the one-hot cache values:
 
     logits = 100 f W_c^T + alpha exp(-beta (1 - f F^T)) L,   score = logit_fake - logit_real.
 
-``clip_zeroshot`` is the zero-shot term alone (alpha = 0). Tip-Adapter-F learns F.
+``clip_zeroshot`` is the zero-shot term alone (alpha = 0). Tip-Adapter-F learns F. The arithmetic (text
+classifier, logits, grid search) is in ``sidbench.nets.tip_adapter``, the augmentation in ``sidbench.data.augment``.
 """
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 from sidbench.api import note
 
-import numpy as np
-from PIL import Image
-
-from sidbench.api import Detector, DetectorSpec, hookimpl
+from sidbench.api import Detector, DetectorSpec, LossMeter, PerStep, hookimpl, train_epochs
+from sidbench.data.augment import TipAugment
+from sidbench.nets.tip_adapter import (ZERO_SHOT_SCALE, binary_score, cache_logits, search_grid,  # noqa: F401
+                                       search_hp, text_classifier, tip_logits, zero_shot_logits)
 
 if TYPE_CHECKING:
     import torch
@@ -31,29 +32,6 @@ DEFAULT_PROMPTS: dict[str, tuple[str, ...]] = {
     "real": ("a real photo.", "a photo of a real image.", "a real photograph taken with a camera."),
     "fake": ("a fake photo.", "a photo of a fake image.", "a generated image.", "an AI-generated image."),
 }
-ZERO_SHOT_SCALE = 100.0  # the fixed CLIP logit scale of the zero-shot term
-
-
-def text_classifier(backbone: "Backbone", prompts: dict[str, Any]) -> "torch.Tensor":
-    """W_c [2, E]: per class, embed each template, L2-normalise, average, L2-normalise again."""
-    import torch.nn.functional as F
-    import torch
-
-    rows = []
-    for cls in ("real", "fake"):
-        emb = F.normalize(backbone.text_embed(list(prompts[cls])), dim=-1)
-        rows.append(F.normalize(emb.mean(0), dim=-1))
-    return torch.stack(rows)
-
-
-def zero_shot_logits(f: "torch.Tensor", weights: "torch.Tensor") -> "torch.Tensor":
-    """100 * f W_c^T for L2-normalised image features f [B, E] -> [B, 2]."""
-    return ZERO_SHOT_SCALE * f @ weights.t()
-
-
-def binary_score(logits: "torch.Tensor") -> "torch.Tensor":
-    """The harness's one logit per image: logit_fake - logit_real."""
-    return logits[:, 1] - logits[:, 0]
 
 
 class ClipZeroShot(Detector):
@@ -89,76 +67,6 @@ class ClipZeroShot(Detector):
 
 
 # -- Tip-Adapter -------------------------------------------------------------------------
-class TipAugment:
-    """The reference's cache/training augmentation: RandomResizedCrop(size, scale=(0.5, 1), bicubic) + flip."""
-
-    name = "tip-rrc"
-
-    def __init__(self, size: int = 224, scale: tuple[float, float] = (0.5, 1.0)):
-        self.size, self.scale = size, scale
-
-    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
-        img = img.convert("RGB").crop(self._box(*img.size, rng))
-        img = img.resize((self.size, self.size), Image.Resampling.BICUBIC)
-        return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else img
-
-    def _box(self, width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
-        """torchvision's RandomResizedCrop sampling (aspect ratio 3/4..4/3, 10 tries, then a centre crop)."""
-        area = width * height
-        for _ in range(10):
-            target = area * rng.uniform(*self.scale)
-            ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
-            w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
-            if 0 < w <= width and 0 < h <= height:
-                top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-                return left, top, left + w, top + h
-        # torchvision's fallback: a central crop clamped to the aspect-ratio range (the scale range is ignored)
-        w, h = width, height
-        if width / height < 3 / 4:
-            h = round(w / (3 / 4))
-        elif width / height > 4 / 3:
-            w = round(h * (4 / 3))
-        left, top = (width - w) // 2, (height - h) // 2
-        return left, top, left + w, top + h
-
-
-def cache_logits(affinity: "torch.Tensor", values: "torch.Tensor", beta: float) -> "torch.Tensor":
-    """exp(-beta (1 - f F^T)) L for affinities f F^T [B, NK] and one-hot values L [NK, 2]."""
-    return (-beta * (1.0 - affinity)).exp() @ values
-
-
-def tip_logits(f: "torch.Tensor", weights: "torch.Tensor", affinity: "torch.Tensor", values: "torch.Tensor",
-               alpha: float, beta: float) -> "torch.Tensor":
-    """100 f W_c^T + alpha exp(-beta (1 - f F^T)) L  -> [B, 2]."""
-    return zero_shot_logits(f, weights) + alpha * cache_logits(affinity, values, beta)
-
-
-def search_grid(scale: Sequence[float], steps: Sequence[int]) -> tuple[list[float], list[float]]:
-    """The reference grid: beta over [0.1, scale[0]) in steps[0] steps, alpha over [0.1, scale[1]) in steps[1]."""
-    betas = [i * (scale[0] - 0.1) / steps[0] + 0.1 for i in range(steps[0])]
-    alphas = [i * (scale[1] - 0.1) / steps[1] + 0.1 for i in range(steps[1])]
-    return betas, alphas
-
-
-def search_hp(f: "torch.Tensor", labels: "torch.Tensor", weights: "torch.Tensor", affinity: "torch.Tensor",
-              values: "torch.Tensor", scale: Sequence[float], steps: Sequence[int]) -> tuple[float, float, float]:
-    """(alpha, beta, accuracy) with the best accuracy on (f, labels); the first best in grid order wins."""
-    import torch
-
-    betas, alphas = search_grid(scale, steps)
-    zero_shot, y = zero_shot_logits(f, weights), labels.long()
-    alpha_t = torch.tensor(alphas, dtype=f.dtype, device=f.device)
-    best = (-1.0, 0.0, 0.0)
-    for beta in betas:
-        cache = cache_logits(affinity, values, beta)
-        logits = zero_shot[None] + alpha_t[:, None, None] * cache[None]  # [alphas, B, 2]
-        acc = (logits.argmax(-1) == y[None]).float().mean(-1)
-        i = int(acc.argmax())
-        if float(acc[i]) > best[0]:
-            best = (float(acc[i]), alphas[i], beta)
-    return best[1], best[2], best[0]
-
-
 class TipAdapter(ClipZeroShot):
     """Training-free: a cache of K shots per class next to the zero-shot text classifier."""
 
@@ -324,44 +232,34 @@ class TipAdapterF(TipAdapter):
                 "beta": self.beta, "val_acc": acc}
 
     def train_keys(self, data: "FitData", log: Callable[[str], None]) -> int:
-        """AdamW + per-iteration cosine schedule, cross-entropy on the Tip-Adapter logits; returns the epoch kept."""
-        import copy
-
+        """AdamW + per-iteration cosine schedule, cross-entropy on the Tip-Adapter logits; returns the epoch kept
+        (the best on validation, else the last)."""
         import torch
 
         o, epochs = self.options, int(self.options["epochs"])
         opt = torch.optim.AdamW(self._adapter.parameters(), lr=o["lr"], eps=1e-4)
         steps = epochs * math.ceil(len(self._shot_data.records("train")) / o["batch_size"])
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+        cosine = PerStep(torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1)))
         aug = TipAugment(self.backbone_info.image_size) if o["train_augment"] else None
         gen = torch.Generator().manual_seed(data.seed)
         val = self._val(data) if data.has_val else None
-        best, best_acc, best_epoch = copy.deepcopy(self._adapter.state_dict()), None, 0
-        for epoch in range(1, epochs + 1):
-            fs = self._shot_data.features("train", ("image_embed",), augment=aug, view=epoch - 1)
-            loss = self._epoch(fs, opt, sched, gen)
-            if val is None:
-                best, best_epoch = copy.deepcopy(self._adapter.state_dict()), epoch
-                continue
-            acc = self._accuracy(*val)
-            log(f"epoch {epoch}: loss {loss:.4f}, validation accuracy {acc:.4f}")
-            if best_acc is None or acc > best_acc:
-                best, best_acc, best_epoch = copy.deepcopy(self._adapter.state_dict()), acc, epoch
-        if val is None and epochs:
-            log(f"no validation split: keeping the last epoch ({epochs})")
-        self._adapter.load_state_dict(best)
-        self._adapter.eval()
-        return best_epoch
 
-    def _epoch(self, fs: "FeatureSet", opt, sched, gen) -> float:
+        def run_epoch(epoch: int) -> tuple[float, int]:
+            fs = self._shot_data.features("train", ("image_embed",), augment=aug, view=epoch)
+            return self._epoch(fs, opt, cosine, gen)
+
+        summary = train_epochs(data, self.name, epochs=epochs, run_epoch=run_epoch, schedule=cosine, keep="best",
+                               objects={"adapter": self._adapter, "optimizer": opt, "order": gen}, net=self._adapter,
+                               validate=lambda: self._accuracy(*val), log=log)
+        self._adapter.eval()
+        return int(summary.get("kept_epoch", summary.get("epochs", 0)))
+
+    def _epoch(self, fs: "FeatureSet", opt, cosine: PerStep, gen) -> tuple[float, int]:
         import torch
         import torch.nn.functional as F
 
         f = F.normalize(fs.features["image_embed"].float(), dim=-1).to(self.device)
         y = fs.labels.long().to(self.device)
-        self._adapter.train()
-        from sidbench.api import LossMeter
-
         meter = LossMeter()
         for idx in torch.randperm(len(y), generator=gen).split(self.options["batch_size"]):
             idx = idx.to(self.device)
@@ -369,9 +267,9 @@ class TipAdapterF(TipAdapter):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            sched.step()
+            cosine.after_step()
             meter.add(len(idx), loss=loss)  # read once per epoch: no host sync per step
-        return meter.totals().get("loss", 0.0) / max(len(y), 1)
+        return meter.totals().get("loss", 0.0) / max(len(y), 1), len(y)
 
     def _accuracy(self, f: "torch.Tensor", y: "torch.Tensor") -> float:
         self._adapter.eval()

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 from sidbench.api import note
 
-from sidbench.api import Detector, DetectorSpec, EarlyStopping, OfficialWeights, WeightsError, hookimpl
+from sidbench.api import (Detector, DetectorSpec, LossMeter, OfficialWeights, Plateau, WeightsError, hookimpl,
+                          train_epochs)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -51,9 +52,9 @@ class UnivFD(Detector):
         return self.fc(x).squeeze(-1)
 
     def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
-        """The published recipe: AdamW, BCE, one augmented view per epoch, early stopping on validation accuracy."""
-        import copy
-
+        """The published recipe: AdamW, BCE, one augmented view per epoch; lr / 10 after ``patience`` epochs
+        without a validation gain (restarted with delta 0.002) until below ``min_lr``; the best validation epoch
+        is kept."""
         import torch
 
         o = self.options
@@ -62,33 +63,23 @@ class UnivFD(Detector):
         val = data.features("val", ("image_embed",)) if data.has_val else None
         if val is None:
             log(f"no validation split: no early stopping, training all {o['max_epochs']} epochs")
-        aug, stopper = univfd_augment(self.backbone_info.image_size), EarlyStopping(o["patience"])
-        gen = torch.Generator().manual_seed(data.seed)
-        best, best_acc, epoch = copy.deepcopy(self.fc.state_dict()), None, 0
-        for epoch in range(1, o["max_epochs"] + 1):
-            view = {"augment": aug, "view": epoch - 1} if o["augment"] else {}
-            loss = self._epoch(data.features("train", ("image_embed",), **view), opt, gen)
-            data.forget_views()
-            if val is None:
-                best = copy.deepcopy(self.fc.state_dict())
-                continue
-            acc = self._accuracy(val)
-            log(f"epoch {epoch}: loss {loss:.4f}, val acc {acc:.4f}, lr {opt.param_groups[0]['lr']:.0e}")
-            if best_acc is None or acc > best_acc:  # keep the best validation epoch overall
-                best, best_acc = copy.deepcopy(self.fc.state_dict()), acc
-            if stopper.schedule(acc, opt, o["min_lr"]):  # lr /10 after `patience` flat epochs, restart at delta 0.002
-                break
-        self.fc.load_state_dict(best)
-        self.eval()
-        return {"epochs": epoch, "val_acc": best_acc}
+        aug, gen = univfd_augment(self.backbone_info.image_size), torch.Generator().manual_seed(data.seed)
 
-    def _epoch(self, train, opt, gen) -> float:
+        def run_epoch(epoch: int) -> tuple[float, int]:
+            view = {"augment": aug, "view": epoch} if o["augment"] else {}
+            return self._epoch(data.features("train", ("image_embed",), **view), opt, gen)
+
+        summary = train_epochs(data, self.name, epochs=int(o["max_epochs"]), run_epoch=run_epoch,
+                               objects={"fc": self.fc, "optimizer": opt, "order": gen}, net=self.fc, keep="best",
+                               validate=lambda: self._accuracy(val), schedule=Plateau(opt, o["patience"], min_lr=o["min_lr"]),
+                               log=log)
+        self.eval()
+        return summary
+
+    def _epoch(self, train, opt, gen) -> tuple[float, int]:
         import torch
 
         x, y = train.features["image_embed"].to(self.device), train.labels.to(self.device)
-        self.fc.train()
-        from sidbench.api import LossMeter
-
         meter = LossMeter()
         for idx in torch.randperm(len(y), generator=gen).split(self.options["batch_size"]):
             idx = idx.to(self.device)
@@ -97,7 +88,7 @@ class UnivFD(Detector):
             loss.backward()
             opt.step()
             meter.add(len(idx), loss=loss)  # read once per epoch: no host sync per step
-        return meter.totals().get("loss", 0.0) / max(len(y), 1)
+        return meter.totals().get("loss", 0.0) / max(len(y), 1), len(y)
 
     def _accuracy(self, fs) -> float:
         import torch

@@ -121,8 +121,10 @@ def test_npr_trains_with_its_recipe_and_is_reproducible(tmp_path, capsys):
     log = capsys.readouterr().err
     assert code == 0 and "its own network" in log
     assert "train: classes car,horse (8 of 12 images); missing cat,chair" in log  # NPR's four ProGAN classes
-    lrs = [float(m) for m in re.findall(r"epoch \d: loss [\d.]+, lr ([\d.e-]+), val acc", log)]
-    assert lrs == pytest.approx([2e-4, 2e-4 * 0.9, 2e-4 * 0.81])  # x0.9 at the end of 0-based epochs 1, 2 (decay_every=1)
+    lrs = re.findall(r"epoch \d: loss [\d.]+, lr ([\d.e-]+)(?: \(next ([\d.e-]+)\))?, val acc", log)
+    # the rate of each epoch, and x0.9 at the end of 0-based epochs 1, 2 (decay_every=1)
+    assert [float(a) for a, _ in lrs] == pytest.approx([2e-4, 2e-4, 2e-4 * 0.9])
+    assert [float(b) if b else None for _, b in lrs] == pytest.approx([None, 2e-4 * 0.9, 2e-4 * 0.81])
     tensors, meta = load_tensors(ckpt)
     assert meta["detector"] == "npr.progan4" and "net.fc1.weight" in tensors and "net.layer3.0.conv1.weight" not in tensors
     again = train("npr", tmp_path / "again", *TINY_NPR)[1]
@@ -135,7 +137,7 @@ def test_cnndetection_trains_with_early_stopping_from_a_random_start(tmp_path, c
                        "batch_size=6", 'classes=["car","horse"]')
     log = capsys.readouterr().err
     assert code == 0 and "random initialisation" in log
-    assert re.search(r"epoch 2: loss [\d.]+, val acc [\d.]+, lr 1e-04", log)
+    assert re.search(r"epoch 2: loss [\d.]+, lr 0.0001, val acc [\d.]+", log)
     from sidbench.registry import load_detector
 
     det = load_detector("cnndetection", weights=str(ckpt))

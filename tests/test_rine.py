@@ -267,7 +267,7 @@ def test_cli_train_selects_the_variant_classes_and_saves(tmp_path, capsys):
     text = capsys.readouterr().err
     assert rc == 0, text
     assert "train: classes chair,horse (12 of 18 images)" in text
-    assert "selected epoch" in text
+    assert "kept epoch" in text and "best on the validation split" in text
     det = sidbench.load_detector("rine.progan2", weights=str(out), backbone=TINY)
     assert [h["epoch"] for h in det.history] == [1, 2] and det.history[0]["n"] == 12
     assert det.block_importance()["initial"] is not None

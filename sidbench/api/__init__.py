@@ -14,8 +14,9 @@ from .backbone import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Backbone
 from .detector import Detector, NetworkDetector
 from .errors import DataError, FitRequiredError, PluginError, SidbenchError, UnknownNameError, WeightsError
 from .checkpoints import strip_prefix
-from .fitting import (Augment, BestWeights, EarlyStopping, EpochState, LossMeter, check_augment, FeatureSet, FitData,
-                      accuracy, bce_epoch, few_shot, lower_lr, pick_classes)
+from .fitting import Augment, EpochState, check_augment, FeatureSet, FitData, accuracy, few_shot, pick_classes
+from .schedules import EarlyStopping, LrAt, Milestones, PerStep, Plateau, Schedule, StepDecay, lower_lr
+from .training import BestWeights, LossMeter, bce_epoch, train_epochs
 from .hookspecs import hookimpl, hookspec
 from .log import note, show_messages
 from .options import Option
@@ -28,9 +29,9 @@ __all__ = [
     "accuracy", "bce_epoch", "check_augment", "Augment", "Backbone", "BackboneFactory", "BackboneInfo", "BackboneSpec",
     "BestWeights",
     "CLIP_MEAN", "CLIP_STD", "DataError", "DatasetSpec", "Detector", "DetectorSpec", "EarlyStopping", "EpochState",
-    "LossMeter", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "ImageInput", "IMAGENET_MEAN", "IMAGENET_STD",
+    "LossMeter", "LrAt", "Milestones", "PerStep", "Plateau", "Schedule", "StepDecay", "FAKE", "FeatureSet", "FitData", "FitRequiredError", "ImageInput", "IMAGENET_MEAN", "IMAGENET_STD",
     "NetworkDetector", "OfficialWeights", "Option", "PerturbationSpec", "PixelInput", "PluginError", "ProtocolSpec",
     "REAL", "Record", "SidbenchError", "UNKNOWN", "UnknownNameError",
     "WeightsError", "few_shot", "hookimpl", "hookspec", "lower_lr", "note", "parse_key_values", "pick_classes",
-    "show_messages", "split_name", "split_options", "strip_prefix",
+    "show_messages", "split_name", "split_options", "strip_prefix", "train_epochs",
 ]
