@@ -10,7 +10,6 @@ from ..api.backbone import PRECISIONS
 from ..data.preprocess import PROTOCOLS
 
 QUICKSTART_OUT = "results/quickstart"
-LEADERBOARD_HEADER = "# sidbench leaderboard: "  # how run.orchestrate.finish's leaderboard message starts
 
 
 def register(sub, common) -> None:
@@ -148,7 +147,7 @@ def main(args: argparse.Namespace) -> int:
         default_out = f"results/{data.name}-{cfg.digest()}"
     out = Path(cfg.out or default_out)
     cfg.out = str(out)
-    if run(cfg, data, out, plugins, log=progress, overwrite=args.overwrite) is None:  # torchrun rank > 0
+    if run(cfg, data, out, plugins, overwrite=args.overwrite) is None:  # torchrun rank > 0
         return 0
     log_timings(out)
     print(terminal_safe((out / "leaderboard.md").read_text(encoding="utf-8", errors="surrogateescape")), end="",
@@ -166,18 +165,3 @@ def log_timings(out: Path) -> None:
         timings = json.loads((out / "run.json").read_text(encoding="utf-8")).get("timings_s", {})
         for step, seconds in timings.items():
             logger.debug("timing: %s: %.3f s", step, seconds)
-
-
-def progress(message: str) -> None:
-    """A run's progress, through :func:`~sidbench.api.note`; its leaderboard is the command's output, printed on
-    stdout from ``leaderboard.md`` once the run is done, and its warnings are warnings (shown with --quiet)."""
-    import logging
-
-    from ..api.log import note
-
-    if message.startswith(LEADERBOARD_HEADER):
-        return
-    if message.startswith("warning: "):
-        logging.getLogger("sidbench").warning("%s", message.removeprefix("warning: "))
-    else:
-        note(message)

@@ -2,6 +2,8 @@
 ``skipped.csv``, ``leaderboard.md`` and ``run.json`` (through :mod:`sidbench.run.record`)."""
 from __future__ import annotations
 
+import logging
+
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .build import RunContext
@@ -47,8 +49,7 @@ def finish(ctx: RunContext, detectors: Sequence["Detector"], perturbations: Sequ
                      counts={"test": len(data.test), "train": len(data.train), "val": len(data.val),
                              "skipped": n_skipped},
                      timings=ctx.timings)
-    ctx.log(header + board)
-    if (warning := coverage_warning(metrics)) is not None:
-        ctx.log(f"warning: {warning}")
+    if (warning := coverage_warning(metrics)) is not None:  # the leaderboard itself is the caller's to show
+        logging.getLogger("sidbench").warning("%s", warning)
     ctx.log(f"{counts}{f' (unreadable: see {out / SKIPPED})' if n_skipped else ''}; results in {out}")
     return metrics
