@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ..api.checkpoints import file_sha256
 from .runs import ReportError, Run, checked_scores, read_table
 
 if TYPE_CHECKING:
@@ -43,16 +43,6 @@ class ModelKey:
         return f"threshold {self.threshold}, calibration {self.calibration}"
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def model_identity(run: "Run", detector: str) -> str:
     """The model behind ``detector`` in ``run``: the SHA-256 of its weights or fitted checkpoint as run.json
     records it, else of the checkpoint the run fitted (``checkpoints/NAME.safetensors``), else a digest of
@@ -67,7 +57,7 @@ def model_identity(run: "Run", detector: str) -> str:
     fitted = run.path / "checkpoints" / f"{detector}.safetensors"
     if fitted.is_file() and not fitted.is_symlink():
         try:
-            return _sha256(fitted)
+            return file_sha256(fitted, remember=False)  # a report never writes the user's hash memo
         except OSError:
             pass
     if info is None:
