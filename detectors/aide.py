@@ -22,10 +22,9 @@ Read from ``models/AIDE.py``, ``data/dct.py`` and ``data/datasets.py`` (``TestDa
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
 from sidbench.api import (DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec,
-                          SidbenchError, hookimpl)
+                          SidbenchError, hookimpl, note)
 
 if TYPE_CHECKING:
     import torch

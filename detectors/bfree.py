@@ -21,10 +21,9 @@ cut to whole patches. sidbench's protocol ``bfree_5crops`` therefore produces th
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
 from sidbench.api import (DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec,
-                          SidbenchError, hookimpl)
+                          SidbenchError, hookimpl, note)
 
 if TYPE_CHECKING:
     import torch

@@ -12,10 +12,9 @@ bilinear, antialiased), ``CenterCrop(224)``, CLIP mean/std. P(fake) = sigmoid(lo
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
 from sidbench.api import (CLIP_MEAN, CLIP_STD, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput,
-                          ProtocolSpec, SidbenchError, hookimpl, strip_prefix)
+                          ProtocolSpec, SidbenchError, hookimpl, note, strip_prefix)
 
 if TYPE_CHECKING:
     import torch

@@ -15,9 +15,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
-from sidbench.api import note
 
-from sidbench.api import DataError, Detector, DetectorSpec, OfficialWeights, WeightsError, hookimpl, strip_prefix
+from sidbench.api import DataError, Detector, DetectorSpec, OfficialWeights, WeightsError, hookimpl, note, strip_prefix
 
 if TYPE_CHECKING:
     import numpy as np

@@ -10,10 +10,9 @@ centre crop 224 (zero padding below), ImageNet mean/std.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
 from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, Option, PixelInput, Plateau, SidbenchError,
-                          WeightsError, accuracy, bce_epoch, hookimpl, train_epochs)
+                          WeightsError, accuracy, bce_epoch, hookimpl, note, train_epochs)
 from sidbench.data.augment import BlurJpegCrop
 from sidbench.nets.resnet import imagenet_resnet50
 

@@ -13,10 +13,9 @@ the 224 model; torchvision's short-side resize of the PIL image, bilinear and an
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
-from sidbench.api import (IMAGENET_MEAN, IMAGENET_STD, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights,
-                          PixelInput, ProtocolSpec, SidbenchError, hookimpl, strip_prefix)
+from sidbench.api import (DetectorSpec, IMAGENET_MEAN, IMAGENET_STD, ImageInput, NetworkDetector, OfficialWeights,
+                          PixelInput, ProtocolSpec, SidbenchError, hookimpl, note, strip_prefix)
 
 if TYPE_CHECKING:
     import torch

@@ -12,9 +12,8 @@ the full image, no resize, no crop, ImageNet mean/std; fake when the logit is po
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
-from sidbench.api import DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError, hookimpl
+from sidbench.api import DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError, hookimpl, note
 
 if TYPE_CHECKING:
     import torch

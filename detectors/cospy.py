@@ -28,10 +28,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
-from sidbench.api import (Detector, DetectorSpec, ImageInput, OfficialWeights, PixelInput, ProtocolSpec,
-                          SidbenchError, WeightsError, hookimpl)
+from sidbench.api import (Detector, DetectorSpec, ImageInput, OfficialWeights, PixelInput, ProtocolSpec, SidbenchError,
+                          WeightsError, hookimpl, note)
 
 if TYPE_CHECKING:
     import torch

@@ -17,10 +17,9 @@ resizes the 37x37 position embedding to 24x24 the DINOv2 way (bicubic, scale (24
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
 from sidbench.api import (CLIP_MEAN, CLIP_STD, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput,
-                          ProtocolSpec, SidbenchError, hookimpl, strip_prefix)
+                          ProtocolSpec, SidbenchError, hookimpl, note, strip_prefix)
 
 if TYPE_CHECKING:
     import torch

@@ -20,10 +20,9 @@ BGR to RGB): ``PadIfNeeded(224, 224)`` with zeros (centred, the extra pixel at t
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
-from sidbench.api import (IMAGENET_MEAN, IMAGENET_STD, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput,
-                          ProtocolSpec, SidbenchError, WeightsError, hookimpl, strip_prefix)
+from sidbench.api import (DetectorSpec, IMAGENET_MEAN, IMAGENET_STD, NetworkDetector, OfficialWeights, PixelInput,
+                          ProtocolSpec, SidbenchError, WeightsError, hookimpl, note, strip_prefix)
 
 if TYPE_CHECKING:
     import torch

@@ -14,10 +14,9 @@ BGR to RGB, ``cv2.resize`` of the whole image to 224x224 (INTER_LINEAR), ``ToTen
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
 from sidbench.api import (CLIP_MEAN, CLIP_STD, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput,
-                          ProtocolSpec, SidbenchError, WeightsError, hookimpl, strip_prefix)
+                          ProtocolSpec, SidbenchError, WeightsError, hookimpl, note, strip_prefix)
 
 if TYPE_CHECKING:
     import torch

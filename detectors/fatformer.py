@@ -10,10 +10,9 @@ ImageNet mean/std; fp32 (``clip.load(device='cpu')`` turns the model to fp32 bef
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
 from sidbench.api import (DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec,
-                          SidbenchError, WeightsError, hookimpl, strip_prefix)
+                          SidbenchError, WeightsError, hookimpl, note, strip_prefix)
 
 if TYPE_CHECKING:
     import torch

@@ -13,10 +13,9 @@ calls it ``4-classes-freqnet.pth``) is a bare state dict loaded strictly by ``te
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
 from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, StepDecay, accuracy, bce_epoch,
-                          hookimpl, train_epochs)
+                          hookimpl, note, train_epochs)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:

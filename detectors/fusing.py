@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
 import numpy as np
 from PIL import Image
 
-from sidbench.api import (IMAGENET_MEAN, IMAGENET_STD, DetectorSpec, NetworkDetector, OfficialWeights, PixelInput,
-                          Plateau, ProtocolSpec, accuracy, bce_epoch, hookimpl, train_epochs)
+from sidbench.api import (DetectorSpec, IMAGENET_MEAN, IMAGENET_STD, NetworkDetector, OfficialWeights, PixelInput,
+                          Plateau, ProtocolSpec, accuracy, bce_epoch, hookimpl, note, train_epochs)
 from sidbench.data.perturb import JPEG, Blur
 
 if TYPE_CHECKING:

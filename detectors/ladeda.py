@@ -15,10 +15,9 @@ Test protocol of ``test.py`` (``loadSize`` 256, ``no_crop``): ``Resize((256, 256
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
-from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, Plateau, train_epochs,
-                          SidbenchError, accuracy, bce_epoch, hookimpl)
+from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, Plateau, SidbenchError, accuracy,
+                          bce_epoch, hookimpl, note, train_epochs)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:

@@ -18,10 +18,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from sidbench.api import note
 
 from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError, StepDecay,
-                          WeightsError, accuracy, bce_epoch, hookimpl, strip_prefix, train_epochs)
+                          WeightsError, accuracy, bce_epoch, hookimpl, note, strip_prefix, train_epochs)
 from sidbench.nets.resnet import imagenet_resnet50
 
 if TYPE_CHECKING:
@@ -54,7 +53,6 @@ class LGrad(NetworkDetector):
             raise SidbenchError(f"{spec.name}: grad_channels must be rgb or bgr, got {self.options['grad_channels']!r}")
 
     def build_network(self) -> "torch.nn.Module":
-        import torchvision
         from torch import nn
 
         net = nn.Module()

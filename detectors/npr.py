@@ -11,10 +11,9 @@ state dict).
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
 from sidbench.api import (DataError, DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, Option, PixelInput,
-                          ProtocolSpec, StepDecay, accuracy, bce_epoch, hookimpl, train_epochs)
+                          ProtocolSpec, StepDecay, accuracy, bce_epoch, hookimpl, note, train_epochs)
 from sidbench.data.augment import BlurJpegCrop
 from sidbench.nets.resnet import bottleneck_stage, kaiming_init
 

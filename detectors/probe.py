@@ -11,9 +11,8 @@ Several probes on one backbone share its pass; probes on different backbones run
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
-from sidbench.api import Detector, DetectorSpec, SidbenchError, hookimpl
+from sidbench.api import Detector, DetectorSpec, SidbenchError, hookimpl, note
 
 if TYPE_CHECKING:
     import torch

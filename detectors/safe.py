@@ -16,13 +16,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
 import numpy as np
 from PIL import Image
 
-from sidbench.api import (DetectorSpec, LossMeter, LrAt, NetworkDetector, OfficialWeights, PixelInput, accuracy, hookimpl,
-                          train_epochs)
+from sidbench.api import (DetectorSpec, LossMeter, LrAt, NetworkDetector, OfficialWeights, PixelInput, accuracy,
+                          hookimpl, note, train_epochs)
 
 if TYPE_CHECKING:
     import torch

@@ -10,10 +10,9 @@ under 224, pixels / 255 (the model normalises each patch itself), fp32 (the test
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
 from sidbench.api import (DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec,
-                          SidbenchError, hookimpl)
+                          SidbenchError, hookimpl, note)
 
 if TYPE_CHECKING:
     import torch

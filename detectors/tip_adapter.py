@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
-from sidbench.api import note
 
-from sidbench.api import Detector, DetectorSpec, LossMeter, PerStep, hookimpl, train_epochs
+from sidbench.api import Detector, DetectorSpec, LossMeter, PerStep, hookimpl, note, train_epochs
 from sidbench.data.augment import TipAugment
 from sidbench.nets.tip_adapter import (ZERO_SHOT_SCALE, binary_score, cache_logits, search_grid,  # noqa: F401
                                        search_hp, text_classifier, tip_logits, zero_shot_logits)

@@ -7,9 +7,8 @@ CVPR 2023 (WisconsinAIVision/UniversalFakeDetect, MIT). The official ``fc_weight
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
-from sidbench.api import note
 
-from sidbench.api import (Detector, DetectorSpec, LossMeter, OfficialWeights, Plateau, WeightsError, hookimpl,
+from sidbench.api import (Detector, DetectorSpec, LossMeter, OfficialWeights, Plateau, WeightsError, hookimpl, note,
                           train_epochs)
 from sidbench.data.augment import BlurJpegCrop
 
