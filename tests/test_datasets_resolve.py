@@ -155,9 +155,10 @@ def test_wildrf_suite_runs_end_to_end(tmp_path):
     for p in ("reddit", "twitter", "facebook"):
         for label, sub in ((0, "0_real"), (1, "1_fake")):
             for i in range(2):
-                write_image(tmp_path / "WildRF" / "test" / p / sub / f"{i}.jpg", rng, (32, 32), fake=bool(label), fmt="JPEG")
-    out = tmp_path / "out"
-    assert main(["run", "--data", str(tmp_path), "--suite", "wildrf", "--detectors", "clip_zeroshot",
+                write_image(tmp_path / "data" / "WildRF" / "test" / p / sub / f"{i}.jpg", rng, (32, 32), fake=bool(label),
+                            fmt="JPEG")
+    out = tmp_path / "out"  # outside --data: a results folder inside the data is refused
+    assert main(["run", "--data", str(tmp_path / "data"), "--suite", "wildrf", "--detectors", "clip_zeroshot",
                  "--backbone", "clip-tiny", "--out", str(out), "--no-progress"]) == 0
     m = pd.read_csv(out / "metrics.csv", keep_default_na=False)
     assert set(m.split) == {"reddit", "twitter", "facebook", "mean:wildrf", "mean:all"}
