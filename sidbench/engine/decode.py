@@ -24,6 +24,7 @@ from ..api.records import Record
 from ..data.layout import SIDECAR_SUFFIXES
 from ..data.images import UnreadableImage, check_short_side_resize, check_size, read_image
 from ..data.preprocess import TENSOR_PROTOCOLS, Preprocess
+from .loader import stack_pixels
 
 if TYPE_CHECKING:
     import torch
@@ -134,8 +135,7 @@ class DeviceDecoder:
         target = torch.device(self.device)
         tensors = [x.to(target, non_blocking=True) for _, x in items]
         batch.index = [i for i, _ in items]
-        same = len({tuple(x.shape) for x in tensors}) <= 1
-        batch.pixels = (torch.stack(tensors) if same else tensors) if tensors else None
+        batch.pixels = stack_pixels(tensors)
         batch.encoded = {}
         return batch
 

@@ -4,7 +4,6 @@ The persistent worker processes that serve every pass of a run live in :mod:`sid
 """
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
@@ -20,8 +19,6 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from .cache import CacheLookup
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -166,19 +163,23 @@ class Item(NamedTuple):
 
 
 def collate(items: list[Item]) -> Batch:
-    import torch
-
     ok = [(it.index, it.pixels) for it in items if it.pixels is not None]
     skipped = [(it.index, it.skip) for it in items if it.skip is not None]
     cached = {it.index: it.cached for it in items if it.cached is not None}
     keys = {it.index: it.keys for it in items if (it.pixels is not None or it.encoded is not None) and it.keys}
     files = {it.index: it.info for it in items if it.info is not None}
     encoded = {it.index: it.encoded for it in items if it.encoded is not None}
-    tensors = [x for _, x in ok]
-    same = len({tuple(x.shape) for x in tensors}) <= 1
-    pixels = (torch.stack(tensors) if same else tensors) if ok else None
-    return Batch([i for i, _ in ok], pixels, skipped, cached, keys, [f for it in items for f in it.faults], files,
-                 encoded)
+    return Batch([i for i, _ in ok], stack_pixels([x for _, x in ok]), skipped, cached, keys,
+                 [f for it in items for f in it.faults], files, encoded)
+
+
+def stack_pixels(tensors: list["torch.Tensor"]) -> "torch.Tensor | list[torch.Tensor] | None":
+    """A batch's pixels: one stacked tensor when every image has the same shape, else the list (None: none)."""
+    import torch
+
+    if not tensors:
+        return None
+    return torch.stack(tensors) if len({tuple(x.shape) for x in tensors}) == 1 else tensors
 
 
 def cpu_count() -> int:

@@ -3,12 +3,16 @@ perturbation, training epoch) reuses them instead of forking new ones."""
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import pickle
 from typing import Callable, Iterator, Sequence
 
 from ..api.records import Record
-from .loader import Batch, ImageDataset, Item, collate, log, make_loader
+from .loader import Batch, ImageDataset, Item, collate, make_loader
+
+log = logging.getLogger(__name__)
+
 
 class PassUnavailable(Exception):
     """A pooled worker could not unpickle a pass's settings (e.g. a plugin module imported after it started)."""

@@ -71,14 +71,15 @@ def binary_metrics(labels: Sequence[int], logits: Sequence[float], threshold: fl
     pred = (s > threshold).astype(int)
     n_real, n_fake = int((y == 0).sum()), int((y == 1).sum())
     both = n_real > 0 and n_fake > 0
+    ranked = ranking_scores(s, ap_from) if both else None
     out = {
         "n_real": n_real,
         "n_fake": n_fake,
         "acc": float(accuracy_score(y, pred)) if len(y) else math.nan,
         "real_acc": float(accuracy_score(y[y == 0], pred[y == 0])) if n_real else math.nan,
         "fake_acc": float(accuracy_score(y[y == 1], pred[y == 1])) if n_fake else math.nan,
-        "ap": float(average_precision_score(y, ranking_scores(s, ap_from))) if both else math.nan,
-        "auc": float(roc_auc_score(y, ranking_scores(s, ap_from))) if both else math.nan,
+        "ap": float(average_precision_score(y, ranked)) if both else math.nan,
+        "auc": float(roc_auc_score(y, ranked)) if both else math.nan,
         "f1": float(f1_score(y, pred, zero_division=0)) if len(y) else math.nan,
     }
     out["bal_acc"] = (out["real_acc"] + out["fake_acc"]) / 2

@@ -206,13 +206,8 @@ class ScoreLog:
     def write(self, rows: Iterable[tuple]) -> None:
         """Queue ``rows`` (tuples from :func:`score_row`) for the writer thread; they count as done at once."""
         rows = list(rows)
-        self.write_deferred(lambda: rows, map(row_key, rows))
-
-    def write_deferred(self, make_rows: "Callable[[], list[tuple]]", keys: Iterable[tuple]) -> None:
-        """Queue rows that the writer thread makes (``make_rows()``, e.g. floats to text); ``keys`` (their
-        :func:`row_key`) count as done at once."""
-        self.done.update(keys)
-        self._put(lambda: self._w.writerows(make_rows()))
+        self.done.update(map(row_key, rows))
+        self._put(lambda: self._w.writerows(rows))
 
     def write_block(self, block: ScoreBlock) -> None:
         """Queue a chunk's rows for the writer thread, which formats them; they count as done at once."""
@@ -274,10 +269,6 @@ class ScoreRows:
         for row in rows:
             self.rows.append(row)
             self.done.add(row_key(row))
-
-    def write_deferred(self, make_rows: "Callable[[], list[tuple]]", keys: Iterable[tuple]) -> None:
-        """As :meth:`ScoreLog.write_deferred` (here at once)."""
-        self.write(make_rows())
 
     def write_block(self, block: ScoreBlock) -> None:
         """As :meth:`ScoreLog.write_block` (here at once)."""

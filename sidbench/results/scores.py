@@ -79,8 +79,6 @@ def read_scores(path: "Path | IO[bytes]") -> "pd.DataFrame":
 def to_csv(df: "pd.DataFrame") -> str:
     """CSV text of ``df`` that reads back as it was: Python's csv writer leaves a lone ``\\r`` unquoted when lines
     end with ``\\n`` (a file name holding one then splits its row), so such a table quotes every text cell."""
-    import csv
-
     text_cols = [c for c in df.columns if df[c].dtype == object or str(df[c].dtype) in ("str", "string")]
     if any(df[c].astype(str).str.contains("\r", regex=False).any() for c in text_cols):
         return df.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
