@@ -18,14 +18,13 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
                    classes: list[str] | None = None, log: Callable[[str], None] = note) -> str:
     """Fit ``name`` on ``cfg.train`` (validated on ``cfg.val``) and save it to ``out``; returns the path written."""
     from ..engine.cache import FeatureCache
-    from ..engine.fitting import torch_seed
     from ..engine.inputs import ExtractOptions
     from ..engine.workers import WorkerPool
-    from ..registry.lookup import load_detector
+    from .build import load_seeded
     from .inputs import fit_records
 
-    torch_seed(cfg.seed)  # before the detector is built: a network initialised in __init__ is the run's
-    det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **(options or {}))
+    # from the seeded random state, as `sidbench run` builds it: a network initialised in __init__ is the run's
+    det = load_seeded(name, cfg.seed, plugins, cfg.backbone, **(options or {}))
     train, val = fit_records(cfg, plugins)
     if classes:
         keep = set(classes)
