@@ -44,8 +44,7 @@ def _train(cfg: RunConfig, det: "Detector", train: list, val: list, opts: "Extra
            plugins: "Plugins", out: str, log: Callable[[str], None]) -> str:
     from ..engine.fitting import EngineFitData, fit_detector
     from ..engine.scoring import source_outputs
-    from ..engine.sources import BackboneSource
-    from .build import feature_backbone
+    from .build import SourcePool
     from .fit import note_training
 
     common = dict(protocol=det.preprocess, seed=cfg.seed, options=opts, device=device)
@@ -53,8 +52,7 @@ def _train(cfg: RunConfig, det: "Detector", train: list, val: list, opts: "Extra
         data = EngineFitData(train, val, pixels=det.pixel_input, **common)
         where = "its own network"
     else:
-        source = BackboneSource(feature_backbone(det, cfg.backbone), plugins, weights=cfg.weights, device=device,
-                                precision=cfg.precision, compile=cfg.compile, cache=opts.cache)
+        source = SourcePool(cfg, device, plugins, opts.cache).source(det)  # the backbone `sidbench run` reads
         data = EngineFitData(train, val, backbone=source, names=source_outputs(det), **common)
         where = source.identity
     log(f"training {det.name} on {len(train)} images ({len(val)} validation) with {where} on {device}")
