@@ -205,9 +205,11 @@ def git_blob_id(path: Path) -> str:
     return h.hexdigest()
 
 
-def file_digest(path: Path, name: str) -> str:
-    h = hashlib.new(name)
+def file_digests(path: Path, names: "tuple[str, ...]" = HASHES) -> dict[str, str]:
+    """The hex digests ``names`` of a file, computed in one read of it."""
+    hashes = {name: hashlib.new(name) for name in names}
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+            for h in hashes.values():
+                h.update(chunk)
+    return {name: h.hexdigest() for name, h in hashes.items()}

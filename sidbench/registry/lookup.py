@@ -118,15 +118,20 @@ def load_detector(
     return det.eval()
 
 
+def own_metadata(spec: Any, weights: str) -> dict[str, Any]:
+    """The sidbench metadata of ``weights`` when it is a sidbench checkpoint of ``spec`` ({} otherwise)."""
+    from ..api.checkpoints import read_metadata
+
+    meta = read_metadata(weights)
+    detector = meta.get("detector")
+    return meta if isinstance(detector, str) and split_options(detector)[0] == spec.name else {}
+
+
 def checkpoint_backbone(spec: Any, weights: str, given: str | None) -> str | None:
     """The backbone a sidbench checkpoint of a feature detector was fitted on (None: not recorded, or not a
     sidbench checkpoint of this detector), so that ``NAME@ckpt`` reads the features it was fitted on; a
     ``--backbone`` that names another one is an error naming both."""
-    from ..api.checkpoints import read_metadata
-
-    meta = read_metadata(weights)
-    fitted_on = meta.get("backbone") if isinstance(meta.get("detector"), str) and \
-        split_options(meta["detector"])[0] == spec.name else None
+    fitted_on = own_metadata(spec, weights).get("backbone")
     if not isinstance(fitted_on, str) or not fitted_on:
         return None
     if given and given != fitted_on:
@@ -140,11 +145,10 @@ def options_of_checkpoint(spec: Any, weights: str, given: dict[str, Any]) -> dic
     """The options a sidbench checkpoint restores *before* the detector (and its network) is built: those the
     caller did not give; a given option that contradicts the file is an error naming both values, unless its
     role is ``"test"`` (the caller's value wins)."""
-    from ..api.checkpoints import read_metadata
     from ..api.restore import checkpoint_options, contradiction
 
-    meta = read_metadata(weights)
-    if not meta or not isinstance(meta.get("detector"), str) or split_options(meta["detector"])[0] != spec.name:
+    meta = own_metadata(spec, weights)
+    if not meta:
         return {}  # not sidbench's, or another detector's: loading says so
     saved = checkpoint_options(spec, meta.get("options"), weights)
     for key, value in saved.items():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -22,7 +21,7 @@ from urllib.parse import urlparse
 from ..api.errors import WeightsError
 from ..api.log import note
 from ..api.paths import cache_dir, file_mode, write_atomic
-from .download import HASHES, direct_url, download, file_digest, git_blob_id, partial, unpack_member
+from .download import direct_url, download, file_digests, git_blob_id, partial, unpack_member
 
 if TYPE_CHECKING:
     from ..api.specs import DetectorSpec, OfficialWeights
@@ -73,7 +72,7 @@ def local_zip(path: Path) -> Path:
 
 def install_from_zip(archive: Path, path: Path, ow: "OfficialWeights", name: str) -> dict[str, str]:
     """Unpack ``ow.member`` of a zip put in the cache by hand into ``path``, checked as a download is."""
-    digests = {f"archive_{h}": file_digest(archive, h) for h in HASHES}
+    digests = {f"archive_{h}": value for h, value in file_digests(archive).items()}  # one read of a zip of GBs
     tmp = partial(path)
     fix = f"replace {archive} with the zip {ow.url} serves"
     try:
@@ -172,7 +171,7 @@ def check(path: Path, ow: "OfficialWeights", name: str) -> None:
             return
         if recorded_sha256(path):  # the published MD5 / blob id were checked when this recorded hash was made
             return
-    if ow.md5 and (got := file_digest(path, "md5")) != ow.md5.lower():
+    if ow.md5 and (got := file_digests(path, ("md5",))["md5"]) != ow.md5.lower():
         raise WeightsError(f"{name}@official: {path} has MD5 {got}, not the published {ow.md5}; {fix}")
     if ow.git_blob and (got := git_blob_id(path)) != ow.git_blob.lower():
         raise WeightsError(f"{name}@official: {path} has git blob id {got}, not the published {ow.git_blob}; {fix}")

@@ -103,16 +103,12 @@ def _intervals(merged: Merged, opts: ReportOptions, extra: Sequence[str] = ()):
     ``--bootstrap``."""
     if opts.bootstrap <= 0:
         return None, None
-    import pandas as pd
-
-    from .bootstrap import _percentiles, replicates
+    from .bootstrap import intervals_of, replicates
 
     metrics = list(dict.fromkeys([*opts.metrics, *extra]))
     per_split = merged.metrics[~merged.metrics["split"].str.startswith("mean:")]
     reps, paired = replicates(merged.scores, opts.bootstrap, metrics, seed=opts.seed, thresholds=per_split)
-    rows = [(det, name, pert, m, *_percentiles(values[m], 0.95)) for (det, name, pert), values in reps.items() for m in metrics]
-    intervals = pd.DataFrame(rows, columns=["detector", "split", "perturbation", "metric", "lo", "hi"])
-    return intervals, (reps, paired)
+    return intervals_of(reps, metrics), (reps, paired)
 
 
 def check_metrics(names: Sequence[str], merged: Merged | None = None) -> tuple[str, ...]:

@@ -138,10 +138,16 @@ def bootstrap_intervals(scores: "pd.DataFrame", n_boot: int, metrics: Iterable[s
                         seed: int = 0, level: float = 0.95, thresholds: "pd.DataFrame | None" = None) -> "pd.DataFrame":
     """Percentile intervals per detector x split x perturbation and for the ``mean:<group>``/``mean:all``
     rows: columns detector, split, perturbation, metric, lo, hi (the resamples of :func:`replicates`)."""
+    metrics = list(metrics)
+    return intervals_of(replicates(scores, n_boot, metrics, seed, thresholds)[0], metrics, level)
+
+
+def intervals_of(reps: dict[tuple[str, str, str], dict[str, np.ndarray]], metrics: Sequence[str],
+                 level: float = 0.95) -> "pd.DataFrame":
+    """The percentile intervals of :func:`replicates`' values: columns detector, split, perturbation, metric,
+    lo, hi."""
     import pandas as pd
 
-    metrics = list(metrics)
-    reps, _ = replicates(scores, n_boot, metrics, seed, thresholds)
     rows = [(det, name, pert, m, *_percentiles(values[m], level))
             for (det, name, pert), values in reps.items() for m in metrics]
     return pd.DataFrame(rows, columns=["detector", "split", "perturbation", "metric", "lo", "hi"])

@@ -88,14 +88,14 @@ def check_detector(name: str, plugins: "Plugins", *, options: dict[str, Any] | N
                    backbone: str = "clip-tiny", seed: int = 0, workdir: str | Path | None = None,
                    log: Callable[[str], None] = note) -> CheckReport:
     """Fit (if needed), save, reload and score ``name`` on generated images; see the module docstring."""
-    from ..engine.fitting import fit_detector, torch_seed
+    from ..engine.fitting import fit_detector
     from ..registry.lookup import load_detector
+    from .build import load_seeded
 
     with tempfile.TemporaryDirectory(prefix="sidbench-check-") as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
         records = generated_records(root / "images", seed=seed)
-        torch_seed(seed)
-        det = load_detector(name, backbone=backbone, plugins=plugins, **(options or {}))
+        det = load_seeded(name, seed, plugins, backbone, **(options or {}))
         data = _fit_data(det, records, plugins, backbone, seed)
         if det.needs_fit:
             fit_detector(det, data, seed, log=lambda m: log(f"  fit: {m}"))

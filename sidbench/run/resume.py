@@ -36,14 +36,19 @@ def detector_digest(det: "Detector") -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def recorded_detectors(out: Path) -> dict[str, Any]:
+    """``.sidbench-detectors`` of ``out``: detector name -> the identity digest that scored its rows ({} when
+    there is none or it is unreadable)."""
+    try:
+        known = json.loads((out / DETECTORS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
 def changed_detectors(out: Path, detectors: Sequence["Detector"]) -> set[str]:
     """The detectors whose identity differs from the one that scored their rows in ``out`` (none known: none)."""
-    try:
-        before = json.loads((out / DETECTORS_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return set()
-    if not isinstance(before, dict):
-        return set()
+    before = recorded_detectors(out)
     return {d.name for d in detectors if d.name in before and before[d.name] != detector_digest(d)}
 
 
@@ -51,11 +56,7 @@ def record_detectors(out: Path, detectors: Sequence["Detector"]) -> None:
     """Remember which detector identity scores each detector's rows (read back by :func:`changed_detectors`)."""
     from ..api.paths import write_atomic
 
-    try:
-        known = json.loads((out / DETECTORS_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        known = {}
-    known = known if isinstance(known, dict) else {}
+    known = recorded_detectors(out)
     known.update({d.name: detector_digest(d) for d in detectors})
     write_atomic(out / DETECTORS_NAME, json.dumps(known, indent=1, sort_keys=True) + "\n")
 

@@ -18,14 +18,13 @@ def train_detector(cfg: RunConfig, name: str, out: str, plugins: "Plugins", opti
                    classes: list[str] | None = None, log: Callable[[str], None] = note) -> str:
     """Fit ``name`` on ``cfg.train`` (validated on ``cfg.val``) and save it to ``out``; returns the path written."""
     from ..engine.cache import FeatureCache
-    from ..engine.fitting import torch_seed
     from ..engine.inputs import ExtractOptions
     from ..engine.workers import WorkerPool
-    from ..registry.lookup import load_detector
+    from .build import load_seeded
     from .inputs import fit_records
 
-    torch_seed(cfg.seed)  # before the detector is built: a network initialised in __init__ is the run's
-    det = load_detector(name, backbone=cfg.backbone, plugins=plugins, **(options or {}))
+    # from the seeded random state, as `sidbench run` builds it: a network initialised in __init__ is the run's
+    det = load_seeded(name, cfg.seed, plugins, cfg.backbone, **(options or {}))
     train, val = fit_records(cfg, plugins)
     if classes:
         keep = set(classes)
@@ -45,8 +44,7 @@ def _train(cfg: RunConfig, det: "Detector", train: list, val: list, opts: "Extra
            plugins: "Plugins", out: str, log: Callable[[str], None]) -> str:
     from ..engine.fitting import EngineFitData, fit_detector
     from ..engine.scoring import source_outputs
-    from ..engine.sources import BackboneSource
-    from .build import feature_backbone
+    from .build import SourcePool
     from .fit import note_training
 
     common = dict(protocol=det.preprocess, seed=cfg.seed, options=opts, device=device)
@@ -54,8 +52,7 @@ def _train(cfg: RunConfig, det: "Detector", train: list, val: list, opts: "Extra
         data = EngineFitData(train, val, pixels=det.pixel_input, **common)
         where = "its own network"
     else:
-        source = BackboneSource(feature_backbone(det, cfg.backbone), plugins, weights=cfg.weights, device=device,
-                                precision=cfg.precision, compile=cfg.compile, cache=opts.cache)
+        source = SourcePool(cfg, device, plugins, opts.cache).source(det)  # the backbone `sidbench run` reads
         data = EngineFitData(train, val, backbone=source, names=source_outputs(det), **common)
         where = source.identity
     log(f"training {det.name} on {len(train)} images ({len(val)} validation) with {where} on {device}")
