@@ -132,3 +132,14 @@ def test_a_hand_edited_scores_or_metrics_file_is_one_line(results, capsys, name,
         path.write_text(edit)
     err = one_line_error(capsys, ["report", str(results), "--format", "md", "--bootstrap", "2"])
     assert name in err
+
+
+def test_a_null_operating_points_in_run_json_reads_as_none(results, capsys):
+    """``"operating_points": null`` (accepted by the run.json reader) means no calibration, also on the path that
+    reads the per-image scores (bootstrap), which used to fail on ``None.get``."""
+    import json
+
+    info = json.loads((results / "run.json").read_text())
+    info["operating_points"] = None
+    (results / "run.json").write_text(json.dumps(info))
+    assert main(["report", str(results), "--format", "md", "--bootstrap", "2"]) == 0, capsys.readouterr().err

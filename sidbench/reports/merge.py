@@ -68,12 +68,18 @@ def model_identity(run: "Run", detector: str) -> str:
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def calibration_of(run: "Run") -> dict:
+    """run.json's ``operating_points.calibration`` ({} when absent or null, as an older or hand-edited run.json
+    may hold)."""
+    return (run.info.get("operating_points") or {}).get("calibration") or {}
+
+
 def operating_of(run: "Run", detector: str) -> tuple[str, str]:
     """(threshold policy, calibration method or "none") of ``detector`` in ``run``: from run.json's
     ``operating_points``, else from the metrics rows' ``threshold_source`` (older runs: fixed)."""
     op = run.info.get("operating_points") or {}
-    method = (op.get("calibration") or {}).get("method")
-    detectors = (op.get("calibration") or {}).get("detectors") or {}
+    method = calibration_of(run).get("method")
+    detectors = calibration_of(run).get("detectors") or {}
     calibration = method if method and (not detectors or detector in detectors) else "none"
     if op.get("threshold"):
         return str(op["threshold"]), calibration
@@ -140,7 +146,7 @@ class Merged:
         parts = []
         for run in self.runs:
             df = checked_scores(run.scores_path, read_table(run.scores_path, lambda p=run.scores_path: read_scores(p)))
-            calibrations = run.info.get("operating_points", {}).get("calibration", {}).get("detectors") or {}
+            calibrations = calibration_of(run).get("detectors") or {}
             if calibrations:
                 df["logit_calibrated"] = calibrated_logits(df, calibrations)
             df["detector"] = [self.rename.get((run.name, d), d) for d in df["detector"]]
