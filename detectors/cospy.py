@@ -29,8 +29,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (Detector, DetectorSpec, ImageInput, OfficialWeights, PixelInput, ProtocolSpec, SidbenchError,
-                          WeightsError, hookimpl, note)
+from sidbench.api import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Detector, DetectorSpec, ImageInput,
+                          OfficialWeights, PixelInput, ProtocolSpec, SidbenchError, WeightsError, hookimpl, note)
 
 if TYPE_CHECKING:
     import torch
@@ -43,8 +43,6 @@ LICENSE = "MIT (Megum1/CO-SPY LICENSE; the CLIP ViT-L/14 weights are OpenAI's, M
 REPOSITORY = "https://github.com/Megum1/CO-SPY"
 COMMIT = "310d048387edaf11f236ed1c7180d0e1e823250f"
 HF = "https://huggingface.co/ruojiruoli/Co-Spy-Pretrained-Weights/resolve/main/"
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FILES = ("semantic_weights.pth", "artifact_weights.pth", "fusion_weights.pth")
 # clip: "ViT-L-14" (OpenAI's weights through open_clip's cache) or "tiny" (a random 2-block tower, seed 0: tests)
 OPTIONS = {"clip": "ViT-L-14"}
