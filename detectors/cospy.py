@@ -68,11 +68,7 @@ class CoSpy(Detector):
         state = {f"sem.{k}": v for k, v in _tensors(parts[FILES[0]]).items()}
         state.update({f"art.{k}": v for k, v in self.artifact_state(_tensors(parts[FILES[1]])).items()})
         state.update({f"fusion.{k}": v for k, v in _tensors(parts[FILES[2]]).items()})
-        try:
-            self.head.load_state_dict(state)
-        except RuntimeError as exc:
-            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            raise WeightsError(f"{path} does not fit detector {self.name!r}: {'; '.join(lines[1:4]) or lines[0]}") from None
+        _load_strict(self.head, state, f"{path} does not fit detector {self.name!r}")
         self.fitted, self.weights_path = True, str(path)
         return self.to(self.device).eval()
 
@@ -83,6 +79,16 @@ class CoSpy(Detector):
     def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: CO-SPY's three-stage training (train.py) is not implemented in sidbench; "
                             f"attach the release: --detectors {self.name}@official (or @progan.zip)")
+
+
+def _load_strict(module: "torch.nn.Module", state: dict[str, "torch.Tensor"], what: str) -> None:
+    """``module.load_state_dict(state)`` (strict); a mismatch is a one-line :class:`WeightsError`, ``what`` then the
+    first tensors torch names."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise WeightsError(f"{what}: {'; '.join(lines[1:4]) or lines[0]}") from None
 
 
 def _release_files(path: Path) -> dict[str, Any]:
@@ -226,12 +232,7 @@ class CoSpySD(CoSpy):
     def artifact_state(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
         vae = {k[len(VAE_PREFIX):]: v for k, v in state.items() if k.startswith(VAE_PREFIX)}
         if vae:
-            try:
-                self.vae.load_state_dict(vae)
-            except RuntimeError as exc:
-                lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-                raise WeightsError(f"the VAE in artifact_weights.pth does not fit {self.name!r}: "
-                                   f"{'; '.join(lines[1:4]) or lines[0]}") from None
+            _load_strict(self.vae, vae, f"the VAE in artifact_weights.pth does not fit {self.name!r}")
         elif not self.vae_loaded:
             raise WeightsError(f"{self.name}: artifact_weights.pth holds no VAE and the SD v1.4 VAE is not in "
                                "diffusers' cache (CompVis/stable-diffusion-v1-4, subfolder vae); fetch it once online")
