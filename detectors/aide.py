@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (DetectorSpec, ImageInput, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec,
-                          SidbenchError, hookimpl, note)
+from sidbench.api import (CLIP_MEAN, CLIP_STD, DetectorSpec, IMAGENET_MEAN, IMAGENET_STD, ImageInput, NetworkDetector,
+                          OfficialWeights, PixelInput, ProtocolSpec, SidbenchError, hookimpl, note)
 
 if TYPE_CHECKING:
     import torch
@@ -37,8 +37,6 @@ REPOSITORY = "https://github.com/shilinyan99/AIDE"
 COMMIT = "6725b710d5c437ab2f59792908ce0377dfc907de"
 DRIVE = "https://drive.google.com/drive/folders/1qx76UFvDpgCxaPLBCmsA2WY-SSzeJrd4"
 SIZE, WINDOW, STRIDE, BANDS = 256, 32, 16, 6
-IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 FAKE = 1  # engine_finetune.evaluate: softmax(output)[:, 1] is the fake score
 # ConvNeXt-XXLarge (open_clip ``convnext_xxlarge`` = timm's, LayerNorm eps 1e-5) and ResNet-50; tests shrink them
 # image_size: the side every view is resized to (256; tests shrink it, the ConvNeXt then sees a smaller map)
@@ -114,10 +112,10 @@ def forward(net: "torch.nn.Module", x: "torch.Tensor") -> "torch.Tensor":
 
     views = x.unflatten(1, (5, 3))
     hpf = [net.hpf.hpf(views[:, i]) for i in range(4)]
-    mean = torch.tensor(IMAGENET[0], device=x.device, dtype=x.dtype).view(3, 1, 1)
-    std = torch.tensor(IMAGENET[1], device=x.device, dtype=x.dtype).view(3, 1, 1)
-    cmean = torch.tensor(CLIP[0], device=x.device, dtype=x.dtype).view(3, 1, 1)
-    cstd = torch.tensor(CLIP[1], device=x.device, dtype=x.dtype).view(3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(3, 1, 1)
+    cmean = torch.tensor(CLIP_MEAN, device=x.device, dtype=x.dtype).view(3, 1, 1)
+    cstd = torch.tensor(CLIP_STD, device=x.device, dtype=x.dtype).view(3, 1, 1)
     tokens = views[:, 4] * (std / cstd) + (mean - cmean) / cstd  # AIDE's renormalisation, term for term
     semantic = net.openclip_convnext_xxl(tokens).mean(dim=(2, 3))
     x0 = net.convnext_proj(semantic)
@@ -221,7 +219,7 @@ def sidbench_detectors() -> list[DetectorSpec]:
     common = dict(
         factory=AIDE, preprocess="aide_dct", needs_fit=True, quickstart=False, options=OPTIONS,
         option_types=OPTION_TYPES, paper=PAPER, license=LICENSE, repository=REPOSITORY, notes=NOTES,
-        pixels=PixelInput(image_size=SIZE, mean=IMAGENET[0], std=IMAGENET[1], max_batch_pixels=32 * 5 * SIZE * SIZE,
+        pixels=PixelInput(image_size=SIZE, mean=IMAGENET_MEAN, std=IMAGENET_STD, max_batch_pixels=32 * 5 * SIZE * SIZE,
                           protocols=(PROTOCOL,)))
     published = {"AIGCDetectBenchmark (trained on ProGAN), mean acc / AP": "92.77 / 96.89 (paper's AIGCDetectBenchmark table; transcribed, not re-checked)",
                  "GenImage (trained on SD v1.4), mean acc": "86.88 (paper's GenImage table; transcribed, not re-checked)"}

@@ -85,6 +85,7 @@ def _spec(variant: str, folder: str, trained: str, default: bool) -> DetectorSpe
         official_weights=official(variant, folder),
         paper=PAPER,
         license=LICENSE,
+        repository=REPOSITORY,
     )
 
 

@@ -29,8 +29,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (Detector, DetectorSpec, ImageInput, OfficialWeights, PixelInput, ProtocolSpec, SidbenchError,
-                          WeightsError, hookimpl, note)
+from sidbench.api import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Detector, DetectorSpec, ImageInput,
+                          OfficialWeights, PixelInput, ProtocolSpec, SidbenchError, WeightsError, hookimpl, note)
 
 if TYPE_CHECKING:
     import torch
@@ -43,8 +43,6 @@ LICENSE = "MIT (Megum1/CO-SPY LICENSE; the CLIP ViT-L/14 weights are OpenAI's, M
 REPOSITORY = "https://github.com/Megum1/CO-SPY"
 COMMIT = "310d048387edaf11f236ed1c7180d0e1e823250f"
 HF = "https://huggingface.co/ruojiruoli/Co-Spy-Pretrained-Weights/resolve/main/"
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FILES = ("semantic_weights.pth", "artifact_weights.pth", "fusion_weights.pth")
 # clip: "ViT-L-14" (OpenAI's weights through open_clip's cache) or "tiny" (a random 2-block tower, seed 0: tests)
 OPTIONS = {"clip": "ViT-L-14"}
@@ -70,11 +68,7 @@ class CoSpy(Detector):
         state = {f"sem.{k}": v for k, v in _tensors(parts[FILES[0]]).items()}
         state.update({f"art.{k}": v for k, v in self.artifact_state(_tensors(parts[FILES[1]])).items()})
         state.update({f"fusion.{k}": v for k, v in _tensors(parts[FILES[2]]).items()})
-        try:
-            self.head.load_state_dict(state)
-        except RuntimeError as exc:
-            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            raise WeightsError(f"{path} does not fit detector {self.name!r}: {'; '.join(lines[1:4]) or lines[0]}") from None
+        _load_strict(self.head, state, f"{path} does not fit detector {self.name!r}")
         self.fitted, self.weights_path = True, str(path)
         return self.to(self.device).eval()
 
@@ -85,6 +79,16 @@ class CoSpy(Detector):
     def fit(self, data: "FitData", log: Callable[[str], None] = note) -> dict[str, Any]:
         raise SidbenchError(f"{self.name}: CO-SPY's three-stage training (train.py) is not implemented in sidbench; "
                             f"attach the release: --detectors {self.name}@official (or @progan.zip)")
+
+
+def _load_strict(module: "torch.nn.Module", state: dict[str, "torch.Tensor"], what: str) -> None:
+    """``module.load_state_dict(state)`` (strict); a mismatch is a one-line :class:`WeightsError`, ``what`` then the
+    first tensors torch names."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise WeightsError(f"{what}: {'; '.join(lines[1:4]) or lines[0]}") from None
 
 
 def _release_files(path: Path) -> dict[str, Any]:
@@ -228,12 +232,7 @@ class CoSpySD(CoSpy):
     def artifact_state(self, state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
         vae = {k[len(VAE_PREFIX):]: v for k, v in state.items() if k.startswith(VAE_PREFIX)}
         if vae:
-            try:
-                self.vae.load_state_dict(vae)
-            except RuntimeError as exc:
-                lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-                raise WeightsError(f"the VAE in artifact_weights.pth does not fit {self.name!r}: "
-                                   f"{'; '.join(lines[1:4]) or lines[0]}") from None
+            _load_strict(self.vae, vae, f"the VAE in artifact_weights.pth does not fit {self.name!r}")
         elif not self.vae_loaded:
             raise WeightsError(f"{self.name}: artifact_weights.pth holds no VAE and the SD v1.4 VAE is not in "
                                "diffusers' cache (CompVis/stable-diffusion-v1-4, subfolder vae); fetch it once online")

@@ -73,14 +73,15 @@ class Probe(Detector):
         if len(set(y.tolist())) < 2:
             raise SidbenchError(f"{self.name}: the training data hold one class only; a probe needs real and fake images")
         mean, std = x.mean(0), x.std(0) + 1e-6
+        z = (x - mean) / std
         clf = LogisticRegression(C=float(self.options["C"]), max_iter=int(self.options["max_iter"]))
-        clf.fit((x - mean) / std, y)
+        clf.fit(z, y)
         w = clf.coef_[0] / std
         b = clf.intercept_[0] - float(np.dot(w, mean))
         with torch.no_grad():
             self.fc.weight.copy_(torch.from_numpy(w).float()[None])
             self.fc.bias.fill_(float(b))
-        summary: dict[str, Any] = {"n_train": len(y), "train_acc": round(float(clf.score((x - mean) / std, y)), 4)}
+        summary: dict[str, Any] = {"n_train": len(y), "train_acc": round(float(clf.score(z, y)), 4)}
         if data.has_val:
             val = data.features("val", (name,))
             with torch.no_grad():
