@@ -1,7 +1,9 @@
 """Shared fixtures: a fresh plugin manager per test, the offline tiny backbone, generated image folders."""
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +103,25 @@ def messages():
 
     with messages_shown():
         yield
+
+
+@pytest.fixture
+def online(monkeypatch, tmp_path):
+    """Downloads allowed (the offline switches unset) into a cache folder of the test's own."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("SIDBENCH_OFFLINE", raising=False)
+    monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
+
+
+@contextlib.contextmanager
+def serving(httpd):
+    """``httpd`` (bound to 127.0.0.1) served on a daemon thread; yields its base URL; shut down, closed and
+    its thread joined on exit."""
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)

@@ -4,11 +4,10 @@ folder names, and CSV lists that give one image both labels."""
 from __future__ import annotations
 
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import pytest
-from test_datasets_layouts import touch
+from test_datasets_layouts import counts, read, touch
 from test_datasets_ufd import EXPECTED_GROUPS, LAION, make_ufd_tree
 
 from sidbench.api import DataError
@@ -17,10 +16,6 @@ pytestmark = pytest.mark.usefixtures("messages")  # layouts' notes on stderr, as
 
 CNN_SETS = [s for s, g in EXPECTED_GROUPS.items() if g != "diffusion"]
 DIFFUSION_SETS = [s for s, g in EXPECTED_GROUPS.items() if g == "diffusion"]
-
-
-def counts(records) -> Counter:
-    return Counter((r.split, r.label) for r in records)
 
 
 def make_readme_tree(root: Path) -> tuple[Path, Path]:
@@ -49,10 +44,8 @@ def check_twenty_paired(records) -> None:
 
 
 def test_ufd_readme_tree_as_one_root(tmp_path, plugins, capsys):
-    from sidbench.data.layout import resolve_records
-
     make_readme_tree(tmp_path)
-    check_twenty_paired(resolve_records(tmp_path, plugins))
+    check_twenty_paired(read(tmp_path, plugins))
     assert "warning" not in capsys.readouterr().err
 
 
@@ -75,10 +68,8 @@ def test_ufd_suite_reads_both_roots(tmp_path, plugins, capsys):
 
 
 def test_ufd_diffusion_root_alone_is_paired_and_names_what_is_missing(tmp_path, plugins, capsys):
-    from sidbench.data.layout import resolve_records
-
     _, diffusion = make_readme_tree(tmp_path)
-    recs = resolve_records(diffusion, plugins)
+    recs = read(diffusion, plugins)
     c = counts(recs)
     assert {s for s, _ in c} == set(DIFFUSION_SETS) and all(c[s, 0] and c[s, 1] for s in DIFFUSION_SETS)
     err = capsys.readouterr().err
@@ -88,15 +79,13 @@ def test_ufd_diffusion_root_alone_is_paired_and_names_what_is_missing(tmp_path, 
 # Community Forensics -------------------------------------------------------------------------------------
 
 def test_community_forensics_reals_in_their_own_source_folders(tmp_path, plugins, capsys):
-    from sidbench.data.layout import resolve_records
-
     touch(tmp_path / "ImageNet" / "real", 2, "{i}.jpg")  # the README's local-data example
     touch(tmp_path / "LAION" / "real", 3, "{i}.png")
     touch(tmp_path / "FLUX-dev" / "fake", 4)
     touch(tmp_path / "GALIP" / "fake", 1)
     touch(tmp_path / "Dalle3" / "real", 1, "r{i}.jpg")  # a generator folder with its own reals keeps them
     touch(tmp_path / "Dalle3" / "fake", 2)
-    recs = resolve_records(tmp_path, plugins)
+    recs = read(tmp_path, plugins)
     assert counts(recs) == {("FLUX-dev", 0): 5, ("FLUX-dev", 1): 4, ("GALIP", 0): 5, ("GALIP", 1): 1,
                             ("Dalle3", 0): 1, ("Dalle3", 1): 2}
     flux_reals = {Path(r.path).parent.parent.name for r in recs if r.split == "FLUX-dev" and r.label == 0}
@@ -106,12 +95,10 @@ def test_community_forensics_reals_in_their_own_source_folders(tmp_path, plugins
 
 
 def test_community_forensics_real_only_sources_are_real_only_splits(tmp_path, plugins):
-    from sidbench.data.layout import resolve_records
-
     touch(tmp_path / "ImageNet" / "real", 2, "{i}.jpg")
     touch(tmp_path / "Dalle3" / "real", 1, "r{i}.jpg")
     touch(tmp_path / "Dalle3" / "fake", 2)
-    assert counts(resolve_records(tmp_path, plugins)) == {("ImageNet", 0): 2, ("Dalle3", 0): 1, ("Dalle3", 1): 2}
+    assert counts(read(tmp_path, plugins)) == {("ImageNet", 0): 2, ("Dalle3", 0): 1, ("Dalle3", 1): 2}
 
 
 # GenImage ------------------------------------------------------------------------------------------------
@@ -131,11 +118,10 @@ def make_genimage_readme(root: Path) -> Path:
 
 
 def test_genimage_readme_folder_names_are_the_eight_generators(tmp_path, plugins, capsys):
-    from sidbench.data.layout import resolve_records
     from sidbench.run.suites import suite_data
 
     root = make_genimage_readme(tmp_path)
-    recs = resolve_records(root, plugins)
+    recs = read(root, plugins)
     assert {r.split: r.group for r in recs} == {s: "genimage" for s in SPLITS}
     assert counts(recs)["stable_diffusion_v_1_4", 1] == 3
     records, _, _ = suite_data("genimage", [str(root)], plugins)
@@ -147,26 +133,22 @@ def test_genimage_readme_folder_names_are_the_eight_generators(tmp_path, plugins
 # CSV lists -----------------------------------------------------------------------------------------------
 
 def test_csv_image_with_both_labels_in_one_split_is_refused_naming_both_lines(tmp_path, plugins):
-    from sidbench.data.layout import resolve_records
-
     csv = tmp_path / "list.csv"
     csv.write_text("path,label,split\na.png,0,s1\nb.png,1,s1\n./a.png,fake,s1\n")
     with pytest.raises(DataError, match=r"list.csv: lines 2 and 4 give '\./a.png' both labels in split 's1'"):
-        resolve_records(csv, plugins)
+        read(csv, plugins)
     ok = tmp_path / "ok.csv"
     ok.write_text("path,label,split\na.png,0,s1\na.png,1,s2\n")  # other splits: allowed
-    assert len(resolve_records(ok, plugins)) == 2
+    assert len(read(ok, plugins)) == 2
     grip = tmp_path / "grip.csv"  # a grip list's reals belong to every split
     grip.write_text("filename,typ\nx.png,real\ny.png,dalle3\nx.png,dalle3\n")
     with pytest.raises(DataError, match="lines 2 and 4"):
-        resolve_records(grip, plugins)
+        read(grip, plugins)
 
 
 def test_a_folder_of_your_own_named_like_a_diffusion_set_is_not_taken_for_ufd(tmp_path, plugins):
-    from sidbench.data.layout import resolve_records
-
     for split in ("dalle", "guided"):
         touch(tmp_path / "mine" / split / "0_real", 2)
         touch(tmp_path / "mine" / split / "1_fake", 3)
-    c = counts(resolve_records(tmp_path / "mine", plugins))
+    c = counts(read(tmp_path / "mine", plugins))
     assert c == {("dalle", 0): 2, ("dalle", 1): 3, ("guided", 0): 2, ("guided", 1): 3}  # their own reals

@@ -432,7 +432,6 @@ def ref_resblock(sd, p, x, heads, mask=None, adapter=None):
 
 def fatformer_reference(sd, img: Image.Image, o: dict) -> float:
     """utils/dataset.py's test transform, then CLIPModel.forward (its per-image loops kept): z[1] - z[0]."""
-    import open_clip
     from torchvision import transforms
 
     t = transforms.Compose([transforms.Resize((256, 256)), transforms.CenterCrop(224), transforms.ToTensor(),
@@ -457,7 +456,9 @@ def fatformer_reference(sd, img: Image.Image, o: dict) -> float:
     tgt = ref_ln(sd, lg + "norm2.", ref_ffn_block(sd, lg, tgt))
     ctx = tgt.transpose(0, 1)[0][None].expand(2, -1, -1)
     prompts = torch.cat([sd[lg + "token_prefix"], ctx, sd[lg + "token_suffix"]], dim=1)
-    eot = open_clip.tokenize([" ".join(["X"] * o["num_context"]) + f" {c}." for c in ("real", "fake")]).argmax(-1)
+    # CLIP's tokens of "X X ... X real." / "... fake.": <start>, one per X, the class word, ".", then <end>
+    # (the highest id, where the text feature is read), written out rather than asked of open_clip's tokenizer
+    eot = torch.tensor([o["num_context"] + 3] * 2)
     # TextEncoder
     mask = torch.empty(77, 77).fill_(float("-inf")).triu_(1)
     y = (prompts + sd["clip_model.positional_embedding"]).permute(1, 0, 2)

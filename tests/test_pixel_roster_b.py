@@ -2,8 +2,8 @@
 
 Each test writes the official files (seeded random weights under the official key names, wrapped as the official
 code saves them), loads them through sidbench, and compares the logits sidbench gives for images of several sizes
-with a pipeline written here from the official test scripts: torchvision transforms on PIL images, numpy/scipy/cv2
-where the official code uses them, and forward passes in plain ``torch.nn.functional`` on the state dicts (no
+with a pipeline written here from the official test scripts: torchvision transforms on PIL images, numpy/cv2
+where the official code uses them (its scipy DCT written out in numpy, as sidbench calls scipy), and forward passes in plain ``torch.nn.functional`` on the state dicts (no
 sidbench network code). Tiny widths where the official file decides them (the StyleGAN discriminator).
 """
 from __future__ import annotations
@@ -212,9 +212,21 @@ def freqdetect_files(root, sd):
     return root / "DCTAnalysis.pth", mean, var
 
 
-def test_freqdetect_gives_the_official_logits(tmp_path, plugins, resnet50_state):
-    from scipy import fftpack
+def dct_matrix(n: int) -> np.ndarray:
+    """The orthonormal DCT-II matrix: row k is sqrt(2/n) cos(pi (i + 1/2) k / n), row 0 scaled by 1/sqrt(2)."""
+    k, i = np.arange(n)[:, None], np.arange(n)[None]
+    m = np.sqrt(2.0 / n) * np.cos(np.pi * (i + 0.5) * k / n)
+    m[0] /= np.sqrt(2.0)
+    return m
 
+
+def dct2(a: np.ndarray) -> np.ndarray:
+    """dct2_wrapper's ``fftpack.dct(fftpack.dct(a, type=2, norm='ortho', axis=0), ..., axis=1)`` of an [H, W, C]
+    array, as two matrix products in float64 (independent of the scipy call sidbench makes)."""
+    return np.einsum("ki,ijc,lj->klc", dct_matrix(a.shape[0]), a.astype(np.float64), dct_matrix(a.shape[1]))
+
+
+def test_freqdetect_gives_the_official_logits(tmp_path, plugins, resnet50_state):
     sd = resnet50_state
     path, mean, var = freqdetect_files(tmp_path, sd)
     m, v = mean.permute(1, 2, 0).numpy(), var.permute(1, 2, 0).numpy()
@@ -222,8 +234,7 @@ def test_freqdetect_gives_the_official_logits(tmp_path, plugins, resnet50_state)
     want = []
     for im in imgs:
         a = np.array(T.CenterCrop(224)(im))
-        a = fftpack.dct(fftpack.dct(a, type=2, norm="ortho", axis=0), type=2, norm="ortho", axis=1)
-        a = (np.log(np.abs(a) + 1e-12) - m) / np.sqrt(v)
+        a = (np.log(np.abs(dct2(a)) + 1e-12) - m) / np.sqrt(v)
         want.append(cnndetection_reference(sd, torch.from_numpy(a).permute(2, 0, 1).float()[None]))
     got = sidbench_logits("freqdetect", path, imgs, plugins, dct_mean=str(tmp_path / "dct_mean.zip"),
                           dct_var=str(tmp_path / "dct_var.zip"))
@@ -235,8 +246,6 @@ def test_freqdetect_gives_the_official_logits(tmp_path, plugins, resnet50_state)
 def test_freqdetect_protocols_follow_both_suites(plugins):
     """dct_center_crop: SIDBench freq_processing (loadSize None); dct_resize_center_crop: AIGCDetectBenchmark
     processing_DCT (Resize(256) on the shorter side, CenterCrop(224)); both before the standardisation."""
-    from scipy import fftpack
-
     from sidbench.data.preprocess import make_preprocess
     from sidbench.registry import load_detector
 
@@ -245,7 +254,7 @@ def test_freqdetect_protocols_follow_both_suites(plugins):
     for protocol, view in (("dct_center_crop", T.CenterCrop(224)),
                            ("dct_resize_center_crop", T.Compose([T.Resize(256), T.CenterCrop(224)]))):
         a = np.array(view(img))
-        a = np.log(np.abs(fftpack.dct(fftpack.dct(a, type=2, norm="ortho", axis=0), type=2, norm="ortho", axis=1)) + 1e-12)
+        a = np.log(np.abs(dct2(a)) + 1e-12)
         got = make_preprocess(protocol, info)(ImageInput(img, None, "x.png"))
         torch.testing.assert_close(got, torch.from_numpy(a).permute(2, 0, 1).float())
 

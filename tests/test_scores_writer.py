@@ -53,7 +53,9 @@ def test_a_block_s_text_is_csv_writer_of_its_rows():
                                   (["a", "b", "c"], "jpeg 75", "x\ry")):
         for owed in ([None, None, None], [[0, 2, 5], None, []], [list(range(n)), [n - 1], [1]]):
             block = ScoreBlock(names, pert, protocol, records, None, shas, logits, owed)
-            rows = block.rows()
+            rows = [score_row(name, records[k], pert, protocol, lg[k], shas[k])  # detector by detector, owed rows
+                    for name, lg, o in zip(names, logits, owed) for k in (range(n) if o is None else o)]
+            assert block.rows() == rows
             assert block.text() == csv_text(rows)
             assert len(rows) == sum(n if o is None else len(o) for o in owed)
     # an image in several splits: its records share its logit and hash

@@ -17,6 +17,8 @@ from sidbench.api.paths import cache_dir
 from sidbench.cli import main
 from sidbench.registry import load_detector
 
+from conftest import serving
+
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:  # quiet
@@ -44,25 +46,14 @@ def server(tmp_path):
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: _Handler(*a, directory=str(root)))
     httpd.requests = []  # type: ignore[attr-defined]
     httpd.timeout = 5
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    stop = threading.Timer(120, httpd.shutdown)
-    stop.daemon = True
-    stop.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", root, httpd.requests
-    finally:
-        stop.cancel()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(10)
-
-
-@pytest.fixture
-def online(monkeypatch, tmp_path):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("SIDBENCH_OFFLINE", raising=False)
-    monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
+    with serving(httpd) as base:
+        stop = threading.Timer(120, httpd.shutdown)
+        stop.daemon = True
+        stop.start()
+        try:
+            yield base, root, httpd.requests
+        finally:
+            stop.cancel()
 
 
 def official_head(root: Path, name: str = "fc_weights.pth") -> tuple[Path, torch.Tensor, torch.Tensor]:

@@ -21,6 +21,8 @@ from sidbench.registry import load_detector
 from sidbench.registry import download as download_mod
 from sidbench.registry import weights as weights_mod
 
+from conftest import serving
+
 STOP = threading.Event()
 
 
@@ -115,22 +117,16 @@ def server():
     STOP.clear()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        STOP.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(10)
+    with serving(httpd) as base:
+        try:
+            yield base
+        finally:
+            STOP.set()  # the dripping and endless handlers end before the server shuts down
 
 
 @pytest.fixture
-def online(monkeypatch, tmp_path):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("SIDBENCH_OFFLINE", raising=False)
-    monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
+def online(online, monkeypatch):
+    """conftest's ``online``, with a 5 s socket timeout."""
     monkeypatch.setattr(download_mod, "TIMEOUT_S", 5)
 
 
