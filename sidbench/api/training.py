@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from .schedules import EarlyStopping, LrAt, Milestones, PerStep, Plateau, Schedule, StepDecay, lower_lr  # noqa: F401
+from .schedules import Plateau, Schedule
 from .log import note
 
 if TYPE_CHECKING:
