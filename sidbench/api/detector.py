@@ -8,7 +8,7 @@ from .checkpoints import load_tensors, non_finite_tensor, save_tensors, strip_pr
 from .errors import SidbenchError, WeightsError
 from .log import note
 from .names import option_text, split_options
-from .options import check_options, role_of
+from .options import check_options, names_with_role, role_of
 from .restore import checked_metadata, checkpoint_options, contradiction, jsonable, same_value, take_empty_shapes
 from .specs import DetectorSpec, PixelInput
 
@@ -150,7 +150,7 @@ class Detector:
     def shape_hint(self, sizes: set[int] = frozenset()) -> str:  # type: ignore[assignment]
         """'; the options that shape its network are channels=8: ...' for a size mismatch: the options declared
         with role "network", else the integer options whose value is a size of a mismatching tensor."""
-        names = [k for k in self.spec.options if role_of(self.spec, k) == "network"]
+        names = names_with_role(self.spec, "network")
         names = names or [k for k, v in self.options.items() if k in self.spec.options and isinstance(v, int)
                           and not isinstance(v, bool) and v in sizes]
         if not names:

@@ -121,24 +121,20 @@ class EpochState:
         return self.resumed_epochs, dict(state["extras"])
 
     def save(self, epochs_done: int, objects: dict[str, Any], extras: dict[str, Any] | None = None) -> None:
+        import io
+
         import torch
 
-        from .paths import check_replace, note_written, temporary_sibling
+        from .paths import write_atomic_bytes
 
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        check_replace(self.path)
         state = {"key": self.key, "epoch": epochs_done, "torch_rng": torch.get_rng_state(),
                  "objects": {n: o.state_dict() for n, o in objects.items()}, "extras": dict(extras or {})}
-        tmp = temporary_sibling(self.path)
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        note_written(self.path)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        write_atomic_bytes(self.path, buf.getvalue())  # as save_tensors writes a checkpoint
 
     def clear(self) -> None:
         """Remove the saved state (the fit finished and its checkpoint is written)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from .errors import SidbenchError
 
@@ -34,6 +34,9 @@ SIZE_LIMITS: dict[str, tuple[int, int]] = {
     "proj_dim": (1, 65536), "cache_size": (0, 10_000_000),
 }
 ROLES = ("network", "fit", "test")
+# Options that say how a detector is fed at test time, not what was fitted: role "test" whatever their
+# declaration, and never taken from a checkpoint.
+TEST_TIME_OPTIONS = ("preprocess", "precision")
 _NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
           tuple: "a list", dict: "a table", type(None): "none"}
 
@@ -143,7 +146,7 @@ def declarations(spec: Any) -> dict[str, Option]:
 
 def role_of(spec: Any, key: str) -> str:
     """An option's role (``"test"`` for the protocol override ``preprocess`` and for ``precision``)."""
-    if key in ("preprocess", "precision"):
+    if key in TEST_TIME_OPTIONS:
         return "test"
     opt = declarations(spec).get(key)
     return opt.role if opt is not None else "fit"
@@ -216,8 +219,9 @@ def option_rows(spec: Any) -> list[tuple[str, ...]]:
     return rows
 
 
-def names_with_role(spec: Any, role: str) -> Iterable[str]:
-    return [k for k, o in declarations(spec).items() if o.role == role]
+def names_with_role(spec: Any, role: str) -> list[str]:
+    """The options of ``spec`` whose role (:func:`role_of`) is ``role``, in declaration order."""
+    return [k for k, o in declarations(spec).items() if ("test" if k in TEST_TIME_OPTIONS else o.role) == role]
 
 
 def out_of_bounds(key: str, value: Any) -> str | None:

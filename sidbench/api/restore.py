@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import SidbenchError, WeightsError
 from .names import option_text
-from .options import check_options
+from .options import TEST_TIME_OPTIONS, check_options
 from .specs import DetectorSpec
 
 if TYPE_CHECKING:
@@ -45,10 +45,6 @@ def take_empty_shapes(module: "torch.nn.Module", state: dict[str, "torch.Tensor"
             continue
         fresh = torch.zeros(value.shape, dtype=value.dtype, device=current.device)
         table[leaf] = torch.nn.Parameter(fresh, requires_grad=current.requires_grad) if table is owner._parameters else fresh
-
-
-# Options that say how a detector is fed at test time, not what was fitted: never taken from a checkpoint.
-TEST_TIME_OPTIONS = ("preprocess", "precision")
 
 
 def checkpoint_options(spec: DetectorSpec, saved: Any, path: str) -> dict[str, Any]:

@@ -8,9 +8,9 @@ which epoch's weights are kept, the log line and the summary of each epoch.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from .schedules import EarlyStopping, LrAt, Milestones, PerStep, Plateau, Schedule, StepDecay, lower_lr  # noqa: F401
+from .schedules import Plateau, Schedule
 from .log import note
 
 if TYPE_CHECKING:
@@ -54,11 +54,13 @@ class BestWeights:
             best.epoch, best.acc, best._state = saved
         return best
 
-    def restore(self, net: Any, summary: dict[str, Any]) -> dict[str, Any]:
-        """Load the kept weights into ``net`` (nothing kept: unchanged) and note ``kept_epoch``/``val_acc``."""
+    def restore(self, net: Any, summary: dict[str, Any], names: Sequence[str] = ("val_acc",)) -> dict[str, Any]:
+        """Load the kept weights into ``net`` (nothing kept: unchanged) and note ``kept_epoch`` and the kept
+        scores under ``names`` (4 digits; an accuracy offered as a tuple of scores gives one per name)."""
         if self._state is not None:
             net.load_state_dict(self._state)
-            summary.update(kept_epoch=self.epoch, val_acc=round(self.acc, 4))
+            scores = self.acc if isinstance(self.acc, tuple) else (self.acc,)
+            summary.update(kept_epoch=self.epoch, **{k: round(v, 4) for k, v in zip(names, scores)})
         return summary
 
 
@@ -180,9 +182,7 @@ def train_epochs(data: "FitData", name: str, *, epochs: int, run_epoch: Callable
         if end:
             break
     if keep != "last" and best.epoch is not None:
-        net.load_state_dict(best.state()[2])
-        names = [k for k in history[-1] if k.startswith("val_")]
-        summary.update(kept_epoch=best.epoch, **{k: round(v, 4) for k, v in zip(names, best.acc)})
+        best.restore(net, summary, [k for k in history[-1] if k.startswith("val_")])
         why = "the best on the validation split" if keep == "best" else "the last that improved on validation"
         log(f"kept epoch {best.epoch} of {summary['epochs']} ({why})")
     elif keep != "last" and history:
