@@ -17,8 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidbench.api import (DetectorSpec, FitRequiredError, NetworkDetector, PixelInput, SidbenchError, WeightsError,
-                          hookimpl, strip_prefix)
+from sidbench.api import DetectorSpec, NetworkDetector, PixelInput, SidbenchError, WeightsError, hookimpl, strip_prefix
 
 if TYPE_CHECKING:
     import torch
@@ -66,7 +65,7 @@ class LNP(NetworkDetector):
         return out
 
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
-        require_weights(self)
+        self.require_weights("LNP.pth")
         x = noise_image(self.net.denoiser, features["pixels"])
         if self.options["classifier_view"] == "resize_crop":
             x = _resize_crop(x)
@@ -148,14 +147,6 @@ def _resize_crop(x: "torch.Tensor") -> "torch.Tensor":
         pil = TF.to_pil_image(torch.round(img * 255.0).to(torch.uint8).cpu())
         out.append(TF.to_tensor(TF.center_crop(TF.resize(pil, 256), [224, 224])))
     return torch.stack(out).to(x.device)
-
-
-def require_weights(det: Any) -> None:
-    """sidbench has no training recipe for this network: without a checkpoint it would score random weights."""
-    if det.weights_path is None:
-        also = "" if det.spec.official_weights is None else " or lnp@official"
-        raise FitRequiredError(f"{det.name} has no training recipe in sidbench: attach its checkpoint, e.g. "
-                               f"--detectors lnp@LNP.pth{also}")
 
 
 @hookimpl
