@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError, StepDecay,
                           WeightsError, accuracy, bce_epoch, hookimpl, note, strip_prefix, train_epochs)
-from sidbench.nets.resnet import imagenet_resnet50
+from sidbench.nets.resnet import imagenet_resnet50, resnet50_binary
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +61,7 @@ class LGrad(NetworkDetector):
         net.discriminator = build_discriminator(discriminator_shapes(state))
         if state is not None:
             net.discriminator.load_state_dict(state)
-        net.classifier = build_classifier()
+        net.classifier = resnet50_binary()
         return net
 
     def load_state_dict(self, state: dict[str, "torch.Tensor"]) -> None:
@@ -106,7 +106,7 @@ class LGrad(NetworkDetector):
             raise SidbenchError(f"{self.name} trains on discriminator gradients: {D_HINT}")
         data = data.with_classes(o["classes"], log)
         self.net.discriminator.to(data.device).eval().requires_grad_(False)
-        self.net.classifier = build_classifier(imagenet_resnet50(o["pretrained"], log)).to(data.device)
+        self.net.classifier = resnet50_binary(imagenet_resnet50(o["pretrained"], log)).to(data.device)
         opt = torch.optim.Adam(self.net.classifier.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
         classifier = self.net.classifier
 
@@ -139,23 +139,6 @@ class LGrad(NetworkDetector):
             v = img[:, i:i + c, j:j + c]
             views.append(v.flip(-1) if self.options["flip"] and float(torch.rand(1, generator=rng)) < 0.5 else v)
         return torch.stack(views)
-
-
-def build_classifier(imagenet: "dict[str, torch.Tensor] | None" = None) -> "torch.nn.Module":
-    """torchvision's ResNet-50 with ``fc = Linear(2048, 1)``; with ``imagenet``, the trunk from those weights and
-    fc from N(0, 0.02) (bias: PyTorch's default), as CNNDetection's ``Trainer`` starts."""
-    import torch
-    import torchvision
-
-    net = torchvision.models.resnet50(weights=None, num_classes=1)
-    if imagenet is not None:
-        missing, unexpected = net.load_state_dict({k: v for k, v in imagenet.items() if not k.startswith("fc.")},
-                                                  strict=False)
-        if unexpected or any(not k.startswith("fc.") for k in missing):
-            raise WeightsError(f"the ImageNet weights do not fit a ResNet-50: missing {missing[:3]}, "
-                               f"unexpected {unexpected[:3]}")
-        torch.nn.init.normal_(net.fc.weight, 0.0, 0.02)
-    return net
 
 
 def load_discriminator(path: str) -> dict[str, "torch.Tensor"]:
