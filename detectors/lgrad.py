@@ -19,8 +19,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError, StepDecay,
-                          WeightsError, accuracy, bce_epoch, hookimpl, note, strip_prefix, train_epochs)
+from sidbench.api import (DetectorSpec, IMAGENET_MEAN, IMAGENET_STD, NetworkDetector, OfficialWeights, PixelInput,
+                          SidbenchError, StepDecay, WeightsError, accuracy, bce_epoch, hookimpl, note, strip_prefix,
+                          train_epochs)
 from sidbench.nets.resnet import imagenet_resnet50, resnet50_binary
 
 if TYPE_CHECKING:
@@ -89,8 +90,8 @@ class LGrad(NetworkDetector):
         """Logits of the classifier on gradient images in [0, 1] (ImageNet mean/std, as ``eval_test8gan.py``)."""
         if self.options["grad_channels"] == "bgr":
             g = g.flip(1)
-        mean = g.new_tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
-        std = g.new_tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+        mean = g.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = g.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
         return self.net.classifier((g - mean) / std).squeeze(1)
 
     # -- training -----------------------------------------------------------------------------------

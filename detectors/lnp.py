@@ -17,7 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidbench.api import DetectorSpec, NetworkDetector, PixelInput, SidbenchError, WeightsError, hookimpl, strip_prefix
+from sidbench.api import (DetectorSpec, IMAGENET_MEAN, IMAGENET_STD, NetworkDetector, PixelInput, SidbenchError,
+                          WeightsError, hookimpl, strip_prefix)
 
 if TYPE_CHECKING:
     import torch
@@ -69,8 +70,8 @@ class LNP(NetworkDetector):
         x = noise_image(self.net.denoiser, features["pixels"])
         if self.options["classifier_view"] == "resize_crop":
             x = _resize_crop(x)
-        mean = x.new_tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
-        std = x.new_tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+        mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
         return self.net.classifier((x - mean) / std).squeeze(1)
 
 
