@@ -19,9 +19,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidbench.api import (DetectorSpec, IMAGENET_MEAN, IMAGENET_STD, NetworkDetector, OfficialWeights, PixelInput,
-                          SidbenchError, StepDecay, WeightsError, accuracy, bce_epoch, hookimpl, note, strip_prefix,
-                          train_epochs)
+from sidbench.api import (DetectorSpec, IMAGENET_MEAN, IMAGENET_STD, NetworkDetector, OfficialWeights, Option,
+                          PixelInput, SidbenchError, StepDecay, WeightsError, accuracy, bce_epoch, hookimpl, note,
+                          strip_prefix, train_epochs)
 from sidbench.nets.resnet import imagenet_resnet50, resnet50_binary
 
 if TYPE_CHECKING:
@@ -47,11 +47,6 @@ class LGrad(NetworkDetector):
     """Discriminator gradient image -> ResNet-50, one logit per image. ``net.discriminator`` follows the shapes of
     the discriminator file (any resolution and width of genforce's StyleGAN discriminator); ``net.classifier`` is
     the official classifier file."""
-
-    def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
-        super().__init__(spec, backbone, **options)
-        if self.options["grad_channels"] not in CHANNELS:
-            raise SidbenchError(f"{spec.name}: grad_channels must be rgb or bgr, got {self.options['grad_channels']!r}")
 
     def build_network(self) -> "torch.nn.Module":
         from torch import nn
@@ -260,7 +255,9 @@ def gradient_image(d: "torch.nn.Module", x: "torch.Tensor") -> "torch.Tensor":
     return torch.round(g).clamp(0, 255) / 255.0
 
 
-OPTIONS = {"discriminator": "", "grad_channels": "rgb", "epochs": 100, "lr": 5e-4, "batch_size": 16, "lr_decay": 0.8,
+OPTIONS = {"discriminator": "", "grad_channels": Option("rgb", choices=CHANNELS, doc="channel order of the gradient "
+                                                         "image into the classifier (bgr: as the suites feed it)"),
+           "epochs": 100, "lr": 5e-4, "batch_size": 16, "lr_decay": 0.8,
            "decay_every": 10, "crop_size": 224, "flip": True, "pretrained": True}
 OPTION_TYPES = {"classes": (str, list), "pretrained": (bool, str)}
 

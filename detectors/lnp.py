@@ -15,10 +15,10 @@ ResNet-50 with ``fc = Linear(2048, 1)`` (``{'model': sd}``), ImageNet mean/std, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sidbench.api import (DetectorSpec, IMAGENET_MEAN, IMAGENET_STD, NetworkDetector, PixelInput, SidbenchError,
-                          WeightsError, hookimpl, strip_prefix)
+from sidbench.api import (DetectorSpec, IMAGENET_MEAN, IMAGENET_STD, NetworkDetector, Option, PixelInput, WeightsError,
+                          hookimpl, strip_prefix)
 
 if TYPE_CHECKING:
     import torch
@@ -34,12 +34,6 @@ VIEWS = ("native", "resize_crop")
 
 class LNP(NetworkDetector):
     """SIDD denoiser noise image -> ResNet-50, one logit per image (``net.denoiser``, ``net.classifier``)."""
-
-    def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
-        super().__init__(spec, backbone, **options)
-        if self.options["classifier_view"] not in VIEWS:
-            raise SidbenchError(f"{spec.name}: classifier_view must be native or resize_crop, "
-                                f"got {self.options['classifier_view']!r}")
 
     def build_network(self) -> "torch.nn.Module":
         import torchvision
@@ -162,7 +156,8 @@ def sidbench_detectors() -> list[DetectorSpec]:
         quickstart=False,
         description="LNP (SIDD denoiser noise pattern into a ResNet-50), AIGCDetectBenchmark's ProGAN checkpoint; "
                     "native size; official: lnp[denoiser=sidd_rgb.pth]@LNP.pth",
-        options={"denoiser": "", "classifier_view": "native"},
+        options={"denoiser": "", "classifier_view": Option("native", choices=VIEWS, doc="the noise image as it is, or "
+                                                           "resized (shorter side 256) and centre-cropped to 224")},
         training_data=("progan",),
         paper=PAPER,
         license=LICENSE,
