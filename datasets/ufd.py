@@ -79,8 +79,7 @@ def diffusion_root(root: Path, test: Path | None) -> Path | None:
 
 def sets_of(root: Path) -> set[str]:
     """The UFD set names a root holds, from folder names only (no file listed)."""
-    test = cnn_root(root)
-    diff = diffusion_root(root, test)
+    test, diff = UFDLayout.roots(root)
     have = {d.name.lower() for d in subdirs(test)} & set(TOP) if test is not None else set()
     have |= {d.name.lower() for d in subdirs(diff)} & set(DIFFUSION) if diff is not None else set()
     return have
@@ -95,13 +94,9 @@ class UFDLayout:
     published = SPLITS
 
     @staticmethod
-    def test_root(root: Path) -> Path | None:
-        """The folder holding the CNNDetection sets: ``root/test``, ``root`` or one a level or two below."""
-        return cnn_root(root)
-
-    @staticmethod
     def roots(root: Path) -> tuple[Path | None, Path | None]:
-        """(CNNDetection ``test/`` folder, ``diffusion_datasets/`` folder) under ``root``; either may be None."""
+        """(CNNDetection ``test/`` folder: ``root/test``, ``root`` or one up to three levels below;
+        ``diffusion_datasets/`` folder) under ``root``; either may be None."""
         test = cnn_root(root)
         return test, diffusion_root(root, test)
 

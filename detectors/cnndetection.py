@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, Option, PixelInput, Plateau, SidbenchError,
-                          WeightsError, accuracy, bce_epoch, hookimpl, note, train_epochs)
+                          accuracy, bce_epoch, hookimpl, note, train_epochs)
 from sidbench.data.augment import BlurJpegCrop
-from sidbench.nets.resnet import imagenet_resnet50
+from sidbench.nets.resnet import imagenet_resnet50, resnet50_binary
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +34,7 @@ class CNNDetection(NetworkDetector):
     state dict has torchvision's ResNet-50 key names."""
 
     def build_network(self) -> "torch.nn.Module":
-        return build_network()
+        return resnet50_binary()
 
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
         return self.net(features["pixels"]).squeeze(1)
@@ -65,7 +65,7 @@ class CNNDetection(NetworkDetector):
         if not data.has_val and int(o["max_epochs"]) == int(self.spec.options["max_epochs"]):
             raise SidbenchError(f"{self.name} trains until validation accuracy stops improving: give --val PATH, "
                                 "or --set max_epochs=N to train N epochs without validation")
-        self.net = build_network(imagenet_resnet50(o["pretrained"], log)).to(data.device)
+        self.net = resnet50_binary(imagenet_resnet50(o["pretrained"], log)).to(data.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
         train_view, val_view = self.augmentations()
 
@@ -82,22 +82,6 @@ class CNNDetection(NetworkDetector):
                                schedule=Plateau(opt, int(o["patience"]), min_lr=float(o["min_lr"])))
         self.eval()
         return summary
-
-
-def build_network(imagenet: dict[str, "torch.Tensor"] | None = None) -> "torch.nn.Module":
-    """torchvision's ResNet-50 with ``fc = Linear(2048, 1)``; with ``imagenet``, the backbone starts from those
-    weights and fc from N(0, 0.02) (bias: PyTorch's default), as CNNDetection's trainer does."""
-    import torch
-    import torchvision
-
-    net = torchvision.models.resnet50(weights=None, num_classes=1)
-    if imagenet is not None:
-        body = {k: v for k, v in imagenet.items() if not k.startswith("fc.")}
-        missing, unexpected = net.load_state_dict(body, strict=False)
-        if unexpected or any(not k.startswith("fc.") for k in missing):
-            raise WeightsError(f"the ImageNet weights do not fit a ResNet-50: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        torch.nn.init.normal_(net.fc.weight, 0.0, 0.02)
-    return net
 
 
 def _spec(variant: str, prob: float, filename: str, url: str, default: bool) -> DetectorSpec:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidbench.api import (DetectorSpec, FitRequiredError, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec,
+from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec,
                           WeightsError, hookimpl, strip_prefix)
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class FreqDetect(NetworkDetector):
         return state
 
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
-        require_weights(self)
+        self.require_weights("DCTAnalysis.pth")
         import torch
 
         x = features["pixels"]
@@ -122,14 +122,6 @@ PROTOCOLS = (
     ProtocolSpec("dct_resize_center_crop", DctAigc,
                  "AIGCDetectBenchmark processing_DCT: shorter side to 256 (bilinear), centre crop, log |DCT-II|"),
 )
-
-
-def require_weights(det: Any) -> None:
-    """sidbench has no training recipe for this network: without a checkpoint it would score random weights."""
-    if det.weights_path is None:
-        also = "" if det.spec.official_weights is None else " or freqdetect@official"
-        raise FitRequiredError(f"{det.name} has no training recipe in sidbench: attach its checkpoint, e.g. "
-                               f"--detectors freqdetect@DCTAnalysis.pth{also}")
 
 
 @hookimpl

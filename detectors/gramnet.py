@@ -12,9 +12,9 @@ The checkpoint is a training dump ``{'netC': state_dict}`` (``module.`` keys pos
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sidbench.api import DetectorSpec, FitRequiredError, NetworkDetector, OfficialWeights, PixelInput, hookimpl
+from sidbench.api import DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, hookimpl
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +39,7 @@ class GramNet(NetworkDetector):
         return build_network()
 
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
-        require_weights(self)
+        self.require_weights("Gram.pth")
         return forward(self.net, features["pixels"])
 
 
@@ -92,14 +92,6 @@ def forward(net: "torch.nn.Module", x: "torch.Tensor") -> "torch.Tensor":
         g = getattr(net, fc2)(getattr(net, fc1)(gram(getattr(net, conv)(inp))))
         feats.append(net.avgpool(g).flatten(1) * net.scale.scale)
     return net.fcnewr(torch.cat(feats, 1)).squeeze(1)
-
-
-def require_weights(det: Any) -> None:
-    """sidbench has no training recipe for this network: without a checkpoint it would score random weights."""
-    if det.weights_path is None:
-        also = "" if det.spec.official_weights is None else " or gramnet@official"
-        raise FitRequiredError(f"{det.name} has no training recipe in sidbench: attach its checkpoint, e.g. "
-                               f"--detectors gramnet@Gram.pth{also}")
 
 
 @hookimpl

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, Plateau, SidbenchError, accuracy,
-                          bce_epoch, hookimpl, note, train_epochs)
+from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, Option, PixelInput, Plateau, SidbenchError,
+                          accuracy, bce_epoch, hookimpl, note, train_epochs)
 from sidbench.data.augment import BlurJpegCrop
 
 if TYPE_CHECKING:
@@ -45,12 +45,6 @@ class LaDeDa(NetworkDetector):
     """LaDeDa9, or Tiny-LaDeDa (the ``tiny_ladeda`` family), on 256x256 resized images, one logit per image (the mean of
     the patch features through ``fc``). Loads the published bare state dicts as they are (saved on cuda:0;
     read on the CPU)."""
-
-    def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
-        super().__init__(spec, backbone, **options)
-        if self.options["residual"] not in PREPROCESS:
-            raise SidbenchError(f"{spec.name}: residual must be one of {', '.join(PREPROCESS)}, "
-                                f"got {self.options['residual']!r}")
 
     @property
     def tiny(self) -> bool:
@@ -203,8 +197,13 @@ def forward(net: "torch.nn.Module", x: "torch.Tensor") -> "torch.Tensor":
     return net.fc(x.mean(dim=(2, 3)))
 
 
-OPTIONS = {"residual": "NPR", "lr": 2e-4, "batch_size": 32, "load_size": 256, "crop_size": 224, "patience": 15,
-           "max_epochs": 1000, "epochs": 10, "classes": "all", "image_size": 256}
+def residual_option(default: str) -> Option:
+    return Option(default, choices=PREPROCESS, doc="what the patches are read from: the NPR residual, a 3x3 gradient "
+                  "per channel, or raw pixels")
+
+
+OPTIONS = {"residual": residual_option("NPR"), "lr": 2e-4, "batch_size": 32, "load_size": 256, "crop_size": 224,
+           "patience": 15, "max_epochs": 1000, "epochs": 10, "classes": "all", "image_size": 256}
 OPTION_TYPES = {"classes": (str, list)}
 FORENSYNTH = ("progan",)
 
@@ -232,7 +231,7 @@ def _tiny(variant: str, residual: str, data: tuple[str, ...], default: bool, blo
     return DetectorSpec(
         name=f"tiny_ladeda.{variant}", factory=LaDeDa, preprocess="resize_square", pixels=PixelInput(image_size=256),
         needs_fit=False, default=default, quickstart=False,
-        options={"residual": residual, "image_size": 256},
+        options={"residual": residual_option(residual), "image_size": 256},
         description=f"Tiny-LaDeDa (4 convs, distilled from LaDeDa) trained on {variant}, input {residual}; "
                     f"official: tiny_ladeda.{variant}@official ({filename})",
         training_data=data, paper=PAPER, license=LICENSE, repository=REPOSITORY,

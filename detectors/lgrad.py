@@ -19,9 +19,10 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidbench.api import (DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, SidbenchError, StepDecay,
-                          WeightsError, accuracy, bce_epoch, hookimpl, note, strip_prefix, train_epochs)
-from sidbench.nets.resnet import imagenet_resnet50
+from sidbench.api import (DetectorSpec, IMAGENET_MEAN, IMAGENET_STD, NetworkDetector, OfficialWeights, Option,
+                          PixelInput, SidbenchError, StepDecay, WeightsError, accuracy, bce_epoch, hookimpl, note,
+                          strip_prefix, train_epochs)
+from sidbench.nets.resnet import imagenet_resnet50, resnet50_binary
 
 if TYPE_CHECKING:
     import torch
@@ -47,11 +48,6 @@ class LGrad(NetworkDetector):
     the discriminator file (any resolution and width of genforce's StyleGAN discriminator); ``net.classifier`` is
     the official classifier file."""
 
-    def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
-        super().__init__(spec, backbone, **options)
-        if self.options["grad_channels"] not in CHANNELS:
-            raise SidbenchError(f"{spec.name}: grad_channels must be rgb or bgr, got {self.options['grad_channels']!r}")
-
     def build_network(self) -> "torch.nn.Module":
         from torch import nn
 
@@ -61,7 +57,7 @@ class LGrad(NetworkDetector):
         net.discriminator = build_discriminator(discriminator_shapes(state))
         if state is not None:
             net.discriminator.load_state_dict(state)
-        net.classifier = build_classifier()
+        net.classifier = resnet50_binary()
         return net
 
     def load_state_dict(self, state: dict[str, "torch.Tensor"]) -> None:
@@ -89,8 +85,8 @@ class LGrad(NetworkDetector):
         """Logits of the classifier on gradient images in [0, 1] (ImageNet mean/std, as ``eval_test8gan.py``)."""
         if self.options["grad_channels"] == "bgr":
             g = g.flip(1)
-        mean = g.new_tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
-        std = g.new_tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+        mean = g.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = g.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
         return self.net.classifier((g - mean) / std).squeeze(1)
 
     # -- training -----------------------------------------------------------------------------------
@@ -106,7 +102,7 @@ class LGrad(NetworkDetector):
             raise SidbenchError(f"{self.name} trains on discriminator gradients: {D_HINT}")
         data = data.with_classes(o["classes"], log)
         self.net.discriminator.to(data.device).eval().requires_grad_(False)
-        self.net.classifier = build_classifier(imagenet_resnet50(o["pretrained"], log)).to(data.device)
+        self.net.classifier = resnet50_binary(imagenet_resnet50(o["pretrained"], log)).to(data.device)
         opt = torch.optim.Adam(self.net.classifier.parameters(), lr=float(o["lr"]), betas=(0.9, 0.999))
         classifier = self.net.classifier
 
@@ -139,23 +135,6 @@ class LGrad(NetworkDetector):
             v = img[:, i:i + c, j:j + c]
             views.append(v.flip(-1) if self.options["flip"] and float(torch.rand(1, generator=rng)) < 0.5 else v)
         return torch.stack(views)
-
-
-def build_classifier(imagenet: "dict[str, torch.Tensor] | None" = None) -> "torch.nn.Module":
-    """torchvision's ResNet-50 with ``fc = Linear(2048, 1)``; with ``imagenet``, the trunk from those weights and
-    fc from N(0, 0.02) (bias: PyTorch's default), as CNNDetection's ``Trainer`` starts."""
-    import torch
-    import torchvision
-
-    net = torchvision.models.resnet50(weights=None, num_classes=1)
-    if imagenet is not None:
-        missing, unexpected = net.load_state_dict({k: v for k, v in imagenet.items() if not k.startswith("fc.")},
-                                                  strict=False)
-        if unexpected or any(not k.startswith("fc.") for k in missing):
-            raise WeightsError(f"the ImageNet weights do not fit a ResNet-50: missing {missing[:3]}, "
-                               f"unexpected {unexpected[:3]}")
-        torch.nn.init.normal_(net.fc.weight, 0.0, 0.02)
-    return net
 
 
 def load_discriminator(path: str) -> dict[str, "torch.Tensor"]:
@@ -276,7 +255,9 @@ def gradient_image(d: "torch.nn.Module", x: "torch.Tensor") -> "torch.Tensor":
     return torch.round(g).clamp(0, 255) / 255.0
 
 
-OPTIONS = {"discriminator": "", "grad_channels": "rgb", "epochs": 100, "lr": 5e-4, "batch_size": 16, "lr_decay": 0.8,
+OPTIONS = {"discriminator": "", "grad_channels": Option("rgb", choices=CHANNELS, doc="channel order of the gradient "
+                                                         "image into the classifier (bgr: as the suites feed it)"),
+           "epochs": 100, "lr": 5e-4, "batch_size": 16, "lr_decay": 0.8,
            "decay_every": 10, "crop_size": 224, "flip": True, "pretrained": True}
 OPTION_TYPES = {"classes": (str, list), "pretrained": (bool, str)}
 

@@ -15,9 +15,9 @@ ResNet-50 with ``fc = Linear(2048, 1)`` (``{'model': sd}``), ImageNet mean/std, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sidbench.api import (DetectorSpec, FitRequiredError, NetworkDetector, PixelInput, SidbenchError, WeightsError,
+from sidbench.api import (DetectorSpec, IMAGENET_MEAN, IMAGENET_STD, NetworkDetector, Option, PixelInput, WeightsError,
                           hookimpl, strip_prefix)
 
 if TYPE_CHECKING:
@@ -34,12 +34,6 @@ VIEWS = ("native", "resize_crop")
 
 class LNP(NetworkDetector):
     """SIDD denoiser noise image -> ResNet-50, one logit per image (``net.denoiser``, ``net.classifier``)."""
-
-    def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
-        super().__init__(spec, backbone, **options)
-        if self.options["classifier_view"] not in VIEWS:
-            raise SidbenchError(f"{spec.name}: classifier_view must be native or resize_crop, "
-                                f"got {self.options['classifier_view']!r}")
 
     def build_network(self) -> "torch.nn.Module":
         import torchvision
@@ -66,12 +60,12 @@ class LNP(NetworkDetector):
         return out
 
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
-        require_weights(self)
+        self.require_weights("LNP.pth")
         x = noise_image(self.net.denoiser, features["pixels"])
         if self.options["classifier_view"] == "resize_crop":
             x = _resize_crop(x)
-        mean = x.new_tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
-        std = x.new_tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+        mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
         return self.net.classifier((x - mean) / std).squeeze(1)
 
 
@@ -150,14 +144,6 @@ def _resize_crop(x: "torch.Tensor") -> "torch.Tensor":
     return torch.stack(out).to(x.device)
 
 
-def require_weights(det: Any) -> None:
-    """sidbench has no training recipe for this network: without a checkpoint it would score random weights."""
-    if det.weights_path is None:
-        also = "" if det.spec.official_weights is None else " or lnp@official"
-        raise FitRequiredError(f"{det.name} has no training recipe in sidbench: attach its checkpoint, e.g. "
-                               f"--detectors lnp@LNP.pth{also}")
-
-
 @hookimpl
 def sidbench_detectors() -> list[DetectorSpec]:
     return [DetectorSpec(
@@ -170,7 +156,8 @@ def sidbench_detectors() -> list[DetectorSpec]:
         quickstart=False,
         description="LNP (SIDD denoiser noise pattern into a ResNet-50), AIGCDetectBenchmark's ProGAN checkpoint; "
                     "native size; official: lnp[denoiser=sidd_rgb.pth]@LNP.pth",
-        options={"denoiser": "", "classifier_view": "native"},
+        options={"denoiser": "", "classifier_view": Option("native", choices=VIEWS, doc="the noise image as it is, or "
+                                                           "resized (shorter side 256) and centre-cropped to 224")},
         training_data=("progan",),
         paper=PAPER,
         license=LICENSE,

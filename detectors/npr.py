@@ -38,9 +38,6 @@ class NPR(NetworkDetector):
     """The NPR network on the preprocessed pixels (even height and width), one logit per image. Loads
     ``NPR.pth`` (``module.`` keys inside ``model``) and bare state dicts (``model_epoch_last_3090.pth``)."""
 
-    def __init__(self, spec: DetectorSpec, backbone: Any, **options: Any):
-        super().__init__(spec, backbone, **options)
-
     def build_network(self) -> "torch.nn.Module":
         return build_network()
 

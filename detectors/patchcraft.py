@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sidbench.api import (DetectorSpec, FitRequiredError, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec,
-                          hookimpl)
+from sidbench.api import DetectorSpec, NetworkDetector, OfficialWeights, PixelInput, ProtocolSpec, hookimpl
 
 if TYPE_CHECKING:
     import torch
@@ -86,7 +85,7 @@ class PatchCraft(NetworkDetector):
         return build_network()
 
     def score(self, features: dict[str, "torch.Tensor"]) -> "torch.Tensor":
-        require_weights(self)
+        self.require_weights("RPTC.pth")
         x = features["pixels"]
         s = x.shape[-2]
         return forward(self.net, x[..., :s], x[..., s:2 * s])
@@ -127,14 +126,6 @@ def forward(net: "torch.nn.Module", poor: "torch.Tensor", rich: "torch.Tensor") 
     for name in CONV_GROUPS:
         y = getattr(net, name)(y)
     return net.fc2(y.mean(dim=(2, 3))).squeeze(1)
-
-
-def require_weights(det: Any) -> None:
-    """sidbench has no training recipe for this network: without a checkpoint it would score random weights."""
-    if det.weights_path is None:
-        also = "" if det.spec.official_weights is None else " or patchcraft@official"
-        raise FitRequiredError(f"{det.name} has no training recipe in sidbench: attach its checkpoint, e.g. "
-                               f"--detectors patchcraft@RPTC.pth{also}")
 
 
 @hookimpl

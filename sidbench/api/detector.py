@@ -5,7 +5,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Callable
 
 from .checkpoints import load_tensors, non_finite_tensor, save_tensors, strip_prefix
-from .errors import SidbenchError, WeightsError
+from .errors import FitRequiredError, SidbenchError, WeightsError
 from .log import note
 from .names import option_text, split_options
 from .options import check_options, names_with_role, role_of
@@ -309,3 +309,12 @@ class NetworkDetector(Detector):
         """A checkpoint changed an option that shapes the network: build the network again from the options."""
         if any(role_of(self.spec, k) == "network" for k in changed):
             self.net = self.build_network()
+
+    def require_weights(self, filename: str) -> None:
+        """Refuse to score without a checkpoint (random weights) a network sidbench has no training recipe for;
+        the message suggests ``FAMILY@filename`` (and ``FAMILY@official`` where the spec has official weights)."""
+        if self.weights_path is None:
+            family = self.spec.name.split(".")[0]
+            also = "" if self.spec.official_weights is None else f" or {family}@official"
+            raise FitRequiredError(f"{self.name} has no training recipe in sidbench: attach its checkpoint, e.g. "
+                                   f"--detectors {family}@{filename}{also}")

@@ -1,6 +1,6 @@
 """ResNet-50 pieces in torchvision's key names: the stages that SAFE and FreqNet keep after stems of their own,
-their initialisation, and the ImageNet weights that recipes starting from ``resnet50(pretrained=True)`` load
-(Fusing)."""
+their initialisation, the one-logit ResNet-50 of CNNDetection and LGrad, and the ImageNet weights that recipes
+starting from ``resnet50(pretrained=True)`` load."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
@@ -30,6 +30,25 @@ def kaiming_init(net: "torch.nn.Module") -> "torch.nn.Module":
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.constant_(m.weight, 1)
             nn.init.constant_(m.bias, 0)
+    return net
+
+
+def resnet50_binary(imagenet: "dict[str, torch.Tensor] | None" = None) -> "torch.nn.Module":
+    """torchvision's ResNet-50 with ``fc = Linear(2048, 1)``; with ``imagenet``, the trunk from those weights and
+    fc from N(0, 0.02) (bias: PyTorch's default), as CNNDetection's ``Trainer`` starts (CNNDetection, LGrad)."""
+    import torch
+    import torchvision
+
+    from sidbench.api import WeightsError
+
+    net = torchvision.models.resnet50(weights=None, num_classes=1)
+    if imagenet is not None:
+        missing, unexpected = net.load_state_dict({k: v for k, v in imagenet.items() if not k.startswith("fc.")},
+                                                  strict=False)
+        if unexpected or any(not k.startswith("fc.") for k in missing):
+            raise WeightsError(f"the ImageNet weights do not fit a ResNet-50: missing {missing[:3]}, "
+                               f"unexpected {unexpected[:3]}")
+        torch.nn.init.normal_(net.fc.weight, 0.0, 0.02)
     return net
 
 
