@@ -112,8 +112,7 @@ class LGrad(NetworkDetector):
             return bce_epoch(lambda f: self.classify(self.train_view(f["pixels"], rng)), batches, opt, data.device)
 
         def validate() -> float:
-            classifier.eval()
-            return accuracy(*data.scores(self, "val"))
+            return accuracy(*data.scores(self, "val"))  # data.scores runs it in eval mode
 
         # adjust_learning_rate at the end of epochs 10, 20, ...
         summary = train_epochs(data, self.name, epochs=int(o["epochs"]), run_epoch=run_epoch, validate=validate,

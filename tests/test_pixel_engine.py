@@ -100,3 +100,31 @@ def test_train_command_fits_a_pixel_detector(tmp_path, capsys):
     tensors, meta = load_tensors(ckpt)
     assert meta["detector"] == "checker_probe.fit" and meta["backbone"] is None
     assert set(tensors) == {"head.weight", "head.bias"} and torch.isfinite(tensors["head.weight"]).all()
+
+
+def test_validation_scores_run_the_network_in_eval_mode(tmp_path):
+    """data.scores() on a pixel detector mid-fit runs its network as the reference trainers validate (model.eval():
+    BatchNorm on its running statistics, left unchanged) and hands it back in training mode."""
+    from sidbench.api import Record
+    from sidbench.engine.fitting import EngineFitData
+    from sidbench.registry import load_detector
+
+    root = make_folder(tmp_path / "d", splits=("a",), n=3, size=(40, 40), seed=2)
+    records = [Record(str(p), int("1_fake" in str(p)), "a") for p in sorted(root.rglob("*.png"))]
+    det = load_detector("npr")
+    torch.manual_seed(0)
+    det.net = det.build_network()
+    for m in det.net.modules():  # running statistics unlike any batch's, so train-mode BatchNorm would differ
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.fill_(0.3)
+            m.running_var.fill_(2.0)
+    data = EngineFitData(records, val=records, protocol=det.preprocess, pixels=det.pixel_input, device="cpu")
+    buffers = {k: v.clone() for k, v in det.net.state_dict().items()}
+    det.net.train()
+    mid_fit, labels = data.scores(det, "val")
+    assert det.net.training  # handed back in training mode
+    assert all(torch.equal(v, det.net.state_dict()[k]) for k, v in buffers.items())  # running statistics unchanged
+    det.net.eval()
+    evaluated, _ = data.scores(det, "val")
+    np.testing.assert_array_equal(mid_fit, evaluated)
+    assert len(labels) == 6

@@ -254,22 +254,24 @@ class EngineFitData(FitData):
 
         check_augment(augment, f"data.scores({split!r})")
         protocol = detector.preprocess if detector.input == "features" else self.protocol
-        if detector.input == "pixels":
-            from .sources import LOGIT, PixelSource
-
-            opts = dataclasses.replace(self.options, cache=None, desc=f"{split} scores")  # the weights are changing
-            transform = ViewTransform(augment, 0, self.seed) if augment is not None else None
-            fs = extract(PixelSource(detector, self.device), self.records(split), (LOGIT,), protocol=protocol,
-                         perturbation=self.perturbation, transform=transform, options=opts)
-        else:
-            fs = self.features(split, source_outputs(detector), augment=augment, protocol=protocol)
-        was_training = any(m.training for m in detector.modules().values())
+        # as the reference trainers validate (model.eval(): BatchNorm on its running statistics, which stay put);
+        # each module's mode is put back as it was (a frozen part left in eval mode stays there)
+        modes = [(m, m.training) for top in detector.modules().values() for m in top.modules()]
         detector.eval()
         try:
+            if detector.input == "pixels":  # the network runs here, in the extraction
+                from .sources import LOGIT, PixelSource
+
+                opts = dataclasses.replace(self.options, cache=None, desc=f"{split} scores")  # the weights change
+                transform = ViewTransform(augment, 0, self.seed) if augment is not None else None
+                fs = extract(PixelSource(detector, self.device), self.records(split), (LOGIT,), protocol=protocol,
+                             perturbation=self.perturbation, transform=transform, options=opts)
+            else:
+                fs = self.features(split, source_outputs(detector), augment=augment, protocol=protocol)
             logits = score_features(detector, fs, protocol)
         finally:
-            if was_training:
-                detector.train()
+            for m, training in modes:
+                m.training = training
         return logits, fs.labels.numpy()
 
     # -- derived data ------------------------------------------------------------------------
