@@ -65,13 +65,11 @@ def _weights(spec: "DetectorSpec") -> str:
 
 def _option_rows(spec: "DetectorSpec") -> list[str]:
     from ..api.names import option_text
+    from ..api.options import declarations
 
-    rows = []
-    for key, value in spec.options.items():
-        default = getattr(value, "default", value)  # a typed Option declaration, or a plain default
-        doc = getattr(value, "doc", "") or ""
-        rows.append(f"| `{key}` | `{_cell(option_text(default))}` | {_cell(doc)} |")
-    return rows
+    # the typed declarations: spec.options keeps only the plain defaults, so its values carry no doc
+    return [f"| `{key}` | `{_cell(option_text(o.default))}` | {_cell(o.doc or '')} |"
+            for key, o in declarations(spec).items()]
 
 
 def detector_card(specs: list["DetectorSpec"]) -> str:
