@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from sidbench.api import (Detector, DetectorSpec, LossMeter, OfficialWeights, Plateau, WeightsError, hookimpl, note,
+from sidbench.api import (Detector, DetectorSpec, OfficialWeights, Plateau, WeightsError, bce_epoch, hookimpl, note,
                           train_epochs)
 from sidbench.data.augment import BlurJpegCrop
 
@@ -76,18 +76,13 @@ class UnivFD(Detector):
         return summary
 
     def _epoch(self, train, opt, gen) -> tuple[float, int]:
+        """One epoch of BCE over shuffled mini-batches of the features (``bce_epoch``: no host sync per step)."""
         import torch
 
         x, y = train.features["image_embed"].to(self.device), train.labels.to(self.device)
-        meter = LossMeter()
-        for idx in torch.randperm(len(y), generator=gen).split(self.options["batch_size"]):
-            idx = idx.to(self.device)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(self.fc(x[idx]).squeeze(-1), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            meter.add(len(idx), loss=loss)  # read once per epoch: no host sync per step
-        return meter.totals().get("loss", 0.0) / max(len(y), 1), len(y)
+        order = torch.randperm(len(y), generator=gen).split(self.options["batch_size"])
+        return bce_epoch(self.score, (({"image_embed": x[i]}, y[i]) for i in (idx.to(self.device) for idx in order)),
+                         opt, self.device)
 
     def _accuracy(self, fs) -> float:
         import torch
